@@ -1,0 +1,48 @@
+// Where a local stack lives and listens. Two profiles: `dev` (the ports `supabase start`
+// uses, so docs and tools work unchanged) and `test` (its own ports and folder, so `npm test`
+// never clobbers a developer's running stack).
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+
+export type Profile = "dev" | "test";
+
+export interface StackConfig {
+  profile: Profile;
+  dir: string;
+  pgDir: string;
+  pgData: string;
+  pgPort: number;
+  gatewayPort: number;
+  emulatorPorts: { hubspot: number; salesforce: number; pipedrive: number };
+  dbPassword: string;
+  jwtSecret: string;
+  envFile: string;
+  functionsEnvFile: string;
+}
+
+// The Supabase CLI's well-known local JWT secret; keys minted from it are local-only.
+export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long";
+
+export function stackConfig(profile: Profile = "dev"): StackConfig {
+  const base = profile === "dev" ? 54300 : 55300;
+  const dir = join(ROOT, ".local", profile === "dev" ? "" : "test");
+  return {
+    profile,
+    dir,
+    pgDir: join(dir, "pg"),
+    pgData: join(dir, "pg", "data"),
+    pgPort: base + 22,
+    gatewayPort: base + 21,
+    emulatorPorts: { hubspot: base + 30, salesforce: base + 31, pipedrive: base + 32 },
+    dbPassword: "postgres",
+    jwtSecret: LOCAL_JWT_SECRET,
+    envFile: join(dir, "stack.env"),
+    functionsEnvFile: join(ROOT, "supabase", "functions", ".env"),
+  };
+}
+
+export function dbUrl(cfg: StackConfig, user = "postgres", password = cfg.dbPassword): string {
+  return `postgresql://${user}:${encodeURIComponent(password)}@127.0.0.1:${cfg.pgPort}/postgres`;
+}

@@ -1,0 +1,140 @@
+// Brings the local platform up and down: Postgres (+ bootstrap + migrations via the Supabase
+// CLI), the pg_net worker, the functions gateway and the CRM sandboxes. Every step is
+// idempotent; `down` stops exactly the processes whose pids it recorded, then the cluster.
+import { existsSync } from "node:fs";
+import postgres from "postgres";
+import { join } from "node:path";
+import { dbUrl, ROOT, type StackConfig } from "./config.ts";
+import { formatEnv, readEnvFile } from "./env_file.ts";
+import { KEY_EPOCH_S, mintKey } from "./jwt.ts";
+import { bootstrap, initCluster, psql, pushMigrations, startCluster, stopCluster } from "./postgres.ts";
+import { runningPid, startDetached, stopDetached, waitFor } from "./processes.ts";
+
+export interface UpOptions {
+  emulators?: boolean;
+  watch?: boolean;
+  log?: (msg: string) => void;
+}
+
+const SERVICES = ["emulators", "gateway", "pg_net_worker"] as const;
+const EMULATORS_MAIN = join(ROOT, "shared", "emulators", "main.ts");
+const DENO = Deno.execPath();
+
+export async function platformEnv(cfg: StackConfig): Promise<Record<string, string>> {
+  return {
+    SUPABASE_URL: `http://127.0.0.1:${cfg.gatewayPort}`,
+    SUPABASE_DB_URL: dbUrl(cfg),
+    SUPABASE_ANON_KEY: await mintKey(cfg.jwtSecret, { role: "anon", ref: "local" }, undefined, KEY_EPOCH_S),
+    SUPABASE_SERVICE_ROLE_KEY: await mintKey(cfg.jwtSecret, { role: "service_role", ref: "local" }, undefined, KEY_EPOCH_S),
+    SUPABASE_JWT_SECRET: cfg.jwtSecret,
+  };
+}
+
+async function upsertVaultSecret(cfg: StackConfig, name: string, value: string) {
+  const sql = postgres(dbUrl(cfg), { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql`select id from vault.secrets where name = ${name}`;
+    if (row) await sql`select vault.update_secret(${row.id}, ${value})`;
+    else await sql`select vault.create_secret(${value}, ${name}, 'set by the crm-sync local stack')`;
+  } finally {
+    await sql.end();
+  }
+}
+
+async function healthy(url: string): Promise<boolean> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+  await res.body?.cancel();
+  return res.ok;
+}
+
+async function emulatorEnv(cfg: StackConfig): Promise<Record<string, string> | null> {
+  const log = await Deno.readTextFile(join(cfg.dir, "logs", "emulators.log")).catch(() => "");
+  const line = log.split("\n").reverse().find((l) => l.startsWith('{"ready":true'));
+  return line ? JSON.parse(line).env : null;
+}
+
+export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record<string, string>> {
+  const log = opts.log ?? ((m: string) => console.error(`[stack] ${m}`));
+  await Deno.mkdir(cfg.dir, { recursive: true });
+  if (await initCluster(cfg)) log(`initialised a Postgres cluster in ${cfg.pgData}`);
+  await startCluster(cfg);
+  log(`postgres on 127.0.0.1:${cfg.pgPort}`);
+  await bootstrap(cfg);
+  const pushed = await pushMigrations(cfg);
+  log(/up to date/i.test(pushed) ? "migrations up to date" : "migrations applied");
+
+  const env = await platformEnv(cfg);
+  // Supabase's scheduling guide keeps the project URL and key in Vault for pg_cron jobs.
+  await upsertVaultSecret(cfg, "project_url", env.SUPABASE_URL);
+  await upsertVaultSecret(cfg, "service_role_key", env.SUPABASE_SERVICE_ROLE_KEY);
+
+  const common = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root" };
+  const start = async (name: string, cmd: string[], extra: Record<string, string>) => {
+    if (runningPid(cfg.dir, name)) return false;
+    await Deno.remove(join(cfg.dir, "logs", `${name}.log`)).catch(() => {});
+    await startDetached(cfg.dir, { name, cmd, env: { ...common, ...extra }, cwd: ROOT });
+    return true;
+  };
+  const alive = (name: string) => () => runningPid(cfg.dir, name) === null;
+
+  await start("pg_net_worker", [DENO, "run", "-A", join(ROOT, "shared/local/pg_net_worker.ts")], {
+    SUPABASE_DB_URL: env.SUPABASE_DB_URL,
+  });
+  await start("gateway", [DENO, "run", "-A", join(ROOT, "shared/local/gateway.ts")], {
+    ...env,
+    GATEWAY_PORT: String(cfg.gatewayPort),
+    FUNCTIONS_ENV_FILE: cfg.functionsEnvFile,
+    GATEWAY_WATCH: opts.watch ? "1" : "0",
+  });
+  let emulators: Record<string, string> = {};
+  const withEmulators = (opts.emulators ?? true) && existsSync(EMULATORS_MAIN);
+  if (withEmulators) {
+    await start("emulators", [
+      DENO,
+      "run",
+      "-A",
+      EMULATORS_MAIN,
+      "--hubspot-port",
+      String(cfg.emulatorPorts.hubspot),
+      "--salesforce-port",
+      String(cfg.emulatorPorts.salesforce),
+      "--pipedrive-port",
+      String(cfg.emulatorPorts.pipedrive),
+    ], {});
+  }
+
+  await waitFor("gateway", () => healthy(`${env.SUPABASE_URL}/__health`), 30_000, alive("gateway"));
+  await waitFor("pg_net worker", async () => {
+    const n = await psql(cfg, [
+      "-tA",
+      "-c",
+      "select count(*) from pg_stat_activity where application_name = 'pg_net worker'",
+    ]);
+    return Number(n.trim()) > 0;
+  }, 30_000, alive("pg_net_worker"));
+  if (withEmulators) {
+    await waitFor("emulators", async () => (await emulatorEnv(cfg)) !== null, 60_000, alive("emulators"));
+    emulators = (await emulatorEnv(cfg))!;
+  }
+  log(`gateway on ${env.SUPABASE_URL}, pg_net worker running${withEmulators ? ", sandboxes running" : ""}`);
+
+  const all = { ...env, ...emulators };
+  await Deno.writeTextFile(cfg.envFile, formatEnv(all), { mode: 0o600 });
+  log(`wrote ${cfg.envFile}`);
+  return all;
+}
+
+export async function down(cfg: StackConfig, log = (m: string) => console.error(`[stack] ${m}`)) {
+  for (const name of SERVICES) {
+    if (await stopDetached(cfg.dir, name)) log(`stopped ${name}`);
+  }
+  if (existsSync(join(cfg.pgData, "PG_VERSION")) && await stopCluster(cfg)) log("stopped postgres");
+}
+
+export async function readStackEnv(cfg: StackConfig): Promise<Record<string, string>> {
+  return await readEnvFile(cfg.envFile);
+}
+
+export function servicePids(cfg: StackConfig): Record<string, number | null> {
+  return Object.fromEntries(SERVICES.map((s) => [s, runningPid(cfg.dir, s)]));
+}
