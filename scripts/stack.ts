@@ -12,6 +12,14 @@ switch (cmd) {
     console.log(`stack is up; connection details in ${cfg.envFile}`);
     break;
   }
+  case "reset": {
+    // Throws the local database away and rebuilds it from the migrations.
+    await down(cfg);
+    await Deno.remove(cfg.pgDir, { recursive: true }).catch(() => {});
+    await up(cfg, { watch: true });
+    console.log("stack was reset");
+    break;
+  }
   case "down":
     await down(cfg);
     console.log("stack is down");
@@ -32,6 +40,6 @@ switch (cmd) {
     break;
   }
   default:
-    console.error("usage: stack.ts up|down|start");
+    console.error("usage: stack.ts up|down|reset|start");
     Deno.exit(2);
 }
