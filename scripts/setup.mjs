@@ -4,6 +4,7 @@
 // (npm ci), and the local stand-ins for Supabase's pg_net and Vault extensions into Postgres'
 // extension directory. Node built-ins only: nothing else exists yet on a fresh machine.
 import { execFileSync, spawnSync } from "node:child_process";
+import process from "node:process";
 import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,7 +23,10 @@ const DEBIAN_PACKAGES = [
 ];
 
 function sh(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: quiet ? "ignore" : ["ignore", "inherit", "inherit"], ...opts });
+  const r = spawnSync(cmd, args, {
+    stdio: quiet ? "ignore" : ["ignore", "inherit", "inherit"],
+    ...opts,
+  });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited with ${r.status}`);
 }
 
@@ -43,7 +47,12 @@ function installDebianPackages() {
   run(["apt-get", "update", "-qq"]);
   run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", ...missing]);
   // Debian's postgresql-common creates and starts a default cluster on 5432; we never use it.
-  spawnSync(sudo[0] ?? "pg_dropcluster", [...(sudo.length ? ["pg_dropcluster"] : []), "--stop", "15", "main"], {
+  spawnSync(sudo[0] ?? "pg_dropcluster", [
+    ...(sudo.length ? ["pg_dropcluster"] : []),
+    "--stop",
+    "15",
+    "main",
+  ], {
     stdio: "ignore",
   });
 }
@@ -60,7 +69,9 @@ function installNpmPackages() {
 
 /** Copies the pg_net and supabase_vault stand-ins into Postgres' extension directory. */
 function installExtensions() {
-  const sharedir = execFileSync("/usr/lib/postgresql/15/bin/pg_config", ["--sharedir"], { encoding: "utf8" }).trim();
+  const sharedir = execFileSync("/usr/lib/postgresql/15/bin/pg_config", ["--sharedir"], {
+    encoding: "utf8",
+  }).trim();
   const target = join(sharedir, "extension");
   const source = join(root, "shared", "local", "extensions");
   for (const file of readdirSync(source)) {
@@ -77,7 +88,15 @@ function ensurePostgresUser() {
   if (!isRoot) return;
   if (spawnSync("id", ["-u", "postgres"], { stdio: "ignore" }).status === 0) return;
   log("creating the postgres OS user");
-  sh("useradd", ["--system", "--user-group", "--home-dir", "/var/lib/postgresql", "--shell", "/bin/bash", "postgres"]);
+  sh("useradd", [
+    "--system",
+    "--user-group",
+    "--home-dir",
+    "/var/lib/postgresql",
+    "--shell",
+    "/bin/bash",
+    "postgres",
+  ]);
 }
 
 try {

@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const ROOT = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url).href).replace(/\/$/, "");
 
 export type Profile = "dev" | "test";
 
@@ -39,7 +39,11 @@ export function stackConfig(profile: Profile = "dev"): StackConfig {
     dbPassword: "postgres",
     jwtSecret: LOCAL_JWT_SECRET,
     envFile: join(dir, "stack.env"),
-    functionsEnvFile: join(ROOT, "supabase", "functions", ".env"),
+    // The dev stack reads the developer's function secrets (the CLI's convention); the test
+    // stack gets its own file so a developer's secrets never leak into test runs.
+    functionsEnvFile: profile === "dev"
+      ? join(ROOT, "supabase", "functions", ".env")
+      : join(dir, "functions.env"),
   };
 }
 

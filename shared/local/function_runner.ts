@@ -79,7 +79,8 @@ const server = realServe({
 });
 
 const stop = async () => {
-  await server.shutdown();
+  // In-flight requests get a short grace period; a hung handler must not block the exit.
+  await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
   // Like the platform, background tasks get a grace period after the last response.
   await Promise.race([Promise.allSettled([...pending]), new Promise((r) => setTimeout(r, 10_000))]);
   finished.resolve();

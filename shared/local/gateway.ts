@@ -34,8 +34,8 @@ interface Worker {
   exited: boolean;
 }
 
-const RUNNER = fileURLToPath(new URL("./function_runner.ts", import.meta.url));
-const DENO_CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url));
+const RUNNER = fileURLToPath(new URL("./function_runner.ts", import.meta.url).href);
+const DENO_CONFIG = fileURLToPath(new URL("../../deno.json", import.meta.url).href);
 const SLUG = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 // Variables a function process inherits from the machine; everything else is explicit.
 const INHERITED = ["PATH", "HOME", "TMPDIR", "DENO_DIR", "DENO_TLS_CA_STORE", "LANG", "TZ"];
@@ -163,7 +163,10 @@ export function startGateway(opts: GatewayOptions) {
       port = await worker.port;
     } catch (e) {
       log(`${slug} failed to boot: ${(e as Error).message}`);
-      return json(503, { code: "BOOT_ERROR", message: "Function failed to start (please check logs)" });
+      return json(503, {
+        code: "BOOT_ERROR",
+        message: "Function failed to start (please check logs)",
+      });
     }
     const headers = new Headers(req.headers);
     headers.delete("host");
@@ -176,7 +179,11 @@ export function startGateway(opts: GatewayOptions) {
         redirect: "manual",
         signal: timeout,
       });
-      return new Response(res.body, { status: res.status, statusText: res.statusText, headers: res.headers });
+      return new Response(res.body, {
+        status: res.status,
+        statusText: res.statusText,
+        headers: res.headers,
+      });
     } catch (e) {
       if (timeout.aborted) {
         return json(504, { code: "TIMEOUT", message: "Function exceeded the wall-clock limit" });
@@ -252,7 +259,7 @@ if (import.meta.main) {
     if (!v) throw new Error(`${k} is required`);
     return v;
   };
-  const root = fileURLToPath(new URL("../../", import.meta.url));
+  const root = fileURLToPath(new URL("../../", import.meta.url).href);
   const gw = startGateway({
     port: Number(need("GATEWAY_PORT")),
     functionsDir: Deno.env.get("FUNCTIONS_DIR") ?? join(root, "supabase", "functions"),

@@ -83,7 +83,11 @@ function describeFetchError(e: unknown): string {
 export function startWorker(opts: WorkerOptions) {
   const log = opts.log ?? ((m: string) => console.error(`[pg_net] ${m}`));
   const batchSize = opts.batchSize ?? 200;
-  const sql = postgres(opts.dbUrl, { max: 4, onnotice: () => {}, connection: { application_name: "pg_net worker" } });
+  const sql = postgres(opts.dbUrl, {
+    max: 4,
+    onnotice: () => {},
+    connection: { application_name: "pg_net worker" },
+  });
   let stopping = false;
   let running: Promise<void> | null = null;
   let again = false;
@@ -141,7 +145,10 @@ export function startWorker(opts: WorkerOptions) {
 
   const ready = sql.listen("pg_net", () => wake(), () => wake());
   const poll = setInterval(wake, opts.pollMs ?? 1000);
-  const purgeTimer = setInterval(() => purge().catch((e) => log(`purge failed: ${e.message}`)), 60_000);
+  const purgeTimer = setInterval(
+    () => purge().catch((e) => log(`purge failed: ${e.message}`)),
+    60_000,
+  );
 
   return {
     ready: ready.then(() => purge()).then(() => wake()),

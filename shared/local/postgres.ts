@@ -13,7 +13,12 @@ function asPgUser(cmd: string, args: string[]): [string, string[]] {
 
 async function run(cmd: string, args: string[], opts: { env?: Record<string, string> } = {}) {
   const [c, a] = asPgUser(cmd, args);
-  const out = await new Deno.Command(c, { args: a, env: opts.env, stdout: "piped", stderr: "piped" })
+  const out = await new Deno.Command(c, {
+    args: a,
+    env: opts.env,
+    stdout: "piped",
+    stderr: "piped",
+  })
     .output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   return { ok: out.success, code: out.code, text };
@@ -35,7 +40,9 @@ function settings(cfg: StackConfig): string {
     "log_timezone = 'UTC'",
     "log_min_messages = warning",
     // The test profile trades durability for speed; a crashed test cluster is thrown away.
-    ...(cfg.profile === "test" ? ["fsync = off", "synchronous_commit = off", "full_page_writes = off"] : []),
+    ...(cfg.profile === "test"
+      ? ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+      : []),
     "",
   ].join("\n");
 }
@@ -73,7 +80,10 @@ export async function initCluster(cfg: StackConfig): Promise<boolean> {
     { append: true },
   );
   // Vault stand-in key: server-only file, never in a table or setting.
-  const key = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0"))
+  const key = Array.from(
+    crypto.getRandomValues(new Uint8Array(32)),
+    (b) => b.toString(16).padStart(2, "0"),
+  )
     .join("");
   await Deno.writeTextFile(join(cfg.pgData, "vault.key"), key + "\n", { mode: 0o600 });
   if (isRoot) await chownPg(cfg.pgDir);
@@ -122,7 +132,16 @@ export async function startCluster(cfg: StackConfig): Promise<void> {
 
 export async function stopCluster(cfg: StackConfig): Promise<boolean> {
   if (!(await isRunning(cfg))) return false;
-  const r = await run(`${PG_BIN}/pg_ctl`, ["-D", cfg.pgData, "-m", "fast", "-w", "-t", "60", "stop"]);
+  const r = await run(`${PG_BIN}/pg_ctl`, [
+    "-D",
+    cfg.pgData,
+    "-m",
+    "fast",
+    "-w",
+    "-t",
+    "60",
+    "stop",
+  ]);
   if (!r.ok) throw new Error(`postgres did not stop:\n${r.text}`);
   return true;
 }
@@ -135,7 +154,9 @@ export async function psql(cfg: StackConfig, args: string[]): Promise<string> {
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) throw new Error(`psql ${args.join(" ")} failed:\n${new TextDecoder().decode(out.stderr)}`);
+  if (!out.success) {
+    throw new Error(`psql ${args.join(" ")} failed:\n${new TextDecoder().decode(out.stderr)}`);
+  }
   return text;
 }
 

@@ -7,7 +7,14 @@ import { join } from "node:path";
 import { dbUrl, ROOT, type StackConfig } from "./config.ts";
 import { formatEnv, readEnvFile } from "./env_file.ts";
 import { KEY_EPOCH_S, mintKey } from "./jwt.ts";
-import { bootstrap, initCluster, psql, pushMigrations, startCluster, stopCluster } from "./postgres.ts";
+import {
+  bootstrap,
+  initCluster,
+  psql,
+  pushMigrations,
+  startCluster,
+  stopCluster,
+} from "./postgres.ts";
 import { runningPid, startDetached, stopDetached, waitFor } from "./processes.ts";
 
 export interface UpOptions {
@@ -24,8 +31,18 @@ export async function platformEnv(cfg: StackConfig): Promise<Record<string, stri
   return {
     SUPABASE_URL: `http://127.0.0.1:${cfg.gatewayPort}`,
     SUPABASE_DB_URL: dbUrl(cfg),
-    SUPABASE_ANON_KEY: await mintKey(cfg.jwtSecret, { role: "anon", ref: "local" }, undefined, KEY_EPOCH_S),
-    SUPABASE_SERVICE_ROLE_KEY: await mintKey(cfg.jwtSecret, { role: "service_role", ref: "local" }, undefined, KEY_EPOCH_S),
+    SUPABASE_ANON_KEY: await mintKey(
+      cfg.jwtSecret,
+      { role: "anon", ref: "local" },
+      undefined,
+      KEY_EPOCH_S,
+    ),
+    SUPABASE_SERVICE_ROLE_KEY: await mintKey(
+      cfg.jwtSecret,
+      { role: "service_role", ref: "local" },
+      undefined,
+      KEY_EPOCH_S,
+    ),
     SUPABASE_JWT_SECRET: cfg.jwtSecret,
   };
 }
@@ -35,7 +52,9 @@ async function upsertVaultSecret(cfg: StackConfig, name: string, value: string) 
   try {
     const [row] = await sql`select id from vault.secrets where name = ${name}`;
     if (row) await sql`select vault.update_secret(${row.id}, ${value})`;
-    else await sql`select vault.create_secret(${value}, ${name}, 'set by the crm-sync local stack')`;
+    else {
+      await sql`select vault.create_secret(${value}, ${name}, 'set by the crm-sync local stack')`;
+    }
   } finally {
     await sql.end();
   }
@@ -68,7 +87,10 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   await upsertVaultSecret(cfg, "project_url", env.SUPABASE_URL);
   await upsertVaultSecret(cfg, "service_role_key", env.SUPABASE_SERVICE_ROLE_KEY);
 
-  const common = { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/root" };
+  const common = {
+    PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+    HOME: Deno.env.get("HOME") ?? "/root",
+  };
   const start = async (name: string, cmd: string[], extra: Record<string, string>) => {
     if (runningPid(cfg.dir, name)) return false;
     await Deno.remove(join(cfg.dir, "logs", `${name}.log`)).catch(() => {});
@@ -104,19 +126,33 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   }
 
   await waitFor("gateway", () => healthy(`${env.SUPABASE_URL}/__health`), 30_000, alive("gateway"));
-  await waitFor("pg_net worker", async () => {
-    const n = await psql(cfg, [
-      "-tA",
-      "-c",
-      "select count(*) from pg_stat_activity where application_name = 'pg_net worker'",
-    ]);
-    return Number(n.trim()) > 0;
-  }, 30_000, alive("pg_net_worker"));
+  await waitFor(
+    "pg_net worker",
+    async () => {
+      const n = await psql(cfg, [
+        "-tA",
+        "-c",
+        "select count(*) from pg_stat_activity where application_name = 'pg_net worker'",
+      ]);
+      return Number(n.trim()) > 0;
+    },
+    30_000,
+    alive("pg_net_worker"),
+  );
   if (withEmulators) {
-    await waitFor("emulators", async () => (await emulatorEnv(cfg)) !== null, 60_000, alive("emulators"));
+    await waitFor(
+      "emulators",
+      async () => (await emulatorEnv(cfg)) !== null,
+      60_000,
+      alive("emulators"),
+    );
     emulators = (await emulatorEnv(cfg))!;
   }
-  log(`gateway on ${env.SUPABASE_URL}, pg_net worker running${withEmulators ? ", sandboxes running" : ""}`);
+  log(
+    `gateway on ${env.SUPABASE_URL}, pg_net worker running${
+      withEmulators ? ", sandboxes running" : ""
+    }`,
+  );
 
   const all = { ...env, ...emulators };
   await Deno.writeTextFile(cfg.envFile, formatEnv(all), { mode: 0o600 });

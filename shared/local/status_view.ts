@@ -14,8 +14,13 @@ async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string,
   for (const [name, pid] of Object.entries(servicePids(cfg))) {
     lines.push(`  ${name.padEnd(16)} ${pid ? `running (pid ${pid})` : "not running"}`);
   }
-  const [db] = await sql`select version() as v, pg_size_pretty(pg_database_size('postgres')) as size`;
-  lines.push(`  ${"postgres".padEnd(16)} ${String(db.v).split(" on ")[0]} · ${db.size} · ${env.SUPABASE_DB_URL}`);
+  const [db] =
+    await sql`select version() as v, pg_size_pretty(pg_database_size('postgres')) as size`;
+  lines.push(
+    `  ${"postgres".padEnd(16)} ${
+      String(db.v).split(" on ")[0]
+    } · ${db.size} · ${env.SUPABASE_DB_URL}`,
+  );
   lines.push(`  ${"gateway".padEnd(16)} ${env.SUPABASE_URL}/functions/v1/<slug>`);
   for (const k of ["HUBSPOT_API_URL", "SALESFORCE_API_URL", "PIPEDRIVE_API_URL"]) {
     if (env[k]) lines.push(`  ${k.padEnd(18)} ${env[k]}`);
@@ -28,7 +33,9 @@ async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string,
                        where r.jobid = j.jobid order by runid desc limit 1) d on true
     order by j.jobname`;
   for (const j of jobs) {
-    const last = j.start_time ? `${j.status} at ${new Date(j.start_time).toISOString().slice(11, 19)}` : "not run yet";
+    const last = j.start_time
+      ? `${j.status} at ${new Date(j.start_time).toISOString().slice(11, 19)}`
+      : "not run yet";
     lines.push(`  ${String(j.jobname).padEnd(32)} ${String(j.schedule).padEnd(14)} ${last}`);
   }
   const [net] = await sql`
@@ -37,7 +44,10 @@ async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string,
            count(*) filter (where created > now() - interval '1 hour'
                               and (status_code >= 400 or error_msg is not null or timed_out))::int as failed
     from net._http_response`;
-  lines.push("", `pg_net: ${net.queued} queued · ${net.last_hour} calls in the last hour · ${net.failed} failed`);
+  lines.push(
+    "",
+    `pg_net: ${net.queued} queued · ${net.last_hour} calls in the last hour · ${net.failed} failed`,
+  );
   return lines.join("\n");
 }
 

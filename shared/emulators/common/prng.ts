@@ -128,8 +128,8 @@ export class Prng {
     h[12] = "4";
     h[16] = HEX[(parseInt(h[16], 16) & 0x3) | 0x8];
     const s = h.join("");
-    return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${
-      s.slice(16, 20)
-    }-${s.slice(20)}`;
+    return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${
+      s.slice(20)
+    }`;
   }
 }

@@ -3,7 +3,10 @@
 // or user token that passes verify_jwt is still refused.
 import { decodeJwt } from "jose";
 
-export function isServiceRole(req: Request, serviceKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY")): boolean {
+export function isServiceRole(
+  req: Request,
+  serviceKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY"),
+): boolean {
   const token = req.headers.get("authorization")?.match(/^Bearer\s+(.+)$/i)?.[1];
   if (!token) return false;
   if (serviceKey && token === serviceKey) return true;

@@ -17,7 +17,9 @@ const sql = connect();
 
 Deno.serve(async (req) => {
   if (req.method !== "POST") return Response.json({ error: "method not allowed" }, { status: 405 });
-  if (!isServiceRole(req)) return Response.json({ error: "service role required" }, { status: 403 });
+  if (!isServiceRole(req)) {
+    return Response.json({ error: "service role required" }, { status: 403 });
+  }
   const parsed = Body.safeParse(await req.json().catch(() => null));
   if (!parsed.success) {
     return Response.json({ error: "invalid body", issues: parsed.error.issues }, { status: 400 });
