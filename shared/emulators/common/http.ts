@@ -61,7 +61,9 @@ export async function readForm(req: Request): Promise<URLSearchParams> {
     try {
       const obj = JSON.parse(text) as Record<string, unknown>;
       const p = new URLSearchParams();
-      for (const [k, v] of Object.entries(obj)) if (v !== undefined && v !== null) p.set(k, String(v));
+      for (const [k, v] of Object.entries(obj)) {
+        if (v !== undefined && v !== null) p.set(k, String(v));
+      }
       return p;
     } catch {
       return new URLSearchParams();

@@ -73,7 +73,9 @@ export class TokenStore {
     const info = this.#tokens.get(token);
     if (!info || !kinds.includes(info.kind)) return { ok: false, reason: "invalid" };
     if (info.revoked) return { ok: false, reason: "revoked", info };
-    if (info.expiresAt !== null && now >= info.expiresAt) return { ok: false, reason: "expired", info };
+    if (info.expiresAt !== null && now >= info.expiresAt) {
+      return { ok: false, reason: "expired", info };
+    }
     return { ok: true, info };
   }
 

@@ -86,7 +86,16 @@ export class WebhookQueue {
   #idleWaiters: Array<() => void> = [];
   #records: DeliveryRecord[] = [];
   #maxRecords = 10_000;
-  readonly stats = { enqueued: 0, attempts: 0, delivered: 0, failedAttempts: 0, gaveUp: 0, dropped: 0, duplicated: 0, reordered: 0 };
+  readonly stats = {
+    enqueued: 0,
+    attempts: 0,
+    delivered: 0,
+    failedAttempts: 0,
+    gaveUp: 0,
+    dropped: 0,
+    duplicated: 0,
+    reordered: 0,
+  };
 
   constructor(private opts: WebhookQueueOptions) {}
 
@@ -107,7 +116,16 @@ export class WebhookQueue {
     this.stats.enqueued++;
     if (this.opts.faults.dropWebhook()) {
       this.stats.dropped++;
-      this.#record({ jobId: id, label: job.label, attempt: 1, url: "", status: null, ok: false, durationMs: 0, dropped: true });
+      this.#record({
+        jobId: id,
+        label: job.label,
+        attempt: 1,
+        url: "",
+        status: null,
+        ok: false,
+        durationMs: 0,
+        dropped: true,
+      });
       job.onSettled?.("dropped");
       this.#checkIdle();
       return id;
@@ -230,10 +248,14 @@ export class WebhookQueue {
       });
       const text = await res.text();
       status = res.status;
-      ok = p.job.isSuccess ? p.job.isSuccess(res.status, text) : res.status >= 200 && res.status < 300;
+      ok = p.job.isSuccess
+        ? p.job.isSuccess(res.status, text)
+        : res.status >= 200 && res.status < 300;
       if (!ok) error = `HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ""}`;
     } catch (e) {
-      error = ctrl.signal.aborted && !this.#closed ? `timeout after ${p.job.policy.timeoutMs} ms` : String(e);
+      error = ctrl.signal.aborted && !this.#closed
+        ? `timeout after ${p.job.policy.timeoutMs} ms`
+        : String(e);
     } finally {
       clearTimeout(timer);
       this.#abort.signal.removeEventListener("abort", onClose);
@@ -263,7 +285,22 @@ export class WebhookQueue {
         this.stats.duplicated++;
         // Re-send the identical request shortly after, as an at-least-once system does.
         const copy = req;
-        this.#later(5, () => this.#push({ id: p.id, job: { ...p.job, build: () => copy, onSettled: undefined, policy: { ...p.job.policy, delaysMs: [] } }, attempt: p.attempt, duplicate: true, reordered: false }));
+        this.#later(
+          5,
+          () =>
+            this.#push({
+              id: p.id,
+              job: {
+                ...p.job,
+                build: () => copy,
+                onSettled: undefined,
+                policy: { ...p.job.policy, delaysMs: [] },
+              },
+              attempt: p.attempt,
+              duplicate: true,
+              reordered: false,
+            }),
+        );
       }
       if (!p.duplicate) p.job.onSettled?.("delivered");
       return;
@@ -288,7 +325,9 @@ export class WebhookQueue {
       delete old.body;
       delete old.headers;
     }
-    if (this.#records.length > this.#maxRecords) this.#records.splice(0, this.#records.length - this.#maxRecords);
+    if (this.#records.length > this.#maxRecords) {
+      this.#records.splice(0, this.#records.length - this.#maxRecords);
+    }
   }
 
   #checkIdle(): void {

@@ -1,0 +1,457 @@
+/**
+ * Shared emulator core: `Deno.serve` lifecycle, request pipeline (route
+ * match → injected latency/faults → handler → counters) and the admin API
+ * pieces common to all providers. Provider modules subclass `Emulator` and
+ * register their API routes on `this.api` and extra admin routes on
+ * `this.admin`.
+ */
+import { z } from "zod";
+import { Counters } from "./counters.ts";
+import { type FaultConfigInput, FaultConfigSchema, Faults } from "./faults.ts";
+import { HttpError, json, sleep } from "./http.ts";
+import { Prng } from "./prng.ts";
+import { type RequestContext, Router } from "./router.ts";
+import { TokenStore } from "./tokens.ts";
+import { WebhookQueue } from "./webhook_queue.ts";
+
+export interface BaseOptions {
+  /** 0 (default) = random free port. */
+  port?: number;
+  hostname?: string;
+  seed?: number;
+  /** Records per object generated at start (default 25). */
+  records?: number;
+  /** Multiplier for webhook retry delays (1 = provider timing). */
+  timeScale?: number;
+  /** Initial faults. */
+  faults?: FaultConfigInput;
+  /** Clock (epoch ms); tests may pass a controllable one. */
+  now?: () => number;
+  /** Log sink for diagnostics (default: silent). */
+  log?: (line: string) => void;
+  /** Keep bodies of the last N webhook deliveries for inspection (default 1000). */
+  keepWebhookBodies?: number;
+}
+
+export interface StartedEmulator<S> {
+  url: string;
+  port: number;
+  credentials: Record<string, string>;
+  store: S;
+  counters: Counters;
+  faults: Faults;
+  webhooks: WebhookQueue;
+  /** The emulator object itself (admin operations in-process). */
+  emulator: Emulator;
+  close(): Promise<void>;
+}
+
+/** Error for the admin API (plain `{error}` JSON bodies). */
+export class AdminError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+/** Record operations the admin API exposes, implemented per provider. */
+export interface AdminStore {
+  objects(): string[];
+  dump(object?: string): unknown;
+  get(object: string, id: string): unknown | undefined;
+  create(object: string, data: Record<string, unknown>): unknown;
+  update(object: string, id: string, data: Record<string, unknown>): unknown;
+  remove(object: string, id: string): unknown;
+  merge(object: string, primaryId: string, mergedId: string): unknown;
+  /** Set the modification time of a selection of records; returns their ids. */
+  setModified(object: string, selection: ModifiedSelection, modifiedAt: number): string[];
+  reseed(seed: number, records: number): void;
+}
+
+export const ModifiedSelectionSchema = z.object({
+  ids: z.array(z.union([z.string(), z.number()]).transform(String)).optional(),
+  /** Number of records to pick when `ids` is absent (default: all). */
+  count: z.number().int().min(0).optional(),
+  /** Which records to pick by current modification time. */
+  pick: z.enum(["oldest", "newest", "random"]).default("oldest"),
+});
+export type ModifiedSelection = z.infer<typeof ModifiedSelectionSchema>;
+
+const SetModifiedSchema = ModifiedSelectionSchema.extend({
+  modifiedAt: z.union([z.number(), z.string()]),
+});
+
+const SeedSchema = z.object({
+  seed: z.number().int().optional(),
+  records: z.number().int().min(0).max(2_000_000).optional(),
+}).strict();
+
+const MergeSchema = z.object({
+  primaryId: z.union([z.string(), z.number()]).transform(String),
+  mergedId: z.union([z.string(), z.number()]).transform(String),
+});
+
+const TokenTtlSchema = z.object({
+  accessTtlSeconds: z.number().min(0).nullable(),
+  applyToExisting: z.boolean().default(true),
+});
+
+export function parseTime(v: number | string): number {
+  if (typeof v === "number") return v;
+  const n = Number(v);
+  if (Number.isFinite(n) && /^\d+$/.test(v.trim())) return n;
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new AdminError(400, `invalid timestamp: ${v}`);
+  return t;
+}
+
+export type FaultKind = "5xx" | "429" | "401";
+
+export abstract class Emulator {
+  readonly name: string;
+  seed: number;
+  records: number;
+  readonly prng: Prng;
+  readonly faults: Faults;
+  readonly counters = new Counters();
+  readonly queue: WebhookQueue;
+  readonly tokens: TokenStore;
+  readonly api = new Router();
+  readonly admin = new Router();
+  readonly now: () => number;
+  readonly log: (line: string) => void;
+  timeScale: number;
+  url = "";
+  port = 0;
+  #server?: Deno.HttpServer;
+  #closing = new AbortController();
+  #startOptions: { port: number; hostname: string };
+
+  constructor(name: string, opts: BaseOptions, tokenTtlMs: number | null) {
+    this.name = name;
+    this.seed = opts.seed ?? 1;
+    this.records = opts.records ?? 25;
+    this.timeScale = opts.timeScale ?? 1;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? (() => {});
+    this.prng = new Prng(this.seed).fork(name);
+    this.faults = new Faults(this.seed, opts.faults ?? {});
+    this.tokens = new TokenStore(this.prng.fork("tokens"), tokenTtlMs);
+    this.queue = new WebhookQueue({
+      faults: this.faults,
+      timeScale: this.timeScale,
+      maxConcurrency: 10,
+      keepBodies: opts.keepWebhookBodies,
+      log: this.log,
+    });
+    this.#startOptions = { port: opts.port ?? 0, hostname: opts.hostname ?? "127.0.0.1" };
+    this.#registerCommonAdmin();
+  }
+
+  // ---- provider hooks -------------------------------------------------------
+
+  abstract get adminStore(): AdminStore;
+  abstract credentials(): Record<string, string>;
+  /** Response for an unknown API path (provider-shaped 404). */
+  protected abstract notFound(ctx: RequestContext, methodMismatch: boolean): Response;
+  /** Response for an injected fault. */
+  protected abstract faultResponse(kind: FaultKind, ctx: RequestContext): Response;
+  /** Response for an unexpected exception. */
+  protected abstract internalError(ctx: RequestContext, err: unknown): Response;
+  /** Provider state reset (tokens, rate limits, …) on admin reset. */
+  protected resetProviderState(): void {}
+
+  // ---- lifecycle -------------------------------------------------------------
+
+  async start(): Promise<this> {
+    const { port, hostname } = this.#startOptions;
+    let resolveListen!: (addr: Deno.NetAddr) => void;
+    const listening = new Promise<Deno.NetAddr>((r) => (resolveListen = r));
+    this.#server = Deno.serve({
+      port,
+      hostname,
+      onListen: (addr) => resolveListen(addr as Deno.NetAddr),
+      onError: (err) => {
+        this.log(`${this.name}: unhandled ${err}`);
+        return new Response("internal error", { status: 500 });
+      },
+    }, (req) => this.handle(req));
+    const addr = await listening;
+    this.port = addr.port;
+    this.url = `http://${hostname}:${addr.port}`;
+    this.onStarted();
+    return this;
+  }
+
+  /** Called once the URL is known (providers derive instance URLs etc.). */
+  protected onStarted(): void {}
+
+  async close(): Promise<void> {
+    this.#closing.abort();
+    await this.queue.close();
+    if (this.#server) {
+      await this.#server.shutdown();
+      this.#server = undefined;
+    }
+  }
+
+  get closingSignal(): AbortSignal {
+    return this.#closing.signal;
+  }
+
+  // ---- request pipeline ------------------------------------------------------
+
+  async handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    if (url.pathname === "/__admin" || url.pathname.startsWith("/__admin/")) {
+      return await this.#handleAdmin(req, url);
+    }
+    const m = this.api.match(req.method, url.pathname);
+    if (!("handler" in m)) {
+      const ctx: RequestContext = { req, url, params: {}, route: `${req.method} (unmatched)` };
+      const res = this.notFound(ctx, m.methodMismatch);
+      this.counters.record(ctx.route, res.status);
+      return res;
+    }
+    const ctx: RequestContext = { req, url, params: m.params, route: m.route };
+    const decision = this.faults.decideRequest(m.route);
+    if (decision.latencyMs > 0) await sleep(decision.latencyMs, this.#closing.signal);
+    let res: Response;
+    if (decision.fault === "hang") {
+      // Never answer: wait until the client gives up or the emulator closes.
+      this.counters.record(m.route, 0);
+      await waitForAbort(req.signal, this.#closing.signal);
+      return new Response(null, { status: 504 });
+    } else if (decision.fault !== "ok") {
+      res = this.faultResponse(decision.fault, ctx);
+    } else {
+      try {
+        res = await m.handler(ctx);
+      } catch (e) {
+        if (e instanceof HttpError) res = e.response;
+        else {
+          this.log(`${this.name}: ${ctx.route} failed: ${(e as Error)?.stack ?? e}`);
+          res = this.internalError(ctx, e);
+        }
+      }
+    }
+    this.counters.record(m.route, res.status);
+    return res;
+  }
+
+  async #handleAdmin(req: Request, url: URL): Promise<Response> {
+    const m = this.admin.match(req.method, url.pathname);
+    if (!("handler" in m)) {
+      return json({
+        error: m.methodMismatch ? "method not allowed" : `no admin route ${url.pathname}`,
+      }, m.methodMismatch ? 405 : 404);
+    }
+    try {
+      return await m.handler({ req, url, params: m.params, route: m.route });
+    } catch (e) {
+      if (e instanceof AdminError) return json({ error: e.message }, e.status);
+      if (e instanceof HttpError) return e.response;
+      if (e instanceof z.ZodError) {
+        return json({
+          error: e.issues.map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`).join("; "),
+        }, 400);
+      }
+      this.log(`${this.name}: admin ${url.pathname} failed: ${(e as Error)?.stack ?? e}`);
+      return json({ error: String(e) }, 500);
+    }
+  }
+
+  // ---- admin -------------------------------------------------------------------
+
+  /** Read an admin JSON body (empty body = {}). */
+  protected async adminBody(req: Request): Promise<unknown> {
+    const text = await req.text();
+    if (text.trim() === "") return {};
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new AdminError(400, `invalid JSON: ${(e as Error).message}`);
+    }
+  }
+
+  /** Full reset to the seeded initial state (webhook configuration is kept). */
+  reset(seed = this.seed, records = this.records): void {
+    this.seed = seed;
+    this.records = records;
+    this.queue.cancelAll();
+    this.queue.clearLog();
+    this.counters.reset();
+    this.faults.reset(seed);
+    this.resetProviderState();
+    this.adminStore.reseed(seed, records);
+  }
+
+  #registerCommonAdmin(): void {
+    const a = this.admin;
+    a.get("/__admin", () =>
+      json({
+        name: this.name,
+        url: this.url,
+        seed: this.seed,
+        records: this.records,
+        timeScale: this.timeScale,
+        objects: this.adminStore.objects(),
+      }));
+    a.get("/__admin/health", () => json({ ok: true }));
+    a.get("/__admin/credentials", () => json(this.credentials()));
+
+    a.post("/__admin/reset", async ({ req }) => {
+      const body = SeedSchema.parse(await this.adminBody(req));
+      this.reset(body.seed ?? this.seed, body.records ?? this.records);
+      return json({
+        ok: true,
+        seed: this.seed,
+        records: this.records,
+        credentials: this.credentials(),
+      });
+    });
+    a.post("/__admin/seed", async ({ req }) => {
+      const body = SeedSchema.parse(await this.adminBody(req));
+      this.seed = body.seed ?? this.seed;
+      this.records = body.records ?? this.records;
+      this.adminStore.reseed(this.seed, this.records);
+      return json({ ok: true, seed: this.seed, records: this.records });
+    });
+    a.get(
+      "/__admin/store",
+      ({ url }) => json(this.adminStore.dump(url.searchParams.get("object") ?? undefined)),
+    );
+
+    a.get(
+      "/__admin/counters",
+      () => json({ ...this.counters.snapshot(), faultsInjected: this.faults.injected }),
+    );
+    a.delete("/__admin/counters", () => {
+      this.counters.reset();
+      return json({ ok: true });
+    });
+
+    a.get("/__admin/faults", () => json(this.faults.config));
+    a.put("/__admin/faults", async ({ req }) => {
+      const body = FaultConfigSchema.parse(await this.adminBody(req));
+      this.faults.reset(body.seed ?? this.seed);
+      return json(this.faults.update(body));
+    });
+    a.patch("/__admin/faults", async ({ req }) => {
+      const body = FaultConfigSchema.partial().parse(await this.adminBody(req));
+      return json(this.faults.update(body));
+    });
+    a.delete("/__admin/faults", () => {
+      this.faults.reset(this.seed);
+      return json(this.faults.config);
+    });
+
+    a.get("/__admin/webhooks/deliveries", ({ url }) => {
+      const limit = Number(url.searchParams.get("limit") ?? 100);
+      const all = this.queue.deliveries;
+      return json({
+        stats: this.queue.stats,
+        pending: this.queue.pending,
+        deliveries: all.slice(Math.max(0, all.length - limit)),
+      });
+    });
+    a.delete("/__admin/webhooks/deliveries", () => {
+      this.queue.clearLog();
+      return json({ ok: true });
+    });
+    a.post("/__admin/webhooks/idle", async ({ req }) => {
+      const body = z.object({ timeoutMs: z.number().min(0).max(600_000).default(30_000) }).parse(
+        await this.adminBody(req),
+      );
+      const idle = await this.queue.idle(body.timeoutMs);
+      return json({ idle, pending: this.queue.pending, stats: this.queue.stats });
+    });
+
+    a.get("/__admin/tokens", () => json(this.tokens.list()));
+    a.post(
+      "/__admin/tokens/expire",
+      () => json({ expired: this.tokens.expireAccessTokens(this.now()) }),
+    );
+    a.put("/__admin/tokens", async ({ req }) => {
+      const body = TokenTtlSchema.parse(await this.adminBody(req));
+      this.tokens.setAccessTtl(
+        body.accessTtlSeconds === null ? null : body.accessTtlSeconds * 1000,
+        this.now(),
+        body.applyToExisting,
+      );
+      return json({ ok: true, accessTtlSeconds: body.accessTtlSeconds });
+    });
+    a.post("/__admin/tokens/revoke", async ({ req }) => {
+      const body = z.object({ kind: z.enum(["access", "refresh", "api", "all"]).default("all") })
+        .parse(await this.adminBody(req));
+      return json({
+        revoked: this.tokens.revoke((t) => body.kind === "all" || t.kind === body.kind),
+      });
+    });
+
+    const objectOf = (params: Record<string, string>): string => {
+      const o = params.object;
+      if (!this.adminStore.objects().includes(o)) {
+        throw new AdminError(
+          404,
+          `unknown object "${o}" (known: ${this.adminStore.objects().join(", ")})`,
+        );
+      }
+      return o;
+    };
+    a.get("/__admin/records/:object", ({ params }) => json(this.adminStore.dump(objectOf(params))));
+    a.get("/__admin/records/:object/:id", ({ params }) => {
+      const r = this.adminStore.get(objectOf(params), params.id);
+      if (r === undefined) throw new AdminError(404, `no ${params.object} ${params.id}`);
+      return json(r);
+    });
+    a.post("/__admin/records/:object/merge", async ({ req, params }) => {
+      const body = MergeSchema.parse(await this.adminBody(req));
+      return json(this.adminStore.merge(objectOf(params), body.primaryId, body.mergedId));
+    });
+    a.post("/__admin/records/:object/set-modified", async ({ req, params }) => {
+      const body = SetModifiedSchema.parse(await this.adminBody(req));
+      const ids = this.adminStore.setModified(objectOf(params), body, parseTime(body.modifiedAt));
+      return json({ updated: ids.length, ids: ids.length <= 1000 ? ids : undefined });
+    });
+    a.post("/__admin/records/:object", async ({ req, params }) => {
+      const body = z.record(z.string(), z.unknown()).parse(await this.adminBody(req));
+      return json(this.adminStore.create(objectOf(params), body), 201);
+    });
+    a.patch("/__admin/records/:object/:id", async ({ req, params }) => {
+      const body = z.record(z.string(), z.unknown()).parse(await this.adminBody(req));
+      return json(this.adminStore.update(objectOf(params), params.id, body));
+    });
+    a.delete(
+      "/__admin/records/:object/:id",
+      ({ params }) => json(this.adminStore.remove(objectOf(params), params.id)),
+    );
+  }
+}
+
+function waitForAbort(a: AbortSignal, b: AbortSignal): Promise<void> {
+  if (a.aborted || b.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      a.removeEventListener("abort", done);
+      b.removeEventListener("abort", done);
+      resolve();
+    };
+    a.addEventListener("abort", done, { once: true });
+    b.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Wrap a started emulator in the public handle shape. */
+export function handleOf<E extends Emulator, S>(e: E, store: S): StartedEmulator<S> {
+  return {
+    url: e.url,
+    port: e.port,
+    credentials: e.credentials(),
+    store,
+    counters: e.counters,
+    faults: e.faults,
+    webhooks: e.queue,
+    emulator: e,
+    close: () => e.close(),
+  };
+}
