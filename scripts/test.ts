@@ -5,7 +5,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import { ROOT, stackConfig } from "../shared/local/config.ts";
-import { down, up } from "../shared/local/stack.ts";
+import { isAlive } from "../shared/local/processes.ts";
+import { down, servicePids, up } from "../shared/local/stack.ts";
 
 interface SuiteResult {
   suite: string;
@@ -24,10 +25,13 @@ function banner(text: string) {
   console.log(`\n=== ${text} ${"=".repeat(Math.max(0, 70 - text.length))}`);
 }
 
+// Plain output in logs: no ANSI colours, no Rust backtraces from Deno's own errors.
+const QUIET_ENV = { NO_COLOR: "1", RUST_BACKTRACE: "0" };
+
 async function run(cmd: string, args: string[], env: Record<string, string> = {}) {
   const out = await new Deno.Command(cmd, {
     args,
-    env,
+    env: { ...QUIET_ENV, ...env },
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
@@ -84,7 +88,7 @@ async function denoTests(env: Record<string, string>) {
   const dirs = ["tests", "shared"].filter((d) => existsSync(join(ROOT, d)));
   const child = new Deno.Command(DENO, {
     args: ["test", "-A", "--no-prompt", `--junit-path=${junit}`, ...dirs],
-    env: { ...env, CRM_TEST: "1" },
+    env: { ...env, ...QUIET_ENV, CRM_TEST: "1" },
     cwd: ROOT,
     stdin: "null",
     stdout: "inherit",
@@ -107,6 +111,50 @@ async function denoTests(env: Record<string, string>) {
   });
 }
 
+/** Stack lifecycle: a second `up` changes nothing; `down` leaves no process behind. */
+function record(suite: string, ok: boolean, what: string) {
+  console.log(`${ok ? "ok" : "not ok"} - ${what}`);
+  const r = results.find((x) => x.suite === suite) ??
+    results[results.push({ suite, passed: 0, failed: 0, skipped: 0 }) - 1];
+  if (ok) r.passed++;
+  else r.failed++;
+}
+
+async function secondUpIsHarmless(env: Record<string, string>) {
+  if (!wanted("stack")) return;
+  banner("stack lifecycle");
+  const before = servicePids(cfg);
+  const again = await up(cfg, { watch: false, log: () => {} });
+  const after = servicePids(cfg);
+  record(
+    "stack",
+    JSON.stringify(before) === JSON.stringify(after),
+    "a second stack:up keeps every process",
+  );
+  record(
+    "stack",
+    JSON.stringify(env) === JSON.stringify(again),
+    "a second stack:up writes the same stack.env",
+  );
+}
+
+function leftovers(pids: number[]): string[] {
+  const found: string[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid || !isAlive(Number(e.name))) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).replaceAll("\0", " ");
+      if (
+        pids.includes(Number(e.name)) || cmdline.includes(cfg.dir) ||
+        cmdline.includes(`${cfg.gatewayPort}`)
+      ) {
+        found.push(`${e.name}: ${cmdline.slice(0, 120)}`);
+      }
+    } catch { /* exited meanwhile */ }
+  }
+  return found;
+}
+
 const started = performance.now();
 let exitCode = 0;
 try {
@@ -114,7 +162,9 @@ try {
   await check("lint", DENO, ["lint"]);
   const entryPoints = [
     ...[...Deno.readDirSync(join(ROOT, "supabase", "functions"))]
-      .filter((d) => d.isDirectory && existsSync(join(ROOT, "supabase", "functions", d.name, "index.ts")))
+      .filter((d) =>
+        d.isDirectory && existsSync(join(ROOT, "supabase", "functions", d.name, "index.ts"))
+      )
       .map((d) => join("supabase", "functions", d.name, "index.ts")),
     ...[...Deno.readDirSync(join(ROOT, "scripts"))].filter((f) => f.name.endsWith(".ts"))
       .map((f) => join("scripts", f.name)),
@@ -130,6 +180,7 @@ try {
 
   await pgTap(env);
   await denoTests(env);
+  await secondUpIsHarmless(env);
   const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
   const schemas = (await sql`select nspname from pg_namespace where nspname in ('public','crm')`)
     .map((r) => r.nspname).join(",");
@@ -152,22 +203,37 @@ try {
   console.error(`\ntest run aborted: ${(e as Error).stack ?? e}`);
   results.push({ suite: "harness", passed: 0, failed: 1, skipped: 0 });
 } finally {
-  if (!Deno.env.get("KEEP_TEST_STACK")) await down(cfg, () => {});
+  if (!Deno.env.get("KEEP_TEST_STACK")) {
+    const pids = Object.values(servicePids(cfg)).filter((p): p is number => p !== null);
+    await down(cfg, () => {});
+    if (wanted("stack")) {
+      const left = leftovers(pids);
+      record("stack", left.length === 0, `stack:down leaves no process behind ${left.join("; ")}`);
+    }
+  }
 }
 
 banner("summary");
 for (const r of results) {
   console.log(
-    `  ${r.suite.padEnd(10)} ${r.passed} passed, ${r.failed} failed${r.skipped ? `, ${r.skipped} skipped` : ""}`,
+    `  ${r.suite.padEnd(10)} ${r.passed} passed, ${r.failed} failed${
+      r.skipped ? `, ${r.skipped} skipped` : ""
+    }`,
   );
 }
 const total = results.reduce(
-  (a, r) => ({ passed: a.passed + r.passed, failed: a.failed + r.failed, skipped: a.skipped + r.skipped }),
+  (a, r) => ({
+    passed: a.passed + r.passed,
+    failed: a.failed + r.failed,
+    skipped: a.skipped + r.skipped,
+  }),
   { passed: 0, failed: 0, skipped: 0 },
 );
 if (total.failed > 0 || total.passed === 0) exitCode = 1;
 console.log(`  (${((performance.now() - started) / 1000).toFixed(1)} s)`);
 console.log(
-  `${total.passed} passed, ${total.failed} failed${total.skipped ? `, ${total.skipped} skipped` : ""}`,
+  `${total.passed} passed, ${total.failed} failed${
+    total.skipped ? `, ${total.skipped} skipped` : ""
+  }`,
 );
 Deno.exit(exitCode);

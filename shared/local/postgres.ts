@@ -175,6 +175,7 @@ export async function pushMigrations(cfg: StackConfig): Promise<string> {
       "--workdir",
       ROOT,
       "--include-all",
+      "--yes",
     ],
     env: { SUPABASE_TELEMETRY_DISABLED: "1", DO_NOT_TRACK: "1" },
     stdin: "null",

@@ -8,7 +8,10 @@ const FIXTURES = fileURLToPath(new URL("./fixtures", import.meta.url).href);
 const SECRET = "gateway-test-secret-with-at-least-32-characters";
 
 async function withGateway(
-  fn: (gw: ReturnType<typeof startGateway>, keys: { anon: string; service: string }) => Promise<void>,
+  fn: (
+    gw: ReturnType<typeof startGateway>,
+    keys: { anon: string; service: string },
+  ) => Promise<void>,
   extra: { requestTimeoutMs?: number } = {},
 ) {
   const envFile = await Deno.makeTempFile();
@@ -93,7 +96,9 @@ Deno.test("verify_jwt: 401 without or with a bad token, 200 with a valid key; of
     const missing = await call(`${gw.url}/functions/v1/hello`);
     assert.equal(missing.status, 401);
     assert.equal(missing.body.message, "Missing authorization header");
-    const forged = await mintKey("another-secret-of-at-least-32-characters!!", { role: "service_role" });
+    const forged = await mintKey("another-secret-of-at-least-32-characters!!", {
+      role: "service_role",
+    });
     assert.equal((await call(`${gw.url}/functions/v1/hello`, bearer(forged))).status, 401);
     const expired = await mintKey(SECRET, { role: "anon" }, 10, 1_000_000);
     assert.equal((await call(`${gw.url}/functions/v1/hello`, bearer(expired))).status, 401);

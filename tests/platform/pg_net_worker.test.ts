@@ -16,7 +16,12 @@ async function withServer(fn: (url: string, seen: Seen[]) => Promise<void>) {
   const seen: Seen[] = [];
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
     const url = new URL(req.url);
-    seen.push({ method: req.method, path: url.pathname + url.search, headers: req.headers, body: await req.text() });
+    seen.push({
+      method: req.method,
+      path: url.pathname + url.search,
+      headers: req.headers,
+      body: await req.text(),
+    });
     if (url.pathname === "/slow") await new Promise((r) => setTimeout(r, 1500));
     if (url.pathname === "/fail") return Response.json({ error: "nope" }, { status: 503 });
     return Response.json({ ok: true }, { headers: { "x-test": "yes" } });
@@ -91,7 +96,7 @@ Deno.test("pg_net: non-2xx, timeout and refused connection are recorded, not rai
       const [{ id: fail }] = await sql`select net.http_delete(${url + "/fail"})::text as id`;
       const [{ id: slow }] = await sql`select net.http_get(${url + "/slow"},
                                                            timeout_milliseconds => 200)::text as id`;
-      const refusedUrl = await closedPort();
+      const refusedUrl = closedPort();
       const [{ id: refused }] = await sql`select net.http_get(${refusedUrl})::text as id`;
 
       const f = await response(sql, fail);
@@ -114,7 +119,7 @@ Deno.test("pg_net worker execute(): each outcome maps to one response row", asyn
   const refused = await execute({
     id: "1",
     method: "GET",
-    url: await closedPort(),
+    url: closedPort(),
     headers: {},
     body: null,
     timeout_milliseconds: 1000,
@@ -123,7 +128,7 @@ Deno.test("pg_net worker execute(): each outcome maps to one response row", asyn
   assert.match(refused.error_msg ?? "", /Couldn't connect/);
 });
 
-async function closedPort(): Promise<string> {
+function closedPort(): string {
   const l = Deno.listen({ port: 0, hostname: "127.0.0.1" });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
