@@ -2,7 +2,7 @@
 // and success, non-2xx, timeouts and refused connections are recorded the way pg_net does.
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { execute } from "../../shared/local/pg_net_worker.ts";
+import { execute, startWorker } from "../../shared/local/pg_net_worker.ts";
 import { need } from "../_support/env.ts";
 
 interface Seen {
@@ -134,3 +134,19 @@ function closedPort(): string {
   l.close();
   return `http://127.0.0.1:${port}/`;
 }
+
+Deno.test("pg_net worker purges responses older than its TTL", async () => {
+  const sql = postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {} });
+  const worker = startWorker({ dbUrl: need("SUPABASE_DB_URL"), ttl: "1 hour", log: () => {} });
+  try {
+    await sql`insert into net._http_response (id, status_code, created)
+              values (-42, 200, now() - interval '2 hours'), (-43, 200, now())`;
+    await worker.purge();
+    const left = await sql`select id::int from net._http_response where id in (-42, -43)`;
+    assert.deepEqual(left.map((r) => r.id), [-43]);
+  } finally {
+    await sql`delete from net._http_response where id in (-42, -43)`;
+    await worker.stop();
+    await sql.end();
+  }
+});
