@@ -1,0 +1,51 @@
+import { sleep } from "./retry.ts";
+
+// Client-side rate limiting per connection: a sliding window of request start times, sized
+// below the provider's documented limit so we never rely on 429s to pace ourselves.
+// (HubSpot private apps: 100-190 / 10 s; search 5 / s. Salesforce: daily org budget, no
+// burst window. Pipedrive: burst per 2 s by plan.) A 429 can still come (other apps share
+// the budget): `pause` stops all callers until the server's wait has passed.
+
+export interface Clock {
+  now(): number;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export class SlidingWindowLimiter {
+  #starts: number[] = [];
+  #pausedUntil = 0;
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(readonly limit: number, readonly windowMs: number, private clock: Clock) {
+    if (limit < 1 || windowMs <= 0) throw new RangeError("limit and window must be positive");
+  }
+
+  /** Resolves when one more request may start; callers are served in arrival order. */
+  acquire(signal?: AbortSignal): Promise<void> {
+    const turn = this.#queue.then(() => this.#wait(signal));
+    this.#queue = turn.catch(() => {});
+    return turn;
+  }
+
+  pause(ms: number): void {
+    this.#pausedUntil = Math.max(this.#pausedUntil, this.clock.now() + ms);
+  }
+
+  async #wait(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      const now = this.clock.now();
+      if (now < this.#pausedUntil) {
+        await this.clock.sleep(this.#pausedUntil - now, signal);
+        continue;
+      }
+      while (this.#starts.length && this.#starts[0] <= now - this.windowMs) this.#starts.shift();
+      if (this.#starts.length < this.limit) {
+        this.#starts.push(now);
+        return;
+      }
+      await this.clock.sleep(this.#starts[0] + this.windowMs - now, signal);
+    }
+  }
+}
+
+export const realClock: Clock = { now: () => Date.now(), sleep };
