@@ -1,0 +1,104 @@
+// The one interface every CRM adapter implements. Adapters speak the provider's API through
+// its official SDK and return raw records (provider property names, flat); mapping to our
+// canonical columns happens in one place (../mapping), driven by crm.field_mappings.
+import { z } from "zod";
+
+export const OBJECT_TYPES = ["contacts", "companies", "deals", "owners"] as const;
+export type ObjectType = typeof OBJECT_TYPES[number];
+export const ObjectTypeSchema = z.enum(OBJECT_TYPES);
+
+export const PROVIDERS = ["hubspot", "salesforce", "pipedrive"] as const;
+export type ProviderName = typeof PROVIDERS[number];
+
+/** Resume point of an inbound walk: everything up to (modifiedAt, remoteId) has been read. */
+export interface Watermark {
+  modifiedAt: string;
+  remoteId: string;
+}
+
+export interface RemoteRecord {
+  remoteId: string;
+  /** The provider's own type when one object maps to several (Salesforce Contact | Lead). */
+  remoteType: string;
+  /** ISO 8601, millisecond precision. */
+  modifiedAt: string;
+  properties: Record<string, unknown>;
+  /** Archived/deleted on the provider side; becomes a tombstone. */
+  deleted: boolean;
+  /** Ids that were merged into this record (they become aliases of it). */
+  mergedIds: string[];
+}
+
+/** A record the adapter could not parse: reported with its reason, never dropped silently. */
+export interface RecordError {
+  remoteId: string | null;
+  reason: string;
+}
+
+export interface ChangePage {
+  records: RemoteRecord[];
+  errors: RecordError[];
+  /** Where the next call continues; persisted after the page is written. */
+  checkpoint: unknown;
+  watermark: Watermark | null;
+  done: boolean;
+}
+
+export interface ListOptions {
+  pageSize?: number;
+  signal?: AbortSignal;
+}
+
+/** Tokens the adapter obtained by refreshing; the caller persists them encrypted. */
+export interface TokenSet {
+  accessToken: string;
+  refreshToken?: string;
+  expiresAt?: string;
+  instanceUrl?: string;
+}
+
+export interface ProviderDeps {
+  baseUrl: string;
+  credentials: Record<string, string>;
+  /** Awaited before every API call: the per-connection rate limiter. */
+  beforeRequest: (kind: string) => Promise<void>;
+  onTokens: (tokens: TokenSet) => Promise<void>;
+  /** Counts API calls made, for sync_log. */
+  countCall: (n?: number) => void;
+  log: (msg: string, extra?: Record<string, unknown>) => void;
+}
+
+export interface ProviderAdapter {
+  readonly provider: ProviderName;
+  /**
+   * Records of `object` changed at or after the watermark, oldest first. `checkpoint` is what
+   * the previous page returned (null to start from the watermark). Deleted/archived records
+   * are included with deleted = true when the provider exposes them in the same walk.
+   */
+  changesSince(
+    object: ObjectType,
+    from: Watermark | null,
+    checkpoint: unknown,
+    opts?: ListOptions,
+  ): Promise<ChangePage>;
+  /** Records deleted since a time, for providers that list deletions separately. */
+  deletedSince(object: ObjectType, since: string, opts?: ListOptions): Promise<RemoteRecord[]>;
+  readByIds(
+    object: ObjectType,
+    ids: string[],
+    opts?: ListOptions,
+  ): Promise<{ records: RemoteRecord[]; errors: RecordError[] }>;
+}
+
+/** Errors adapters throw, typed by what the caller should do next. */
+export class ProviderError extends Error {
+  constructor(
+    message: string,
+    readonly action: "retry" | "reauth" | "revoked" | "fatal",
+    readonly status?: number,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = "ProviderError";
+  }
+}
