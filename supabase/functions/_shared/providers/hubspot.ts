@@ -1,0 +1,366 @@
+// HubSpot CRM v3 through @hubspot/api-client.
+// Limits (developers.hubspot.com/docs/api/usage-details): 100-190 requests / 10 s per private
+// app, search 5 requests / s, ≤ 200 results per search page, paging past 10,000 results of a
+// query answers 400, batch endpoints take ≤ 100 inputs. Search filters contacts on
+// `lastmodifieddate` and other objects on `hs_lastmodifieddate`.
+// The SDK's own retry and Bottleneck limiter are process-wide singletons, so we disable its
+// retries and do limiting and retrying per connection in ./call.ts.
+import { Client } from "@hubspot/api-client";
+import { z } from "zod";
+import type { Classification } from "../http/retry.ts";
+import { parseRetryAfter } from "../http/retry.ts";
+import { guardedCall, isNetworkError } from "./call.ts";
+import { advance, initialState, type KeysetState, nextQuery } from "./keyset.ts";
+import {
+  type ChangePage,
+  type ListOptions,
+  type ObjectType,
+  type ProviderAdapter,
+  type ProviderDeps,
+  ProviderError,
+  type RecordError,
+  type RemoteRecord,
+  type Watermark,
+} from "./types.ts";
+
+const MODIFIED: Record<Exclude<ObjectType, "owners">, string> = {
+  contacts: "lastmodifieddate",
+  companies: "hs_lastmodifieddate",
+  deals: "hs_lastmodifieddate",
+};
+const SEARCH_PAGE = 200;
+/** Search lags recent writes by seconds; every delta re-reads this much before the watermark. */
+export const SEARCH_OVERLAP_MS = 30_000;
+
+const RawObject = z.object({
+  id: z.string().regex(/^\d+$/),
+  properties: z.record(z.string(), z.string().nullable()),
+  updatedAt: z.union([z.date(), z.string()]).optional(),
+  archived: z.boolean().optional(),
+  archivedAt: z.union([z.date(), z.string()]).optional().nullable(),
+});
+
+const RawOwner = z.object({
+  id: z.string(),
+  email: z.string().nullable().optional(),
+  firstName: z.string().nullable().optional(),
+  lastName: z.string().nullable().optional(),
+  userId: z.number().nullable().optional(),
+  archived: z.boolean().optional(),
+  updatedAt: z.union([z.date(), z.string()]).optional(),
+});
+
+const ErrorBody = z.object({ policyName: z.string().optional(), category: z.string().optional() })
+  .passthrough();
+
+function iso(v: Date | string | undefined | null): string | null {
+  if (!v) return null;
+  const d = v instanceof Date ? v : new Date(/^\d+$/.test(v) ? Number(v) : v);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+export function classifyHubSpot(e: unknown): Classification {
+  const code = (e as { code?: number }).code;
+  if (typeof code !== "number") {
+    return isNetworkError(e) ? { kind: "retry", reason: `network: ${(e as Error).message}` } : {
+      kind: "fatal",
+      reason: String((e as Error)?.message ?? e),
+    };
+  }
+  const headers = (e as { headers?: Record<string, string> }).headers ?? {};
+  const body = ErrorBody.safeParse((e as { body?: unknown }).body);
+  if (code === 429) {
+    const policy = body.success ? body.data.policyName : undefined;
+    // TEN_SECONDLY_ROLLING clears within the window; DAILY will not clear during this run.
+    if (policy === "DAILY") return { kind: "fatal", reason: "HubSpot daily API limit reached" };
+    const after = parseRetryAfter(headers["retry-after"]) ??
+      (policy === "TEN_SECONDLY_ROLLING" ? 10_000 : policy === "SECONDLY" ? 1000 : undefined);
+    return { kind: "retry", reason: `429 ${policy ?? "rate limited"}`, afterMs: after };
+  }
+  if (code === 401) return { kind: "reauth", reason: "401 from HubSpot" };
+  if (code >= 500 || code === 0) return { kind: "retry", reason: `${code} from HubSpot` };
+  return { kind: "fatal", reason: `${code} from HubSpot: ${(e as Error).message?.slice(0, 300)}` };
+}
+
+export interface HubSpotCredentials {
+  accessToken: string;
+  refreshToken?: string;
+  clientId?: string;
+  clientSecret?: string;
+}
+
+export function createHubSpotAdapter(
+  deps: ProviderDeps,
+  properties: Partial<Record<ObjectType, string[]>>,
+): ProviderAdapter {
+  let accessToken = deps.credentials.accessToken;
+  const client = () =>
+    new Client({
+      accessToken,
+      basePath: deps.baseUrl.replace(/\/$/, ""),
+      numberOfApiCallRetries: 0,
+    });
+  let hs = client();
+
+  async function refresh() {
+    const { refreshToken, clientId, clientSecret } = deps.credentials;
+    if (!refreshToken || !clientId || !clientSecret) {
+      throw new ProviderError(
+        "HubSpot rejected the access token and no refresh token is stored",
+        "revoked",
+        401,
+      );
+    }
+    deps.countCall();
+    const res = await fetch(`${deps.baseUrl.replace(/\/$/, "")}/oauth/v1/token`, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "refresh_token",
+        refresh_token: refreshToken,
+        client_id: clientId,
+        client_secret: clientSecret,
+      }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok || typeof body.access_token !== "string") {
+      throw new ProviderError(
+        `HubSpot token refresh failed (${res.status}): ${body.message ?? "no token"}`,
+        "revoked",
+        res.status,
+      );
+    }
+    accessToken = body.access_token;
+    hs = client();
+    await deps.onTokens({
+      accessToken,
+      refreshToken: body.refresh_token ?? refreshToken,
+      expiresAt: typeof body.expires_in === "number"
+        ? new Date(Date.now() + body.expires_in * 1000).toISOString()
+        : undefined,
+    });
+  }
+
+  const call = <T>(kind: string, fn: () => Promise<T>, signal?: AbortSignal) =>
+    guardedCall(deps, fn, { kind, classify: classifyHubSpot, refresh, signal });
+
+  function toRecord(object: ObjectType, raw: unknown): RemoteRecord | RecordError {
+    const parsed = RawObject.safeParse(raw);
+    if (!parsed.success) {
+      return {
+        remoteId: (raw as { id?: string })?.id ?? null,
+        reason: `unexpected HubSpot shape: ${parsed.error.message}`,
+      };
+    }
+    const o = parsed.data;
+    const mod = object === "owners" ? null : o.properties[MODIFIED[object]];
+    const modifiedAt = iso(mod) ?? iso(o.updatedAt as string | Date | undefined);
+    if (!modifiedAt) return { remoteId: o.id, reason: "record has no modification time" };
+    const merged = o.properties.hs_merged_object_ids;
+    return {
+      remoteId: o.id,
+      remoteType: object,
+      modifiedAt,
+      properties: o.properties,
+      deleted: Boolean(o.archived),
+      mergedIds: merged ? merged.split(";").map((s) => s.trim()).filter(Boolean) : [],
+    };
+  }
+
+  function split(object: ObjectType, raws: unknown[]) {
+    const records: RemoteRecord[] = [];
+    const errors: RecordError[] = [];
+    for (const raw of raws) {
+      const r = toRecord(object, raw);
+      if ("reason" in r) errors.push(r);
+      else records.push(r);
+    }
+    return { records, errors };
+  }
+
+  function api(object: Exclude<ObjectType, "owners">) {
+    return hs.crm[object];
+  }
+
+  function propsFor(object: Exclude<ObjectType, "owners">): string[] {
+    return [
+      ...new Set([
+        ...(properties[object] ?? []),
+        MODIFIED[object],
+        "hs_object_id",
+        "hs_merged_object_ids",
+      ]),
+    ];
+  }
+
+  async function owners(checkpoint: unknown, opts: ListOptions): Promise<ChangePage> {
+    const after = typeof checkpoint === "string" ? checkpoint : undefined;
+    const page = await call(
+      "owners",
+      () => hs.crm.owners.ownersApi.getPage(undefined, after, 500, false),
+      opts.signal,
+    );
+    const records: RemoteRecord[] = [];
+    const errors: RecordError[] = [];
+    for (const raw of page.results) {
+      const p = RawOwner.safeParse(raw);
+      if (!p.success) {
+        errors.push({
+          remoteId: (raw as { id?: string }).id ?? null,
+          reason: `unexpected owner shape: ${p.error.message}`,
+        });
+        continue;
+      }
+      records.push({
+        remoteId: p.data.id,
+        remoteType: "owners",
+        modifiedAt: iso(p.data.updatedAt as string | Date | undefined) ?? new Date(0).toISOString(),
+        properties: {
+          email: p.data.email ?? null,
+          firstName: p.data.firstName ?? null,
+          lastName: p.data.lastName ?? null,
+          userId: p.data.userId ?? null,
+        },
+        deleted: Boolean(p.data.archived),
+        mergedIds: [],
+      });
+    }
+    const next = page.paging?.next?.after ?? null;
+    return { records, errors, checkpoint: next, watermark: null, done: next === null };
+  }
+
+  return {
+    provider: "hubspot",
+
+    async changesSince(object, from, checkpoint, opts = {}) {
+      if (object === "owners") return await owners(checkpoint, opts);
+      const size = Math.min(opts.pageSize ?? SEARCH_PAGE, SEARCH_PAGE);
+      const state: KeysetState = (checkpoint as KeysetState | null) ??
+        initialState(from ? Math.max(0, Date.parse(from.modifiedAt) - SEARCH_OVERLAP_MS) : 0);
+      const q = nextQuery(state);
+      const mod = MODIFIED[object];
+      const request = q.kind === "tie"
+        ? {
+          filterGroups: [{
+            filters: [
+              { propertyName: mod, operator: "EQ", value: String(q.t) },
+              { propertyName: "hs_object_id", operator: "GT", value: q.afterId },
+            ],
+          }],
+          sorts: [{ propertyName: "hs_object_id", direction: "ASCENDING" }],
+        }
+        : {
+          filterGroups: [{
+            filters: [{
+              propertyName: mod,
+              operator: q.op === "gt" ? "GT" : "GTE",
+              value: String(q.t),
+            }],
+          }],
+          sorts: [{ propertyName: mod, direction: "ASCENDING" }],
+        };
+      const res = await call(
+        "search",
+        // deno-lint-ignore no-explicit-any
+        () =>
+          api(object).searchApi.doSearch(
+            { ...request, properties: propsFor(object), limit: size } as any,
+          ),
+        opts.signal,
+      );
+      const { records, errors } = split(object, res.results);
+      const keyed = records.map((r) => ({
+        id: r.remoteId,
+        modifiedMs: Date.parse(r.modifiedAt),
+        r,
+      }));
+      const step = advance(state, keyed, size);
+      const fresh = step.fresh.map((k) => k.r);
+      const last = fresh.at(-1);
+      const watermark: Watermark | null = last
+        ? { modifiedAt: last.modifiedAt, remoteId: last.remoteId }
+        : null;
+      return { records: fresh, errors, checkpoint: step.state, watermark, done: step.done };
+    },
+
+    async deletedSince(object, since, opts = {}) {
+      if (object === "owners") return [];
+      const out: RemoteRecord[] = [];
+      const sinceMs = Date.parse(since);
+      let after: string | undefined;
+      do {
+        const page = await call(
+          "list-archived",
+          () =>
+            api(object).basicApi.getPage(
+              100,
+              after,
+              [MODIFIED[object]],
+              undefined,
+              undefined,
+              true,
+            ),
+          opts.signal,
+        );
+        for (const raw of page.results) {
+          const r = toRecord(object, { ...raw, archived: true });
+          const at = iso((raw as { archivedAt?: Date }).archivedAt) ??
+            ("modifiedAt" in r ? r.modifiedAt : null);
+          if ("reason" in r || !at || Date.parse(at) < sinceMs) continue;
+          out.push({ ...r, modifiedAt: at, deleted: true });
+        }
+        after = page.paging?.next?.after;
+      } while (after);
+      return out;
+    },
+
+    async readByIds(object, ids, opts = {}) {
+      if (object === "owners") {
+        const records: RemoteRecord[] = [];
+        for (const id of ids) {
+          const o = await call(
+            "owner",
+            () => hs.crm.owners.ownersApi.getById(Number(id)),
+            opts.signal,
+          );
+          records.push({
+            remoteId: String(o.id),
+            remoteType: "owners",
+            modifiedAt: iso(o.updatedAt) ?? new Date(0).toISOString(),
+            properties: {
+              email: o.email ?? null,
+              firstName: o.firstName ?? null,
+              lastName: o.lastName ?? null,
+            },
+            deleted: Boolean(o.archived),
+            mergedIds: [],
+          });
+        }
+        return { records, errors: [] };
+      }
+      const records: RemoteRecord[] = [];
+      const errors: RecordError[] = [];
+      for (let i = 0; i < ids.length; i += 100) {
+        const chunk = ids.slice(i, i + 100);
+        const res = await call(
+          "batch-read",
+          () =>
+            api(object).batchApi.read({
+              inputs: chunk.map((id) => ({ id })),
+              properties: propsFor(object),
+              propertiesWithHistory: [],
+            }, false),
+          opts.signal,
+        );
+        const got = split(object, res.results);
+        records.push(...got.records);
+        errors.push(...got.errors);
+        const found = new Set(got.records.map((r) => r.remoteId));
+        for (const id of chunk) {
+          if (!found.has(id)) errors.push({ remoteId: id, reason: "not found in HubSpot" });
+        }
+      }
+      return { records, errors };
+    },
+  };
+}
