@@ -185,7 +185,11 @@ export abstract class Emulator {
   /** Called once the URL is known (providers derive instance URLs etc.). */
   protected onStarted(): void {}
 
+  /** Provider cleanup before shutdown (timers etc.). */
+  protected beforeClose(): void {}
+
   async close(): Promise<void> {
+    this.beforeClose();
     this.#closing.abort();
     await this.queue.close();
     if (this.#server) {
@@ -263,7 +267,7 @@ export abstract class Emulator {
   // ---- admin -------------------------------------------------------------------
 
   /** Read an admin JSON body (empty body = {}). */
-  protected async adminBody(req: Request): Promise<unknown> {
+  async adminBody(req: Request): Promise<unknown> {
     const text = await req.text();
     if (text.trim() === "") return {};
     try {

@@ -52,14 +52,19 @@ export class Table<R extends Row> {
     return this.byId.get(id);
   }
 
-  insert(row: R): R {
+  /**
+   * Add a row. With `deferIndex` the modification index is left unsorted
+   * (bulk loading); call `reindex()` once afterwards.
+   */
+  insert(row: R, deferIndex = false): R {
     if (this.byId.has(row.id)) throw new Error(`duplicate id ${row.id}`);
     if (row.seq >= this.#nextSeq) this.#nextSeq = row.seq + 1;
     this.byId.set(row.id, row);
     const seqs = this.bySeq;
     if (seqs.length === 0 || seqs[seqs.length - 1].seq < row.seq) seqs.push(row);
     else seqs.splice(this.seqLowerBound(row.seq), 0, row);
-    this.#indexInsert(row);
+    if (deferIndex) this.byModified.push(row);
+    else this.#indexInsert(row);
     return row;
   }
 
