@@ -1,6 +1,9 @@
 /**
  * Test helpers for emulator tests (and for product tests that need a webhook
- * receiver): a recording HTTP receiver and a timer scaler for SDK back-off.
+ * receiver): a recording HTTP receiver and an admin API caller.
+ *
+ * Note: SDK back-off waits cannot be shortened from a test — npm modules run
+ * with Node's timers bound at load time, not `globalThis.setTimeout`.
  */
 
 export interface ReceivedRequest {
@@ -78,23 +81,14 @@ export function startReceiver(respond: Responder = () => new Response("ok")): Pr
   });
 }
 
-/**
- * Scale every `setTimeout` delay of at least `minMs` by `factor` while `fn`
- * runs. SDKs back off for seconds (HubSpot waits 10 s after a 429); tests
- * shrink those waits without touching the SDK.
- */
-export async function withScaledTimers<T>(factor: number, fn: () => Promise<T>, minMs = 100): Promise<T> {
-  const original = globalThis.setTimeout;
-  const scaled = ((handler: TimerHandler, timeout?: number, ...args: unknown[]) =>
-    original(
-      handler,
-      timeout !== undefined && timeout >= minMs ? Math.round(timeout * factor) : timeout,
-      ...args,
-    )) as typeof setTimeout;
-  globalThis.setTimeout = scaled;
-  try {
-    return await fn();
-  } finally {
-    globalThis.setTimeout = original;
-  }
+/** Call an emulator admin endpoint (JSON in, JSON out; throws on non-2xx). */
+export async function admin(base: string, path: string, init: RequestInit & { json?: unknown } = {}): Promise<unknown> {
+  const res = await fetch(`${base}/__admin${path}`, {
+    method: init.method ?? (init.json !== undefined ? "POST" : "GET"),
+    headers: { "content-type": "application/json" },
+    body: init.json !== undefined ? JSON.stringify(init.json) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
 }

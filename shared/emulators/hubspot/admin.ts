@@ -118,6 +118,7 @@ const RateLimitSchema = z.object({
   searchPerSecond: z.number().int().min(0).optional(),
   searchMaxResults: z.number().int().min(1).optional(),
   searchLagMs: z.number().int().min(0).optional(),
+  fault429Policy: z.enum(["TEN_SECONDLY_ROLLING", "SECONDLY"]).optional(),
 }).strict();
 
 const AssociationSchema = z.object({
@@ -148,6 +149,7 @@ export function registerHubSpotAdmin(hs: HubSpotEmulator): void {
       searchPerSecond: hs.searchLimiter.max,
       searchMaxResults: hs.searchMaxResults,
       searchLagMs: hs.searchLagMs,
+      fault429Policy: hs.fault429Policy,
     }));
   a.put("/__admin/rate-limit", async ({ req }) => {
     const b = RateLimitSchema.parse(await body(req));
@@ -161,6 +163,7 @@ export function registerHubSpotAdmin(hs: HubSpotEmulator): void {
     if (b.searchPerSecond !== undefined) hs.searchLimiter.configure(b.searchPerSecond, 1000);
     if (b.searchMaxResults !== undefined) hs.searchMaxResults = b.searchMaxResults;
     if (b.searchLagMs !== undefined) hs.searchLagMs = b.searchLagMs;
+    if (b.fault429Policy !== undefined) hs.fault429Policy = b.fault429Policy;
     return json({ ok: true });
   });
 

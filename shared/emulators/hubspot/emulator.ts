@@ -51,6 +51,11 @@ export interface HubSpotOptions extends BaseOptions {
   /** Lifetime of the initial HUBSPOT_ACCESS_TOKEN (default: never expires). */
   initialTokenTtlSeconds?: number | null;
   webhooks?: HubSpotWebhookConfigInput;
+  /**
+   * Shape of injected 429s: the 10-second policy (SDK waits 10 s × attempt)
+   * or the secondly/search one (SDK waits 1 s × attempt). Default TEN_SECONDLY_ROLLING.
+   */
+  fault429Policy?: "TEN_SECONDLY_ROLLING" | "SECONDLY";
 }
 
 export interface HsAuth {
@@ -70,6 +75,7 @@ export class HubSpotEmulator extends Emulator {
   readonly searchLimiter: RollingWindowLimiter;
   searchMaxResults: number;
   searchLagMs: number;
+  fault429Policy: "TEN_SECONDLY_ROLLING" | "SECONDLY";
   readonly issuedTokenTtlMs: number;
   readonly creds: {
     accessToken: string;
@@ -106,6 +112,7 @@ export class HubSpotEmulator extends Emulator {
     this.searchLimiter = new RollingWindowLimiter(rl.searchPerSecond ?? 5, 1000);
     this.searchMaxResults = opts.searchMaxResults ?? 10_000;
     this.searchLagMs = opts.searchLagMs ?? 0;
+    this.fault429Policy = opts.fault429Policy ?? "TEN_SECONDLY_ROLLING";
     this.store = new HubSpotStore(this.now, this.prng.fork("store"));
     this.webhooks = new HubSpotWebhooks(this, opts.webhooks);
     this.store.onChange = (change) => this.webhooks.emit(change);
@@ -282,6 +289,11 @@ export class HubSpotEmulator extends Emulator {
   }
 
   protected faultResponse(kind: FaultKind, _ctx: RequestContext): Response {
+    if (kind === "429" && this.fault429Policy === "SECONDLY") {
+      return this.errors.make(429, "RATE_LIMIT", "You have reached your secondly limit.", {
+        fields: { errorType: "RATE_LIMIT", policyName: "SECONDLY" },
+      });
+    }
     if (kind === "429") {
       return this.errors.response(this.rateLimitError("TEN_SECONDLY_ROLLING", null, {
         "X-HubSpot-RateLimit-Interval-Milliseconds": String(this.limiter.windowMs),
