@@ -152,7 +152,19 @@ export class WebhookQueue {
   }
 
   get pending(): number {
-    return this.#ready.length + this.#inFlight + this.#timers.size;
+    return this.#ready.length + this.#inFlight + this.#timers.size + this.#holds;
+  }
+
+  #holds = 0;
+
+  /** Count work that is about to be enqueued (e.g. events waiting to be batched). */
+  retain(): void {
+    this.#holds++;
+  }
+
+  release(): void {
+    if (this.#holds > 0) this.#holds--;
+    this.#checkIdle();
   }
 
   /** Resolves true once nothing is queued, in flight or waiting for a retry. */
@@ -174,6 +186,7 @@ export class WebhookQueue {
   /** Stop: cancel timers, abort in-flight requests, wait for them to finish. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#holds = 0;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     this.#ready = [];
@@ -184,6 +197,7 @@ export class WebhookQueue {
 
   /** Drop everything queued (used by admin reset) without closing. */
   cancelAll(): void {
+    this.#holds = 0;
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     this.#ready = [];

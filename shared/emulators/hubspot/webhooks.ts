@@ -212,25 +212,31 @@ export class HubSpotWebhooks {
       return;
     }
     if (this.#flushTimer === undefined) {
+      this.hs.queue.retain();
       this.#flushTimer = setTimeout(() => this.flush(), this.config.batchWindowMs);
     }
   }
 
   /** Send everything collected so far. */
   flush(): void {
-    if (this.#flushTimer !== undefined) {
-      clearTimeout(this.#flushTimer);
-      this.#flushTimer = undefined;
-    }
+    const timer = this.#flushTimer;
+    this.#flushTimer = undefined;
     while (this.#pending.length > 0) {
       const events = this.#pending.splice(0, this.config.maxBatchSize);
       this.hs.queue.enqueue(this.#job(events));
+    }
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      this.hs.queue.release();
     }
   }
 
   /** Stop the batching timer (emulator shutdown). */
   cancel(): void {
-    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    if (this.#flushTimer !== undefined) {
+      clearTimeout(this.#flushTimer);
+      this.hs.queue.release();
+    }
     this.#flushTimer = undefined;
     this.#pending = [];
   }
