@@ -109,6 +109,7 @@ create or replace function crm._conflict_policy(p_settings jsonb)
   set search_path = ''
 as $$ select coalesce(p_settings ->> 'conflict_policy', 'newest_wins') $$;
 revoke all on function crm._conflict_policy(jsonb) from public;
+grant execute on function crm._conflict_policy(jsonb) to service_role;
 
 alter table crm.connections enable row level security;
 

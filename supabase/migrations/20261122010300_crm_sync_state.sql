@@ -157,6 +157,11 @@ as $$
 $$;
 revoke all on function crm._hash(jsonb) from public;
 
+-- Internal helpers run inside the engine functions, which execute with the caller's rights.
+grant execute on function crm._bookkeeping_columns(), crm._syncable_columns(text),
+  crm._changed_columns(jsonb, jsonb), crm._field_value(jsonb, text), crm._hash(jsonb)
+  to service_role;
+
 alter table crm.sync_state enable row level security;
 alter table crm.conflicts enable row level security;
 

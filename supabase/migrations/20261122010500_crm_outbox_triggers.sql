@@ -75,6 +75,7 @@ as $$
     ('deals', 'primary_contact_id', 'primary_contact_remote_id', 'contacts')
 $$;
 revoke all on function crm._mirror_refs() from public;
+grant execute on function crm._mirror_refs() to service_role;
 
 -- Queues changes for the outbox with the coalescing rules above, in one statement, and stamps
 -- sync_state.local_changed_at for the changed fields. p_entries: jsonb array of
@@ -151,13 +152,17 @@ as $$
     updated_at = now()
 $$;
 revoke all on function crm._enqueue_outbox(text, jsonb) from public;
+grant execute on function crm._enqueue_outbox(text, jsonb) to service_role;
 
 -- BEFORE INSERT OR UPDATE, per row, app writes only: keeps engine-owned columns as the engine
 -- left them, marks needs_sync when a canonical field changed, resolves relations between local
--- ids and remote ids, bumps updated_at. Runs as the caller, so relation lookups obey RLS.
+-- ids and remote ids, bumps updated_at. Security definer (the app needs no rights on the
+-- helpers); relation lookups are confined to the row's own connection, and RLS (WITH CHECK,
+-- applied after BEFORE triggers) rejects the statement unless that connection is the caller's.
 create or replace function crm.tg_mirror__before_write()
   returns trigger
   language plpgsql
+  security definer
   set search_path = ''
 as $$
 declare

@@ -68,6 +68,7 @@ as $$
     end)
 $$;
 revoke all on function crm._link_stage(text, text, text) from public;
+grant execute on function crm._link_stage(text, text, text) to service_role;
 
 create or replace function crm.apply_inbound(p_connection_id uuid, p_object text, p_records jsonb)
   returns table (created integer, updated integer, unchanged integer, deleted integer,

@@ -25,6 +25,7 @@ as $$
          * (1 + random() * 0.1)
 $$;
 revoke all on function crm._backoff(integer, interval, interval) from public;
+grant execute on function crm._backoff(integer, interval, interval) to service_role;
 
 -- Claims up to p_limit due entries for p_lease. Returns each entry with its lease token and
 -- the current row as jsonb (NULL when the row was hard-deleted). Entries of paused,

@@ -67,6 +67,7 @@ as $$
   select case when p_id ~ '^[0-9]{1,40}$' then lpad(p_id, 40, '0') else coalesce(p_id, '') end
 $$;
 revoke all on function crm._id_sort_key(text) from public;
+grant execute on function crm._id_sort_key(text) to service_role;
 
 -- Opens a run; returns its id. CRM01 for an unknown object/direction/trigger/mode, CRM02 for
 -- an unknown connection.

@@ -25,6 +25,7 @@ as $$
   end
 $$;
 revoke all on function crm._sync_interval(text) from public;
+grant execute on function crm._sync_interval(text) to authenticated, service_role;
 
 -- Queues a POST to an edge function through pg_net with the project URL and service-role key
 -- from Vault. Returns the pg_net request id. Security definer: callers need no Vault access.
