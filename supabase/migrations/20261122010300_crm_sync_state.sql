@@ -98,6 +98,7 @@ revoke all on function crm._syncable_columns(text) from public;
 
 -- Fields whose value differs between two row images (to_jsonb of a mirror row). p_old NULL
 -- means an insert: every non-null field counts. Custom keys come out as `custom.<key>`.
+-- contacts.kind is routing (which Salesforce object), not a pushable field: never listed.
 create or replace function crm._changed_columns(p_old jsonb, p_new jsonb)
   returns text[]
   language sql
@@ -109,7 +110,7 @@ as $$
   from (
     select n.key as field
     from pg_catalog.jsonb_each(p_new - crm._bookkeeping_columns()) n
-    where n.key <> 'custom'
+    where n.key not in ('custom', 'kind')
       and n.value is distinct from coalesce(p_old -> n.key, 'null'::jsonb)
     union all
     select 'custom.' || k.key

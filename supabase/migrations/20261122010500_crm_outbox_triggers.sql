@@ -215,7 +215,7 @@ begin
           message = format('crm.%s.%s: %s is not a %s row of this connection',
                            tg_table_name, ref.local_col, n ->> ref.local_col, ref.target);
       end if;
-      n := jsonb_set(n, array[ref.remote_col], to_jsonb(found_remote));
+      n := jsonb_set(n, array[ref.remote_col], coalesce(to_jsonb(found_remote), 'null'::jsonb));
     elsif (n -> ref.remote_col) is distinct from coalesce(o -> ref.remote_col, 'null'::jsonb) then
       found_id := null;
       if n ->> ref.remote_col is not null then
@@ -224,7 +224,7 @@ begin
           into found_id
           using new.connection_id, n ->> ref.remote_col;
       end if;
-      n := jsonb_set(n, array[ref.local_col], to_jsonb(found_id));
+      n := jsonb_set(n, array[ref.local_col], coalesce(to_jsonb(found_id), 'null'::jsonb));
     end if;
     hit := null;
   end loop;
