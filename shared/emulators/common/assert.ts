@@ -43,7 +43,7 @@ export function assertAtLeast(a: number, b: number, msg?: string): void {
 }
 
 /** Await a rejection and return the error for further checks. */
-export async function assertRejects(fn: () => Promise<unknown>, msg?: string): Promise<unknown> {
+export async function assertRejects(fn: () => PromiseLike<unknown>, msg?: string): Promise<unknown> {
   try {
     await fn();
   } catch (e) {

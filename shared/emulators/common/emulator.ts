@@ -157,6 +157,11 @@ export abstract class Emulator {
   protected abstract faultResponse(kind: FaultKind, ctx: RequestContext): Response;
   /** Response for an unexpected exception. */
   protected abstract internalError(ctx: RequestContext, err: unknown): Response;
+  /** Whether a route needs a session (injected 401s only hit those). */
+  protected requiresAuth(_route: string): boolean {
+    return true;
+  }
+
   /** Provider state reset (tokens, rate limits, …) on admin reset. */
   protected resetProviderState(): void {}
 
@@ -218,6 +223,7 @@ export abstract class Emulator {
     }
     const ctx: RequestContext = { req, url, params: m.params, route: m.route };
     const decision = this.faults.decideRequest(m.route);
+    if (decision.fault === "401" && !this.requiresAuth(m.route)) decision.fault = "ok";
     if (decision.latencyMs > 0) await sleep(decision.latencyMs, this.#closing.signal);
     let res: Response;
     if (decision.fault === "hang") {

@@ -283,6 +283,10 @@ export class HubSpotEmulator extends Emulator {
 
   // ---- provider hooks ----------------------------------------------------------
 
+  protected override requiresAuth(route: string): boolean {
+    return !route.includes("/oauth/") && !route.includes("/webhooks/v3/");
+  }
+
   protected notFound(_ctx: RequestContext, methodMismatch: boolean): Response {
     if (methodMismatch) return this.errors.make(405, "METHOD_NOT_ALLOWED", "Method not allowed");
     return json({ status: "error", message: "Resource not found", correlationId: this.errors.correlationId(), category: "OBJECT_NOT_FOUND" }, 404);
