@@ -94,6 +94,9 @@ as $$
            coalesce(x.columns, '{}'::text[]) as columns
     from jsonb_to_recordset(coalesce(p_entries, '[]'::jsonb))
       as x(record_id uuid, connection_id uuid, remote_id text, op text, columns text[])
+    -- Rows deleted because their connection is being deleted (ON DELETE CASCADE) have nothing
+    -- left to sync.
+    join crm.connections c on c.id = x.connection_id
     where x.op in ('insert', 'update', 'delete')
     order by x.record_id
   ),

@@ -1,7 +1,7 @@
 -- needs_sync triggers: app writes queue exactly one coalesced outbox entry per record with the
 -- changed fields; engine writes (crm.engine = on) and no-op updates queue nothing.
 begin;
-select plan(59);
+select plan(62);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('03000000-0000-4000-8000-0000000000c1', '03000000-0000-4000-8000-0000000000a1', 'hubspot', 'trg-test-1'),
@@ -304,6 +304,22 @@ select is((select count(*)::integer from crm.outbox where connection_id = '03000
                                  union all select id from crm.deals)
            and op <> 'delete'), 0,
   'no orphan non-delete entries');
+
+-- Deleting a referenced company (ON DELETE SET NULL) does not queue the referencing contacts.
+delete from crm.outbox where record_id = '03000000-0000-4000-8000-000000000015';
+delete from crm.companies where id = '03000000-0000-4000-8000-0000000000e3';
+select results_eq(
+  $$select c.company_id, (select count(*)::integer from crm.outbox o where o.record_id = c.id)
+    from crm.contacts c where c.id = '03000000-0000-4000-8000-000000000015'$$,
+  $$values (null::uuid, 0)$$,
+  'a cascaded SET NULL of a local id queues nothing');
+
+-- Deleting a connection removes its rows and queues nothing (no FK error from the triggers).
+select lives_ok($$delete from crm.connections where id = '03000000-0000-4000-8000-0000000000c1'$$,
+  'a connection with rows, relations and pending changes can be deleted');
+select is((select count(*)::integer from crm.outbox where connection_id = '03000000-0000-4000-8000-0000000000c1')
+          + (select count(*)::integer from crm.sync_state where connection_id = '03000000-0000-4000-8000-0000000000c1'),
+  0, '... leaving no outbox entries or field state behind');
 
 select * from finish();
 rollback;
