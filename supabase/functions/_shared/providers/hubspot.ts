@@ -73,8 +73,9 @@ export function classifyHubSpot(e: unknown): Classification {
     const policy = body.success ? body.data.policyName : undefined;
     // TEN_SECONDLY_ROLLING clears within the window; DAILY will not clear during this run.
     if (policy === "DAILY") return { kind: "fatal", reason: "HubSpot daily API limit reached" };
-    const after = parseRetryAfter(headers["retry-after"]) ??
-      (policy === "TEN_SECONDLY_ROLLING" ? 10_000 : policy === "SECONDLY" ? 1000 : undefined);
+    // HubSpot sends no Retry-After; the rolling windows (10 s app, 1 s search) clear
+    // gradually, so a one-second pause followed by exponential backoff is enough.
+    const after = parseRetryAfter(headers["retry-after"]) ?? 1000;
     return { kind: "retry", reason: `429 ${policy ?? "rate limited"}`, afterMs: after };
   }
   if (code === 401) return { kind: "reauth", reason: "401 from HubSpot" };
