@@ -1,0 +1,295 @@
+// Salesforce REST through jsforce 3.10.16 (newer versions crash on Deno 2.1).
+// Incremental reads are keyset SOQL on (SystemModstamp, Id) through queryAll, so deleted
+// rows (IsDeleted = true) arrive in the same walk as changes; SystemModstamp has second
+// precision, so the Id tiebreak is what makes bulk updates safe. Contacts are two sObjects
+// (Contact and Lead), walked one after the other. jsforce refreshes the session on 401 by
+// itself and would retry forever if the 401 persists, so refresh goes through our own
+// refreshFn, which allows one refresh per call and reports revoked credentials.
+import jsforce from "jsforce";
+import { z } from "zod";
+import type { Classification } from "../http/retry.ts";
+import { guardedCall, isNetworkError } from "./call.ts";
+import {
+  type ChangePage,
+  type ObjectType,
+  type ProviderAdapter,
+  type ProviderDeps,
+  ProviderError,
+  type RecordError,
+  type RemoteRecord,
+  type Watermark,
+} from "./types.ts";
+
+export const API_VERSION = "62.0";
+const PAGE = 2000;
+
+export const SOBJECTS: Record<ObjectType, string[]> = {
+  contacts: ["Contact", "Lead"],
+  companies: ["Account"],
+  deals: ["Opportunity"],
+  owners: ["User"],
+};
+
+const SF_ID = /^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/;
+const RawRow = z.object({
+  Id: z.string().regex(SF_ID),
+  SystemModstamp: z.string(),
+  IsDeleted: z.boolean().optional(),
+  MasterRecordId: z.string().nullable().optional(),
+}).passthrough();
+
+interface Position {
+  t: string;
+  id: string;
+}
+
+interface WalkState {
+  type: number;
+  pos: Record<string, Position | null>;
+  /** Last position of each finished type in this walk, for the final watermark. */
+  ends: Record<string, Position | null>;
+}
+
+/** SOQL datetime literal (no quotes, second precision, UTC). */
+function soqlDateTime(iso: string): string {
+  return new Date(iso).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+function soqlString(s: string): string {
+  return `'${s.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+}
+
+function isoOf(sf: string): string | null {
+  const d = new Date(sf.replace(/\+0000$/, "Z"));
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+export function classifySalesforce(e: unknown): Classification {
+  const err = e as { errorCode?: string; name?: string; statusCode?: number; message?: string };
+  const code = err.errorCode ?? err.name ?? "";
+  if (code === "REQUEST_LIMIT_EXCEEDED") {
+    return { kind: "fatal", reason: "Salesforce org API limit reached" };
+  }
+  if (code === "INVALID_SESSION_ID") return { kind: "reauth", reason: "session expired" };
+  if (/invalid_grant|INVALID_AUTH|expired access\/refresh token/i.test(`${code} ${err.message}`)) {
+    return { kind: "reauth", reason: err.message ?? code };
+  }
+  if (
+    code === "SERVER_UNAVAILABLE" || code === "UNABLE_TO_LOCK_ROW" ||
+    /^5\d\d$/.test(String(err.statusCode ?? ""))
+  ) {
+    return { kind: "retry", reason: code || "5xx" };
+  }
+  if (/ERROR_HTTP_5\d\d|ERROR_HTTP_503|ERROR_HTTP_502|ERROR_HTTP_500/.test(code)) {
+    return { kind: "retry", reason: code };
+  }
+  if (isNetworkError(e)) return { kind: "retry", reason: `network: ${err.message}` };
+  return { kind: "fatal", reason: `${code}: ${err.message ?? ""}`.slice(0, 300) };
+}
+
+export function createSalesforceAdapter(
+  deps: ProviderDeps,
+  fields: Record<string, string[]>,
+): ProviderAdapter {
+  const c = deps.credentials;
+  let refreshesThisCall = 0;
+
+  const conn = new jsforce.Connection({
+    instanceUrl: c.instanceUrl ?? deps.baseUrl,
+    loginUrl: c.loginUrl ?? deps.baseUrl,
+    accessToken: c.accessToken,
+    refreshToken: c.refreshToken,
+    version: API_VERSION,
+    oauth2: c.clientId
+      ? { clientId: c.clientId, clientSecret: c.clientSecret, loginUrl: c.loginUrl ?? deps.baseUrl }
+      : undefined,
+    // One refresh per API call; a 401 that survives it means the grant is gone.
+    refreshFn: (_conn, callback) => {
+      if (refreshesThisCall++ > 0 || !c.refreshToken || !c.clientId) {
+        return callback(
+          new ProviderError("Salesforce rejected the session after a refresh", "revoked", 401),
+        );
+      }
+      deps.countCall();
+      const oauth2 = new jsforce.OAuth2({
+        clientId: c.clientId,
+        clientSecret: c.clientSecret,
+        loginUrl: c.loginUrl ?? deps.baseUrl,
+      });
+      oauth2.refreshToken(c.refreshToken).then(
+        (res) => callback(undefined, res.access_token, res),
+        (e: Error) =>
+          callback(
+            new ProviderError(`Salesforce token refresh failed: ${e.message}`, "revoked", 400),
+          ),
+      );
+    },
+  });
+  conn.on("refresh", (accessToken: string, res: { instance_url?: string }) => {
+    void deps.onTokens({
+      accessToken,
+      refreshToken: c.refreshToken,
+      instanceUrl: res?.instance_url,
+    });
+  });
+
+  const call = <T>(kind: string, fn: () => Promise<T>, signal?: AbortSignal) =>
+    guardedCall(deps, () => {
+      refreshesThisCall = 0;
+      return fn();
+    }, { kind, classify: classifySalesforce, signal });
+
+  type Rows = { records: unknown[] };
+  // jsforce's Query is a thenable, not a Promise: await it inside an async function.
+  const query = (soql: string, o: Record<string, unknown>, signal?: AbortSignal) =>
+    call("query", async (): Promise<Rows> => await conn.query(soql, o) as unknown as Rows, signal);
+
+  function fieldList(type: string): string {
+    const set = new Set(["Id", "SystemModstamp", ...(fields[type] ?? [])]);
+    if (type !== "User") {
+      set.add("IsDeleted");
+      if (type !== "Opportunity") set.add("MasterRecordId");
+    }
+    return [...set].join(", ");
+  }
+
+  function toRecord(type: string, raw: unknown): RemoteRecord | RecordError {
+    const p = RawRow.safeParse(raw);
+    if (!p.success) {
+      return {
+        remoteId: (raw as { Id?: string })?.Id ?? null,
+        reason: `unexpected ${type} shape: ${p.error.message}`,
+      };
+    }
+    const modifiedAt = isoOf(p.data.SystemModstamp);
+    if (!modifiedAt) {
+      return { remoteId: p.data.Id, reason: `unparseable SystemModstamp ${p.data.SystemModstamp}` };
+    }
+    const { attributes: _a, ...properties } = p.data as Record<string, unknown>;
+    return {
+      remoteId: p.data.Id,
+      remoteType: type,
+      modifiedAt,
+      properties,
+      deleted: Boolean(p.data.IsDeleted),
+      mergedIds: [],
+    };
+  }
+
+  return {
+    provider: "salesforce",
+
+    async changesSince(object, from, checkpoint, opts = {}) {
+      const types = SOBJECTS[object];
+      const start: Position | null = from ? { t: from.modifiedAt, id: from.remoteId } : null;
+      const s: WalkState = (checkpoint as WalkState | null) ??
+        { type: 0, pos: Object.fromEntries(types.map((t) => [t, start])), ends: {} };
+      const type = types[s.type];
+      const pos = s.pos[type];
+      const size = Math.min(opts.pageSize ?? PAGE, PAGE);
+      const where = pos
+        ? ` WHERE (SystemModstamp > ${soqlDateTime(pos.t)} OR (SystemModstamp = ${
+          soqlDateTime(pos.t)
+        } AND Id > ${soqlString(pos.id)}))`
+        : "";
+      const soql = `SELECT ${
+        fieldList(type)
+      } FROM ${type}${where} ORDER BY SystemModstamp ASC, Id ASC LIMIT ${size}`;
+      const res = await query(
+        soql,
+        { scanAll: type !== "User", autoFetch: false, maxFetch: size },
+        opts.signal,
+      );
+      const records: RemoteRecord[] = [];
+      const errors: RecordError[] = [];
+      for (const raw of res.records) {
+        const r = toRecord(type, raw);
+        if ("reason" in r) errors.push(r);
+        else records.push(r);
+      }
+      const lastRaw = res.records.at(-1) as { Id?: string; SystemModstamp?: string } | undefined;
+      const lastPos = lastRaw?.Id && lastRaw.SystemModstamp
+        ? {
+          t: isoOf(lastRaw.SystemModstamp) ?? pos?.t ?? new Date(0).toISOString(),
+          id: lastRaw.Id,
+        }
+        : pos;
+      const next: WalkState = { ...s, pos: { ...s.pos, [type]: lastPos } };
+      const typeDone = res.records.length < size;
+      if (typeDone) {
+        next.ends = { ...s.ends, [type]: lastPos };
+        next.type = s.type + 1;
+      }
+      const done = next.type >= types.length;
+      let watermark: Watermark | null = null;
+      if (done) {
+        // One cursor per object: the earliest end over its sObjects, so no type is skipped.
+        const ends = types.map((t) => next.ends[t]).filter((p): p is Position =>
+          p !== null && p !== undefined
+        );
+        const min = ends.sort((a, b) => a.t.localeCompare(b.t) || a.id.localeCompare(b.id))[0];
+        watermark = min ? { modifiedAt: min.t, remoteId: min.id } : null;
+      }
+      return {
+        records,
+        errors,
+        checkpoint: done ? null : next,
+        watermark,
+        done,
+      } satisfies ChangePage;
+    },
+
+    async deletedSince(object, since, opts = {}) {
+      // Deletions already arrive through queryAll in changesSince; this serves callers that
+      // want only them (drift checks).
+      const out: RemoteRecord[] = [];
+      for (const type of SOBJECTS[object].filter((t) => t !== "User")) {
+        const soql = `SELECT ${
+          fieldList(type)
+        } FROM ${type} WHERE IsDeleted = true AND SystemModstamp >= ${
+          soqlDateTime(since)
+        } ORDER BY SystemModstamp ASC, Id ASC`;
+        const res = await query(
+          soql,
+          { scanAll: true, autoFetch: true, maxFetch: 50_000 },
+          opts.signal,
+        );
+        for (const raw of res.records) {
+          const r = toRecord(type, raw);
+          if (!("reason" in r)) out.push(r);
+        }
+      }
+      return out;
+    },
+
+    async readByIds(object, ids, opts = {}) {
+      const records: RemoteRecord[] = [];
+      const errors: RecordError[] = [];
+      const wanted = ids.filter((id) => SF_ID.test(id));
+      for (const id of ids) {
+        if (!SF_ID.test(id)) errors.push({ remoteId: id, reason: "not a Salesforce id" });
+      }
+      for (const type of SOBJECTS[object]) {
+        for (let i = 0; i < wanted.length; i += 200) {
+          const chunk = wanted.slice(i, i + 200);
+          const soql = `SELECT ${fieldList(type)} FROM ${type} WHERE Id IN (${
+            chunk.map(soqlString).join(", ")
+          })`;
+          const res = await query(soql, { autoFetch: true, maxFetch: 200 }, opts.signal);
+          for (const raw of res.records) {
+            const r = toRecord(type, raw);
+            if ("reason" in r) errors.push(r);
+            else records.push(r);
+          }
+        }
+      }
+      const found = new Set(records.map((r) => r.remoteId));
+      for (const id of wanted) {
+        if (!found.has(id)) errors.push({ remoteId: id, reason: "not found in Salesforce" });
+      }
+      return { records, errors };
+    },
+  };
+}
+
+export { ProviderError };

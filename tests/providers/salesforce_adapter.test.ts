@@ -1,0 +1,122 @@
+// The Salesforce adapter against the Salesforce sandbox through jsforce: Contact and Lead
+// walked by keyset SOQL, bulk-updated identical SystemModstamps, deletions via queryAll,
+// token refresh on an expired session, and revoked credentials reported as such.
+import assert from "node:assert/strict";
+import { startSalesforce } from "../../shared/emulators/salesforce/mod.ts";
+import { createSalesforceAdapter } from "../../supabase/functions/_shared/providers/salesforce.ts";
+import type {
+  ProviderAdapter,
+  RemoteRecord,
+  Watermark,
+} from "../../supabase/functions/_shared/providers/types.ts";
+
+async function walk(adapter: ProviderAdapter, from: Watermark | null = null, pageSize = 200) {
+  const seen: RemoteRecord[] = [];
+  let checkpoint: unknown = null;
+  for (let i = 0; i < 10_000; i++) {
+    const page = await adapter.changesSince("contacts", from, checkpoint, { pageSize });
+    assert.deepEqual(page.errors, []);
+    seen.push(...page.records);
+    checkpoint = page.checkpoint;
+    if (page.done) return { seen, watermark: page.watermark };
+  }
+  throw new Error("walk did not finish");
+}
+
+async function admin(url: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `${path}: ${res.status} ${text}`);
+  return JSON.parse(text || "null");
+}
+
+Deno.test({
+  name:
+    "salesforce adapter: contacts and leads, identical SystemModstamps, deletes, refresh, revoke",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const sf = await startSalesforce({ port: 0, seed: 5, records: 450 });
+    try {
+      let calls = 0;
+      const tokens: string[] = [];
+      const adapter = createSalesforceAdapter({
+        baseUrl: sf.url,
+        credentials: {
+          accessToken: sf.credentials.SALESFORCE_ACCESS_TOKEN,
+          refreshToken: sf.credentials.SALESFORCE_REFRESH_TOKEN,
+          clientId: sf.credentials.SALESFORCE_CLIENT_ID,
+          clientSecret: sf.credentials.SALESFORCE_CLIENT_SECRET,
+          instanceUrl: sf.url,
+          loginUrl: sf.url,
+        },
+        beforeRequest: () => Promise.resolve(),
+        onTokens: (t) => {
+          tokens.push(t.accessToken);
+          return Promise.resolve();
+        },
+        countCall: (n = 1) => {
+          calls += n;
+        },
+        log: () => {},
+      }, {
+        Contact: ["FirstName", "LastName", "Email", "Phone"],
+        Lead: ["FirstName", "LastName", "Email", "Company"],
+      });
+
+      const { seen, watermark } = await walk(adapter);
+      const contacts = await admin(sf.url, "GET", "/__admin/records/Contact");
+      const leads = await admin(sf.url, "GET", "/__admin/records/Lead");
+      assert.equal(seen.length, contacts.length + leads.length);
+      assert.equal(new Set(seen.map((r) => r.remoteId)).size, seen.length);
+      assert.deepEqual(new Set(seen.map((r) => r.remoteType)), new Set(["Contact", "Lead"]));
+      assert.ok(watermark);
+
+      // 300 contacts bulk-updated in one second, one deleted, then a delta with small pages.
+      const t = new Date(Date.now() + 120_000).toISOString().replace(/\.\d+Z$/, ".000Z");
+      const bulkIds: string[] =
+        (await admin(sf.url, "POST", "/__admin/records/Contact/set-modified", {
+          count: 300,
+          pick: "random",
+          modifiedAt: t,
+        })).ids;
+      const victim = contacts.find((c: { Id: string }) => !bulkIds.includes(c.Id)).Id;
+      await admin(sf.url, "DELETE", `/__admin/records/Contact/${victim}`);
+      const delta = await walk(adapter, watermark, 50);
+      const bulk = delta.seen.filter((r) => r.modifiedAt === t && r.remoteType === "Contact");
+      assert.deepEqual(new Set(bulk.map((r) => r.remoteId)), new Set(bulkIds));
+      assert.equal(
+        new Set(delta.seen.map((r) => r.remoteId)).size,
+        delta.seen.length,
+        "no duplicates",
+      );
+      assert.ok(
+        delta.seen.some((r) => r.remoteId === victim && r.deleted),
+        "the delete arrives via queryAll",
+      );
+
+      // An expired session is refreshed once and the new token handed back for storage.
+      await admin(sf.url, "POST", "/__admin/tokens/expire");
+      await new Promise((r) => setTimeout(r, 5)); // expiry is "before now", in ms
+      const again = await adapter.readByIds("contacts", [contacts[1].Id]);
+      assert.equal(again.records.length, 1);
+      assert.equal(tokens.length, 1);
+
+      await admin(sf.url, "POST", "/__admin/tokens/revoke", { kind: "all" });
+      await assert.rejects(
+        adapter.readByIds("contacts", [contacts[1].Id]),
+        (e: Error & { action?: string }) => {
+          assert.equal(e.action, "revoked");
+          return true;
+        },
+      );
+      assert.ok(calls > 0);
+    } finally {
+      await sf.close();
+    }
+  },
+});
