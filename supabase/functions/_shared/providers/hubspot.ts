@@ -182,6 +182,8 @@ export function createHubSpotAdapter(
   function api(object: Exclude<ObjectType, "owners">) {
     return hs.crm[object];
   }
+  // The SDK types `sorts` as string[]; the API takes {propertyName, direction} objects.
+  type SearchRequest = Parameters<ReturnType<typeof api>["searchApi"]["doSearch"]>[0];
 
   function propsFor(object: Exclude<ObjectType, "owners">): string[] {
     return [
@@ -262,10 +264,9 @@ export function createHubSpotAdapter(
         };
       const res = await call(
         "search",
-        // deno-lint-ignore no-explicit-any
         () =>
           api(object).searchApi.doSearch(
-            { ...request, properties: propsFor(object), limit: size } as any,
+            { ...request, properties: propsFor(object), limit: size } as unknown as SearchRequest,
           ),
         opts.signal,
       );
