@@ -283,26 +283,25 @@ begin
       left join crm.conflicts k on k.object = $4 and k.record_id = c.target_id and k.field = f.field
                                 and k.resolution is null
     ),
+    dagg as (
+      select d.remote_id,
+             jsonb_object_agg(d.field, d.val) filter (
+               where d.decision in ('take', 'take_conflict') and not starts_with(d.field, 'custom.')
+                 and d.val is distinct from d.local_val) as cols,
+             jsonb_object_agg(substr(d.field, 8), d.val) filter (
+               where d.decision in ('take', 'take_conflict') and starts_with(d.field, 'custom.')
+                 and d.val is distinct from d.local_val) as custom_patch,
+             array_agg(d.field) filter (where d.decision in ('take', 'take_conflict', 'agree', 'manual')) as settled
+      from dec d
+      group by d.remote_id
+    ),
     agg as (
       select c.*,
              coalesce(d.cols, '{}'::jsonb) as cols,
              coalesce(d.custom_patch, '{}'::jsonb) as custom_patch,
-             coalesce(d.settled, '{}'::text[]) as settled,
-             coalesce(d.fresh, false) as fresh
+             coalesce(d.settled, '{}'::text[]) as settled
       from cur c
-      left join lateral (
-        select
-          jsonb_object_agg(d.field, d.val) filter (
-            where d.decision in ('take', 'take_conflict') and not starts_with(d.field, 'custom.')
-              and d.val is distinct from d.local_val) as cols,
-          jsonb_object_agg(substr(d.field, 8), d.val) filter (
-            where d.decision in ('take', 'take_conflict') and starts_with(d.field, 'custom.')
-              and d.val is distinct from d.local_val) as custom_patch,
-          array_agg(d.field) filter (where d.decision in ('take', 'take_conflict', 'agree', 'manual')) as settled,
-          bool_or(d.decision <> 'stale') as fresh
-        from dec d
-        where d.remote_id = c.remote_id
-      ) d on true
+      left join dagg d on d.remote_id = c.remote_id
     ),
     acts as (
       select a.*, p.full_patch, act.action,
