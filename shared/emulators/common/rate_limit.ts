@@ -42,13 +42,19 @@ export class RollingWindowLimiter {
     e.ring[e.pos] = now;
     e.pos = (e.pos + 1) % this.max;
     let inWindow = 0;
-    for (const t of e.ring) if (now - t < this.windowMs) inWindow++;
-    const nextOldest = e.ring[e.pos];
+    let oldestInWindow = now;
+    for (const t of e.ring) {
+      if (now - t < this.windowMs) {
+        inWindow++;
+        if (t < oldestInWindow) oldestInWindow = t;
+      }
+    }
     return {
       allowed: true,
       limit: this.max,
       remaining: this.max - inWindow,
-      resetMs: now - nextOldest < this.windowMs ? this.windowMs - (now - nextOldest) : 0,
+      // Until the oldest hit still in the window drops out of it.
+      resetMs: this.windowMs - (now - oldestInWindow),
       windowMs: this.windowMs,
     };
   }
