@@ -176,6 +176,7 @@ declare
   found_remote text;
   found_id uuid;
   hit boolean;
+  refs_touched boolean;
 begin
   if crm.is_engine() then
     return new;
@@ -203,8 +204,26 @@ begin
 
   -- Relations: a changed local id fills the remote id (NULL until the target is synced; the
   -- engine fills it when the target's insert completes); a changed remote id fills the local id.
+  -- The cheap test first (same columns as crm._mirror_refs): most writes touch no relation.
+  refs_touched := case tg_table_name
+    when 'contacts' then
+      row(n -> 'company_id', n -> 'company_remote_id', n -> 'owner_id', n -> 'owner_remote_id')
+      is distinct from row(coalesce(o -> 'company_id', 'null'), coalesce(o -> 'company_remote_id', 'null'),
+                           coalesce(o -> 'owner_id', 'null'), coalesce(o -> 'owner_remote_id', 'null'))
+    when 'companies' then
+      row(n -> 'owner_id', n -> 'owner_remote_id')
+      is distinct from row(coalesce(o -> 'owner_id', 'null'), coalesce(o -> 'owner_remote_id', 'null'))
+    when 'deals' then
+      row(n -> 'owner_id', n -> 'owner_remote_id', n -> 'company_id', n -> 'company_remote_id',
+          n -> 'primary_contact_id', n -> 'primary_contact_remote_id')
+      is distinct from row(coalesce(o -> 'owner_id', 'null'), coalesce(o -> 'owner_remote_id', 'null'),
+                           coalesce(o -> 'company_id', 'null'), coalesce(o -> 'company_remote_id', 'null'),
+                           coalesce(o -> 'primary_contact_id', 'null'),
+                           coalesce(o -> 'primary_contact_remote_id', 'null'))
+    else true
+  end;
   for ref in select r.local_col, r.remote_col, r.target from crm._mirror_refs() r
-             where r.tbl = tg_table_name loop
+             where refs_touched and r.tbl = tg_table_name loop
     if n ->> ref.local_col is not null
        and (n -> ref.local_col) is distinct from coalesce(o -> ref.local_col, 'null'::jsonb)
        and (n -> ref.remote_col) is not distinct from coalesce(o -> ref.remote_col, 'null'::jsonb) then
