@@ -42,14 +42,19 @@ grant execute on function crm.current_account_id() to authenticated, service_rol
 
 -- True inside a transaction the sync engine marked with
 --   set local crm.engine = 'on'   (or select set_config('crm.engine', 'on', true)).
--- Triggers use it to tell engine writes (never queued outbound) from app writes.
+-- Triggers use it to tell engine writes (never queued outbound) from app writes. The flag is
+-- ignored for requests made with an anon or authenticated JWT (request.jwt.claims role), so an
+-- API caller that manages to set it still writes as the app.
 create or replace function crm.is_engine()
   returns boolean
   language sql
   stable
   set search_path = ''
 as $$
-  select coalesce(pg_catalog.current_setting('crm.engine', true), '') = 'on'
+  select case
+    when coalesce(pg_catalog.current_setting('crm.engine', true), '') <> 'on' then false
+    else coalesce(auth.jwt() ->> 'role', '') not in ('anon', 'authenticated')
+  end
 $$;
 comment on function crm.is_engine() is
   'True when the transaction-local setting crm.engine = on marks the current write as the engine''s.';

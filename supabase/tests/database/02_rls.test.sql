@@ -1,7 +1,7 @@
 -- RLS on every crm table: anon sees nothing, authenticated sees only its account
 -- (JWT claim app_metadata.account_id), service_role sees all; app writes only where allowed.
 begin;
-select plan(73);
+select plan(76);
 
 -- Fixture (as postgres): accounts A and B, one connection each, one row in every table.
 insert into crm.connections (id, account_id, provider, remote_account_id, credentials) values
@@ -161,6 +161,17 @@ select throws_ok($$select public.trigger_crm_sync('contacts')$$, '42501', null,
 select throws_ok(
   $$select crm._enqueue_outbox('contacts', '[]')$$, '42501', null,
   'the app cannot call the internal queue helper');
+
+-- The engine flag means nothing to an API caller: still an app write, still guarded.
+set local crm.engine = 'on';
+select is(crm.is_engine(), false, 'crm.engine is ignored under an authenticated JWT');
+select throws_ok(
+  $$update crm.contacts set remote_id = 'spoofed' where id = '0a000000-0000-4000-8000-000000000a03'$$,
+  'CRM05', null, 'engine-managed columns stay protected even with crm.engine set');
+update crm.contacts set last_name = 'Sneaky' where id = '0a000000-0000-4000-8000-000000000a03';
+select is((select changed_columns from crm.outbox where record_id = '0a000000-0000-4000-8000-000000000a03'),
+  array['email', 'last_name'], '... and the change is queued like any app write');
+reset crm.engine;
 
 -- The account comes from app_metadata only: user_metadata (user-editable) is ignored.
 set local request.jwt.claims to
