@@ -6,7 +6,8 @@
 -- Input: p_records is a jsonb array of canonical records:
 --   {"remote_id": "123", "remote_updated_at": "2026-01-01T00:00:00.123Z",
 --    <canonical column>: value, ..., "custom": {"key": value, ...},
---    "deleted": true|false (optional), "merged_into": "<survivor remote id>" (optional)}
+--    "deleted": true|false (optional), "merged_into": "<survivor remote id>" (optional),
+--    "merged_ids": ["<loser remote id>", ...] (optional, on the survivor)}
 -- Keys present are applied; absent keys are left alone (patch semantics), so a webhook with
 -- only changed properties is fine. Unknown keys, a missing remote_id / remote_updated_at, or a
 -- value the column type rejects fail the whole page with SQLSTATE CRM03 and write nothing.
@@ -21,6 +22,9 @@
 --   The residual risk: two different versions with the same timestamp delivered newest-first;
 --   the next delta run (which re-reads with an overlap, >= the watermark) or the hourly full
 --   drift check re-applies the current version and converges.
+-- * Merges arrive either way round: a loser with merged_into, or a survivor listing
+--   merged_ids (HubSpot's mergedObjectIds / hs_merged_object_ids). Either way the loser's row
+--   becomes a tombstone pointing at the survivor and an alias is recorded.
 -- * A delete (deleted: true) older than the row is ignored; a newer non-deleted version of a
 --   record the CRM had deleted restores it (not for merged records, not when the app deleted it).
 --
@@ -114,7 +118,7 @@ begin
   end if;
 
   v_cols := crm._syncable_columns(p_object);
-  v_allowed := v_cols || array['remote_id', 'remote_updated_at', 'deleted', 'merged_into'];
+  v_allowed := v_cols || array['remote_id', 'remote_updated_at', 'deleted', 'merged_into', 'merged_ids'];
 
   -- Validation: shape first, then types (the column types decide what parses).
   select format('record %s: %s', e.ord, p.problem) into v_problem
@@ -129,6 +133,10 @@ begin
       when e.r ? 'deleted' and jsonb_typeof(e.r -> 'deleted') <> 'boolean' then 'deleted must be a boolean'
       when e.r ? 'merged_into' and jsonb_typeof(e.r -> 'merged_into') not in ('string', 'number', 'null')
         then 'merged_into must be a remote id'
+      when e.r ? 'merged_ids' and (jsonb_typeof(e.r -> 'merged_ids') <> 'array'
+        or exists (select 1 from jsonb_array_elements(e.r -> 'merged_ids') m
+                   where jsonb_typeof(m) not in ('string', 'number')))
+        then 'merged_ids must be an array of remote ids'
       else (select 'unknown field(s) ' || string_agg(k, ', ' order by k)
             from jsonb_object_keys(e.r) k where k <> all (v_allowed))
     end as problem
@@ -144,7 +152,7 @@ begin
       'select count(*) from jsonb_array_elements($1) e(r),
          jsonb_populate_record(null::crm.%I, e.r - %L::text[]) x
        where (e.r ->> %L)::timestamptz is not null',
-      p_object, '{remote_id,remote_updated_at,deleted,merged_into}', 'remote_updated_at')
+      p_object, '{remote_id,remote_updated_at,deleted,merged_into,merged_ids}', 'remote_updated_at')
       using p_records;
   exception when data_exception then
     raise exception using errcode = 'CRM03', message = 'invalid inbound record: ' || sqlerrm;
@@ -203,7 +211,9 @@ begin
     'select count(*) from (
        select t.id from crm.%I t
        where t.connection_id = $1
-         and (t.remote_id in (select e.r ->> ''remote_id'' from jsonb_array_elements($2) e(r)) %s)
+         and (t.remote_id in (select e.r ->> ''remote_id'' from jsonb_array_elements($2) e(r))
+              or t.remote_id in (select m #>> ''{}'' from jsonb_array_elements($2) e(r),
+                                   jsonb_array_elements(coalesce(e.r -> ''merged_ids'', ''[]'')) m) %s)
        order by t.id
        for update of t) locked',
     p_object, v_lock_link)
@@ -218,7 +228,8 @@ begin
              (coalesce((e.r ->> 'deleted')::boolean, false) or nullif(e.r ->> 'merged_into', '') is not null)
                as is_deleted,
              nullif(e.r ->> 'merged_into', '') as merged_into,
-             e.r - '{remote_id,remote_updated_at,deleted,merged_into}'::text[] as body,
+             coalesce(e.r -> 'merged_ids', '[]'::jsonb) as merged_ids,
+             e.r - '{remote_id,remote_updated_at,deleted,merged_into,merged_ids}'::text[] as body,
              e.ord
       from jsonb_array_elements($2) with ordinality as e(r, ord)
       order by e.r ->> 'remote_id', (e.r ->> 'remote_updated_at')::timestamptz desc, e.ord desc
@@ -226,6 +237,14 @@ begin
     typed as (
       select r.*, to_jsonb(jsonb_populate_record(null::crm.%1$I, r.body)) as j
       from recs r
+    ),
+    -- Losers named by a survivor's merged_ids (unless the page carries them itself).
+    losers as (
+      select distinct on (m #>> '{}') m #>> '{}' as alias, r.remote_id as survivor
+      from recs r, jsonb_array_elements(r.merged_ids) as m
+      where m #>> '{}' <> r.remote_id
+        and not exists (select 1 from recs x where x.remote_id = m #>> '{}')
+      order by m #>> '{}', r.ts desc
     ),
     by_remote as (
       select u.remote_id, t.id as target_id
@@ -450,12 +469,34 @@ begin
       where k.id = d.open_conflict_id and d.decision = 'agree'
       returning k.id
     ),
+    loser_cur as (
+      select t.id, t.deleted_at is null as was_live, l.survivor
+      from losers l
+      join crm.%1$I t on t.connection_id = $1 and t.remote_id = l.alias
+      where t.deleted_at is null or t.merged_into_remote_id is distinct from l.survivor
+    ),
+    loser_upd as (
+      update crm.%1$I t
+      set deleted_at = coalesce(t.deleted_at, now()), merged_into_remote_id = lc.survivor,
+          needs_sync = false, last_synced_at = now(), updated_at = now()
+      from loser_cur lc
+      where t.id = lc.id
+      returning t.id
+    ),
+    loser_ob as (
+      delete from crm.outbox o
+      using loser_cur lc
+      where o.object = $4 and o.record_id = lc.id and o.state <> 'processing'
+      returning o.id
+    ),
     al as (
       insert into crm.record_aliases as a (connection_id, object, alias_remote_id, remote_id, merged_at)
       select $1, $4, f.remote_id, f.merged_into, now()
       from fin f
       where f.merged_into is not null and f.merged_into <> f.remote_id
         and f.action in ('tombstone', 'insert_deleted', 'unchanged', 'touch', 'update')
+      union all
+      select $1, $4, l.alias, l.survivor, now() from losers l
       on conflict (connection_id, object, alias_remote_id) do update
         set remote_id = excluded.remote_id, merged_at = excluded.merged_at
       returning a.alias_remote_id
@@ -471,7 +512,8 @@ begin
              and not exists (select 1 from ins i where i.remote_id = f.remote_id)))::integer,
       ((select count(*) from ins i join fin f on f.remote_id = i.remote_id
          where i.inserted and f.action = 'insert_deleted')
-        + (select count(*) from upd u where u.action = 'tombstone'))::integer,
+        + (select count(*) from upd u where u.action = 'tombstone')
+        + (select count(*) from loser_cur lc where lc.was_live))::integer,
       (select count(*) from fin f where f.action = 'stale')::integer,
       (select count(*) from dec d where d.decision in ('take_conflict', 'keep_conflict', 'manual')
          and d.target_id is not null)::integer

@@ -2,7 +2,7 @@
 -- domain; three-way merge with the outbox; conflict policies; tombstones, merges, relations.
 -- Counts are shown as (created,updated,unchanged,deleted,stale,conflicts).
 begin;
-select plan(92);
+select plan(96);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('04000000-0000-4000-8000-0000000000c1', '04000000-0000-4000-8000-0000000000a1', 'hubspot', 'apply-test-1'),
@@ -298,6 +298,28 @@ select results_eq(
 select is(pg_temp.apply('contacts', '[{"remote_id": "102", "remote_updated_at": "2999-03-01T00:00:00Z", "first_name": "Loser"}]'),
   '(0,1,0,0,0,0)', 'a late event for a merged record updates the tombstone');
 select ok((pg_temp.contact('102')).deleted_at is not null, '... but never resurrects it');
+
+-- HubSpot style: the survivor lists the ids merged into it.
+select pg_temp.apply('contacts', '[{"remote_id": "501", "remote_updated_at": "2026-01-01T00:00:00Z", "email": "m1@x.test"},
+                                   {"remote_id": "502", "remote_updated_at": "2026-01-01T00:00:00Z", "email": "m2@x.test"}]');
+update crm.contacts set job_title = 'pending' where connection_id = '04000000-0000-4000-8000-0000000000c1' and remote_id = '502';
+select is(pg_temp.apply('contacts', '[{"remote_id": "501", "remote_updated_at": "2026-01-02T00:00:00Z",
+                                        "merged_ids": ["502", "503"], "last_name": "Merged"}]'),
+  '(0,1,0,1,0,0)', 'survivor with merged_ids: survivor updated, known loser tombstoned');
+select results_eq(
+  $$select c.remote_id, c.deleted_at is not null, c.merged_into_remote_id,
+           (select count(*)::integer from crm.outbox o where o.record_id = c.id)
+    from crm.contacts c where c.connection_id = '04000000-0000-4000-8000-0000000000c1' and c.remote_id in ('501', '502')
+    order by c.remote_id$$,
+  $$values ('501', false, null::text, 0), ('502', true, '501', 0)$$,
+  'the loser points at the survivor and its pending changes are dropped');
+select results_eq(
+  $$select alias_remote_id, remote_id from crm.record_aliases
+    where connection_id = '04000000-0000-4000-8000-0000000000c1' and remote_id = '501' order by 1$$,
+  $$values ('502', '501'), ('503', '501')$$,
+  'aliases recorded for every merged id, known locally or not');
+select throws_ok($$select pg_temp.apply('contacts', '[{"remote_id": "1", "remote_updated_at": "2026-01-01T00:00:00Z", "merged_ids": "502"}]')$$,
+  'CRM03', null, 'merged_ids must be an array');
 
 -- Relations by remote id, both ways. -------------------------------------------------------------
 select is(pg_temp.apply('contacts', '[{"remote_id": "401", "remote_updated_at": "2026-01-01T00:00:00Z",
