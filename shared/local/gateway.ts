@@ -157,40 +157,56 @@ export function startGateway(opts: GatewayOptions) {
       }
     }
 
-    const worker = await workerFor(slug, entry);
-    let port: number;
-    try {
-      port = await worker.port;
-    } catch (e) {
-      log(`${slug} failed to boot: ${(e as Error).message}`);
-      return json(503, {
-        code: "BOOT_ERROR",
-        message: "Function failed to start (please check logs)",
-      });
-    }
     const headers = new Headers(req.headers);
     headers.delete("host");
+    // Buffered so a request that found a worker which had just died can go to its successor.
+    const body = req.body ? new Uint8Array(await req.arrayBuffer()) : undefined;
     const timeout = AbortSignal.timeout(opts.requestTimeoutMs ?? 150_000);
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/${slug}${m[2] ?? ""}${url.search}`, {
-        method: req.method,
-        headers,
-        body: req.body,
-        redirect: "manual",
-        signal: timeout,
-      });
-      return new Response(res.body, {
-        status: res.status,
-        statusText: res.statusText,
-        headers: res.headers,
-      });
-    } catch (e) {
-      if (timeout.aborted) {
-        return json(504, { code: "TIMEOUT", message: "Function exceeded the wall-clock limit" });
+    for (let attempt = 1;; attempt++) {
+      const worker = await workerFor(slug, entry);
+      let port: number;
+      try {
+        port = await worker.port;
+      } catch (e) {
+        log(`${slug} failed to boot: ${(e as Error).message}`);
+        return json(503, {
+          code: "BOOT_ERROR",
+          message: "Function failed to start (please check logs)",
+        });
       }
-      log(`${slug}: ${(e as Error).message}`);
-      return json(502, { code: "WORKER_ERROR", message: "Function exited before it responded" });
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/${slug}${m[2] ?? ""}${url.search}`, {
+          method: req.method,
+          headers,
+          body,
+          redirect: "manual",
+          signal: timeout,
+        });
+        return new Response(res.body, {
+          status: res.status,
+          statusText: res.statusText,
+          headers: res.headers,
+        });
+      } catch (e) {
+        if (timeout.aborted) {
+          return json(504, { code: "TIMEOUT", message: "Function exceeded the wall-clock limit" });
+        }
+        const refused = /connection refused|ECONNREFUSED/i.test(String((e as Error).message));
+        if (refused) retire(slug, worker);
+        // Refused means the request never reached the (dead) worker: safe to send it once more.
+        if (refused && attempt === 1) continue;
+        log(`${slug}: ${(e as Error).message}`);
+        return json(502, { code: "WORKER_ERROR", message: "Function exited before it responded" });
+      }
     }
+  }
+
+  function retire(slug: string, w: Worker) {
+    if (workers.get(slug) === w) workers.delete(slug);
+    w.exited = true;
+    try {
+      w.child.kill("SIGKILL");
+    } catch { /* already gone */ }
   }
 
   let stopping = false;
