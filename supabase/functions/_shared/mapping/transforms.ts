@@ -158,15 +158,24 @@ export function isKnownTransform(spec: string | null | undefined): boolean {
   return parseTransform(spec)[0] in INBOUND;
 }
 
-export function applyInbound(
+function apply(
+  table: Record<string, Fn>,
   spec: string | null | undefined,
   v: unknown,
   ctx: TransformContext,
 ): Transformed {
   const [name, arg] = parseTransform(spec);
-  const fn = INBOUND[name];
+  const fn = table[name];
   if (!fn) return { value: v, warning: `unknown transform ${JSON.stringify(spec)}` };
   return fn(v, ctx, arg);
+}
+
+export function applyInbound(
+  spec: string | null | undefined,
+  v: unknown,
+  ctx: TransformContext,
+): Transformed {
+  return apply(INBOUND, spec, v, ctx);
 }
 
 export function applyOutbound(
@@ -174,10 +183,7 @@ export function applyOutbound(
   v: unknown,
   ctx: TransformContext,
 ): Transformed {
-  const [name, arg] = parseTransform(spec);
-  const fn = OUTBOUND[name];
-  if (!fn) return { value: v, warning: `unknown transform ${JSON.stringify(spec)}` };
-  return fn(v, ctx, arg);
+  return apply(OUTBOUND, spec, v, ctx);
 }
 
 /** "Ada King Lovelace" -> first "Ada King", last "Lovelace" (Salesforce/HubSpot keep two fields). */
