@@ -44,6 +44,29 @@ async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string,
            count(*) filter (where created > now() - interval '1 hour'
                               and (status_code >= 400 or error_msg is not null or timed_out))::int as failed
     from net._http_response`;
+  const [{ has }] = await sql`select to_regprocedure('crm.sync_status()') is not null as has`;
+  if (has) {
+    const rows = await sql`select provider, object, connection_status, records, pending_outbound,
+                                  dead_letters, last_success_at, last_error, stale
+                           from crm.sync_status() order by provider, object`;
+    lines.push("", "connections (crm.sync_status())");
+    if (rows.length === 0) lines.push("  none registered");
+    for (const r of rows) {
+      const last = r.last_success_at
+        ? new Date(r.last_success_at).toISOString().slice(11, 19)
+        : "never";
+      lines.push(
+        `  ${String(r.provider).padEnd(11)} ${String(r.object).padEnd(10)} ${
+          String(r.connection_status).padEnd(8)
+        } ` +
+          `records ${String(r.records ?? "-").padStart(7)}  pending ${
+            String(r.pending_outbound).padStart(5)
+          }  ` +
+          `dead ${String(r.dead_letters).padStart(3)}  last ok ${last}${r.stale ? "  STALE" : ""}` +
+          (r.last_error ? `  error: ${String(r.last_error).slice(0, 60)}` : ""),
+      );
+    }
+  }
   lines.push(
     "",
     `pg_net: ${net.queued} queued · ${net.last_hour} calls in the last hour · ${net.failed} failed`,
