@@ -193,13 +193,26 @@ export abstract class Emulator {
   /** Provider cleanup before shutdown (timers etc.). */
   protected beforeClose(): void {}
 
-  async close(): Promise<void> {
+  /**
+   * Stop serving. Waits for in-flight requests; idle keep-alive connections
+   * held by other processes can keep a graceful shutdown waiting for their
+   * timeout (~90 s), so the wait is bounded by `graceMs` (then the caller,
+   * e.g. main.ts, simply exits).
+   */
+  async close(graceMs = 3000): Promise<void> {
     this.beforeClose();
     this.#closing.abort();
     await this.queue.close();
     if (this.#server) {
-      await this.#server.shutdown();
+      const server = this.#server;
       this.#server = undefined;
+      let timer: number | undefined;
+      const finished = await Promise.race([
+        server.shutdown().then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (!finished) this.log(`${this.name}: connections still open after ${graceMs} ms; not waiting any longer`);
     }
   }
 

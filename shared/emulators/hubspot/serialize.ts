@@ -1,4 +1,5 @@
 /** HubSpot record → API object (`SimplePublicObject…` in the SDK). */
+import { isoString } from "../common/time_format.ts";
 import { pairTypes } from "./association_types.ts";
 import { DEFAULT_PROPERTIES, type HsObjectType, objectTypeFromPath } from "./properties.ts";
 import type { HsRecord, HubSpotStore } from "./store.ts";
@@ -35,11 +36,12 @@ export function toApiObject(store: HubSpotStore, r: HsRecord, opts: SerializeOpt
   const out: ApiObject = {
     id: r.id,
     properties,
-    createdAt: new Date(r.createdAt).toISOString(),
-    updatedAt: new Date(r.archivedAt ?? r.modifiedAt).toISOString(),
+    // createdate is the creation time already formatted.
+    createdAt: r.properties.createdate ?? isoString(r.createdAt),
+    updatedAt: isoString(r.archivedAt ?? r.modifiedAt),
     archived: r.archived,
   };
-  if (r.archivedAt !== null) out.archivedAt = new Date(r.archivedAt).toISOString();
+  if (r.archivedAt !== null) out.archivedAt = isoString(r.archivedAt);
   if (opts.propertiesWithHistory?.length) {
     // History is not tracked: the current value is reported as the only version.
     out.propertiesWithHistory = {};

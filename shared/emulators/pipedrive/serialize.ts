@@ -2,16 +2,21 @@
 import type { PdEntity } from "./fields.ts";
 import { pdTime, type PdRecord, type PdUser } from "./store.ts";
 
+const OPTIONAL_PERSON_FIELDS = new Set(["job_title", "notes", "postal_address", "birthday", "im", "marketing_status"]);
+
 /** API v2 entity (persons, organizations, deals). */
 export function v2Json(r: PdRecord, customKeys?: string[]): Record<string, unknown> {
-  const custom: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(r.custom)) {
-    if (!customKeys || customKeys.includes(k)) custom[k] = v;
+  let custom = r.custom;
+  if (customKeys) {
+    custom = {};
+    for (const k of customKeys) if (k in r.custom) custom[k] = r.custom[k];
   }
   const out: Record<string, unknown> = { id: Number(r.id) };
-  for (const [k, v] of Object.entries(r.data)) {
+  const person = r.entity === "person";
+  for (const k in r.data) {
+    const v = r.data[k];
     // Optional person fields appear only when set, as in the v2 API.
-    if (r.entity === "person" && ["job_title", "notes", "postal_address", "birthday", "im", "marketing_status"].includes(k) && (v === null || v === undefined)) continue;
+    if (person && (v === null || v === undefined) && OPTIONAL_PERSON_FIELDS.has(k)) continue;
     out[k] = v;
   }
   out.add_time = pdTime(r.addTime);

@@ -6,6 +6,7 @@
  * previous values of the changed fields (what webhooks v2 send as `previous`).
  */
 import type { ModifiedSelection } from "../common/emulator.ts";
+import { isoSeconds } from "../common/time_format.ts";
 import type { Prng } from "../common/prng.ts";
 import { type Row, Table } from "../common/table.ts";
 import { checkCustomValue, type CustomField, customFields, type PdEntity, WRITABLE_FIELDS } from "./fields.ts";
@@ -74,7 +75,7 @@ export function truncSeconds(ms: number): number {
 
 /** Pipedrive API v2 timestamp: RFC 3339 with second precision. */
 export function pdTime(ms: number): string {
-  return new Date(truncSeconds(ms)).toISOString().replace(".000Z", "Z");
+  return isoSeconds(ms);
 }
 
 export class PipedriveStore {

@@ -4,6 +4,7 @@
  * precision (so bulk changes share timestamps and delta queries need the Id
  * tiebreak); dates as `YYYY-MM-DD`.
  */
+import { isoOffset } from "../common/time_format.ts";
 import type { SfErrorItem } from "./errors.ts";
 import type { FieldDef } from "./schema.ts";
 
@@ -12,7 +13,7 @@ export function truncSeconds(ms: number): number {
 }
 
 export function sfDateTime(ms: number): string {
-  return new Date(truncSeconds(ms)).toISOString().replace("Z", "+0000");
+  return isoOffset(truncSeconds(ms));
 }
 
 export function sfDate(ms: number): string {

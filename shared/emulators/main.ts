@@ -1,0 +1,90 @@
+/**
+ * Start the three CRM sandboxes.
+ *
+ *   deno run -A shared/emulators/main.ts [--hubspot-port N] [--salesforce-port N]
+ *     [--pipedrive-port N] [--seed N] [--records N] [--hostname H] [--time-scale X]
+ *
+ * Ports default to 54330 (HubSpot), 54331 (Salesforce), 54332 (Pipedrive);
+ * 0 picks a free port. Once all three listen, exactly one line of JSON goes to
+ * stdout: {"ready":true,"env":{"HUBSPOT_API_URL":…,"SALESFORCE_API_URL":…,
+ * "PIPEDRIVE_API_URL":…, …credentials}}. Logs go to stderr. SIGTERM/SIGINT
+ * close the servers and exit 0; a start-up failure exits 1.
+ */
+import { parseArgs } from "node:util";
+import { startHubSpot } from "./hubspot/mod.ts";
+import { startPipedrive } from "./pipedrive/mod.ts";
+import { startSalesforce } from "./salesforce/mod.ts";
+
+const log = (line: string) => console.error(`[emulators] ${line}`);
+
+function intArg(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) {
+    log(`--${name} must be a non-negative integer (got ${v})`);
+    Deno.exit(2);
+  }
+  return n;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      "hubspot-port": { type: "string" },
+      "salesforce-port": { type: "string" },
+      "pipedrive-port": { type: "string" },
+      "seed": { type: "string" },
+      "records": { type: "string" },
+      "hostname": { type: "string" },
+      "time-scale": { type: "string" },
+    },
+    strict: true,
+  });
+  const seed = intArg(values.seed, "seed", 1);
+  const records = intArg(values.records, "records", 25);
+  const hostname = values.hostname ?? "127.0.0.1";
+  const timeScale = values["time-scale"] === undefined ? 1 : Number(values["time-scale"]);
+  if (!(timeScale > 0)) {
+    log(`--time-scale must be a positive number`);
+    Deno.exit(2);
+  }
+  const common = { seed, records, hostname, timeScale, log };
+
+  const started: Array<{ close(): Promise<void> }> = [];
+  try {
+    const hubspot = await startHubSpot({ ...common, port: intArg(values["hubspot-port"], "hubspot-port", 54330) });
+    started.push(hubspot);
+    const salesforce = await startSalesforce({ ...common, port: intArg(values["salesforce-port"], "salesforce-port", 54331) });
+    started.push(salesforce);
+    const pipedrive = await startPipedrive({ ...common, port: intArg(values["pipedrive-port"], "pipedrive-port", 54332) });
+    started.push(pipedrive);
+    log(`HubSpot ${hubspot.url}, Salesforce ${salesforce.url}, Pipedrive ${pipedrive.url} (seed ${seed}, ${records} records per object)`);
+    const env = {
+      HUBSPOT_API_URL: hubspot.url,
+      SALESFORCE_API_URL: salesforce.url,
+      PIPEDRIVE_API_URL: pipedrive.url,
+      ...hubspot.credentials,
+      ...salesforce.credentials,
+      ...pipedrive.credentials,
+    };
+    console.log(JSON.stringify({ ready: true, env }));
+  } catch (e) {
+    log(`start-up failed: ${(e as Error).message}`);
+    for (const s of started) await s.close().catch(() => {});
+    Deno.exit(1);
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: shutting down`);
+    await Promise.all(started.map((s) => s.close().catch((e) => log(`close failed: ${e}`))));
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
+}
+
+if (import.meta.main) await main();
