@@ -8,7 +8,9 @@
  * (Salesforce SOQL with nextRecordsUrl, batch 2000) or persons (Pipedrive v2,
  * limit 500) and reports the child's CPU time (user + system, from
  * /proc/<pid>/stat, Linux only) spent serving those pages. Seeding is not
- * counted. The budget from the issue is "well under 1 s of CPU" per 100k.
+ * counted. Two passes are made: the first also pays for collecting the
+ * seeding garbage and for filling the per-record JSON memo; the second is the
+ * steady state. The budget from the issue is "well under 1 s of CPU" per 100k.
  */
 import { parseArgs } from "node:util";
 
@@ -20,7 +22,15 @@ async function serve(provider: Provider, records: number): Promise<void> {
     : provider === "salesforce"
     ? await import("./salesforce/mod.ts").then((m) => m.startSalesforce)
     : await import("./pipedrive/mod.ts").then((m) => m.startPipedrive);
-  const e = await mod({ records, seed: 1, port: 0, rateLimit: { tenSecondly: 0, burst: 0 }, dailyApiRequests: 0 } as never);
+  const e = await mod(
+    {
+      records,
+      seed: 1,
+      port: 0,
+      rateLimit: { tenSecondly: 0, burst: 0 },
+      dailyApiRequests: 0,
+    } as never,
+  );
   console.log(JSON.stringify({ url: e.url, credentials: e.credentials }));
   Deno.addSignalListener("SIGTERM", async () => {
     await e.close();
@@ -44,7 +54,11 @@ async function clockTicks(): Promise<number> {
   }
 }
 
-async function pageAll(provider: Provider, url: string, c: Record<string, string>): Promise<{ records: number; pages: number }> {
+async function pageAll(
+  provider: Provider,
+  url: string,
+  c: Record<string, string>,
+): Promise<{ records: number; pages: number }> {
   // Own connection pool, closed afterwards, so the child can shut down at once.
   const client = Deno.createHttpClient({});
   const fetch = (u: string, init: RequestInit = {}) => globalThis.fetch(u, { ...init, client });
@@ -65,18 +79,29 @@ async function pageWith(
   if (provider === "hubspot") {
     let after: string | undefined;
     do {
-      const res = await fetch(`${url}/crm/v3/objects/contacts?limit=100&properties=email,firstname,lastname,phone${after ? `&after=${after}` : ""}`, {
-        headers: { authorization: `Bearer ${c.HUBSPOT_ACCESS_TOKEN}` },
-      });
+      const res = await fetch(
+        `${url}/crm/v3/objects/contacts?limit=100&properties=email,firstname,lastname,phone${
+          after ? `&after=${after}` : ""
+        }`,
+        {
+          headers: { authorization: `Bearer ${c.HUBSPOT_ACCESS_TOKEN}` },
+        },
+      );
       const body = await res.json();
       records += body.results.length;
       pages++;
       after = body.paging?.next?.after;
     } while (after);
   } else if (provider === "salesforce") {
-    let next: string | undefined = `/services/data/v62.0/query?q=${encodeURIComponent("SELECT Id, FirstName, LastName, Email, Phone, SystemModstamp FROM Contact")}`;
+    let next: string | undefined = `/services/data/v62.0/query?q=${
+      encodeURIComponent(
+        "SELECT Id, FirstName, LastName, Email, Phone, SystemModstamp FROM Contact",
+      )
+    }`;
     while (next) {
-      const res: Response = await fetch(url + next, { headers: { authorization: `Bearer ${c.SALESFORCE_ACCESS_TOKEN}` } });
+      const res: Response = await fetch(url + next, {
+        headers: { authorization: `Bearer ${c.SALESFORCE_ACCESS_TOKEN}` },
+      });
       const body = await res.json();
       records += body.records.length;
       pages++;
@@ -85,7 +110,10 @@ async function pageWith(
   } else {
     let cursor: string | null = null;
     do {
-      const res: Response = await fetch(`${url}/api/v2/persons?limit=500${cursor ? `&cursor=${cursor}` : ""}`, { headers: { "x-api-token": c.PIPEDRIVE_API_TOKEN } });
+      const res: Response = await fetch(
+        `${url}/api/v2/persons?limit=500${cursor ? `&cursor=${cursor}` : ""}`,
+        { headers: { "x-api-token": c.PIPEDRIVE_API_TOKEN } },
+      );
       const body = await res.json();
       records += body.data.length;
       pages++;
@@ -98,7 +126,15 @@ async function pageWith(
 async function bench(provider: Provider, records: number, ticks: number): Promise<void> {
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--serve", provider, "--records", String(records)],
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--serve",
+      provider,
+      "--records",
+      String(records),
+    ],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -111,15 +147,21 @@ async function bench(provider: Provider, records: number, ticks: number): Promis
   }
   const { url, credentials } = JSON.parse(line.split("\n")[0]);
   const seededMs = performance.now() - t0;
-  const before = cpuMs(child.pid, ticks);
-  const w0 = performance.now();
-  const r = await pageAll(provider, url, credentials);
-  const wall = performance.now() - w0;
-  const used = cpuMs(child.pid, ticks) - before;
-  console.log(
-    `${provider.padEnd(10)} listed ${r.records} records in ${r.pages} pages: emulator CPU ${used.toFixed(0)} ms ` +
-      `(wall ${wall.toFixed(0)} ms; start-up incl. seeding ${seededMs.toFixed(0)} ms)`,
-  );
+  for (const pass of ["first", "second"]) {
+    const before = cpuMs(child.pid, ticks);
+    const w0 = performance.now();
+    const r = await pageAll(provider, url, credentials);
+    const wall = performance.now() - w0;
+    const used = cpuMs(child.pid, ticks) - before;
+    console.log(
+      `${provider.padEnd(10)} ${
+        pass.padEnd(6)
+      } pass: ${r.records} records in ${r.pages} pages, emulator CPU ${used.toFixed(0)} ms ` +
+        `(wall ${wall.toFixed(0)} ms${
+          pass === "first" ? `; start-up incl. seeding ${seededMs.toFixed(0)} ms` : ""
+        })`,
+    );
+  }
   child.kill("SIGTERM");
   await reader.cancel();
   await child.status;
@@ -138,6 +180,8 @@ if (values.serve) {
     Deno.exit(1);
   }
   const ticks = await clockTicks();
-  const which = (values.provider ?? "all") === "all" ? ["hubspot", "salesforce", "pipedrive"] as Provider[] : [values.provider as Provider];
+  const which = (values.provider ?? "all") === "all"
+    ? ["hubspot", "salesforce", "pipedrive"] as Provider[]
+    : [values.provider as Provider];
   for (const p of which) await bench(p, records, ticks);
 }

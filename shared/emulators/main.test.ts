@@ -3,7 +3,21 @@ import { assert, assertEquals } from "./common/assert.ts";
 
 Deno.test("main.ts prints one ready line, serves all three, exits 0 on SIGTERM", async () => {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./main.ts", import.meta.url).pathname, "--hubspot-port", "0", "--salesforce-port", "0", "--pipedrive-port", "0", "--seed", "5", "--records", "10"],
+    args: [
+      "run",
+      "-A",
+      new URL("./main.ts", import.meta.url).pathname,
+      "--hubspot-port",
+      "0",
+      "--salesforce-port",
+      "0",
+      "--pipedrive-port",
+      "0",
+      "--seed",
+      "5",
+      "--records",
+      "10",
+    ],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -17,16 +31,44 @@ Deno.test("main.ts prints one ready line, serves all three, exits 0 on SIGTERM",
   const ready = JSON.parse(out.split("\n")[0]) as { ready: boolean; env: Record<string, string> };
   assert(ready.ready);
   const env = ready.env;
-  for (const k of ["HUBSPOT_API_URL", "SALESFORCE_API_URL", "PIPEDRIVE_API_URL", "HUBSPOT_ACCESS_TOKEN", "HUBSPOT_CLIENT_SECRET", "HUBSPOT_REFRESH_TOKEN", "HUBSPOT_CLIENT_ID", "HUBSPOT_PORTAL_ID", "SALESFORCE_ACCESS_TOKEN", "SALESFORCE_REFRESH_TOKEN", "SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET", "SALESFORCE_ORG_ID", "SALESFORCE_INSTANCE_URL", "PIPEDRIVE_API_TOKEN", "PIPEDRIVE_CLIENT_ID", "PIPEDRIVE_CLIENT_SECRET", "PIPEDRIVE_COMPANY_ID"]) {
+  for (
+    const k of [
+      "HUBSPOT_API_URL",
+      "SALESFORCE_API_URL",
+      "PIPEDRIVE_API_URL",
+      "HUBSPOT_ACCESS_TOKEN",
+      "HUBSPOT_CLIENT_SECRET",
+      "HUBSPOT_REFRESH_TOKEN",
+      "HUBSPOT_CLIENT_ID",
+      "HUBSPOT_PORTAL_ID",
+      "SALESFORCE_ACCESS_TOKEN",
+      "SALESFORCE_REFRESH_TOKEN",
+      "SALESFORCE_CLIENT_ID",
+      "SALESFORCE_CLIENT_SECRET",
+      "SALESFORCE_ORG_ID",
+      "SALESFORCE_INSTANCE_URL",
+      "PIPEDRIVE_API_TOKEN",
+      "PIPEDRIVE_CLIENT_ID",
+      "PIPEDRIVE_CLIENT_SECRET",
+      "PIPEDRIVE_COMPANY_ID",
+    ]
+  ) {
     assert(env[k], `missing ${k}`);
   }
-  const hs = await fetch(`${env.HUBSPOT_API_URL}/crm/v3/objects/contacts?limit=1`, { headers: { authorization: `Bearer ${env.HUBSPOT_ACCESS_TOKEN}` } });
+  const hs = await fetch(`${env.HUBSPOT_API_URL}/crm/v3/objects/contacts?limit=1`, {
+    headers: { authorization: `Bearer ${env.HUBSPOT_ACCESS_TOKEN}` },
+  });
   assertEquals(hs.status, 200);
   await hs.body?.cancel();
-  const sf = await fetch(`${env.SALESFORCE_API_URL}/services/data/v62.0/query?q=SELECT+Id+FROM+Contact+LIMIT+1`, { headers: { authorization: `Bearer ${env.SALESFORCE_ACCESS_TOKEN}` } });
+  const sf = await fetch(
+    `${env.SALESFORCE_API_URL}/services/data/v62.0/query?q=SELECT+Id+FROM+Contact+LIMIT+1`,
+    { headers: { authorization: `Bearer ${env.SALESFORCE_ACCESS_TOKEN}` } },
+  );
   assertEquals(sf.status, 200);
   await sf.body?.cancel();
-  const pd = await fetch(`${env.PIPEDRIVE_API_URL}/api/v2/persons?limit=1`, { headers: { "x-api-token": env.PIPEDRIVE_API_TOKEN } });
+  const pd = await fetch(`${env.PIPEDRIVE_API_URL}/api/v2/persons?limit=1`, {
+    headers: { "x-api-token": env.PIPEDRIVE_API_TOKEN },
+  });
   assertEquals(pd.status, 200);
   await pd.body?.cancel();
 

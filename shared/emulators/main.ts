@@ -53,13 +53,24 @@ async function main(): Promise<void> {
 
   const started: Array<{ close(): Promise<void> }> = [];
   try {
-    const hubspot = await startHubSpot({ ...common, port: intArg(values["hubspot-port"], "hubspot-port", 54330) });
+    const hubspot = await startHubSpot({
+      ...common,
+      port: intArg(values["hubspot-port"], "hubspot-port", 54330),
+    });
     started.push(hubspot);
-    const salesforce = await startSalesforce({ ...common, port: intArg(values["salesforce-port"], "salesforce-port", 54331) });
+    const salesforce = await startSalesforce({
+      ...common,
+      port: intArg(values["salesforce-port"], "salesforce-port", 54331),
+    });
     started.push(salesforce);
-    const pipedrive = await startPipedrive({ ...common, port: intArg(values["pipedrive-port"], "pipedrive-port", 54332) });
+    const pipedrive = await startPipedrive({
+      ...common,
+      port: intArg(values["pipedrive-port"], "pipedrive-port", 54332),
+    });
     started.push(pipedrive);
-    log(`HubSpot ${hubspot.url}, Salesforce ${salesforce.url}, Pipedrive ${pipedrive.url} (seed ${seed}, ${records} records per object)`);
+    log(
+      `HubSpot ${hubspot.url}, Salesforce ${salesforce.url}, Pipedrive ${pipedrive.url} (seed ${seed}, ${records} records per object)`,
+    );
     const env = {
       HUBSPOT_API_URL: hubspot.url,
       SALESFORCE_API_URL: salesforce.url,

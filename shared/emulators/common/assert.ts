@@ -22,12 +22,19 @@ export function assertFalse(cond: unknown, msg?: string): void {
 
 export function assertEquals<T>(actual: T, expected: T, msg?: string): void {
   if (!isDeepStrictEqual(actual, expected)) {
-    fail(msg, `values differ\n  actual:   ${inspect(actual, { depth: 6 })}\n  expected: ${inspect(expected, { depth: 6 })}`);
+    fail(
+      msg,
+      `values differ\n  actual:   ${inspect(actual, { depth: 6 })}\n  expected: ${
+        inspect(expected, { depth: 6 })
+      }`,
+    );
   }
 }
 
 export function assertNotEquals<T>(actual: T, expected: T, msg?: string): void {
-  if (isDeepStrictEqual(actual, expected)) fail(msg, `expected values to differ: ${inspect(actual)}`);
+  if (isDeepStrictEqual(actual, expected)) {
+    fail(msg, `expected values to differ: ${inspect(actual)}`);
+  }
 }
 
 export function assertMatch(actual: string, re: RegExp, msg?: string): void {
@@ -43,7 +50,10 @@ export function assertAtLeast(a: number, b: number, msg?: string): void {
 }
 
 /** Await a rejection and return the error for further checks. */
-export async function assertRejects(fn: () => PromiseLike<unknown>, msg?: string): Promise<unknown> {
+export async function assertRejects(
+  fn: () => PromiseLike<unknown>,
+  msg?: string,
+): Promise<unknown> {
   try {
     await fn();
   } catch (e) {

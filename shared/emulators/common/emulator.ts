@@ -212,7 +212,11 @@ export abstract class Emulator {
         new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
       ]);
       clearTimeout(timer);
-      if (!finished) this.log(`${this.name}: connections still open after ${graceMs} ms; not waiting any longer`);
+      if (!finished) {
+        this.log(
+          `${this.name}: connections still open after ${graceMs} ms; not waiting any longer`,
+        );
+      }
     }
   }
 

@@ -21,7 +21,27 @@ export function json(
 ): Response {
   return new Response(JSON.stringify(body), {
     status,
-    headers: { "content-type": "application/json;charset=utf-8", "cache-control": "no-store, no-transform", ...headers },
+    headers: {
+      "content-type": "application/json;charset=utf-8",
+      "cache-control": "no-store, no-transform",
+      ...headers,
+    },
+  });
+}
+
+/** Response from JSON text that is already serialised. */
+export function jsonText(
+  text: string,
+  status = 200,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(text, {
+    status,
+    headers: {
+      "content-type": "application/json;charset=utf-8",
+      "cache-control": "no-store, no-transform",
+      ...headers,
+    },
   });
 }
 

@@ -16,7 +16,10 @@ export interface GeneratedPhone {
   region: string;
   /** E.164 form when the number is valid, else null. */
   e164: string | null;
-  /** True when `raw` carries the country code (parsable without a region). */
+  /**
+   * True when `raw` starts with +country code. Note "+44 (0)20 …" style
+   * numbers still need the region (or "(0)" removed) to parse.
+   */
   international: boolean;
 }
 
@@ -62,7 +65,7 @@ const PLANS: readonly Plan[] = [
     cc: "44",
     nsn: (p) =>
       p.chance(0.5) ? ["20", String(p.pick([3, 7, 8])) + p.digits(3), p.digits(4)] : [
-        "7" + String(p.int(4, 9)) + p.digits(2),
+        "7" + String(p.int(1, 3)) + p.digits(2),
         p.digits(6),
       ],
     national: [(g) => `0${j(g, " ")}`, (g) => `0${j(g)}`],
@@ -122,7 +125,7 @@ const PLANS: readonly Plan[] = [
     cc: "61",
     nsn: (p) =>
       p.chance(0.5) ? ["2", p.pick(["9", "8"]) + p.digits(3), p.digits(4)] : [
-        "4" + p.digits(2),
+        "4" + p.pick(["0", "1", "2", "3", "6"]) + p.digits(1),
         p.digits(3),
         p.digits(3),
       ],
@@ -155,7 +158,7 @@ const PLANS: readonly Plan[] = [
 ];
 
 const INVALID = [
-  "12345",
+  "123",
   "555-CALL-NOW",
   "+1 415 555",
   "n/a",
@@ -188,12 +191,9 @@ export function generatePhone(p: Prng, region?: string, invalidRate = 0.08): Gen
   const groups = plan.nsn(p);
   const e164 = `+${plan.cc}${groups.join("")}`;
   if (p.chance(0.5)) {
-    return {
-      raw: p.pick(plan.intl)(groups, plan.cc),
-      region: plan.region,
-      e164,
-      international: true,
-    };
+    const raw = p.pick(plan.intl)(groups, plan.cc);
+    // "00 49 …" needs the caller's region to know that 00 is the exit code.
+    return { raw, region: plan.region, e164, international: raw.startsWith("+") };
   }
   return { raw: p.pick(plan.national)(groups), region: plan.region, e164, international: false };
 }

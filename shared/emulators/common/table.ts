@@ -16,6 +16,8 @@ export interface Row {
   seq: number;
   /** Epoch ms used for the modification index. */
   modifiedAt: number;
+  /** Write counter (bumped by touch/bulkSetModified); invalidates cached JSON. */
+  rev?: number;
 }
 
 interface Indexed {
@@ -70,6 +72,7 @@ export class Table<R extends Row> {
 
   /** Move a row to a new modification time. */
   touch(row: R, modifiedAt: number): void {
+    row.rev = (row.rev ?? 0) + 1;
     this.#indexRemove(row);
     row.modifiedAt = modifiedAt;
     this.#indexInsert(row);
@@ -88,6 +91,7 @@ export class Table<R extends Row> {
     let n = 0;
     for (const row of rows) {
       row.modifiedAt = modifiedAt(row);
+      row.rev = (row.rev ?? 0) + 1;
       n++;
     }
     this.reindex();

@@ -52,7 +52,9 @@ export function startReceiver(respond: Responder = () => new Response("ok")): Pr
               };
               const timer = setTimeout(() => {
                 waiters = waiters.filter((w) => w !== check);
-                rej(new Error(`receiver: got ${requests.length} of ${n} requests in ${timeoutMs} ms`));
+                rej(
+                  new Error(`receiver: got ${requests.length} of ${n} requests in ${timeoutMs} ms`),
+                );
               }, timeoutMs);
               if (!check()) waiters.push(check);
             });
@@ -82,7 +84,11 @@ export function startReceiver(respond: Responder = () => new Response("ok")): Pr
 }
 
 /** Call an emulator admin endpoint (JSON in, JSON out; throws on non-2xx). */
-export async function admin(base: string, path: string, init: RequestInit & { json?: unknown } = {}): Promise<unknown> {
+export async function admin(
+  base: string,
+  path: string,
+  init: RequestInit & { json?: unknown } = {},
+): Promise<unknown> {
   const res = await fetch(`${base}/__admin${path}`, {
     method: init.method ?? (init.json !== undefined ? "POST" : "GET"),
     headers: { "content-type": "application/json" },

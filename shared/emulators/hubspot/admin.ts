@@ -52,7 +52,11 @@ export class HubSpotAdminStore implements AdminStore {
       archived: r.archived,
       archivedAt: r.archivedAt === null ? null : new Date(r.archivedAt).toISOString(),
       mergedInto: r.mergedInto,
-      associations: s.associations(r.type, r.id).map((a) => ({ type: a.type, id: a.id, primary: a.primary })),
+      associations: s.associations(r.type, r.id).map((a) => ({
+        type: a.type,
+        id: a.id,
+        primary: a.primary,
+      })),
     };
   }
 
@@ -133,8 +137,15 @@ export function registerHubSpotAdmin(hs: HubSpotEmulator): void {
   const a = hs.admin;
   const body = (req: Request) => hs.adminBody(req);
 
-  a.get("/__admin/webhooks", () => json({ ...hs.webhooks.config, subscriptions: hs.webhooks.subscriptions }));
-  a.put("/__admin/webhooks", async ({ req }) => json(hs.webhooks.configure(HubSpotWebhookConfigSchema.parse(await body(req)))));
+  a.get(
+    "/__admin/webhooks",
+    () => json({ ...hs.webhooks.config, subscriptions: hs.webhooks.subscriptions }),
+  );
+  a.put(
+    "/__admin/webhooks",
+    async ({ req }) =>
+      json(hs.webhooks.configure(HubSpotWebhookConfigSchema.parse(await body(req)))),
+  );
   a.delete("/__admin/webhooks", () => json(hs.webhooks.configure({})));
   a.post("/__admin/webhooks/flush", () => {
     hs.webhooks.flush();
@@ -180,11 +191,15 @@ export function registerHubSpotAdmin(hs: HubSpotEmulator): void {
 
   a.put("/__admin/associations", async ({ req }) => {
     const b = AssociationSchema.parse(await body(req));
-    asAdmin(() => hs.store.associate(typeOf(b.fromType), b.fromId, typeOf(b.toType), b.toId, b.primary, "CRM"));
+    asAdmin(() =>
+      hs.store.associate(typeOf(b.fromType), b.fromId, typeOf(b.toType), b.toId, b.primary, "CRM")
+    );
     return json({ ok: true });
   });
   a.delete("/__admin/associations", async ({ req }) => {
     const b = AssociationSchema.parse(await body(req));
-    return json({ removed: hs.store.dissociate(typeOf(b.fromType), b.fromId, typeOf(b.toType), b.toId, "CRM") });
+    return json({
+      removed: hs.store.dissociate(typeOf(b.fromType), b.fromId, typeOf(b.toType), b.toId, "CRM"),
+    });
   });
 }

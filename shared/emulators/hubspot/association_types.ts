@@ -55,7 +55,11 @@ export interface AssociationTypeSpec {
 }
 
 /** Association types as v4 reports them for one edge. */
-export function typesFor(from: HsObjectType, to: HsObjectType, primary: boolean): AssociationTypeSpec[] {
+export function typesFor(
+  from: HsObjectType,
+  to: HsObjectType,
+  primary: boolean,
+): AssociationTypeSpec[] {
   const t = pairTypes(from, to);
   if (!t) return [];
   const out: AssociationTypeSpec[] = [];

@@ -17,11 +17,20 @@ import { batchEnvelope } from "./serialize.ts";
 const Id = z.union([z.string(), z.number()]).transform(String);
 const Spec = z.object({ associationCategory: z.string(), associationTypeId: z.number().int() });
 
-function pair(hs: HubSpotEmulator, ctx: RequestContext, fromKey: string, toKey: string): [HsObjectType, HsObjectType] {
+function pair(
+  hs: HubSpotEmulator,
+  ctx: RequestContext,
+  fromKey: string,
+  toKey: string,
+): [HsObjectType, HsObjectType] {
   const from = objectTypeFromPath(ctx.params[fromKey] ?? "");
   const to = objectTypeFromPath(ctx.params[toKey] ?? "");
   if (!from || !to || !pairTypes(from, to)) {
-    hs.fail(400, "VALIDATION_ERROR", `Unsupported association pair ${ctx.params[fromKey]} -> ${ctx.params[toKey]}`);
+    hs.fail(
+      400,
+      "VALIDATION_ERROR",
+      `Unsupported association pair ${ctx.params[fromKey]} -> ${ctx.params[toKey]}`,
+    );
   }
   return [from, to];
 }
@@ -34,7 +43,10 @@ function requireLive(hs: HubSpotEmulator, type: HsObjectType, id: string): strin
 
 export function registerAssociationRoutes(hs: HubSpotEmulator): void {
   const assocList = (from: HsObjectType, id: string, to: HsObjectType) =>
-    hs.store.associations(from, id, to).map((a) => ({ toObjectId: Number(a.id), associationTypes: typesFor(from, to, a.primary) }));
+    hs.store.associations(from, id, to).map((a) => ({
+      toObjectId: Number(a.id),
+      associationTypes: typesFor(from, to, a.primary),
+    }));
 
   hs.route("GET", "/crm/v4/objects/:objectType/:objectId/associations/:toObjectType", (ctx) => {
     const [from, to] = pair(hs, ctx, "objectType", "toObjectType");
@@ -48,54 +60,77 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
     return json(body);
   });
 
-  hs.route("PUT", "/crm/v4/objects/:fromObjectType/:fromObjectId/associations/default/:toObjectType/:toObjectId", (ctx) => {
-    const [from, to] = pair(hs, ctx, "fromObjectType", "toObjectType");
-    const startedAt = new Date().toISOString();
-    const fromId = requireLive(hs, from, ctx.params.fromObjectId);
-    const toId = requireLive(hs, to, ctx.params.toObjectId);
-    hs.store.associate(from, fromId, to, toId, false, "API");
-    const t = pairTypes(from, to)!;
-    return json(batchEnvelope([{
-      from: { id: fromId },
-      to: { id: toId },
-      associationSpec: { associationCategory: "HUBSPOT_DEFINED", associationTypeId: t.unlabeled },
-    }], startedAt));
-  });
+  hs.route(
+    "PUT",
+    "/crm/v4/objects/:fromObjectType/:fromObjectId/associations/default/:toObjectType/:toObjectId",
+    (ctx) => {
+      const [from, to] = pair(hs, ctx, "fromObjectType", "toObjectType");
+      const startedAt = new Date().toISOString();
+      const fromId = requireLive(hs, from, ctx.params.fromObjectId);
+      const toId = requireLive(hs, to, ctx.params.toObjectId);
+      hs.store.associate(from, fromId, to, toId, false, "API");
+      const t = pairTypes(from, to)!;
+      return json(batchEnvelope([{
+        from: { id: fromId },
+        to: { id: toId },
+        associationSpec: { associationCategory: "HUBSPOT_DEFINED", associationTypeId: t.unlabeled },
+      }], startedAt));
+    },
+  );
 
-  hs.route("PUT", "/crm/v4/objects/:objectType/:objectId/associations/:toObjectType/:toObjectId", async (ctx) => {
-    const [from, to] = pair(hs, ctx, "objectType", "toObjectType");
-    const specs = await hs.body(ctx, z.array(Spec).min(1));
-    const fromId = requireLive(hs, from, ctx.params.objectId);
-    const toId = requireLive(hs, to, ctx.params.toObjectId);
-    let primary = false;
-    for (const s of specs) {
-      const kind = classifyTypeId(from, to, s.associationTypeId);
-      if (!kind) hs.fail(400, "VALIDATION_ERROR", `associationTypeId ${s.associationTypeId} is not valid for ${from} -> ${to}`);
-      if (kind === "primary") primary = true;
-    }
-    hs.store.associate(from, fromId, to, toId, primary, "API");
-    return json({
-      fromObjectTypeId: OBJECT_TYPE_IDS[from],
-      fromObjectId: Number(fromId),
-      toObjectTypeId: OBJECT_TYPE_IDS[to],
-      toObjectId: Number(toId),
-      labels: primary ? ["Primary"] : [],
-    }, 201);
-  });
+  hs.route(
+    "PUT",
+    "/crm/v4/objects/:objectType/:objectId/associations/:toObjectType/:toObjectId",
+    async (ctx) => {
+      const [from, to] = pair(hs, ctx, "objectType", "toObjectType");
+      const specs = await hs.body(ctx, z.array(Spec).min(1));
+      const fromId = requireLive(hs, from, ctx.params.objectId);
+      const toId = requireLive(hs, to, ctx.params.toObjectId);
+      let primary = false;
+      for (const s of specs) {
+        const kind = classifyTypeId(from, to, s.associationTypeId);
+        if (!kind) {
+          hs.fail(
+            400,
+            "VALIDATION_ERROR",
+            `associationTypeId ${s.associationTypeId} is not valid for ${from} -> ${to}`,
+          );
+        }
+        if (kind === "primary") primary = true;
+      }
+      hs.store.associate(from, fromId, to, toId, primary, "API");
+      return json({
+        fromObjectTypeId: OBJECT_TYPE_IDS[from],
+        fromObjectId: Number(fromId),
+        toObjectTypeId: OBJECT_TYPE_IDS[to],
+        toObjectId: Number(toId),
+        labels: primary ? ["Primary"] : [],
+      }, 201);
+    },
+  );
 
-  hs.route("DELETE", "/crm/v4/objects/:objectType/:objectId/associations/:toObjectType/:toObjectId", (ctx) => {
-    const [from, to] = pair(hs, ctx, "objectType", "toObjectType");
-    hs.store.dissociate(from, ctx.params.objectId, to, ctx.params.toObjectId, "API");
-    return noContent();
-  });
+  hs.route(
+    "DELETE",
+    "/crm/v4/objects/:objectType/:objectId/associations/:toObjectType/:toObjectId",
+    (ctx) => {
+      const [from, to] = pair(hs, ctx, "objectType", "toObjectType");
+      hs.store.dissociate(from, ctx.params.objectId, to, ctx.params.toObjectId, "API");
+      return noContent();
+    },
+  );
 
   const batchBase = "/crm/v4/associations/:fromObjectType/:toObjectType/batch";
 
   hs.route("POST", `${batchBase}/read`, async (ctx) => {
     const [from, to] = pair(hs, ctx, "fromObjectType", "toObjectType");
     const startedAt = new Date().toISOString();
-    const body = await hs.body(ctx, z.object({ inputs: z.array(z.object({ id: Id, after: z.string().optional() })) }));
-    if (body.inputs.length > 1000) hs.fail(400, "VALIDATION_ERROR", "Batch read accepts at most 1000 inputs");
+    const body = await hs.body(
+      ctx,
+      z.object({ inputs: z.array(z.object({ id: Id, after: z.string().optional() })) }),
+    );
+    if (body.inputs.length > 1000) {
+      hs.fail(400, "VALIDATION_ERROR", "Batch read accepts at most 1000 inputs");
+    }
     const results: unknown[] = [];
     const missing: string[] = [];
     for (const inp of body.inputs) {
@@ -132,17 +167,39 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
   hs.route("POST", `${batchBase}/create`, async (ctx) => {
     const [from, to] = pair(hs, ctx, "fromObjectType", "toObjectType");
     const startedAt = new Date().toISOString();
-    const body = await hs.body(ctx, z.object({ inputs: z.array(z.object({ from: z.object({ id: Id }), to: z.object({ id: Id }), types: z.array(Spec).min(1) })) }));
-    if (body.inputs.length > 2000) hs.fail(400, "VALIDATION_ERROR", "Batch create accepts at most 2000 inputs");
+    const body = await hs.body(
+      ctx,
+      z.object({
+        inputs: z.array(
+          z.object({
+            from: z.object({ id: Id }),
+            to: z.object({ id: Id }),
+            types: z.array(Spec).min(1),
+          }),
+        ),
+      }),
+    );
+    if (body.inputs.length > 2000) {
+      hs.fail(400, "VALIDATION_ERROR", "Batch create accepts at most 2000 inputs");
+    }
     const results: unknown[] = [];
     const errors: unknown[] = [];
     for (const inp of body.inputs) {
       const a = hs.store.live(from, inp.from.id), b = hs.store.live(to, inp.to.id);
       if (!a || !b) {
-        errors.push({ status: "error", category: "VALIDATION_ERROR", message: `${!a ? from : to} ${!a ? inp.from.id : inp.to.id} is not valid`, context: {}, errors: [], links: {} });
+        errors.push({
+          status: "error",
+          category: "VALIDATION_ERROR",
+          message: `${!a ? from : to} ${!a ? inp.from.id : inp.to.id} is not valid`,
+          context: {},
+          errors: [],
+          links: {},
+        });
         continue;
       }
-      const primary = inp.types.some((s) => classifyTypeId(from, to, s.associationTypeId) === "primary");
+      const primary = inp.types.some((s) =>
+        classifyTypeId(from, to, s.associationTypeId) === "primary"
+      );
       hs.store.associate(from, a.id, to, b.id, primary, "API");
       results.push({
         fromObjectTypeId: OBJECT_TYPE_IDS[from],
@@ -159,26 +216,53 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
   hs.route("POST", `${batchBase}/associate/default`, async (ctx) => {
     const [from, to] = pair(hs, ctx, "fromObjectType", "toObjectType");
     const startedAt = new Date().toISOString();
-    const body = await hs.body(ctx, z.object({ inputs: z.array(z.object({ from: z.object({ id: Id }), to: z.object({ id: Id }) })) }));
+    const body = await hs.body(
+      ctx,
+      z.object({
+        inputs: z.array(z.object({ from: z.object({ id: Id }), to: z.object({ id: Id }) })),
+      }),
+    );
     const t = pairTypes(from, to)!;
     const results: unknown[] = [];
     const errors: unknown[] = [];
     for (const inp of body.inputs) {
       const a = hs.store.live(from, inp.from.id), b = hs.store.live(to, inp.to.id);
       if (!a || !b) {
-        errors.push({ status: "error", category: "VALIDATION_ERROR", message: `${!a ? from : to} ${!a ? inp.from.id : inp.to.id} is not valid`, context: {}, errors: [], links: {} });
+        errors.push({
+          status: "error",
+          category: "VALIDATION_ERROR",
+          message: `${!a ? from : to} ${!a ? inp.from.id : inp.to.id} is not valid`,
+          context: {},
+          errors: [],
+          links: {},
+        });
         continue;
       }
       hs.store.associate(from, a.id, to, b.id, false, "API");
-      results.push({ from: { id: a.id }, to: { id: b.id }, associationSpec: { associationCategory: "HUBSPOT_DEFINED", associationTypeId: t.unlabeled } });
+      results.push({
+        from: { id: a.id },
+        to: { id: b.id },
+        associationSpec: { associationCategory: "HUBSPOT_DEFINED", associationTypeId: t.unlabeled },
+      });
     }
-    return json(batchEnvelope(results, startedAt, errors.length ? { numErrors: errors.length, errors } : {}));
+    return json(
+      batchEnvelope(results, startedAt, errors.length ? { numErrors: errors.length, errors } : {}),
+    );
   });
 
   hs.route("POST", `${batchBase}/archive`, async (ctx) => {
     const [from, to] = pair(hs, ctx, "fromObjectType", "toObjectType");
-    const body = await hs.body(ctx, z.object({ inputs: z.array(z.object({ from: z.object({ id: Id }), to: z.array(z.object({ id: Id })) })) }));
-    for (const inp of body.inputs) for (const t of inp.to) hs.store.dissociate(from, inp.from.id, to, t.id, "API");
+    const body = await hs.body(
+      ctx,
+      z.object({
+        inputs: z.array(
+          z.object({ from: z.object({ id: Id }), to: z.array(z.object({ id: Id })) }),
+        ),
+      }),
+    );
+    for (const inp of body.inputs) {
+      for (const t of inp.to) hs.store.dissociate(from, inp.from.id, to, t.id, "API");
+    }
     return noContent();
   });
 }

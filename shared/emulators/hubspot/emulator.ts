@@ -26,7 +26,7 @@ import { registerOwnerRoutes } from "./owners.ts";
 import { registerOAuthRoutes } from "./oauth.ts";
 import { registerPropertyRoutes } from "./properties_api.ts";
 import { registerWebhookSettingsRoutes } from "./webhooks_api.ts";
-import { HubSpotWebhooks, type HubSpotWebhookConfigInput } from "./webhooks.ts";
+import { type HubSpotWebhookConfigInput, HubSpotWebhooks } from "./webhooks.ts";
 import { HubSpotStore } from "./store.ts";
 import { seedHubSpot } from "./seed.ts";
 
@@ -93,7 +93,9 @@ export class HubSpotEmulator extends Emulator {
   constructor(opts: HubSpotOptions = {}) {
     super("hubspot", opts, (opts.tokenTtlSeconds ?? 1800) * 1000);
     this.issuedTokenTtlMs = (opts.tokenTtlSeconds ?? 1800) * 1000;
-    this.#initialTtlMs = opts.initialTokenTtlSeconds == null ? null : opts.initialTokenTtlSeconds * 1000;
+    this.#initialTtlMs = opts.initialTokenTtlSeconds == null
+      ? null
+      : opts.initialTokenTtlSeconds * 1000;
     const c = this.prng.fork("credentials");
     this.creds = {
       accessToken: `C${c.alnum(10).toUpperCase()}${c.alnum(50)}`,
@@ -140,9 +142,23 @@ export class HubSpotEmulator extends Emulator {
       expiresAt: this.#initialTtlMs === null ? null : now + this.#initialTtlMs,
       clientId: c.clientId,
       refreshToken: c.refreshToken,
-      scopes: ["crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.companies.read", "crm.objects.companies.write", "crm.objects.deals.read", "crm.objects.deals.write", "crm.objects.owners.read"],
+      scopes: [
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
+        "crm.objects.deals.read",
+        "crm.objects.deals.write",
+        "crm.objects.owners.read",
+      ],
     });
-    this.tokens.add({ token: c.refreshToken, kind: "refresh", createdAt: now, expiresAt: null, clientId: c.clientId });
+    this.tokens.add({
+      token: c.refreshToken,
+      kind: "refresh",
+      createdAt: now,
+      expiresAt: null,
+      clientId: c.clientId,
+    });
     this.tokens.add({ token: c.privateAppToken, kind: "api", createdAt: now, expiresAt: null });
   }
 
@@ -180,7 +196,12 @@ export class HubSpotEmulator extends Emulator {
   // ---- request helpers -------------------------------------------------------
 
   /** Register a CRM route with auth, rate limiting and HubSpot error bodies. */
-  route(method: string, pattern: string, handler: HsHandler, limit: "standard" | "search" = "standard"): void {
+  route(
+    method: string,
+    pattern: string,
+    handler: HsHandler,
+    limit: "standard" | "search" = "standard",
+  ): void {
     this.api.on(method, pattern, async (ctx) => {
       try {
         const auth = this.authenticate(ctx);
@@ -196,7 +217,11 @@ export class HubSpotEmulator extends Emulator {
   }
 
   /** Register a route that needs no CRM token (OAuth, developer API). */
-  open(method: string, pattern: string, handler: (ctx: RequestContext) => Response | Promise<Response>): void {
+  open(
+    method: string,
+    pattern: string,
+    handler: (ctx: RequestContext) => Response | Promise<Response>,
+  ): void {
     this.api.on(method, pattern, async (ctx) => {
       try {
         return await handler(ctx);
@@ -215,7 +240,11 @@ export class HubSpotEmulator extends Emulator {
     if (!check.ok) {
       if (check.reason === "expired") {
         const ago = Math.max(0, Math.floor((this.now() - (check.info!.expiresAt ?? 0)) / 60_000));
-        throw new HsError(401, "EXPIRED_AUTHENTICATION", `The OAuth token used to make this call expired ${ago} minute(s) ago.`);
+        throw new HsError(
+          401,
+          "EXPIRED_AUTHENTICATION",
+          `The OAuth token used to make this call expired ${ago} minute(s) ago.`,
+        );
       }
       throw new HsError(
         401,
@@ -226,7 +255,9 @@ export class HubSpotEmulator extends Emulator {
       );
     }
     const info = check.info;
-    const bucket = info.kind === "api" ? `private-app:${info.token}` : `oauth:${info.clientId ?? "app"}`;
+    const bucket = info.kind === "api"
+      ? `private-app:${info.token}`
+      : `oauth:${info.clientId ?? "app"}`;
     return { token: info, bucket };
   }
 
@@ -239,7 +270,9 @@ export class HubSpotEmulator extends Emulator {
       "X-HubSpot-RateLimit-Max": String(this.limiter.max),
       "X-HubSpot-RateLimit-Remaining": String(r.remaining),
       "X-HubSpot-RateLimit-Daily": String(this.daily.limit),
-      "X-HubSpot-RateLimit-Daily-Remaining": String(Math.max(0, this.daily.limit - usedDaily - (r.allowed ? 1 : 0))),
+      "X-HubSpot-RateLimit-Daily-Remaining": String(
+        Math.max(0, this.daily.limit - usedDaily - (r.allowed ? 1 : 0)),
+      ),
     };
     if (!r.allowed) {
       throw this.rateLimitError("TEN_SECONDLY_ROLLING", auth, headers);
@@ -259,12 +292,18 @@ export class HubSpotEmulator extends Emulator {
     return {};
   }
 
-  rateLimitError(policy: "TEN_SECONDLY_ROLLING" | "DAILY", auth: HsAuth | null, headers: Record<string, string>): HsError {
+  rateLimitError(
+    policy: "TEN_SECONDLY_ROLLING" | "DAILY",
+    auth: HsAuth | null,
+    headers: Record<string, string>,
+  ): HsError {
     return new HsError(429, "RATE_LIMIT", `You have reached your ${policy.toLowerCase()} limit.`, {
       fields: {
         errorType: "RATE_LIMIT",
         policyName: policy,
-        groupName: auth ? `publicapi:${auth.bucket}:${this.creds.portalId}` : `publicapi:${this.creds.portalId}`,
+        groupName: auth
+          ? `publicapi:${auth.bucket}:${this.creds.portalId}`
+          : `publicapi:${this.creds.portalId}`,
       },
       headers: { ...headers, "X-HubSpot-RateLimit-Remaining": "0" },
     });
@@ -272,7 +311,8 @@ export class HubSpotEmulator extends Emulator {
 
   /** Parse a JSON body with a zod schema; failures are HubSpot 400s. */
   async body<T extends z.ZodType>(ctx: RequestContext, schema: T): Promise<z.infer<T>> {
-    const bad = (msg: string) => this.errors.make(400, "VALIDATION_ERROR", `Invalid input JSON on line 1: ${msg}`);
+    const bad = (msg: string) =>
+      this.errors.make(400, "VALIDATION_ERROR", `Invalid input JSON on line 1: ${msg}`);
     const raw = await readJson(ctx.req, bad);
     return parseWith(schema, raw, bad);
   }
@@ -289,7 +329,12 @@ export class HubSpotEmulator extends Emulator {
 
   protected notFound(_ctx: RequestContext, methodMismatch: boolean): Response {
     if (methodMismatch) return this.errors.make(405, "METHOD_NOT_ALLOWED", "Method not allowed");
-    return json({ status: "error", message: "Resource not found", correlationId: this.errors.correlationId(), category: "OBJECT_NOT_FOUND" }, 404);
+    return json({
+      status: "error",
+      message: "Resource not found",
+      correlationId: this.errors.correlationId(),
+      category: "OBJECT_NOT_FOUND",
+    }, 404);
   }
 
   protected faultResponse(kind: FaultKind, _ctx: RequestContext): Response {
@@ -305,9 +350,17 @@ export class HubSpotEmulator extends Emulator {
       }));
     }
     if (kind === "401") {
-      return this.errors.make(401, "EXPIRED_AUTHENTICATION", "The OAuth token used to make this call expired 0 minute(s) ago.");
+      return this.errors.make(
+        401,
+        "EXPIRED_AUTHENTICATION",
+        "The OAuth token used to make this call expired 0 minute(s) ago.",
+      );
     }
-    return this.errors.make(502, "INTERNAL_ERROR", "Bad Gateway: the upstream service did not respond in time.");
+    return this.errors.make(
+      502,
+      "INTERNAL_ERROR",
+      "Bad Gateway: the upstream service did not respond in time.",
+    );
   }
 
   protected internalError(_ctx: RequestContext, err: unknown): Response {

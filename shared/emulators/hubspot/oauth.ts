@@ -16,7 +16,9 @@ export function registerOAuthRoutes(hs: HubSpotEmulator): void {
   hs.open("GET", "/oauth/authorize", ({ url }) => {
     const clientId = url.searchParams.get("client_id");
     const redirect = url.searchParams.get("redirect_uri");
-    if (clientId !== hs.creds.clientId) return oauthError("BAD_CLIENT_ID", "missing or unknown client id");
+    if (clientId !== hs.creds.clientId) {
+      return oauthError("BAD_CLIENT_ID", "missing or unknown client id");
+    }
     if (!redirect) return oauthError("BAD_REDIRECT_URI", "missing redirect_uri");
     const code = hs.tokens.issue("code", hs.tokens.mint("", 36, "hex"), hs.now(), {
       clientId,
@@ -33,7 +35,9 @@ export function registerOAuthRoutes(hs: HubSpotEmulator): void {
   hs.open("POST", "/oauth/v1/token", async ({ req }) => {
     const form = await readForm(req);
     const grant = form.get("grant_type");
-    if (form.get("client_id") !== hs.creds.clientId) return oauthError("BAD_CLIENT_ID", "missing or unknown client id");
+    if (form.get("client_id") !== hs.creds.clientId) {
+      return oauthError("BAD_CLIENT_ID", "missing or unknown client id");
+    }
     if (form.get("client_secret") !== hs.creds.clientSecret) {
       return oauthError("BAD_CLIENT_SECRET", "missing or invalid client secret");
     }
@@ -44,11 +48,17 @@ export function registerOAuthRoutes(hs: HubSpotEmulator): void {
       const code = hs.tokens.check(form.get("code"), now, ["code"]);
       if (!code.ok) return oauthError("BAD_AUTH_CODE", "missing or invalid auth code");
       if (code.info.redirectUri && code.info.redirectUri !== form.get("redirect_uri")) {
-        return oauthError("BAD_REDIRECT_URI", "redirect_uri does not match the one used to obtain the code");
+        return oauthError(
+          "BAD_REDIRECT_URI",
+          "redirect_uri does not match the one used to obtain the code",
+        );
       }
       hs.tokens.revoke((t) => t.token === code.info.token);
       scopes = code.info.scopes;
-      refreshToken = hs.tokens.issue("refresh", hs.tokens.mint("", 36, "hex"), now, { clientId: hs.creds.clientId, scopes })
+      refreshToken = hs.tokens.issue("refresh", hs.tokens.mint("", 36, "hex"), now, {
+        clientId: hs.creds.clientId,
+        scopes,
+      })
         .token;
     } else if (grant === "refresh_token") {
       const rt = hs.tokens.check(form.get("refresh_token"), now, ["refresh"]);
@@ -81,7 +91,9 @@ export function registerOAuthRoutes(hs: HubSpotEmulator): void {
       scopes: t.info.scopes ?? [],
       hub_id: hs.creds.portalId,
       app_id: hs.creds.appId,
-      expires_in: t.info.expiresAt === null ? 21600 : Math.max(0, Math.round((t.info.expiresAt - hs.now()) / 1000)),
+      expires_in: t.info.expiresAt === null
+        ? 21600
+        : Math.max(0, Math.round((t.info.expiresAt - hs.now()) / 1000)),
       user_id: hs.store.owners[0]?.userId ?? 1,
       token_type: "access",
     });

@@ -7,7 +7,8 @@
  * Docs: https://developers.hubspot.com/docs/api/crm/contacts
  */
 import { z } from "zod";
-import { boolParam, intParam, json, listParam, noContent } from "../common/http.ts";
+import { boolParam, intParam, json, jsonText, listParam, noContent } from "../common/http.ts";
+import { cachedJson } from "../common/json_cache.ts";
 import type { RequestContext } from "../common/router.ts";
 import { HsError, notFoundError } from "./errors.ts";
 import type { HubSpotEmulator } from "./emulator.ts";
@@ -65,7 +66,11 @@ export function typeParam(hs: HubSpotEmulator, ctx: RequestContext): HsObjectTyp
 
 function tooMany(n: number): void {
   if (n > MAX_BATCH) {
-    throw new HsError(400, "VALIDATION_ERROR", `Batch input array exceeds the limit of ${MAX_BATCH} inputs (got ${n})`);
+    throw new HsError(
+      400,
+      "VALIDATION_ERROR",
+      `Batch input array exceeds the limit of ${MAX_BATCH} inputs (got ${n})`,
+    );
   }
 }
 
@@ -81,7 +86,11 @@ export function lookup(
   if (idProperty && idProperty !== "hs_object_id") {
     const def = hs.store.props.get(type, idProperty);
     if (!def?.hasUniqueValue) {
-      hs.fail(400, "VALIDATION_ERROR", `${idProperty} is not a unique identifier property for ${type}`);
+      hs.fail(
+        400,
+        "VALIDATION_ERROR",
+        `${idProperty} is not a unique identifier property for ${type}`,
+      );
     }
     r = hs.store.byUnique(type, idProperty, id);
   } else r = hs.store.find(type, id);
@@ -102,7 +111,11 @@ function applyAssociations(
         classifyTypeId(type, to, t.associationTypeId) !== null
       );
       if (!target) {
-        hs.fail(400, "VALIDATION_ERROR", `Unknown association type id ${t.associationTypeId} for ${type}`);
+        hs.fail(
+          400,
+          "VALIDATION_ERROR",
+          `Unknown association type id ${t.associationTypeId} for ${type}`,
+        );
       }
       const kind = classifyTypeId(type, target, t.associationTypeId);
       hs.store.associate(type, id, target, a.to.id, kind === "primary", "API");
@@ -121,10 +134,18 @@ function checkAssociationTargets(
         classifyTypeId(type, to, t.associationTypeId) !== null
       );
       if (!target) {
-        hs.fail(400, "VALIDATION_ERROR", `Unknown association type id ${t.associationTypeId} for ${type}`);
+        hs.fail(
+          400,
+          "VALIDATION_ERROR",
+          `Unknown association type id ${t.associationTypeId} for ${type}`,
+        );
       }
       if (!hs.store.live(target, a.to.id)) {
-        hs.fail(400, "VALIDATION_ERROR", `One or more associations are invalid: ${target} ${a.to.id} does not exist`);
+        hs.fail(
+          400,
+          "VALIDATION_ERROR",
+          `One or more associations are invalid: ${target} ${a.to.id} does not exist`,
+        );
       }
     }
   }
@@ -138,7 +159,11 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     const type = typeParam(hs, ctx);
     const limit = intParam(ctx.url, "limit") ?? 10;
     if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
-      hs.fail(400, "VALIDATION_ERROR", `limit must be between 1 and 100 (got ${ctx.url.searchParams.get("limit")})`);
+      hs.fail(
+        400,
+        "VALIDATION_ERROR",
+        `limit must be between 1 and 100 (got ${ctx.url.searchParams.get("limit")})`,
+      );
     }
     const archived = boolParam(ctx.url, "archived") ?? false;
     const after = ctx.url.searchParams.get("after");
@@ -155,12 +180,22 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
       start = table.seqLowerBound(n - ID_BASE[type]);
     }
     const rows = table.bySeq;
-    const results: ApiObject[] = [];
+    const results: string[] = [];
+    // Serialised records are memoised per selection (associations change without a record write, so never cached).
+    const key = opts.associations?.length
+      ? null
+      : `${hs.store.props.version}|${opts.properties?.join(",") ?? ""}|${
+        opts.propertiesWithHistory?.join(",") ?? ""
+      }`;
     let i = start;
     for (; i < rows.length && results.length < limit; i++) {
       const r = rows[i];
       if (r.mergedInto || r.archived !== archived) continue;
-      results.push(toApiObject(hs.store, r, opts));
+      results.push(
+        key === null
+          ? JSON.stringify(toApiObject(hs.store, r, opts))
+          : cachedJson(r, key, () => toApiObject(hs.store, r, opts)),
+      );
     }
     let next: HsRecord | undefined;
     for (; i < rows.length; i++) {
@@ -170,13 +205,17 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
         break;
       }
     }
-    const body: Record<string, unknown> = { results };
+    let paging = "";
     if (next) {
       const link = new URL(ctx.url);
       link.searchParams.set("after", next.id);
-      body.paging = { next: { after: next.id, link: `${hs.url}${link.pathname}${link.search}` } };
+      paging = `,"paging":${
+        JSON.stringify({
+          next: { after: next.id, link: `${hs.url}${link.pathname}${link.search}` },
+        })
+      }`;
     }
-    return json(body);
+    return jsonText(`{"results":[${results.join(",")}]${paging}}`);
   });
 
   // Batch endpoints (registered before /:id so "batch" is not taken as an id).
@@ -204,7 +243,9 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
         errors: [{
           status: "error",
           category: "OBJECT_NOT_FOUND",
-          message: `Could not get some ${SINGULAR[type].toUpperCase()} objects, they may be deleted or not exist. Check that ids are valid.`,
+          message: `Could not get some ${
+            SINGULAR[type].toUpperCase()
+          } objects, they may be deleted or not exist. Check that ids are valid.`,
           context: { ids: missing },
           errors: [],
           links: {},
@@ -230,12 +271,20 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
         if (!val) return;
         const existing = hs.store.byUnique(type, prop, val);
         if (existing) {
-          hs.fail(409, "CONFLICT", type === "contacts" && prop === "email"
-            ? `Contact already exists. Existing ID: ${existing.id}`
-            : `Duplicate value for ${prop}: ${val} (existing id ${existing.id})`);
+          hs.fail(
+            409,
+            "CONFLICT",
+            type === "contacts" && prop === "email"
+              ? `Contact already exists. Existing ID: ${existing.id}`
+              : `Duplicate value for ${prop}: ${val} (existing id ${existing.id})`,
+          );
         }
         if (seen.has(val)) {
-          hs.fail(400, "VALIDATION_ERROR", `Duplicate ${prop} values in inputs ${seen.get(val)} and ${i}`);
+          hs.fail(
+            400,
+            "VALIDATION_ERROR",
+            `Duplicate ${prop} values in inputs ${seen.get(val)} and ${i}`,
+          );
         }
         seen.set(val, i);
       });
@@ -289,7 +338,11 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
       const prop = inp.idProperty;
       const def = prop ? hs.store.props.get(type, prop) : undefined;
       if (!prop || !def?.hasUniqueValue) {
-        hs.fail(400, "VALIDATION_ERROR", `idProperty must be a unique value property of ${type} (got ${prop ?? "none"})`);
+        hs.fail(
+          400,
+          "VALIDATION_ERROR",
+          `idProperty must be a unique value property of ${type} (got ${prop ?? "none"})`,
+        );
       }
       hs.store.normalise(type, inp.properties);
     }
@@ -298,10 +351,16 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
       const existing = hs.store.byUnique(type, prop, inp.id);
       if (existing) {
         const r = hs.store.update(type, existing.id, inp.properties, "API");
-        return { ...toApiObject(hs.store, r, { properties: Object.keys(inp.properties) }), new: false };
+        return {
+          ...toApiObject(hs.store, r, { properties: Object.keys(inp.properties) }),
+          new: false,
+        };
       }
       const r = hs.store.create(type, { ...inp.properties, [prop]: inp.id }, "API");
-      return { ...toApiObject(hs.store, r, { properties: [...Object.keys(inp.properties), prop] }), new: true };
+      return {
+        ...toApiObject(hs.store, r, { properties: [...Object.keys(inp.properties), prop] }),
+        new: true,
+      };
     });
     return json(batchEnvelope(results, startedAt));
   });
@@ -323,9 +382,12 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
 
   hs.route("POST", `${base}/gdpr-delete`, async (ctx) => {
     const type = typeParam(hs, ctx);
-    if (type !== "contacts") hs.fail(400, "VALIDATION_ERROR", "GDPR delete is only available for contacts");
+    if (type !== "contacts") {
+      hs.fail(400, "VALIDATION_ERROR", "GDPR delete is only available for contacts");
+    }
     const body = await hs.body(ctx, GdprInput);
-    const r = lookup(hs, type, body.objectId, body.idProperty) ?? lookup(hs, type, body.objectId, body.idProperty, true);
+    const r = lookup(hs, type, body.objectId, body.idProperty) ??
+      lookup(hs, type, body.objectId, body.idProperty, true);
     if (!r) throw notFoundError(body.objectId);
     hs.store.purge(type, r.id, "API");
     return noContent();
@@ -344,7 +406,13 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
   hs.route("GET", `${base}/:id`, (ctx) => {
     const type = typeParam(hs, ctx);
     const archived = boolParam(ctx.url, "archived") ?? false;
-    const r = lookup(hs, type, ctx.params.id, ctx.url.searchParams.get("idProperty") ?? undefined, archived);
+    const r = lookup(
+      hs,
+      type,
+      ctx.params.id,
+      ctx.url.searchParams.get("idProperty") ?? undefined,
+      archived,
+    );
     if (!r) throw notFoundError(ctx.params.id);
     return json(toApiObject(hs.store, r, {
       properties: listParam(ctx.url, "properties"),

@@ -33,11 +33,18 @@ export function registerOwnerRoutes(hs: HubSpotEmulator): void {
     const archived = boolParam(ctx.url, "archived") ?? false;
     const email = ctx.url.searchParams.get("email")?.toLowerCase();
     const after = Number(ctx.url.searchParams.get("after") ?? 0) || 0;
-    const all = hs.store.owners.filter((o) => o.archived === archived && (!email || o.email.toLowerCase() === email));
+    const all = hs.store.owners.filter((o) =>
+      o.archived === archived && (!email || o.email.toLowerCase() === email)
+    );
     const page = all.slice(after, after + limit);
     const body: Record<string, unknown> = { results: page.map(ownerJson) };
     if (after + limit < all.length) {
-      body.paging = { next: { after: String(after + limit), link: `${hs.url}/crm/v3/owners/?after=${after + limit}` } };
+      body.paging = {
+        next: {
+          after: String(after + limit),
+          link: `${hs.url}/crm/v3/owners/?after=${after + limit}`,
+        },
+      };
     }
     return json(body);
   };
@@ -46,7 +53,9 @@ export function registerOwnerRoutes(hs: HubSpotEmulator): void {
     const byUser = ctx.url.searchParams.get("idProperty") === "userId";
     const archived = boolParam(ctx.url, "archived") ?? false;
     const id = ctx.params.ownerId;
-    const o = hs.store.owners.find((x) => (byUser ? String(x.userId) === id : x.id === id) && x.archived === archived);
+    const o = hs.store.owners.find((x) =>
+      (byUser ? String(x.userId) === id : x.id === id) && x.archived === archived
+    );
     if (!o) hs.fail(404, "OBJECT_NOT_FOUND", `Owner ${id} not found`);
     return json(ownerJson(o));
   });

@@ -85,7 +85,12 @@ export const DEAL_STAGES: Record<string, string[]> = {
     "closedwon",
     "closedlost",
   ],
-  "75e28846-ad0d-4be2-a027-5e1da6590b98": ["renewalupcoming", "renewalquoted", "renewalwon", "renewallost"],
+  "75e28846-ad0d-4be2-a027-5e1da6590b98": [
+    "renewalupcoming",
+    "renewalquoted",
+    "renewalwon",
+    "renewallost",
+  ],
 };
 
 const LIFECYCLE = [
@@ -232,7 +237,9 @@ export function normaliseValue(def: PropertyDef, raw: unknown): string | null | 
     }
     case "bool": {
       const v = text.toLowerCase();
-      if (v !== "true" && v !== "false") return issue("INVALID_BOOLEAN", `${text} is not a valid boolean.`);
+      if (v !== "true" && v !== "false") {
+        return issue("INVALID_BOOLEAN", `${text} is not a valid boolean.`);
+      }
       return v;
     }
     case "enumeration": {
@@ -267,12 +274,15 @@ export function toMillis(v: string | number | null | undefined): number | null {
 /** Registry of property definitions per object type (built-in + created via API). */
 export class PropertyRegistry {
   #defs = new Map<HsObjectType, Map<string, PropertyDef>>();
+  /** Bumped on every definition change (part of serialisation memo keys). */
+  version = 0;
 
   constructor() {
     this.reset();
   }
 
   reset(): void {
+    this.version++;
     for (const t of OBJECT_TYPES) {
       this.#defs.set(t, new Map(builtinProperties(t).map((d) => [d.name, d])));
     }
@@ -287,10 +297,12 @@ export class PropertyRegistry {
   }
 
   add(type: HsObjectType, def: PropertyDef): void {
+    this.version++;
     this.#defs.get(type)!.set(def.name, def);
   }
 
   remove(type: HsObjectType, name: string): boolean {
+    this.version++;
     return this.#defs.get(type)!.delete(name);
   }
 

@@ -16,7 +16,12 @@ function propJson(d: PropertyDef) {
     fieldType: d.fieldType,
     groupName: d.groupName,
     description: "",
-    options: (d.options ?? []).map((o, i) => ({ label: o, value: o, displayOrder: i, hidden: false })),
+    options: (d.options ?? []).map((o, i) => ({
+      label: o,
+      value: o,
+      displayOrder: i,
+      hidden: false,
+    })),
     displayOrder: -1,
     calculated: false,
     externalOptions: false,
@@ -24,7 +29,11 @@ function propJson(d: PropertyDef) {
     hidden: false,
     hubspotDefined: !d.custom,
     formField: !d.readOnly,
-    modificationMetadata: { archivable: !!d.custom, readOnlyDefinition: !d.custom, readOnlyValue: !!d.readOnly },
+    modificationMetadata: {
+      archivable: !!d.custom,
+      readOnlyDefinition: !d.custom,
+      readOnlyValue: !!d.readOnly,
+    },
     createdAt: d.createdAt ? new Date(d.createdAt).toISOString() : undefined,
     updatedAt: d.createdAt ? new Date(d.createdAt).toISOString() : undefined,
     archived: false,
@@ -76,7 +85,13 @@ export function registerPropertyRoutes(hs: HubSpotEmulator): void {
   hs.route("DELETE", "/crm/v3/properties/:objectType/:propertyName", (ctx) => {
     const type = typeParam(hs, ctx);
     const d = hs.store.props.get(type, ctx.params.propertyName);
-    if (d && !d.custom) hs.fail(400, "VALIDATION_ERROR", `${d.name} is a HubSpot-defined property and cannot be archived`);
+    if (d && !d.custom) {
+      hs.fail(
+        400,
+        "VALIDATION_ERROR",
+        `${d.name} is a HubSpot-defined property and cannot be archived`,
+      );
+    }
     hs.store.props.remove(type, ctx.params.propertyName);
     return noContent();
   });

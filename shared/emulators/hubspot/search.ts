@@ -107,7 +107,11 @@ function compile(hs: HubSpotEmulator, type: HsObjectType, f: FilterT): (r: HsRec
   if (f.operator === "HAS_PROPERTY") return (r) => kind === "id" || !!r.properties[prop];
   if (f.operator === "NOT_HAS_PROPERTY") return (r) => kind !== "id" && !r.properties[prop];
   if (kind !== "string") {
-    const num = (v: string | undefined) => (kind === "number" || kind === "id" ? (v === undefined ? NaN : Number(v)) : toMillis(v) ?? NaN);
+    const num = (
+      v: string | undefined,
+    ) => (kind === "number" || kind === "id"
+      ? (v === undefined ? NaN : Number(v))
+      : toMillis(v) ?? NaN);
     const a = num(f.value);
     const b = num(f.highValue);
     const set = new Set((f.values ?? []).map((v) => num(v)));
@@ -203,16 +207,22 @@ export function registerSearchRoutes(hs: HubSpotEmulator): void {
     if (body.limit < 0 || body.limit > 200) {
       hs.fail(400, "VALIDATION_ERROR", `limit must be between 0 and 200 (got ${body.limit})`);
     }
-    if (body.filterGroups.length > 5) hs.fail(400, "VALIDATION_ERROR", "Too many filter groups (max 5)");
+    if (body.filterGroups.length > 5) {
+      hs.fail(400, "VALIDATION_ERROR", "Too many filter groups (max 5)");
+    }
     let nFilters = 0;
     for (const g of body.filterGroups) {
-      if (g.filters.length > 6) hs.fail(400, "VALIDATION_ERROR", "Too many filters in a filter group (max 6)");
+      if (g.filters.length > 6) {
+        hs.fail(400, "VALIDATION_ERROR", "Too many filters in a filter group (max 6)");
+      }
       nFilters += g.filters.length;
     }
     if (nFilters > 18) hs.fail(400, "VALIDATION_ERROR", "Too many filters (max 18)");
     if (body.sorts.length > 1) hs.fail(400, "VALIDATION_ERROR", "Only one sort is supported");
     const after = body.after === undefined || body.after === "" ? 0 : Number(body.after);
-    if (!Number.isInteger(after) || after < 0) hs.fail(400, "VALIDATION_ERROR", `Invalid after: ${body.after}`);
+    if (!Number.isInteger(after) || after < 0) {
+      hs.fail(400, "VALIDATION_ERROR", `Invalid after: ${body.after}`);
+    }
     if (after >= hs.searchMaxResults) {
       hs.fail(
         400,
@@ -265,7 +275,9 @@ export function registerSearchRoutes(hs: HubSpotEmulator): void {
     } else {
       ordered = table.bySeq.filter(matches);
       const val = (r: HsRecord) =>
-        sortKind === "string" ? (r.properties[sort.propertyName] ?? "") : numericValue(r, sort.propertyName, sortKind) ?? -Infinity;
+        sortKind === "string"
+          ? (r.properties[sort.propertyName] ?? "")
+          : numericValue(r, sort.propertyName, sortKind) ?? -Infinity;
       ordered.sort((a, b) => {
         const x = val(a), y = val(b);
         const c = x < y ? -1 : x > y ? 1 : a.seq - b.seq;

@@ -17,12 +17,21 @@ export interface ApiObject {
   updatedAt: string;
   archived: boolean;
   archivedAt?: string;
-  propertiesWithHistory?: Record<string, Array<{ value: string; timestamp: string; sourceType: string }>>;
+  propertiesWithHistory?: Record<
+    string,
+    Array<{ value: string; timestamp: string; sourceType: string }>
+  >;
   associations?: Record<string, { results: Array<{ id: string; type: string }> }>;
 }
 
-export function toApiObject(store: HubSpotStore, r: HsRecord, opts: SerializeOptions = {}): ApiObject {
-  const names = opts.properties && opts.properties.length > 0 ? opts.properties : DEFAULT_PROPERTIES[r.type];
+export function toApiObject(
+  store: HubSpotStore,
+  r: HsRecord,
+  opts: SerializeOptions = {},
+): ApiObject {
+  const names = opts.properties && opts.properties.length > 0
+    ? opts.properties
+    : DEFAULT_PROPERTIES[r.type];
   const properties: Record<string, string | null> = {};
   for (const n of names) {
     if (n in r.properties) properties[n] = r.properties[n];
@@ -73,7 +82,11 @@ export function toApiObject(store: HubSpotStore, r: HsRecord, opts: SerializeOpt
   return out;
 }
 
-export function batchEnvelope<T>(results: T[], startedAt: string, extra: Record<string, unknown> = {}) {
+export function batchEnvelope<T>(
+  results: T[],
+  startedAt: string,
+  extra: Record<string, unknown> = {},
+) {
   return {
     status: "COMPLETE",
     results,

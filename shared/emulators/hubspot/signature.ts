@@ -82,7 +82,11 @@ export function verifyV3(i: VerifyV3Input): boolean {
   return safeEqual(signV3(i.clientSecret, i.method, i.uri, i.body, i.timestamp), i.signature);
 }
 
-export function verifyV1(clientSecret: string, body: string, signature: string | null | undefined): boolean {
+export function verifyV1(
+  clientSecret: string,
+  body: string,
+  signature: string | null | undefined,
+): boolean {
   return !!signature && safeEqual(signV1(clientSecret, body), signature);
 }
 

@@ -42,8 +42,21 @@ export interface HsOwner {
 export type ChangeSource = "CRM" | "API" | "IMPORT";
 
 export type HsChange =
-  | { kind: "creation"; type: HsObjectType; id: string; source: ChangeSource; properties: Record<string, string | null> }
-  | { kind: "propertyChange"; type: HsObjectType; id: string; source: ChangeSource; property: string; value: string | null }
+  | {
+    kind: "creation";
+    type: HsObjectType;
+    id: string;
+    source: ChangeSource;
+    properties: Record<string, string | null>;
+  }
+  | {
+    kind: "propertyChange";
+    type: HsObjectType;
+    id: string;
+    source: ChangeSource;
+    property: string;
+    value: string | null;
+  }
   | { kind: "deletion"; type: HsObjectType; id: string; source: ChangeSource }
   | { kind: "restore"; type: HsObjectType; id: string; source: ChangeSource }
   | { kind: "privacyDeletion"; type: HsObjectType; id: string; source: ChangeSource }
@@ -126,7 +139,11 @@ export class HubSpotStore {
     return this.#unique.get(type)?.get(prop)?.get(v);
   }
 
-  associations(type: HsObjectType, id: string, toType?: HsObjectType): Array<{ type: HsObjectType; id: string; primary: boolean }> {
+  associations(
+    type: HsObjectType,
+    id: string,
+    toType?: HsObjectType,
+  ): Array<{ type: HsObjectType; id: string; primary: boolean }> {
     const m = this.edges.get(key(type, id));
     if (!m) return [];
     const out: Array<{ type: HsObjectType; id: string; primary: boolean }> = [];
@@ -143,21 +160,43 @@ export class HubSpotStore {
   // ---- writing -------------------------------------------------------------
 
   /** Validate and normalise an input property map. */
-  normalise(type: HsObjectType, input: Record<string, unknown>, system = false): Record<string, string | null> {
+  normalise(
+    type: HsObjectType,
+    input: Record<string, unknown>,
+    system = false,
+  ): Record<string, string | null> {
     const out: Record<string, string | null> = {};
     const issues: PropertyIssue[] = [];
     for (const [name, raw] of Object.entries(input)) {
       const def = this.props.get(type, name);
       if (!def) {
-        issues.push({ isValid: false, message: `Property "${name}" does not exist`, error: "PROPERTY_DOESNT_EXIST", name });
+        issues.push({
+          isValid: false,
+          message: `Property "${name}" does not exist`,
+          error: "PROPERTY_DOESNT_EXIST",
+          name,
+        });
         continue;
       }
       if (!system && (def.readOnly || SYSTEM_PROPS.has(name))) {
-        issues.push({ isValid: false, message: `"${name}" is a read only property; its value cannot be set.`, error: "READ_ONLY_VALUE", name });
+        issues.push({
+          isValid: false,
+          message: `"${name}" is a read only property; its value cannot be set.`,
+          error: "READ_ONLY_VALUE",
+          name,
+        });
         continue;
       }
-      if (name === "hubspot_owner_id" && raw !== null && raw !== "" && raw !== undefined && !this.ownersById.has(String(raw))) {
-        issues.push({ isValid: false, message: `${raw} is not a valid owner id`, error: "INVALID_OWNER_ID", name });
+      if (
+        name === "hubspot_owner_id" && raw !== null && raw !== "" && raw !== undefined &&
+        !this.ownersById.has(String(raw))
+      ) {
+        issues.push({
+          isValid: false,
+          message: `${raw} is not a valid owner id`,
+          error: "INVALID_OWNER_ID",
+          name,
+        });
         continue;
       }
       const v = normaliseValue(def, raw);
@@ -178,7 +217,18 @@ export class HubSpotStore {
         if (type === "contacts" && prop === "email") {
           throw new HsError(409, "CONFLICT", `Contact already exists. Existing ID: ${other.id}`);
         }
-        throw new HsError(400, "VALIDATION_ERROR", `Property values were not valid: ${JSON.stringify([{ isValid: false, message: `${v} already has that value on ${other.id}`, error: "DUPLICATE_VALUE", name: prop }])}`);
+        throw new HsError(
+          400,
+          "VALIDATION_ERROR",
+          `Property values were not valid: ${
+            JSON.stringify([{
+              isValid: false,
+              message: `${v} already has that value on ${other.id}`,
+              error: "DUPLICATE_VALUE",
+              name: prop,
+            }])
+          }`,
+        );
       }
     }
   }
@@ -232,7 +282,9 @@ export class HubSpotStore {
     if (type === "deals") this.#dealFlags(r);
     table.insert(r);
     this.#index(r, true);
-    if (!opts.silent) this.onChange({ kind: "creation", type, id, source, properties: { ...r.properties } });
+    if (!opts.silent) {
+      this.onChange({ kind: "creation", type, id, source, properties: { ...r.properties } });
+    }
     return r;
   }
 
@@ -282,7 +334,13 @@ export class HubSpotStore {
   }
 
   /** Link two seeded records without events or timestamp changes. */
-  seedLink(aType: HsObjectType, aId: string, bType: HsObjectType, bId: string, primary: boolean): void {
+  seedLink(
+    aType: HsObjectType,
+    aId: string,
+    bType: HsObjectType,
+    bId: string,
+    primary: boolean,
+  ): void {
     this.#link(aType, aId, bType, bId, primary);
   }
 
@@ -295,7 +353,12 @@ export class HubSpotStore {
   }
 
   /** Update properties; returns the record (unchanged values emit nothing). */
-  update(type: HsObjectType, id: string, input: Record<string, unknown>, source: ChangeSource): HsRecord {
+  update(
+    type: HsObjectType,
+    id: string,
+    input: Record<string, unknown>,
+    source: ChangeSource,
+  ): HsRecord {
     const r = this.live(type, id);
     if (!r) throw notFoundError(id);
     const values = this.normalise(type, input);
@@ -310,7 +373,9 @@ export class HubSpotStore {
     if (type === "deals") this.#dealFlags(r);
     this.#index(r, true);
     this.#stamp(r, this.now());
-    for (const [k, v] of changed) this.onChange({ kind: "propertyChange", type, id: r.id, source, property: k, value: v });
+    for (const [k, v] of changed) {
+      this.onChange({ kind: "propertyChange", type, id: r.id, source, property: k, value: v });
+    }
     return r;
   }
 
@@ -371,7 +436,10 @@ export class HubSpotStore {
         moved++;
       }
     }
-    const mergedIds = [merged.id, ...(merged.properties.hs_merged_object_ids?.split(";").filter(Boolean) ?? [])];
+    const mergedIds = [
+      merged.id,
+      ...(merged.properties.hs_merged_object_ids?.split(";").filter(Boolean) ?? []),
+    ];
     const prior = primary.properties.hs_merged_object_ids?.split(";").filter(Boolean) ?? [];
     primary.properties.hs_merged_object_ids = [...prior, ...mergedIds].join(";");
     if (type === "contacts" && merged.properties.email) {
@@ -381,12 +449,28 @@ export class HubSpotStore {
     }
     for (const a of this.associations(type, merged.id)) {
       this.#unlink(type, merged.id, a.type, a.id);
-      if (!(a.type === type && a.id === primary.id)) this.#link(type, primary.id, a.type, a.id, a.primary && !this.#hasPrimary(type, primary.id, a.type));
+      if (!(a.type === type && a.id === primary.id)) {
+        this.#link(
+          type,
+          primary.id,
+          a.type,
+          a.id,
+          a.primary && !this.#hasPrimary(type, primary.id, a.type),
+        );
+      }
     }
     merged.mergedInto = primary.id;
     this.#index(primary, true);
     this.#stamp(primary, this.now());
-    this.onChange({ kind: "merge", type, primaryId: primary.id, mergedIds: [merged.id], newObjectId: primary.id, propertiesMoved: moved, source });
+    this.onChange({
+      kind: "merge",
+      type,
+      primaryId: primary.id,
+      mergedIds: [merged.id],
+      newObjectId: primary.id,
+      propertiesMoved: moved,
+      source,
+    });
     return primary;
   }
 
@@ -396,7 +480,13 @@ export class HubSpotStore {
     return this.associations(type, id, toType).some((a) => a.primary);
   }
 
-  #link(aType: HsObjectType, aId: string, bType: HsObjectType, bId: string, primary: boolean): boolean {
+  #link(
+    aType: HsObjectType,
+    aId: string,
+    bType: HsObjectType,
+    bId: string,
+    primary: boolean,
+  ): boolean {
     const ka = key(aType, aId), kb = key(bType, bId);
     let ma = this.edges.get(ka);
     if (!ma) this.edges.set(ka, ma = new Map());
@@ -434,7 +524,11 @@ export class HubSpotStore {
     if (!from) throw notFoundError(fromId);
     if (!to) throw notFoundError(toId);
     if (!pairTypes(fromType, toType)) {
-      throw new HsError(400, "VALIDATION_ERROR", `Association ${fromType} -> ${toType} is not supported by this sandbox`);
+      throw new HsError(
+        400,
+        "VALIDATION_ERROR",
+        `Association ${fromType} -> ${toType} is not supported by this sandbox`,
+      );
     }
     if (primary) {
       // A record has at most one primary association per target type.
@@ -451,19 +545,46 @@ export class HubSpotStore {
       if (!opts.silent) this.#stamp(from, this.now());
     }
     if (changed && !opts.silent) {
-      this.onChange({ kind: "associationChange", fromType, fromId: from.id, toType, toId: to.id, removed: false, primary, source });
+      this.onChange({
+        kind: "associationChange",
+        fromType,
+        fromId: from.id,
+        toType,
+        toId: to.id,
+        removed: false,
+        primary,
+        source,
+      });
     }
   }
 
-  dissociate(fromType: HsObjectType, fromId: string, toType: HsObjectType, toId: string, source: ChangeSource): boolean {
+  dissociate(
+    fromType: HsObjectType,
+    fromId: string,
+    toType: HsObjectType,
+    toId: string,
+    source: ChangeSource,
+  ): boolean {
     const had = this.#unlink(fromType, fromId, toType, toId);
     if (had) {
       const from = this.live(fromType, fromId);
-      if (from && fromType === "contacts" && toType === "companies" && from.properties.associatedcompanyid === toId) {
+      if (
+        from && fromType === "contacts" && toType === "companies" &&
+        from.properties.associatedcompanyid === toId
+      ) {
         from.properties.associatedcompanyid = null;
         this.#stamp(from, this.now());
       }
-      this.onChange({ kind: "associationChange", fromType, fromId, toType, toId, removed: true, primary: false, source });
+      this.onChange({
+        kind: "associationChange",
+        fromType,
+        fromId,
+        toType,
+        toId,
+        removed: true,
+        primary: false,
+        source,
+      });
     }
     return had;
   }
@@ -493,7 +614,11 @@ export class HubSpotStore {
 
   addOwner(o: Omit<HsOwner, "id" | "userId"> & { id?: string; userId?: number }): HsOwner {
     const n = this.owners.length + 1;
-    const owner: HsOwner = { id: o.id ?? String(100_000_000 + n), userId: o.userId ?? 200_000_000 + n, ...o } as HsOwner;
+    const owner: HsOwner = {
+      id: o.id ?? String(100_000_000 + n),
+      userId: o.userId ?? 200_000_000 + n,
+      ...o,
+    } as HsOwner;
     this.owners.push(owner);
     this.ownersById.set(owner.id, owner);
     return owner;

@@ -8,7 +8,11 @@
  */
 import { Client } from "@hubspot/api-client";
 
-export function hubspotClient(basePath: string, accessToken: string, numberOfApiCallRetries = 0): Client {
+export function hubspotClient(
+  basePath: string,
+  accessToken: string,
+  numberOfApiCallRetries = 0,
+): Client {
   const client = new Client({ accessToken, basePath, numberOfApiCallRetries });
   // Materialise the discoveries now, while this client's decorators are active.
   void client.crm.contacts.basicApi;

@@ -6,7 +6,11 @@ import { startHubSpot } from "./mod.ts";
 import { verifyV1, verifyV3 } from "./signature.ts";
 import { hubspotClient } from "./test_client.ts";
 
-type Event = Record<string, unknown> & { eventId: number; subscriptionType: string; attemptNumber: number };
+type Event = Record<string, unknown> & {
+  eventId: number;
+  subscriptionType: string;
+  attemptNumber: number;
+};
 const events = (reqs: ReceivedRequest[]) => reqs.flatMap((r) => JSON.parse(r.body) as Event[]);
 
 Deno.test("events are signed arrays of ≤100 with HubSpot's fields, batched per change", async () => {
@@ -14,14 +18,28 @@ Deno.test("events are signed arrays of ≤100 with HubSpot's fields, batched per
   const hs = await startHubSpot({ seed: 31, records: 5, timeScale: 0.0001 });
   try {
     const target = `${rx.url}/functions/v1/crm-webhook?provider=hubspot&account=a%2Fb`;
-    await admin(hs.url, "/webhooks", { method: "PUT", json: { targetUrl: target, legacySignature: "v1" } });
+    await admin(hs.url, "/webhooks", {
+      method: "PUT",
+      json: { targetUrl: target, legacySignature: "v1" },
+    });
     const secret = hs.credentials.HUBSPOT_CLIENT_SECRET;
 
-    const created = await admin(hs.url, "/records/contacts", { json: { properties: { email: "hook@example.com", firstname: "Hook" } } }) as { id: string };
+    const created = await admin(hs.url, "/records/contacts", {
+      json: { properties: { email: "hook@example.com", firstname: "Hook" } },
+    }) as { id: string };
     const [req] = await rx.waitFor(1);
     assertEquals(req.method, "POST");
     assertEquals(req.headers["content-type"], "application/json");
-    assert(verifyV3({ clientSecret: secret, method: "POST", uri: target, body: req.body, timestamp: req.headers["x-hubspot-request-timestamp"], signature: req.headers["x-hubspot-signature-v3"] }));
+    assert(
+      verifyV3({
+        clientSecret: secret,
+        method: "POST",
+        uri: target,
+        body: req.body,
+        timestamp: req.headers["x-hubspot-request-timestamp"],
+        signature: req.headers["x-hubspot-signature-v3"],
+      }),
+    );
     assertEquals(req.headers["x-hubspot-signature-version"], "v1");
     assert(verifyV1(secret, req.body, req.headers["x-hubspot-signature"]));
     const [ev] = JSON.parse(req.body) as Event[];
@@ -31,22 +49,36 @@ Deno.test("events are signed arrays of ≤100 with HubSpot's fields, batched per
     assertEquals(ev.appId, Number(hs.credentials.HUBSPOT_APP_ID));
     assertEquals(ev.attemptNumber, 0);
     assertEquals(ev.changeSource, "CRM");
-    assert(typeof ev.eventId === "number" && typeof ev.subscriptionId === "number" && typeof ev.occurredAt === "number");
+    assert(
+      typeof ev.eventId === "number" && typeof ev.subscriptionId === "number" &&
+        typeof ev.occurredAt === "number",
+    );
 
     // One API batch of 100 creates → one request of 100 events.
     const client = hubspotClient(hs.url, hs.credentials.HUBSPOT_ACCESS_TOKEN);
-    await client.crm.contacts.batchApi.create({ inputs: Array.from({ length: 100 }, (_, i) => ({ properties: { email: `b${i}@example.com` }, associations: [] })) });
+    await client.crm.contacts.batchApi.create({
+      inputs: Array.from(
+        { length: 100 },
+        (_, i) => ({ properties: { email: `b${i}@example.com` }, associations: [] }),
+      ),
+    });
     await rx.waitFor(2);
     assertEquals(JSON.parse(rx.requests[1].body).length, 100);
     // 100 updates × 2 properties = 200 events → requests of at most 100.
     const ids = hs.store.tables.contacts.bySeq.slice(-100).map((r) => r.id);
-    await client.crm.contacts.batchApi.update({ inputs: ids.map((id) => ({ id, properties: { firstname: "X", lastname: "Y" } })) });
+    await client.crm.contacts.batchApi.update({
+      inputs: ids.map((id) => ({ id, properties: { firstname: "X", lastname: "Y" } })),
+    });
     await hs.webhooks.idle();
     const later = rx.requests.slice(2);
     assert(later.every((r) => JSON.parse(r.body).length <= 100));
     const changes = events(later);
     assertEquals(changes.length, 200);
-    assert(changes.every((e) => e.subscriptionType === "contact.propertyChange" && e.changeSource === "API"));
+    assert(
+      changes.every((e) =>
+        e.subscriptionType === "contact.propertyChange" && e.changeSource === "API"
+      ),
+    );
     assertEquals(new Set(changes.map((e) => e.propertyName)), new Set(["firstname", "lastname"]));
   } finally {
     await hs.close();
@@ -59,10 +91,23 @@ Deno.test("deletion, merge, restore, association and privacy events", async () =
   const hs = await startHubSpot({ seed: 32, records: 5 });
   try {
     await admin(hs.url, "/webhooks", { method: "PUT", json: { targetUrl: rx.url } });
-    const a = await admin(hs.url, "/records/contacts", { json: { email: "a@ev.test" } }) as { id: string };
-    const b = await admin(hs.url, "/records/contacts", { json: { email: "b@ev.test" } }) as { id: string };
+    const a = await admin(hs.url, "/records/contacts", { json: { email: "a@ev.test" } }) as {
+      id: string;
+    };
+    const b = await admin(hs.url, "/records/contacts", { json: { email: "b@ev.test" } }) as {
+      id: string;
+    };
     const company = hs.store.tables.companies.bySeq.find((r) => !r.archived)!;
-    await admin(hs.url, "/associations", { method: "PUT", json: { fromType: "contacts", fromId: a.id, toType: "companies", toId: company.id, primary: true } });
+    await admin(hs.url, "/associations", {
+      method: "PUT",
+      json: {
+        fromType: "contacts",
+        fromId: a.id,
+        toType: "companies",
+        toId: company.id,
+        primary: true,
+      },
+    });
     await admin(hs.url, "/records/contacts/merge", { json: { primaryId: a.id, mergedId: b.id } });
     await admin(hs.url, `/records/contacts/${a.id}`, { method: "DELETE" });
     await admin(hs.url, `/records/contacts/${a.id}/restore`, { json: {} });
@@ -124,19 +169,31 @@ Deno.test("webhook faults: duplicated, reordered and dropped deliveries really h
   const rx = await startReceiver();
   const hs = await startHubSpot({ seed: 34, records: 3, timeScale: 0.0001 });
   try {
-    await admin(hs.url, "/webhooks", { method: "PUT", json: { targetUrl: rx.url, maxConcurrentRequests: 1 } });
+    await admin(hs.url, "/webhooks", {
+      method: "PUT",
+      json: { targetUrl: rx.url, maxConcurrentRequests: 1 },
+    });
     const contact = hs.store.tables.contacts.bySeq.find((r) => !r.archived)!;
 
     await admin(hs.url, "/faults", { method: "PATCH", json: { webhookDuplicateRate: 1 } });
-    await admin(hs.url, `/records/contacts/${contact.id}`, { method: "PATCH", json: { firstname: "Dup" } });
+    await admin(hs.url, `/records/contacts/${contact.id}`, {
+      method: "PATCH",
+      json: { firstname: "Dup" },
+    });
     await hs.webhooks.idle();
     assertEquals(rx.requests.length, 2);
     assertEquals(rx.requests[0].body, rx.requests[1].body);
 
-    await admin(hs.url, "/faults", { method: "PUT", json: { webhookReorderRate: 0.5, webhookReorderHoldMs: 30 } });
+    await admin(hs.url, "/faults", {
+      method: "PUT",
+      json: { webhookReorderRate: 0.5, webhookReorderHoldMs: 30 },
+    });
     const before = rx.requests.length;
     for (let i = 0; i < 16; i++) {
-      await admin(hs.url, `/records/contacts/${contact.id}`, { method: "PATCH", json: { jobtitle: `T${i}` } });
+      await admin(hs.url, `/records/contacts/${contact.id}`, {
+        method: "PATCH",
+        json: { jobtitle: `T${i}` },
+      });
       await new Promise((r) => setTimeout(r, 3));
     }
     await hs.webhooks.idle();
@@ -144,9 +201,15 @@ Deno.test("webhook faults: duplicated, reordered and dropped deliveries really h
     assertEquals(ids.length, 16);
     assertNotEquals(ids, [...ids].sort((x, y) => x - y), "some deliveries overtook earlier ones");
 
-    await admin(hs.url, "/faults", { method: "PATCH", json: { webhookReorderRate: 0, webhookDropRate: 1 } });
+    await admin(hs.url, "/faults", {
+      method: "PATCH",
+      json: { webhookReorderRate: 0, webhookDropRate: 1 },
+    });
     const before2 = rx.requests.length;
-    await admin(hs.url, `/records/contacts/${contact.id}`, { method: "PATCH", json: { jobtitle: "lost" } });
+    await admin(hs.url, `/records/contacts/${contact.id}`, {
+      method: "PATCH",
+      json: { jobtitle: "lost" },
+    });
     await hs.webhooks.idle();
     assertEquals(rx.requests.length, before2);
     assert(hs.webhooks.deliveries.some((d) => d.dropped));
@@ -163,15 +226,28 @@ Deno.test("webhook settings and subscriptions through the SDK's developer API", 
   const hs = await startHubSpot({ seed: 35, records: 3 });
   try {
     const appId = Number(hs.credentials.HUBSPOT_APP_ID);
-    const dev = new Client({ developerApiKey: hs.credentials.HUBSPOT_DEVELOPER_API_KEY, basePath: hs.url });
-    const settings = await dev.webhooks.settingsApi.configure(appId, { targetUrl: rx.url, throttling: { maxConcurrentRequests: 5 } as never });
+    const dev = new Client({
+      developerApiKey: hs.credentials.HUBSPOT_DEVELOPER_API_KEY,
+      basePath: hs.url,
+    });
+    const settings = await dev.webhooks.settingsApi.configure(appId, {
+      targetUrl: rx.url,
+      throttling: { maxConcurrentRequests: 5 } as never,
+    });
     assertEquals(settings.targetUrl, rx.url);
     const subs = await dev.webhooks.subscriptionsApi.getAll(appId);
     for (const s of subs.results) await dev.webhooks.subscriptionsApi.archive(Number(s.id), appId);
-    const sub = await dev.webhooks.subscriptionsApi.create(appId, { eventType: "company.propertyChange" as never, propertyName: "name", active: true });
+    const sub = await dev.webhooks.subscriptionsApi.create(appId, {
+      eventType: "company.propertyChange" as never,
+      propertyName: "name",
+      active: true,
+    });
     assertEquals(sub.eventType, "company.propertyChange");
     const company = hs.store.tables.companies.bySeq.find((r) => !r.archived)!;
-    await admin(hs.url, `/records/companies/${company.id}`, { method: "PATCH", json: { name: "Renamed", city: "Oslo" } });
+    await admin(hs.url, `/records/companies/${company.id}`, {
+      method: "PATCH",
+      json: { name: "Renamed", city: "Oslo" },
+    });
     await hs.webhooks.idle();
     const evs = events(rx.requests);
     assertEquals(evs.length, 1);

@@ -35,7 +35,9 @@ export const HUBSPOT_RETRY_DELAYS_MS = [
 
 export const SubscriptionSchema = z.object({
   id: z.number().int().optional(),
-  subscriptionType: z.string().regex(/^(contact|company|deal)\.(creation|deletion|propertyChange|merge|restore|associationChange|privacyDeletion)$/),
+  subscriptionType: z.string().regex(
+    /^(contact|company|deal)\.(creation|deletion|propertyChange|merge|restore|associationChange|privacyDeletion)$/,
+  ),
   /** For propertyChange: the property (omit = every property, a sandbox convenience). */
   propertyName: z.string().optional(),
   active: z.boolean().default(true),
@@ -64,7 +66,16 @@ export function defaultSubscriptions(): Array<Omit<Subscription, "id">> {
   const out: Array<Omit<Subscription, "id">> = [];
   for (const t of OBJECT_TYPES) {
     const s = SINGULAR[t];
-    for (const ev of ["creation", "deletion", "propertyChange", "merge", "restore", "associationChange"]) {
+    for (
+      const ev of [
+        "creation",
+        "deletion",
+        "propertyChange",
+        "merge",
+        "restore",
+        "associationChange",
+      ]
+    ) {
       out.push({ subscriptionType: `${s}.${ev}`, active: true });
     }
     if (t === "contacts") out.push({ subscriptionType: "contact.privacyDeletion", active: true });
@@ -131,14 +142,27 @@ export class HubSpotWebhooks {
       subscriptionType,
       attemptNumber: 0,
     });
-    const source = { changeSource: change.source, sourceId: change.source === "API" ? String(this.hs.creds.appId) : `userId:${this.hs.store.owners[0]?.userId ?? 1}` };
+    const source = {
+      changeSource: change.source,
+      sourceId: change.source === "API"
+        ? String(this.hs.creds.appId)
+        : `userId:${this.hs.store.owners[0]?.userId ?? 1}`,
+    };
     const subs = (type: string, prop?: string) =>
       this.subscriptions.filter((s) =>
-        s.active && s.subscriptionType === type && (prop === undefined || s.propertyName === undefined || s.propertyName === prop)
+        s.active && s.subscriptionType === type &&
+        (prop === undefined || s.propertyName === undefined || s.propertyName === prop)
       );
 
     if (change.kind === "associationChange") {
-      for (const [fromT, fromId, toT, toId] of [[change.fromType, change.fromId, change.toType, change.toId], [change.toType, change.toId, change.fromType, change.fromId]] as const) {
+      for (
+        const [fromT, fromId, toT, toId] of [[
+          change.fromType,
+          change.fromId,
+          change.toType,
+          change.toId,
+        ], [change.toType, change.toId, change.fromType, change.fromId]] as const
+      ) {
         const t = pairTypes(fromT, toT);
         if (!t) continue;
         for (const s of subs(`${SINGULAR[fromT]}.associationChange`)) {
@@ -159,7 +183,12 @@ export class HubSpotWebhooks {
     switch (change.kind) {
       case "creation":
         for (const s of subs(`${singular}.creation`)) {
-          this.#push({ ...base(s.subscriptionType, s.id), objectId: Number(change.id), changeFlag: "NEW", ...source });
+          this.#push({
+            ...base(s.subscriptionType, s.id),
+            objectId: Number(change.id),
+            changeFlag: "NEW",
+            ...source,
+          });
         }
         break;
       case "propertyChange":
@@ -175,17 +204,32 @@ export class HubSpotWebhooks {
         break;
       case "deletion":
         for (const s of subs(`${singular}.deletion`)) {
-          this.#push({ ...base(s.subscriptionType, s.id), objectId: Number(change.id), changeFlag: "DELETED", ...source });
+          this.#push({
+            ...base(s.subscriptionType, s.id),
+            objectId: Number(change.id),
+            changeFlag: "DELETED",
+            ...source,
+          });
         }
         break;
       case "restore":
         for (const s of subs(`${singular}.restore`)) {
-          this.#push({ ...base(s.subscriptionType, s.id), objectId: Number(change.id), changeFlag: "RESTORED", ...source });
+          this.#push({
+            ...base(s.subscriptionType, s.id),
+            objectId: Number(change.id),
+            changeFlag: "RESTORED",
+            ...source,
+          });
         }
         break;
       case "privacyDeletion":
         for (const s of subs(`${singular}.privacyDeletion`)) {
-          this.#push({ ...base(s.subscriptionType, s.id), objectId: Number(change.id), changeFlag: "DELETED", ...source });
+          this.#push({
+            ...base(s.subscriptionType, s.id),
+            objectId: Number(change.id),
+            changeFlag: "DELETED",
+            ...source,
+          });
         }
         break;
       case "merge":
@@ -245,7 +289,10 @@ export class HubSpotWebhooks {
     const types = [...new Set(events.map((e) => e.subscriptionType))].join(",");
     return {
       label: `hubspot ${types} ×${events.length}`,
-      policy: { delaysMs: this.config.retryDelaysMs ?? HUBSPOT_RETRY_DELAYS_MS, timeoutMs: this.config.timeoutMs },
+      policy: {
+        delaysMs: this.config.retryDelaysMs ?? HUBSPOT_RETRY_DELAYS_MS,
+        timeoutMs: this.config.timeoutMs,
+      },
       build: (attempt): WebhookRequest | null => {
         const url = this.config.targetUrl;
         if (!url) return null;
@@ -257,7 +304,8 @@ export class HubSpotWebhooks {
           body,
           headers: {
             "content-type": "application/json",
-            "user-agent": "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon-executor",
+            "user-agent":
+              "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon-executor",
             ...signatureHeaders(this.secret, "POST", url, body, ts, this.config.legacySignature),
           },
         };

@@ -17,7 +17,9 @@ export function registerWebhookSettingsRoutes(hs: HubSpotEmulator): void {
     if (ctx.url.searchParams.get("hapikey") !== hs.creds.developerApiKey) {
       hs.fail(401, "INVALID_AUTHENTICATION", "The developer API key provided is invalid.");
     }
-    if (ctx.params.appId !== String(hs.creds.appId)) hs.fail(404, "OBJECT_NOT_FOUND", `App ${ctx.params.appId} not found`);
+    if (ctx.params.appId !== String(hs.creds.appId)) {
+      hs.fail(404, "OBJECT_NOT_FOUND", `App ${ctx.params.appId} not found`);
+    }
   };
   const subJson = (s: Subscription) => ({
     id: String(s.id),
@@ -29,22 +31,31 @@ export function registerWebhookSettingsRoutes(hs: HubSpotEmulator): void {
   });
   const settingsJson = () => ({
     targetUrl: hs.webhooks.config.targetUrl,
-    throttling: { maxConcurrentRequests: hs.webhooks.config.maxConcurrentRequests, period: "SECONDLY" },
+    throttling: {
+      maxConcurrentRequests: hs.webhooks.config.maxConcurrentRequests,
+      period: "SECONDLY",
+    },
     createdAt: new Date(hs.webhooks.createdAt || hs.now()).toISOString(),
     updatedAt: new Date(hs.webhooks.updatedAt || hs.now()).toISOString(),
   });
 
   hs.open("GET", "/webhooks/v3/:appId/settings", (ctx) => {
     guard(ctx);
-    if (!hs.webhooks.config.targetUrl) hs.fail(404, "OBJECT_NOT_FOUND", "No webhook settings configured");
+    if (!hs.webhooks.config.targetUrl) {
+      hs.fail(404, "OBJECT_NOT_FOUND", "No webhook settings configured");
+    }
     return json(settingsJson());
   });
   hs.open("PUT", "/webhooks/v3/:appId/settings", async (ctx) => {
     guard(ctx);
-    const body = await hs.body(ctx, z.object({
-      targetUrl: z.string().url(),
-      throttling: z.object({ maxConcurrentRequests: z.number().int().min(1).max(100) }).passthrough(),
-    }));
+    const body = await hs.body(
+      ctx,
+      z.object({
+        targetUrl: z.string().url(),
+        throttling: z.object({ maxConcurrentRequests: z.number().int().min(1).max(100) })
+          .passthrough(),
+      }),
+    );
     hs.webhooks.configure({
       ...hs.webhooks.config,
       subscriptions: hs.webhooks.subscriptions,
@@ -55,7 +66,11 @@ export function registerWebhookSettingsRoutes(hs: HubSpotEmulator): void {
   });
   hs.open("DELETE", "/webhooks/v3/:appId/settings", (ctx) => {
     guard(ctx);
-    hs.webhooks.configure({ ...hs.webhooks.config, subscriptions: hs.webhooks.subscriptions, targetUrl: null });
+    hs.webhooks.configure({
+      ...hs.webhooks.config,
+      subscriptions: hs.webhooks.subscriptions,
+      targetUrl: null,
+    });
     return noContent();
   });
 
@@ -65,12 +80,19 @@ export function registerWebhookSettingsRoutes(hs: HubSpotEmulator): void {
   });
   hs.open("POST", "/webhooks/v3/:appId/subscriptions", async (ctx) => {
     guard(ctx);
-    const body = await hs.body(ctx, z.object({
-      eventType: EVENT_TYPE,
-      propertyName: z.string().optional(),
-      active: z.boolean().default(false),
-    }).passthrough());
-    const s = hs.webhooks.addSubscription({ subscriptionType: body.eventType, propertyName: body.propertyName, active: body.active });
+    const body = await hs.body(
+      ctx,
+      z.object({
+        eventType: EVENT_TYPE,
+        propertyName: z.string().optional(),
+        active: z.boolean().default(false),
+      }).passthrough(),
+    );
+    const s = hs.webhooks.addSubscription({
+      subscriptionType: body.eventType,
+      propertyName: body.propertyName,
+      active: body.active,
+    });
     return json(subJson(s), 201);
   });
   const find = (ctx: RequestContext) => {

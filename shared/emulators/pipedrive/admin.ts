@@ -16,7 +16,9 @@ import { AdminWebhookSchema } from "./webhooks.ts";
 const ENTITIES: PdEntity[] = ["person", "organization", "deal", "lead"];
 
 function entityOf(object: string): PdEntity {
-  const e = ENTITIES.find((x) => x === object || `${x}s` === object || (x === "person" && object === "persons"));
+  const e = ENTITIES.find((x) =>
+    x === object || `${x}s` === object || (x === "person" && object === "persons")
+  );
   if (!e) throw new AdminError(404, `unknown object ${object}`);
   return e;
 }
@@ -97,7 +99,15 @@ export function registerPipedriveAdmin(pd: PipedriveEmulator): void {
   const a = pd.admin;
   let adminHook: number | null = null;
 
-  a.get("/__admin/webhooks", () => json({ webhooks: pd.webhooks.list(), timeoutMs: pd.webhooks.timeoutMs, retryDelaysMs: pd.webhooks.retryDelaysMs }));
+  a.get(
+    "/__admin/webhooks",
+    () =>
+      json({
+        webhooks: pd.webhooks.list(),
+        timeoutMs: pd.webhooks.timeoutMs,
+        retryDelaysMs: pd.webhooks.retryDelaysMs,
+      }),
+  );
   a.put("/__admin/webhooks", async ({ req }) => {
     const b = AdminWebhookSchema.parse(await pd.adminBody(req));
     if (adminHook !== null) pd.webhooks.remove(adminHook);
@@ -124,10 +134,16 @@ export function registerPipedriveAdmin(pd: PipedriveEmulator): void {
     return json({ ok: true });
   });
 
-  a.get("/__admin/rate-limit", () => json({ burst: pd.limiter.max, windowMs: pd.limiter.windowMs, dailyTokens: pd.daily.limit }));
+  a.get(
+    "/__admin/rate-limit",
+    () =>
+      json({ burst: pd.limiter.max, windowMs: pd.limiter.windowMs, dailyTokens: pd.daily.limit }),
+  );
   a.put("/__admin/rate-limit", async ({ req }) => {
     const b = RateLimitSchema.parse(await pd.adminBody(req));
-    if (b.burst !== undefined || b.windowMs !== undefined) pd.limiter.configure(b.burst ?? pd.limiter.max, b.windowMs ?? pd.limiter.windowMs);
+    if (b.burst !== undefined || b.windowMs !== undefined) {
+      pd.limiter.configure(b.burst ?? pd.limiter.max, b.windowMs ?? pd.limiter.windowMs);
+    }
     if (b.dailyTokens !== undefined) {
       pd.daily.limit = b.dailyTokens;
       pd.daily.reset();

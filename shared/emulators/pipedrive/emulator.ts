@@ -47,7 +47,16 @@ export interface PdAuth {
 export type PdHandler = (ctx: RequestContext, auth: PdAuth) => Response | Promise<Response>;
 
 /** Token cost per call kind for the daily budget. */
-export const TOKEN_COST = { v1List: 20, v2List: 10, v1Get: 2, v2Get: 1, v1Write: 10, v2Write: 5, v1Delete: 6, v2Delete: 3 } as const;
+export const TOKEN_COST = {
+  v1List: 20,
+  v2List: 10,
+  v1Get: 2,
+  v2Get: 1,
+  v1Write: 10,
+  v2Write: 5,
+  v1Delete: 6,
+  v2Delete: 3,
+} as const;
 export type CostKind = keyof typeof TOKEN_COST;
 
 export class PipedriveEmulator extends Emulator {
@@ -84,7 +93,11 @@ export class PipedriveEmulator extends Emulator {
     const rl = opts.rateLimit ?? {};
     this.limiter = new RollingWindowLimiter(rl.burst ?? 80, rl.windowMs ?? 2000);
     this.daily = new DailyBudget(rl.dailyTokens ?? 0);
-    this.store = new PipedriveStore(this.now, this.prng.fork("store"), this.prng.fork("custom-fields"));
+    this.store = new PipedriveStore(
+      this.now,
+      this.prng.fork("store"),
+      this.prng.fork("custom-fields"),
+    );
     this.webhooks = new PipedriveWebhooks(this);
     this.store.onChange = (change) => this.webhooks.emit(change);
     this.#admin = new PipedriveAdminStore(this);
@@ -100,9 +113,30 @@ export class PipedriveEmulator extends Emulator {
   #issueInitialTokens(): void {
     const now = this.now();
     const c = this.creds;
-    this.tokens.add({ token: c.apiToken, kind: "api", createdAt: now, expiresAt: null, subject: "1" });
-    this.tokens.add({ token: c.accessToken, kind: "access", createdAt: now, expiresAt: null, clientId: c.clientId, refreshToken: c.refreshToken, subject: "1" });
-    this.tokens.add({ token: c.refreshToken, kind: "refresh", createdAt: now, expiresAt: null, clientId: c.clientId, subject: "1" });
+    this.tokens.add({
+      token: c.apiToken,
+      kind: "api",
+      createdAt: now,
+      expiresAt: null,
+      subject: "1",
+    });
+    this.tokens.add({
+      token: c.accessToken,
+      kind: "access",
+      createdAt: now,
+      expiresAt: null,
+      clientId: c.clientId,
+      refreshToken: c.refreshToken,
+      subject: "1",
+    });
+    this.tokens.add({
+      token: c.refreshToken,
+      kind: "refresh",
+      createdAt: now,
+      expiresAt: null,
+      clientId: c.clientId,
+      subject: "1",
+    });
   }
 
   get adminStore(): AdminStore {
@@ -168,7 +202,10 @@ export class PipedriveEmulator extends Emulator {
           const rl = this.rateHeaders(auth.token.token);
           headers = rl.headers;
           if (!rl.allowed) throw new PdError(429, "Request over limit", { errorCode: 429 });
-          if (this.daily.limit > 0 && !this.daily.spend(String(this.creds.companyId), this.now(), TOKEN_COST[cost]).allowed) {
+          if (
+            this.daily.limit > 0 &&
+            !this.daily.spend(String(this.creds.companyId), this.now(), TOKEN_COST[cost]).allowed
+          ) {
             throw new PdError(429, "Daily token budget exceeded", { errorCode: 429 });
           }
           const res = await handler(ctx, auth);
@@ -183,7 +220,11 @@ export class PipedriveEmulator extends Emulator {
   }
 
   /** Unauthenticated route (OAuth). */
-  open(method: string, path: string, handler: (ctx: RequestContext) => Response | Promise<Response>): void {
+  open(
+    method: string,
+    path: string,
+    handler: (ctx: RequestContext) => Response | Promise<Response>,
+  ): void {
     this.api.on(method, path, async (ctx) => {
       try {
         return await handler(ctx);
@@ -197,13 +238,17 @@ export class PipedriveEmulator extends Emulator {
   async body(ctx: RequestContext): Promise<Record<string, unknown>> {
     const text = await ctx.req.text();
     const type = ctx.req.headers.get("content-type") ?? "";
-    if (type.includes("application/x-www-form-urlencoded")) return Object.fromEntries(new URLSearchParams(text));
+    if (type.includes("application/x-www-form-urlencoded")) {
+      return Object.fromEntries(new URLSearchParams(text));
+    }
     try {
       const v = text.trim() ? JSON.parse(text) : {};
       if (!v || typeof v !== "object" || Array.isArray(v)) throw new Error("expected an object");
       return v;
     } catch (e) {
-      throw new PdError(400, `Validation failed: body: ${(e as Error).message}`, { code: "ERR_SCHEMA_VALIDATION_FAILED" });
+      throw new PdError(400, `Validation failed: body: ${(e as Error).message}`, {
+        code: "ERR_SCHEMA_VALIDATION_FAILED",
+      });
     }
   }
 
@@ -218,7 +263,11 @@ export class PipedriveEmulator extends Emulator {
   }
 
   protected notFound(_ctx: RequestContext, methodMismatch: boolean): Response {
-    return new PdError(methodMismatch ? 405 : 404, methodMismatch ? "Method not allowed" : "Unknown method .", { errorCode: methodMismatch ? 405 : 404 }).response();
+    return new PdError(
+      methodMismatch ? 405 : 404,
+      methodMismatch ? "Method not allowed" : "Unknown method .",
+      { errorCode: methodMismatch ? 405 : 404 },
+    ).response();
   }
 
   protected faultResponse(kind: FaultKind, _ctx: RequestContext): Response {
@@ -229,7 +278,9 @@ export class PipedriveEmulator extends Emulator {
         "x-ratelimit-reset": String(Math.ceil(this.limiter.windowMs / 1000)),
       });
     }
-    if (kind === "401") return new PdError(401, "unauthorized access", { errorCode: 401 }).response();
+    if (kind === "401") {
+      return new PdError(401, "unauthorized access", { errorCode: 401 }).response();
+    }
     return new PdError(503, "Service temporarily unavailable", { errorCode: 503 }).response();
   }
 

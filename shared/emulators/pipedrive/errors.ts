@@ -7,7 +7,8 @@
 import { json } from "../common/http.ts";
 import type { PdEntity } from "./fields.ts";
 
-export const ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API.";
+export const ERROR_INFO =
+  "Please check developers.pipedrive.com for more information about Pipedrive API.";
 
 export class PdError extends Error {
   constructor(
@@ -19,7 +20,9 @@ export class PdError extends Error {
   }
 
   static notFound(entity: PdEntity | "user" | "webhook"): PdError {
-    const name = entity === "organization" ? "Organization" : entity.charAt(0).toUpperCase() + entity.slice(1);
+    const name = entity === "organization"
+      ? "Organization"
+      : entity.charAt(0).toUpperCase() + entity.slice(1);
     return new PdError(404, `${name} not found`, { code: "ERR_ENTITY_NOT_FOUND" });
   }
 

@@ -18,7 +18,13 @@ export const PLURAL: Record<PdEntity, string> = {
 };
 
 export function entityFromPlural(p: string): V2Entity | null {
-  return p === "persons" ? "person" : p === "organizations" ? "organization" : p === "deals" ? "deal" : null;
+  return p === "persons"
+    ? "person"
+    : p === "organizations"
+    ? "organization"
+    : p === "deals"
+    ? "deal"
+    : null;
 }
 
 /** Writable standard fields per entity (v2 request bodies). */
@@ -41,7 +47,19 @@ export const WRITABLE_FIELDS: Record<PdEntity, readonly string[]> = {
     "job_title",
     "marketing_status",
   ],
-  organization: ["name", "owner_id", "add_time", "visible_to", "label_ids", "address", "website", "linkedin", "industry", "annual_revenue", "employee_count"],
+  organization: [
+    "name",
+    "owner_id",
+    "add_time",
+    "visible_to",
+    "label_ids",
+    "address",
+    "website",
+    "linkedin",
+    "industry",
+    "annual_revenue",
+    "employee_count",
+  ],
   deal: [
     "title",
     "owner_id",
@@ -65,7 +83,21 @@ export const WRITABLE_FIELDS: Record<PdEntity, readonly string[]> = {
     "expected_close_date",
     "label_ids",
   ],
-  lead: ["title", "owner_id", "label_ids", "person_id", "organization_id", "value", "expected_close_date", "visible_to", "was_seen", "is_archived", "origin_id", "channel", "channel_id"],
+  lead: [
+    "title",
+    "owner_id",
+    "label_ids",
+    "person_id",
+    "organization_id",
+    "value",
+    "expected_close_date",
+    "visible_to",
+    "was_seen",
+    "is_archived",
+    "origin_id",
+    "channel",
+    "channel_id",
+  ],
 };
 
 export interface CustomField {
@@ -86,7 +118,10 @@ export function customFields(p: Prng): CustomField[] {
       entity: "person",
       name: "Customer tier",
       type: "enum",
-      options: [{ id: 11, label: "Gold" }, { id: 12, label: "Silver" }, { id: 13, label: "Bronze" }],
+      options: [{ id: 11, label: "Gold" }, { id: 12, label: "Silver" }, {
+        id: 13,
+        label: "Bronze",
+      }],
     },
     { key: key(), entity: "organization", name: "External ID", type: "varchar" },
     { key: key(), entity: "organization", name: "Segment", type: "varchar" },
@@ -105,8 +140,12 @@ export function checkCustomValue(f: CustomField, v: unknown): string | null {
     case "double":
       return typeof v === "number" ? null : `${f.name} must be a number`;
     case "date":
-      return typeof v === "string" && /^\d{4}-\d{2}-\d{2}$/.test(v) ? null : `${f.name} must be a date (YYYY-MM-DD)`;
+      return typeof v === "string" && /^\d{4}-\d{2}-\d{2}$/.test(v)
+        ? null
+        : `${f.name} must be a date (YYYY-MM-DD)`;
     case "enum":
-      return typeof v === "number" && f.options!.some((o) => o.id === v) ? null : `${f.name} must be one of the option ids ${f.options!.map((o) => o.id).join(", ")}`;
+      return typeof v === "number" && f.options!.some((o) => o.id === v)
+        ? null
+        : `${f.name} must be one of the option ids ${f.options!.map((o) => o.id).join(", ")}`;
   }
 }

@@ -15,10 +15,17 @@ export function registerOAuthRoutes(pd: PipedriveEmulator): void {
   const scope = "base,deals:full,contacts:full,leads:full,users:read,webhooks:full";
 
   pd.open("GET", "/oauth/authorize", ({ url }) => {
-    if (url.searchParams.get("client_id") !== pd.creds.clientId) return err("invalid_client", "Unknown client_id", 401);
+    if (url.searchParams.get("client_id") !== pd.creds.clientId) {
+      return err("invalid_client", "Unknown client_id", 401);
+    }
     const redirect = url.searchParams.get("redirect_uri");
     if (!redirect) return err("invalid_request", "redirect_uri is required");
-    const code = pd.tokens.issue("code", `${pd.creds.companyId}.1.${pd.tokens.mint("", 40, "hex")}`, pd.now(), { clientId: pd.creds.clientId, redirectUri: redirect });
+    const code = pd.tokens.issue(
+      "code",
+      `${pd.creds.companyId}.1.${pd.tokens.mint("", 40, "hex")}`,
+      pd.now(),
+      { clientId: pd.creds.clientId, redirectUri: redirect },
+    );
     const target = new URL(redirect);
     target.searchParams.set("code", code.token);
     const state = url.searchParams.get("state");
@@ -31,16 +38,25 @@ export function registerOAuthRoutes(pd: PipedriveEmulator): void {
     const basic = parseBasicAuth(req.headers.get("authorization"));
     const clientId = basic?.user ?? form.get("client_id");
     const secret = basic?.password ?? form.get("client_secret");
-    if (clientId !== pd.creds.clientId || secret !== pd.creds.clientSecret) return err("invalid_client", "Invalid client credentials", 401);
+    if (clientId !== pd.creds.clientId || secret !== pd.creds.clientSecret) {
+      return err("invalid_client", "Invalid client credentials", 401);
+    }
     const now = pd.now();
     let refresh: string;
     const grant = form.get("grant_type");
     if (grant === "authorization_code") {
       const code = pd.tokens.check(form.get("code"), now, ["code"]);
       if (!code.ok) return err("invalid_grant", "Invalid authorization code");
-      if (code.info.redirectUri && code.info.redirectUri !== form.get("redirect_uri")) return err("invalid_grant", "redirect_uri does not match");
+      if (code.info.redirectUri && code.info.redirectUri !== form.get("redirect_uri")) {
+        return err("invalid_grant", "redirect_uri does not match");
+      }
       pd.tokens.revoke((t) => t.token === code.info.token);
-      refresh = pd.tokens.issue("refresh", `${pd.creds.companyId}:1:${pd.tokens.mint("", 40, "hex")}`, now, { clientId, subject: "1" }).token;
+      refresh = pd.tokens.issue(
+        "refresh",
+        `${pd.creds.companyId}:1:${pd.tokens.mint("", 40, "hex")}`,
+        now,
+        { clientId, subject: "1" },
+      ).token;
     } else if (grant === "refresh_token") {
       const rt = pd.tokens.check(form.get("refresh_token"), now, ["refresh"]);
       if (!rt.ok) return err("invalid_grant", "Invalid refresh token");
@@ -48,7 +64,12 @@ export function registerOAuthRoutes(pd: PipedriveEmulator): void {
     } else {
       return err("unsupported_grant_type", `Unsupported grant_type: ${grant}`);
     }
-    const access = pd.tokens.issue("access", `${pd.creds.companyId}:1:${pd.tokens.mint("", 40, "hex")}`, now, { clientId, refreshToken: refresh, subject: "1" });
+    const access = pd.tokens.issue(
+      "access",
+      `${pd.creds.companyId}:1:${pd.tokens.mint("", 40, "hex")}`,
+      now,
+      { clientId, refreshToken: refresh, subject: "1" },
+    );
     return json({
       access_token: access.token,
       token_type: "Bearer",
@@ -62,7 +83,9 @@ export function registerOAuthRoutes(pd: PipedriveEmulator): void {
   pd.open("POST", "/oauth/revoke", async ({ req }) => {
     const form = await readForm(req);
     const basic = parseBasicAuth(req.headers.get("authorization"));
-    if (basic?.user !== pd.creds.clientId || basic?.password !== pd.creds.clientSecret) return err("invalid_client", "Invalid client credentials", 401);
+    if (basic?.user !== pd.creds.clientId || basic?.password !== pd.creds.clientSecret) {
+      return err("invalid_client", "Invalid client credentials", 401);
+    }
     const token = decodeURIComponent(form.get("token") ?? "");
     pd.tokens.revoke((t) => t.token === token || t.refreshToken === token);
     return json({ success: true });

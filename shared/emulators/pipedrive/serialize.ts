@@ -1,8 +1,15 @@
 /** Pipedrive records → API v2 entities and API v1 leads/users. */
 import type { PdEntity } from "./fields.ts";
-import { pdTime, type PdRecord, type PdUser } from "./store.ts";
+import { type PdRecord, pdTime, type PdUser } from "./store.ts";
 
-const OPTIONAL_PERSON_FIELDS = new Set(["job_title", "notes", "postal_address", "birthday", "im", "marketing_status"]);
+const OPTIONAL_PERSON_FIELDS = new Set([
+  "job_title",
+  "notes",
+  "postal_address",
+  "birthday",
+  "im",
+  "marketing_status",
+]);
 
 /** API v2 entity (persons, organizations, deals). */
 export function v2Json(r: PdRecord, customKeys?: string[]): Record<string, unknown> {

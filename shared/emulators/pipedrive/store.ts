@@ -9,7 +9,13 @@ import type { ModifiedSelection } from "../common/emulator.ts";
 import { isoSeconds } from "../common/time_format.ts";
 import type { Prng } from "../common/prng.ts";
 import { type Row, Table } from "../common/table.ts";
-import { checkCustomValue, type CustomField, customFields, type PdEntity, WRITABLE_FIELDS } from "./fields.ts";
+import {
+  checkCustomValue,
+  type CustomField,
+  customFields,
+  type PdEntity,
+  WRITABLE_FIELDS,
+} from "./fields.ts";
 import { PdError } from "./errors.ts";
 
 export interface PdRecord extends Row {
@@ -46,7 +52,11 @@ export interface Stage {
   deal_probability: number;
 }
 
-export const PIPELINES: Pipeline[] = [{ id: 1, name: "Sales Pipeline", order_nr: 1 }, { id: 2, name: "Renewals", order_nr: 2 }];
+export const PIPELINES: Pipeline[] = [{ id: 1, name: "Sales Pipeline", order_nr: 1 }, {
+  id: 2,
+  name: "Renewals",
+  order_nr: 2,
+}];
 export const STAGES: Stage[] = [
   { id: 1, name: "Qualified", pipeline_id: 1, order_nr: 1, deal_probability: 10 },
   { id: 2, name: "Contact Made", pipeline_id: 1, order_nr: 2, deal_probability: 20 },
@@ -115,14 +125,21 @@ export class PipedriveStore {
   }
 
   /** Validate a v2 (or v1 lead) request body; throws PdError 400. */
-  validate(entity: PdEntity, input: Record<string, unknown>, mode: "create" | "update"): { data: Record<string, unknown>; custom: Record<string, unknown> } {
+  validate(
+    entity: PdEntity,
+    input: Record<string, unknown>,
+    mode: "create" | "update",
+  ): { data: Record<string, unknown>; custom: Record<string, unknown> } {
     const allowed = new Set(WRITABLE_FIELDS[entity]);
     const data: Record<string, unknown> = {};
     let custom: Record<string, unknown> = {};
-    const bad = (msg: string) => new PdError(400, `Validation failed: ${msg}`, { code: "ERR_SCHEMA_VALIDATION_FAILED" });
+    const bad = (msg: string) =>
+      new PdError(400, `Validation failed: ${msg}`, { code: "ERR_SCHEMA_VALIDATION_FAILED" });
     for (const [k, v] of Object.entries(input)) {
       if (k === "custom_fields") {
-        if (!v || typeof v !== "object" || Array.isArray(v)) throw bad("custom_fields: Expected object");
+        if (!v || typeof v !== "object" || Array.isArray(v)) {
+          throw bad("custom_fields: Expected object");
+        }
         custom = v as Record<string, unknown>;
         continue;
       }
@@ -136,20 +153,42 @@ export class PipedriveStore {
       if (err) throw bad(`custom_fields.${k}: ${err}`);
     }
     const required = entity === "person" ? "name" : entity === "organization" ? "name" : "title";
-    if (mode === "create" && (typeof data[required] !== "string" || !(data[required] as string).trim())) {
-      if (!(entity === "person" && (data.first_name || data.last_name))) throw bad(`body: ${required} is required`);
+    if (
+      mode === "create" &&
+      (typeof data[required] !== "string" || !(data[required] as string).trim())
+    ) {
+      if (!(entity === "person" && (data.first_name || data.last_name))) {
+        throw bad(`body: ${required} is required`);
+      }
     }
-    if (data.owner_id !== undefined && data.owner_id !== null && !this.user(data.owner_id)) throw bad(`owner_id: User ${data.owner_id} not found`);
-    for (const [k, target] of [["org_id", "organization"], ["organization_id", "organization"], ["person_id", "person"]] as const) {
+    if (data.owner_id !== undefined && data.owner_id !== null && !this.user(data.owner_id)) {
+      throw bad(`owner_id: User ${data.owner_id} not found`);
+    }
+    for (
+      const [k, target] of [["org_id", "organization"], ["organization_id", "organization"], [
+        "person_id",
+        "person",
+      ]] as const
+    ) {
       if (data[k] !== undefined && data[k] !== null && !this.live(target, String(data[k]))) {
-        throw new PdError(400, `${target === "person" ? "Person" : "Organization"} not found`, { code: "ERR_ENTITY_NOT_FOUND" });
+        throw new PdError(400, `${target === "person" ? "Person" : "Organization"} not found`, {
+          code: "ERR_ENTITY_NOT_FOUND",
+        });
       }
     }
     if (entity === "deal") {
-      if (data.stage_id !== undefined && !STAGES.some((s) => s.id === data.stage_id)) throw bad(`stage_id: Stage ${data.stage_id} not found`);
-      if (data.pipeline_id !== undefined && !PIPELINES.some((p) => p.id === data.pipeline_id)) throw bad(`pipeline_id: Pipeline ${data.pipeline_id} not found`);
-      if (data.status !== undefined && !["open", "won", "lost"].includes(String(data.status))) throw bad(`status: must be one of open, won, lost`);
-      if (data.value !== undefined && data.value !== null && typeof data.value !== "number") throw bad(`value: Expected number, received ${typeof data.value}`);
+      if (data.stage_id !== undefined && !STAGES.some((s) => s.id === data.stage_id)) {
+        throw bad(`stage_id: Stage ${data.stage_id} not found`);
+      }
+      if (data.pipeline_id !== undefined && !PIPELINES.some((p) => p.id === data.pipeline_id)) {
+        throw bad(`pipeline_id: Pipeline ${data.pipeline_id} not found`);
+      }
+      if (data.status !== undefined && !["open", "won", "lost"].includes(String(data.status))) {
+        throw bad(`status: must be one of open, won, lost`);
+      }
+      if (data.value !== undefined && data.value !== null && typeof data.value !== "number") {
+        throw bad(`value: Expected number, received ${typeof data.value}`);
+      }
     }
     if (entity === "lead" && mode === "create" && !data.person_id && !data.organization_id) {
       throw new PdError(400, "A lead must be linked to a person or an organization");
@@ -164,9 +203,14 @@ export class PipedriveStore {
     if (entity === "person") {
       const first = (data.first_name ?? existing?.data.first_name ?? null) as string | null;
       const last = (data.last_name ?? existing?.data.last_name ?? null) as string | null;
-      if (data.name === undefined && (data.first_name !== undefined || data.last_name !== undefined)) {
+      if (
+        data.name === undefined && (data.first_name !== undefined || data.last_name !== undefined)
+      ) {
         data.name = [first, last].filter(Boolean).join(" ");
-      } else if (typeof data.name === "string" && data.first_name === undefined && data.last_name === undefined) {
+      } else if (
+        typeof data.name === "string" && data.first_name === undefined &&
+        data.last_name === undefined
+      ) {
         const parts = data.name.trim().split(/\s+/);
         data.first_name = parts.length > 1 ? parts.slice(0, -1).join(" ") : parts[0];
         data.last_name = parts.length > 1 ? parts[parts.length - 1] : null;
@@ -197,13 +241,76 @@ export class PipedriveStore {
   #defaults(entity: PdEntity): Record<string, unknown> {
     switch (entity) {
       case "person":
-        return { name: null, first_name: null, last_name: null, owner_id: this.users[0]?.id ?? 1, org_id: null, emails: [], phones: [], visible_to: 3, label_ids: [], picture_id: null, job_title: null, notes: null, postal_address: null };
+        return {
+          name: null,
+          first_name: null,
+          last_name: null,
+          owner_id: this.users[0]?.id ?? 1,
+          org_id: null,
+          emails: [],
+          phones: [],
+          visible_to: 3,
+          label_ids: [],
+          picture_id: null,
+          job_title: null,
+          notes: null,
+          postal_address: null,
+        };
       case "organization":
-        return { name: null, owner_id: this.users[0]?.id ?? 1, visible_to: 3, label_ids: [], address: null, website: null, industry: null, annual_revenue: null, employee_count: null };
+        return {
+          name: null,
+          owner_id: this.users[0]?.id ?? 1,
+          visible_to: 3,
+          label_ids: [],
+          address: null,
+          website: null,
+          industry: null,
+          annual_revenue: null,
+          employee_count: null,
+        };
       case "deal":
-        return { title: null, owner_id: this.users[0]?.id ?? 1, person_id: null, org_id: null, pipeline_id: 1, stage_id: 1, value: 0, currency: "USD", stage_change_time: null, is_archived: false, status: "open", probability: null, lost_reason: null, visible_to: 3, close_time: null, won_time: null, lost_time: null, expected_close_date: null, label_ids: [] };
+        return {
+          title: null,
+          owner_id: this.users[0]?.id ?? 1,
+          person_id: null,
+          org_id: null,
+          pipeline_id: 1,
+          stage_id: 1,
+          value: 0,
+          currency: "USD",
+          stage_change_time: null,
+          is_archived: false,
+          status: "open",
+          probability: null,
+          lost_reason: null,
+          visible_to: 3,
+          close_time: null,
+          won_time: null,
+          lost_time: null,
+          expected_close_date: null,
+          label_ids: [],
+        };
       case "lead":
-        return { title: null, owner_id: this.users[0]?.id ?? 1, creator_id: this.users[0]?.id ?? 1, label_ids: [], person_id: null, organization_id: null, source_name: "API", origin: "API", origin_id: null, channel: null, channel_id: null, is_archived: false, was_seen: false, value: null, expected_close_date: null, next_activity_id: null, visible_to: "3", cc_email: "leads@sandbox.pipedrive.test" };
+        return {
+          title: null,
+          owner_id: this.users[0]?.id ?? 1,
+          creator_id: this.users[0]?.id ?? 1,
+          label_ids: [],
+          person_id: null,
+          organization_id: null,
+          source_name: "API",
+          origin: "API",
+          origin_id: null,
+          channel: null,
+          channel_id: null,
+          is_archived: false,
+          was_seen: false,
+          value: null,
+          expected_close_date: null,
+          next_activity_id: null,
+          visible_to: "3",
+          cc_email: "leads@sandbox.pipedrive.test",
+        };
     }
   }
 
@@ -219,7 +326,9 @@ export class PipedriveStore {
       modifiedAt: now,
       entity,
       data: { ...this.#defaults(entity), ...data },
-      custom: Object.fromEntries(this.customFieldsOf(entity).map((f) => [f.key, custom[f.key] ?? null])),
+      custom: Object.fromEntries(
+        this.customFieldsOf(entity).map((f) => [f.key, custom[f.key] ?? null]),
+      ),
       addTime: now,
       isDeleted: false,
       deletedAt: null,
@@ -230,7 +339,13 @@ export class PipedriveStore {
     return r;
   }
 
-  update(entity: PdEntity, id: string, input: Record<string, unknown>, source: PdSource, opts: { bulk?: boolean } = {}): PdRecord {
+  update(
+    entity: PdEntity,
+    id: string,
+    input: Record<string, unknown>,
+    source: PdSource,
+    opts: { bulk?: boolean } = {},
+  ): PdRecord {
     const r = this.live(entity, id);
     if (!r) throw PdError.notFound(entity);
     const { data, custom } = this.validate(entity, input, "update");
@@ -277,21 +392,36 @@ export class PipedriveStore {
     const fill: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(lose.data)) {
       const cur = keep.data[k];
-      if ((cur === null || cur === undefined || (Array.isArray(cur) && cur.length === 0)) && v !== null && !(Array.isArray(v) && v.length === 0)) fill[k] = v;
+      if (
+        (cur === null || cur === undefined || (Array.isArray(cur) && cur.length === 0)) &&
+        v !== null && !(Array.isArray(v) && v.length === 0)
+      ) fill[k] = v;
     }
     if (entity === "person") {
       for (const k of ["emails", "phones"]) {
         const a = (keep.data[k] as Array<{ value: string }>) ?? [];
         const b = (lose.data[k] as Array<{ value: string }>) ?? [];
-        const merged = [...a, ...b.filter((x) => !a.some((y) => y.value === x.value)).map((x) => ({ ...x, primary: false }))];
+        const merged = [
+          ...a,
+          ...b.filter((x) => !a.some((y) => y.value === x.value)).map((x) => ({
+            ...x,
+            primary: false,
+          })),
+        ];
         if (merged.length !== a.length) fill[k] = merged;
       }
     }
-    const linkField = entity === "person" ? ["person_id"] : entity === "organization" ? ["org_id", "organization_id"] : [];
+    const linkField = entity === "person"
+      ? ["person_id"]
+      : entity === "organization"
+      ? ["org_id", "organization_id"]
+      : [];
     for (const child of ["person", "deal", "lead"] as PdEntity[]) {
       for (const lf of linkField) {
         for (const c of this.tables[child].bySeq) {
-          if (!c.isDeleted && String(c.data[lf]) === lose.id && c !== lose) this.update(child, c.id, { [lf]: Number(keep.id) }, source);
+          if (!c.isDeleted && String(c.data[lf]) === lose.id && c !== lose) {
+            this.update(child, c.id, { [lf]: Number(keep.id) }, source);
+          }
         }
       }
     }
@@ -301,7 +431,14 @@ export class PipedriveStore {
   }
 
   /** Seed a trusted record (no validation, no events; index sorted in finishSeeding). */
-  seed(entity: PdEntity, data: Record<string, unknown>, custom: Record<string, unknown>, addTime: number, updateTime: number, deletedAt: number | null = null): PdRecord {
+  seed(
+    entity: PdEntity,
+    data: Record<string, unknown>,
+    custom: Record<string, unknown>,
+    addTime: number,
+    updateTime: number,
+    deletedAt: number | null = null,
+  ): PdRecord {
     const table = this.tables[entity];
     const seq = table.takeSeq();
     const r: PdRecord = {
@@ -310,7 +447,9 @@ export class PipedriveStore {
       modifiedAt: truncSeconds(deletedAt ?? updateTime),
       entity,
       data: { ...this.#defaults(entity), ...data },
-      custom: Object.fromEntries(this.customFieldsOf(entity).map((f) => [f.key, custom[f.key] ?? null])),
+      custom: Object.fromEntries(
+        this.customFieldsOf(entity).map((f) => [f.key, custom[f.key] ?? null]),
+      ),
       addTime: truncSeconds(addTime),
       isDeleted: deletedAt !== null,
       deletedAt,
@@ -328,8 +467,9 @@ export class PipedriveStore {
     const table = this.tables[entity];
     const ms = truncSeconds(at);
     let rows: PdRecord[];
-    if (sel.ids) rows = sel.ids.map((id) => this.live(entity, id)).filter((r): r is PdRecord => !!r);
-    else {
+    if (sel.ids) {
+      rows = sel.ids.map((id) => this.live(entity, id)).filter((r): r is PdRecord => !!r);
+    } else {
       const live = table.byModified.filter((r) => !r.isDeleted);
       if (sel.pick === "newest") live.reverse();
       if (sel.pick === "random") this.prng.fork(`set-modified:${at}`).shuffle(live);

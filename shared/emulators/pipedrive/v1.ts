@@ -18,14 +18,24 @@ const both = (p: string) => [`/v1${p}`, `/api/v1${p}`];
 function pageParams(ctx: RequestContext): { start: number; limit: number } {
   const start = Number(ctx.url.searchParams.get("start") ?? 0);
   const limit = Number(ctx.url.searchParams.get("limit") ?? 100);
-  if (!Number.isInteger(start) || start < 0) throw new PdError(400, "start must be a non-negative integer");
-  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new PdError(400, "limit must be between 1 and 500");
+  if (!Number.isInteger(start) || start < 0) {
+    throw new PdError(400, "start must be a non-negative integer");
+  }
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+    throw new PdError(400, "limit must be between 1 and 500");
+  }
   return { start, limit };
 }
 
 export function registerV1Routes(pd: PipedriveEmulator): void {
   // ---- users -----------------------------------------------------------------
-  pd.route("GET", both("/users"), "v1List", (_ctx, auth) => json({ success: true, data: pd.store.users.map((u) => userJson(u, auth.userId)) }));
+  pd.route(
+    "GET",
+    both("/users"),
+    "v1List",
+    (_ctx, auth) =>
+      json({ success: true, data: pd.store.users.map((u) => userJson(u, auth.userId)) }),
+  );
   pd.route("GET", both("/users/me"), "v1Get", (_ctx, auth) => {
     const me = pd.store.user(auth.userId) ?? pd.store.users[0];
     return json({
@@ -62,7 +72,12 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
       (org === undefined || r.data.organization_id === org) &&
       (since === null || r.modifiedAt >= since)
     );
-    const key = (r: PdRecord) => sortField === "update_time" ? r.modifiedAt : sortField === "add_time" ? r.addTime : String(r.data[sortField] ?? "");
+    const key = (r: PdRecord) =>
+      sortField === "update_time"
+        ? r.modifiedAt
+        : sortField === "add_time"
+        ? r.addTime
+        : String(r.data[sortField] ?? "");
     rows.sort((a, b) => {
       const x = key(a), y = key(b);
       const c = x < y ? -1 : x > y ? 1 : a.seq - b.seq;
@@ -73,7 +88,12 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
     return json({
       success: true,
       data: page.map(leadJson),
-      additional_data: { start, limit, more_items_in_collection: more, ...(more ? { next_start: start + limit } : {}) },
+      additional_data: {
+        start,
+        limit,
+        more_items_in_collection: more,
+        ...(more ? { next_start: start + limit } : {}),
+      },
     });
   };
   pd.route("GET", both("/leads"), "v1List", leadList(false));
@@ -83,8 +103,26 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
     if (!r) throw PdError.notFound("lead");
     return json({ success: true, data: leadJson(r) });
   });
-  pd.route("POST", both("/leads"), "v1Write", async (ctx) => json({ success: true, data: leadJson(pd.store.create("lead", await pd.body(ctx), "api")) }, 201));
-  pd.route("PATCH", both("/leads/:id"), "v1Write", async (ctx) => json({ success: true, data: leadJson(pd.store.update("lead", ctx.params.id, await pd.body(ctx), "api")) }));
+  pd.route(
+    "POST",
+    both("/leads"),
+    "v1Write",
+    async (ctx) =>
+      json(
+        { success: true, data: leadJson(pd.store.create("lead", await pd.body(ctx), "api")) },
+        201,
+      ),
+  );
+  pd.route(
+    "PATCH",
+    both("/leads/:id"),
+    "v1Write",
+    async (ctx) =>
+      json({
+        success: true,
+        data: leadJson(pd.store.update("lead", ctx.params.id, await pd.body(ctx), "api")),
+      }),
+  );
   pd.route("DELETE", both("/leads/:id"), "v1Delete", (ctx) => {
     const r = pd.store.delete("lead", ctx.params.id, "api");
     return json({ success: true, data: { id: r.id } });
@@ -95,10 +133,15 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
     pd.route("PUT", both(`/${PLURAL[entity]}/:id/merge`), "v1Write", async (ctx) => {
       const body = await pd.body(ctx);
       const other = body.merge_with_id;
-      if (other === undefined || other === null) throw new PdError(400, "merge_with_id is required");
+      if (other === undefined || other === null) {
+        throw new PdError(400, "merge_with_id is required");
+      }
       // The item in the path is merged INTO merge_with_id (Pipedrive semantics).
       const kept = pd.store.merge(entity, String(other), ctx.params.id, "api");
-      return json({ success: true, data: { ...v2Json(kept), merge_what_id: Number(ctx.params.id) } });
+      return json({
+        success: true,
+        data: { ...v2Json(kept), merge_what_id: Number(ctx.params.id) },
+      });
     });
   }
 
@@ -118,12 +161,26 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
         bulk_edit_allowed: true,
         searchable_flag: f.type === "varchar",
       }));
-      return json({ success: true, data, additional_data: { pagination: { start: 0, limit: 500, more_items_in_collection: false } } });
+      return json({
+        success: true,
+        data,
+        additional_data: { pagination: { start: 0, limit: 500, more_items_in_collection: false } },
+      });
     });
   }
 
   // ---- webhooks ----------------------------------------------------------------
-  pd.route("GET", both("/webhooks"), "v1List", () => json({ success: true, status: "ok", data: pd.webhooks.list().map((w) => pd.webhooks.toJson(w)) }));
+  pd.route(
+    "GET",
+    both("/webhooks"),
+    "v1List",
+    () =>
+      json({
+        success: true,
+        status: "ok",
+        data: pd.webhooks.list().map((w) => pd.webhooks.toJson(w)),
+      }),
+  );
   pd.route("POST", both("/webhooks"), "v1Write", async (ctx, auth) => {
     const body = await pd.body(ctx);
     const w = pd.webhooks.add({
@@ -132,7 +189,9 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
       event_object: String(body.event_object ?? ""),
       user_id: body.user_id === undefined ? auth.userId : Number(body.user_id),
       http_auth_user: body.http_auth_user === undefined ? null : String(body.http_auth_user),
-      http_auth_password: body.http_auth_password === undefined ? null : String(body.http_auth_password),
+      http_auth_password: body.http_auth_password === undefined
+        ? null
+        : String(body.http_auth_password),
       version: body.version === undefined ? "1.0" : String(body.version),
       name: body.name === undefined ? null : String(body.name),
     });

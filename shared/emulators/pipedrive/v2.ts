@@ -14,13 +14,14 @@
  * The cursor is keyset-based (last sort key + id), so pages stay consistent
  * while records change.
  */
-import { json } from "../common/http.ts";
+import { json, jsonText } from "../common/http.ts";
+import { cachedJson } from "../common/json_cache.ts";
 import type { RequestContext } from "../common/router.ts";
 import { PdError } from "./errors.ts";
 import type { PipedriveEmulator } from "./emulator.ts";
-import { PLURAL, type V2Entity, V2_ENTITIES } from "./fields.ts";
+import { PLURAL, V2_ENTITIES, type V2Entity } from "./fields.ts";
 import { v2Json } from "./serialize.ts";
-import { PIPELINES, pdTime, type PdRecord, STAGES } from "./store.ts";
+import { type PdRecord, pdTime, PIPELINES, STAGES } from "./store.ts";
 
 interface Cursor {
   s: "id" | "update_time" | "add_time";
@@ -29,7 +30,8 @@ interface Cursor {
   i: number;
 }
 
-const bad = (msg: string) => new PdError(400, `Validation failed: ${msg}`, { code: "ERR_SCHEMA_VALIDATION_FAILED" });
+const bad = (msg: string) =>
+  new PdError(400, `Validation failed: ${msg}`, { code: "ERR_SCHEMA_VALIDATION_FAILED" });
 
 function encodeCursor(c: Cursor): string {
   return btoa(JSON.stringify(c)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -69,14 +71,20 @@ function listHandler(pd: PipedriveEmulator, entity: V2Entity) {
     if (!Number.isInteger(limit) || limit < 1) throw bad("limit: Expected a positive integer");
     if (limit > 500) throw bad("limit: Number must be less than or equal to 500");
     const sortBy = (url.searchParams.get("sort_by") ?? "id") as Cursor["s"];
-    if (!["id", "update_time", "add_time"].includes(sortBy)) throw bad("sort_by: Invalid enum value. Expected 'id' | 'update_time' | 'add_time'");
+    if (!["id", "update_time", "add_time"].includes(sortBy)) {
+      throw bad("sort_by: Invalid enum value. Expected 'id' | 'update_time' | 'add_time'");
+    }
     const dir = (url.searchParams.get("sort_direction") ?? "asc") as Cursor["d"];
-    if (dir !== "asc" && dir !== "desc") throw bad("sort_direction: Invalid enum value. Expected 'asc' | 'desc'");
+    if (dir !== "asc" && dir !== "desc") {
+      throw bad("sort_direction: Invalid enum value. Expected 'asc' | 'desc'");
+    }
     const since = time(url, "updated_since");
     const until = time(url, "updated_until");
     const cursorRaw = url.searchParams.get("cursor");
     const cursor = cursorRaw ? decodeCursor(cursorRaw) : null;
-    if (cursor && (cursor.s !== sortBy || cursor.d !== dir)) throw bad("cursor: The cursor does not match the sort parameters");
+    if (cursor && (cursor.s !== sortBy || cursor.d !== dir)) {
+      throw bad("cursor: The cursor does not match the sort parameters");
+    }
     const ids = ints(url, "ids");
     if (ids && ids.length > 100) throw bad("ids: Array must contain at most 100 element(s)");
     const owner = ints(url, "owner_id")?.[0];
@@ -88,8 +96,11 @@ function listHandler(pd: PipedriveEmulator, entity: V2Entity) {
     if (status && status.some((s) => !["open", "won", "lost", "deleted"].includes(s))) {
       throw bad("status: Invalid enum value. Expected 'open' | 'won' | 'lost' | 'deleted'");
     }
-    const customKeys = url.searchParams.get("custom_fields")?.split(",").map((s) => s.trim()).filter(Boolean);
-    if (customKeys && customKeys.length > 15) throw bad("custom_fields: Array must contain at most 15 element(s)");
+    const customKeys = url.searchParams.get("custom_fields")?.split(",").map((s) => s.trim())
+      .filter(Boolean);
+    if (customKeys && customKeys.length > 15) {
+      throw bad("custom_fields: Array must contain at most 15 element(s)");
+    }
 
     const wantDeleted = entity === "deal" && status?.includes("deleted");
     const idSet = ids ? new Set(ids.map(String)) : null;
@@ -104,7 +115,9 @@ function listHandler(pd: PipedriveEmulator, entity: V2Entity) {
       if (person !== undefined && r.data.person_id !== person) return false;
       if (pipeline !== undefined && r.data.pipeline_id !== pipeline) return false;
       if (stage !== undefined && r.data.stage_id !== stage) return false;
-      if (status && entity === "deal" && !r.isDeleted && !status.includes(String(r.data.status))) return false;
+      if (status && entity === "deal" && !r.isDeleted && !status.includes(String(r.data.status))) {
+        return false;
+      }
       return true;
     };
 
@@ -123,38 +136,67 @@ function listHandler(pd: PipedriveEmulator, entity: V2Entity) {
     if (sortBy === "id") {
       const a = table.bySeq;
       if (dir === "asc") {
-        for (let i = cursor ? table.seqLowerBound(cursor.i + 1) : 0; i < a.length; i++) if (!take(a[i])) break;
+        for (let i = cursor ? table.seqLowerBound(cursor.i + 1) : 0; i < a.length; i++) {
+          if (!take(a[i])) break;
+        }
       } else {
-        for (let i = (cursor ? table.seqLowerBound(cursor.i) : a.length) - 1; i >= 0; i--) if (!take(a[i])) break;
+        for (let i = (cursor ? table.seqLowerBound(cursor.i) : a.length) - 1; i >= 0; i--) {
+          if (!take(a[i])) break;
+        }
       }
     } else if (sortBy === "update_time") {
       const a = table.byModified;
       if (dir === "asc") {
-        const from = cursor ? table.modifiedUpperBound(cursor.k, cursor.i) : since !== null ? table.modifiedLowerBound(since) : 0;
+        const from = cursor
+          ? table.modifiedUpperBound(cursor.k, cursor.i)
+          : since !== null
+          ? table.modifiedLowerBound(since)
+          : 0;
         for (let i = from; i < a.length; i++) {
           if (until !== null && a[i].modifiedAt >= until) break;
           if (!take(a[i])) break;
         }
       } else {
-        const to = cursor ? table.modifiedLowerBound(cursor.k, cursor.i) : until !== null ? table.modifiedLowerBound(until) : a.length;
+        const to = cursor
+          ? table.modifiedLowerBound(cursor.k, cursor.i)
+          : until !== null
+          ? table.modifiedLowerBound(until)
+          : a.length;
         for (let i = to - 1; i >= 0; i--) {
           if (since !== null && a[i].modifiedAt < since) break;
           if (!take(a[i])) break;
         }
       }
     } else {
-      const sorted = table.bySeq.filter(match).sort((x, y) => x.addTime - y.addTime || x.seq - y.seq);
+      const sorted = table.bySeq.filter(match).sort((x, y) =>
+        x.addTime - y.addTime || x.seq - y.seq
+      );
       if (dir === "desc") sorted.reverse();
       const after = cursor
-        ? sorted.findIndex((r) => dir === "asc" ? (r.addTime > cursor.k || (r.addTime === cursor.k && r.seq > cursor.i)) : (r.addTime < cursor.k || (r.addTime === cursor.k && r.seq < cursor.i)))
+        ? sorted.findIndex((r) =>
+          dir === "asc"
+            ? (r.addTime > cursor.k || (r.addTime === cursor.k && r.seq > cursor.i))
+            : (r.addTime < cursor.k || (r.addTime === cursor.k && r.seq < cursor.i))
+        )
         : 0;
       for (const r of after < 0 ? [] : sorted.slice(after)) if (!take(r)) break;
     }
     const last = page[page.length - 1];
     const next = more && last
-      ? encodeCursor({ s: sortBy, d: dir, k: sortBy === "add_time" ? last.addTime : last.modifiedAt, i: last.seq })
+      ? encodeCursor({
+        s: sortBy,
+        d: dir,
+        k: sortBy === "add_time" ? last.addTime : last.modifiedAt,
+        i: last.seq,
+      })
       : null;
-    return json({ success: true, data: page.map((r) => v2Json(r, customKeys)), additional_data: { next_cursor: next } });
+    const key = customKeys ? customKeys.join(",") : "";
+    const items = page.map((r) => cachedJson(r, key, () => v2Json(r, customKeys)));
+    return jsonText(
+      `{"success":true,"data":[${items.join(",")}],"additional_data":${
+        JSON.stringify({ next_cursor: next })
+      }}`,
+    );
   };
 }
 
@@ -171,7 +213,8 @@ export function registerV2Routes(pd: PipedriveEmulator): void {
     pd.route("GET", `${base}/:id`, "v2Get", (ctx) => {
       const r = pd.store.get(entity, idParam(ctx));
       if (!r) throw PdError.notFound(entity);
-      const keys = ctx.url.searchParams.get("custom_fields")?.split(",").map((s) => s.trim()).filter(Boolean);
+      const keys = ctx.url.searchParams.get("custom_fields")?.split(",").map((s) => s.trim())
+        .filter(Boolean);
       return json({ success: true, data: v2Json(r, keys) });
     });
     pd.route("POST", base, "v2Write", async (ctx) => {
@@ -189,12 +232,34 @@ export function registerV2Routes(pd: PipedriveEmulator): void {
   }
 
   const anchor = pdTime(Date.UTC(2023, 0, 1));
-  pd.route("GET", "/api/v2/pipelines", "v2List", () =>
-    json({ success: true, data: PIPELINES.map((p) => ({ ...p, is_deleted: false, is_deal_probability_enabled: true, add_time: anchor, update_time: anchor })), additional_data: { next_cursor: null } }));
+  pd.route(
+    "GET",
+    "/api/v2/pipelines",
+    "v2List",
+    () =>
+      json({
+        success: true,
+        data: PIPELINES.map((p) => ({
+          ...p,
+          is_deleted: false,
+          is_deal_probability_enabled: true,
+          add_time: anchor,
+          update_time: anchor,
+        })),
+        additional_data: { next_cursor: null },
+      }),
+  );
   pd.route("GET", "/api/v2/stages", "v2List", (ctx) => {
     const pipeline = ints(ctx.url, "pipeline_id")?.[0];
     const data = STAGES.filter((s) => pipeline === undefined || s.pipeline_id === pipeline)
-      .map((s) => ({ ...s, is_deleted: false, is_deal_rot_enabled: false, days_to_rotten: null, add_time: anchor, update_time: anchor }));
+      .map((s) => ({
+        ...s,
+        is_deleted: false,
+        is_deal_rot_enabled: false,
+        days_to_rotten: null,
+        add_time: anchor,
+        update_time: anchor,
+      }));
     return json({ success: true, data, additional_data: { next_cursor: null } });
   });
 
@@ -218,7 +283,11 @@ export function registerV2Routes(pd: PipedriveEmulator): void {
         options: null,
         subfields: null,
       }));
-      return json({ success: true, data: [...standard, ...custom], additional_data: { next_cursor: null } });
+      return json({
+        success: true,
+        data: [...standard, ...custom],
+        additional_data: { next_cursor: null },
+      });
     });
   }
 }

@@ -15,19 +15,45 @@ Deno.test("webhooks v2 created through the v1 API: meta/data/previous with basic
   const rx = await startReceiver();
   const pd = await startPipedrive({ seed: 71, records: 5 });
   try {
-    const cfg = new v1.Configuration({ apiKey: pd.credentials.PIPEDRIVE_API_TOKEN, basePath: `${pd.url}/v1` });
+    const cfg = new v1.Configuration({
+      apiKey: pd.credentials.PIPEDRIVE_API_TOKEN,
+      basePath: `${pd.url}/v1`,
+    });
     const hooks = new v1.WebhooksApi(cfg);
     const v1Hook = await assertRejects(() =>
-      hooks.addWebhook({ AddWebhookRequest: { subscription_url: rx.url, event_action: "*", event_object: "*" } as never })
+      hooks.addWebhook({
+        AddWebhookRequest: {
+          subscription_url: rx.url,
+          event_action: "*",
+          event_object: "*",
+        } as never,
+      })
     ) as { success: boolean };
     assertEquals(v1Hook.success, false, "webhooks v1 payloads are not emulated");
     const hook = await hooks.addWebhook({
-      AddWebhookRequest: { subscription_url: `${rx.url}/hook`, event_action: "*", event_object: "person", http_auth_user: "crm", http_auth_password: "s3cret", version: "2.0" } as never,
+      AddWebhookRequest: {
+        subscription_url: `${rx.url}/hook`,
+        event_action: "*",
+        event_object: "person",
+        http_auth_user: "crm",
+        http_auth_password: "s3cret",
+        version: "2.0",
+      } as never,
     });
     assertEquals(hook.data!.version, "2.0");
 
-    const persons = new PersonsApi(new Configuration({ apiKey: pd.credentials.PIPEDRIVE_API_TOKEN, basePath: `${pd.url}/api/v2` }));
-    const p = (await persons.addPerson({ AddPersonRequest: { name: "Ada Lovelace", emails: [{ value: "ada@example.com", primary: true }] } })).data!;
+    const persons = new PersonsApi(
+      new Configuration({
+        apiKey: pd.credentials.PIPEDRIVE_API_TOKEN,
+        basePath: `${pd.url}/api/v2`,
+      }),
+    );
+    const p = (await persons.addPerson({
+      AddPersonRequest: {
+        name: "Ada Lovelace",
+        emails: [{ value: "ada@example.com", primary: true }],
+      },
+    })).data!;
     await persons.updatePerson({ id: p.id!, UpdatePersonRequest: { job_title: "Analyst" } });
     await admin(pd.url, `/records/person/${p.id}`, { method: "DELETE" });
     await pd.webhooks.idle();
@@ -66,7 +92,10 @@ Deno.test("failed webhook deliveries are retried 3 times (3 s, 30 s, 150 s × ti
   try {
     await admin(pd.url, "/webhooks", { method: "PUT", json: { url: rx.url, eventObject: "deal" } });
     const deal = pd.store.tables.deal.bySeq.find((r) => !r.isDeleted)!;
-    await admin(pd.url, `/records/deal/${deal.id}`, { method: "PATCH", json: { title: "Retry me" } });
+    await admin(pd.url, `/records/deal/${deal.id}`, {
+      method: "PATCH",
+      json: { title: "Retry me" },
+    });
     await pd.webhooks.idle();
     const attempts = rx.requests.map((r) => (JSON.parse(r.body) as Payload).meta.attempt);
     assertEquals(attempts, [1, 2, 3, 4]);
@@ -83,7 +112,10 @@ Deno.test("merge sends delete (merged_to_id) for the loser and change for the su
   const rx = await startReceiver();
   const pd = await startPipedrive({ seed: 73, records: 5 });
   try {
-    await admin(pd.url, "/webhooks", { method: "PUT", json: { url: rx.url, eventObject: "person" } });
+    await admin(pd.url, "/webhooks", {
+      method: "PUT",
+      json: { url: rx.url, eventObject: "person" },
+    });
     const [a, b] = pd.store.tables.person.bySeq.filter((r) => !r.isDeleted);
     await admin(pd.url, "/records/person/merge", { json: { primaryId: a.id, mergedId: b.id } });
     await pd.webhooks.idle();

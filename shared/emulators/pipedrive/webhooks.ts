@@ -59,18 +59,36 @@ export class PipedriveWebhooks {
     return [...this.#hooks];
   }
 
-  add(input: Omit<PdWebhook, "id" | "is_active" | "add_time" | "last_delivery_time" | "last_http_status">): PdWebhook {
+  add(
+    input: Omit<
+      PdWebhook,
+      "id" | "is_active" | "add_time" | "last_delivery_time" | "last_http_status"
+    >,
+  ): PdWebhook {
     const bad = (m: string) => new PdError(400, m, { errorCode: 400 });
     try {
       new URL(input.subscription_url);
     } catch {
       throw bad("subscription_url must be a valid URL");
     }
-    if (!["create", "change", "delete", "*"].includes(input.event_action)) throw bad("event_action must be one of create, change, delete, *");
+    if (!["create", "change", "delete", "*"].includes(input.event_action)) {
+      throw bad("event_action must be one of create, change, delete, *");
+    }
     if (!input.event_object) throw bad("event_object is required");
-    if (input.version !== "2.0") throw bad("This sandbox emulates webhooks v2 only: create the webhook with version '2.0'");
-    if (this.#hooks.length >= MAX_WEBHOOKS) throw bad(`The maximum of ${MAX_WEBHOOKS} webhooks is reached`);
-    const w: PdWebhook = { ...input, id: this.#nextId++, is_active: true, add_time: this.pd.now(), last_delivery_time: null, last_http_status: null };
+    if (input.version !== "2.0") {
+      throw bad("This sandbox emulates webhooks v2 only: create the webhook with version '2.0'");
+    }
+    if (this.#hooks.length >= MAX_WEBHOOKS) {
+      throw bad(`The maximum of ${MAX_WEBHOOKS} webhooks is reached`);
+    }
+    const w: PdWebhook = {
+      ...input,
+      id: this.#nextId++,
+      is_active: true,
+      add_time: this.pd.now(),
+      last_delivery_time: null,
+      last_http_status: null,
+    };
     this.#hooks.push(w);
     return w;
   }
@@ -86,7 +104,9 @@ export class PipedriveWebhooks {
   }
 
   toJson(w: PdWebhook): Record<string, unknown> {
-    const t = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString().slice(0, 19).replace("T", " "));
+    const t = (
+      ms: number | null,
+    ) => (ms === null ? null : new Date(ms).toISOString().slice(0, 19).replace("T", " "));
     return {
       id: w.id,
       company_id: this.pd.creds.companyId,
@@ -113,7 +133,8 @@ export class PipedriveWebhooks {
 
   emit(c: PdChange): void {
     const hooks = this.#hooks.filter((w) =>
-      w.is_active && (w.event_action === "*" || w.event_action === c.action) && (w.event_object === "*" || w.event_object === c.entity)
+      w.is_active && (w.event_action === "*" || w.event_action === c.action) &&
+      (w.event_object === "*" || w.event_object === c.entity)
     );
     if (hooks.length === 0) return;
     const r = this.pd.store.get(c.entity, c.id);
@@ -121,7 +142,9 @@ export class PipedriveWebhooks {
     const current = webhookData(r);
     const data = c.action === "delete" ? null : current;
     const previous = c.action === "delete" ? { ...current, is_deleted: false } : c.previous;
-    const ev = this.pd.prng.fork(`event:${this.pd.queue.stats.enqueued}:${c.entity}:${c.id}:${this.pd.now()}`);
+    const ev = this.pd.prng.fork(
+      `event:${this.pd.queue.stats.enqueued}:${c.entity}:${c.id}:${this.pd.now()}`,
+    );
     const correlationId = ev.uuid();
     const timestamp = new Date(this.pd.now()).toISOString();
     const owner = r.data.owner_id;
@@ -142,12 +165,20 @@ export class PipedriveWebhooks {
         webhook_id: String(w.id),
         webhook_owner_id: String(w.user_id),
         change_source: c.source,
-        permitted_user_ids: [...new Set(["1", owner === null || owner === undefined ? "1" : String(owner)])],
+        permitted_user_ids: [
+          ...new Set(["1", owner === null || owner === undefined ? "1" : String(owner)]),
+        ],
         attempt,
         host: `${this.pd.creds.companyDomain}.pipedrive.com`,
         ...(c.mergedToId ? { merged_to_id: String(c.mergedToId) } : {}),
       });
-      this.pd.queue.enqueue(this.#job(w, `${c.action}.${c.entity} ${c.id}`, (attempt) => JSON.stringify({ data, previous, meta: meta(attempt) })));
+      this.pd.queue.enqueue(
+        this.#job(
+          w,
+          `${c.action}.${c.entity} ${c.id}`,
+          (attempt) => JSON.stringify({ data, previous, meta: meta(attempt) }),
+        ),
+      );
     }
   }
 
@@ -162,7 +193,10 @@ export class PipedriveWebhooks {
       },
       build: (attempt) => {
         if (!this.#hooks.includes(w)) return null;
-        const headers: Record<string, string> = { "content-type": "application/json", "user-agent": "Pipedrive Webhooks" };
+        const headers: Record<string, string> = {
+          "content-type": "application/json",
+          "user-agent": "Pipedrive Webhooks",
+        };
         if (w.http_auth_user !== null) {
           const raw = new TextEncoder().encode(`${w.http_auth_user}:${w.http_auth_password ?? ""}`);
           headers.authorization = `Basic ${btoa(String.fromCharCode(...raw))}`;

@@ -36,13 +36,20 @@ export class SalesforceAdminStore implements AdminStore {
   }
 
   full(r: SfRecord) {
-    return { ...recordJson(r, "62.0"), IsDeleted: r.isDeleted, deletedDate: r.deletedAt === null ? null : new Date(r.deletedAt).toISOString() };
+    return {
+      ...recordJson(r, "62.0"),
+      IsDeleted: r.isDeleted,
+      deletedDate: r.deletedAt === null ? null : new Date(r.deletedAt).toISOString(),
+    };
   }
 
   dump(object?: string): unknown {
     const s = this.sf.store;
     if (object) return s.tables[typeOf(object)].bySeq.map((r) => this.full(r));
-    return { orgId: this.sf.creds.orgId, ...Object.fromEntries(SOBJECTS.map((t) => [t, s.tables[t].bySeq.map((r) => this.full(r))])) };
+    return {
+      orgId: this.sf.creds.orgId,
+      ...Object.fromEntries(SOBJECTS.map((t) => [t, s.tables[t].bySeq.map((r) => this.full(r))])),
+    };
   }
 
   get(object: string, id: string): unknown {
@@ -87,7 +94,10 @@ const LimitsSchema = z.object({
 
 export function registerSalesforceAdmin(sf: SalesforceEmulator): void {
   const a = sf.admin;
-  a.get("/__admin/outbound", () => json({ ...sf.outbound.config, actionIds: sf.outbound.actionIds }));
+  a.get(
+    "/__admin/outbound",
+    () => json({ ...sf.outbound.config, actionIds: sf.outbound.actionIds }),
+  );
   a.put("/__admin/outbound", async ({ req }) => {
     const cfg = OutboundConfigSchema.parse(await sf.adminBody(req));
     try {
@@ -102,8 +112,15 @@ export function registerSalesforceAdmin(sf: SalesforceEmulator): void {
     return json({ ok: true, pending: sf.queue.pending });
   });
 
-  a.get("/__admin/limits", () =>
-    json({ dailyApiRequests: sf.daily.limit, used: sf.daily.used(sf.creds.orgId, sf.now()), queryBatchSize: sf.queryBatchSize }));
+  a.get(
+    "/__admin/limits",
+    () =>
+      json({
+        dailyApiRequests: sf.daily.limit,
+        used: sf.daily.used(sf.creds.orgId, sf.now()),
+        queryBatchSize: sf.queryBatchSize,
+      }),
+  );
   a.put("/__admin/limits", async ({ req }) => {
     const b = LimitsSchema.parse(await sf.adminBody(req));
     if (b.dailyApiRequests !== undefined) sf.daily.limit = b.dailyApiRequests;

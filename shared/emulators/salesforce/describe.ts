@@ -51,7 +51,13 @@ function fieldJson(d: FieldDef) {
     relationshipName: d.relationshipName ?? null,
     restrictedPicklist: !!d.restrictedPicklist,
     dependentPicklist: false,
-    picklistValues: (d.picklistValues ?? []).map((v) => ({ active: true, defaultValue: v === d.defaultValue, label: v, validFor: null, value: v })),
+    picklistValues: (d.picklistValues ?? []).map((v) => ({
+      active: true,
+      defaultValue: v === d.defaultValue,
+      label: v,
+      validFor: null,
+      value: v,
+    })),
   };
 }
 
@@ -82,8 +88,18 @@ function objectInfo(t: SfObject, version: string) {
 }
 
 export function registerDescribeRoutes(sf: SalesforceEmulator): void {
-  sf.open("GET", "/services/data", () =>
-    json([56, 57, 58, 59, 60, 61, 62, 63, 64].map((v) => ({ label: `v${v}.0`, url: `/services/data/v${v}.0`, version: `${v}.0` }))));
+  sf.open(
+    "GET",
+    "/services/data",
+    () =>
+      json(
+        [56, 57, 58, 59, 60, 61, 62, 63, 64].map((v) => ({
+          label: `v${v}.0`,
+          url: `/services/data/v${v}.0`,
+          version: `${v}.0`,
+        })),
+      ),
+  );
 
   sf.route("GET", "", (_ctx, { version }) =>
     json({
@@ -104,8 +120,16 @@ export function registerDescribeRoutes(sf: SalesforceEmulator): void {
     });
   });
 
-  sf.route("GET", "/sobjects", (_ctx, { version }) =>
-    json({ encoding: "UTF-8", maxBatchSize: 200, sobjects: SOBJECTS.map((t) => objectInfo(t, version)) }));
+  sf.route(
+    "GET",
+    "/sobjects",
+    (_ctx, { version }) =>
+      json({
+        encoding: "UTF-8",
+        maxBatchSize: 200,
+        sobjects: SOBJECTS.map((t) => objectInfo(t, version)),
+      }),
+  );
 
   sf.route("GET", "/sobjects/:type/describe", (ctx, { version }) => {
     const t = sobjectType(ctx);

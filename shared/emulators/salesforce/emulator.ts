@@ -14,7 +14,7 @@ import { HttpError, json } from "../common/http.ts";
 import { DailyBudget } from "../common/rate_limit.ts";
 import type { RequestContext } from "../common/router.ts";
 import type { TokenInfo } from "../common/tokens.ts";
-import { SfError, invalidSession, notFound } from "./errors.ts";
+import { invalidSession, notFound, SfError } from "./errors.ts";
 import { KEY_PREFIX, makeId } from "./ids.ts";
 import { SalesforceStore } from "./store.ts";
 import { seedSalesforce } from "./seed.ts";
@@ -23,7 +23,7 @@ import { registerQueryRoutes } from "./query.ts";
 import { registerSObjectRoutes } from "./sobjects.ts";
 import { registerCollectionRoutes } from "./collections.ts";
 import { registerDescribeRoutes } from "./describe.ts";
-import { OutboundMessages, type OutboundConfigInput } from "./outbound.ts";
+import { type OutboundConfigInput, OutboundMessages } from "./outbound.ts";
 import { registerSalesforceAdmin, SalesforceAdminStore } from "./admin.ts";
 
 export interface SalesforceOptions extends BaseOptions {
@@ -67,7 +67,9 @@ export class SalesforceEmulator extends Emulator {
   constructor(opts: SalesforceOptions = {}) {
     super("salesforce", opts, (opts.tokenTtlSeconds ?? 7200) * 1000);
     this.issuedTokenTtlMs = (opts.tokenTtlSeconds ?? 7200) * 1000;
-    this.#initialTtlMs = opts.initialTokenTtlSeconds == null ? null : opts.initialTokenTtlSeconds * 1000;
+    this.#initialTtlMs = opts.initialTokenTtlSeconds == null
+      ? null
+      : opts.initialTokenTtlSeconds * 1000;
     const c = this.prng.fork("credentials");
     const orgId = makeId(KEY_PREFIX.Organization, c.int(1, 1_000_000), "0D");
     this.creds = {
@@ -100,8 +102,23 @@ export class SalesforceEmulator extends Emulator {
   #issueInitialTokens(): void {
     const now = this.now();
     const c = this.creds;
-    this.tokens.add({ token: c.accessToken, kind: "access", createdAt: now, expiresAt: this.#initialTtlMs === null ? null : now + this.#initialTtlMs, clientId: c.clientId, refreshToken: c.refreshToken, subject: c.userId });
-    this.tokens.add({ token: c.refreshToken, kind: "refresh", createdAt: now, expiresAt: null, clientId: c.clientId, subject: c.userId });
+    this.tokens.add({
+      token: c.accessToken,
+      kind: "access",
+      createdAt: now,
+      expiresAt: this.#initialTtlMs === null ? null : now + this.#initialTtlMs,
+      clientId: c.clientId,
+      refreshToken: c.refreshToken,
+      subject: c.userId,
+    });
+    this.tokens.add({
+      token: c.refreshToken,
+      kind: "refresh",
+      createdAt: now,
+      expiresAt: null,
+      clientId: c.clientId,
+      subject: c.userId,
+    });
   }
 
   get instanceUrl(): string {
@@ -158,7 +175,9 @@ export class SalesforceEmulator extends Emulator {
         const version = this.#version(ctx.params.version);
         const token = this.authenticate(ctx);
         const spend = this.daily.spend(this.creds.orgId, this.now());
-        if (!spend.allowed) throw SfError.one(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+        if (!spend.allowed) {
+          throw SfError.one(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.");
+        }
         const res = await handler(ctx, { token, version });
         for (const [k, v] of Object.entries(this.limitHeader())) res.headers.set(k, v);
         return res;
@@ -170,7 +189,11 @@ export class SalesforceEmulator extends Emulator {
   }
 
   /** Route without session auth (OAuth endpoints, identity). */
-  open(method: string, path: string, handler: (ctx: RequestContext) => Response | Promise<Response>): void {
+  open(
+    method: string,
+    path: string,
+    handler: (ctx: RequestContext) => Response | Promise<Response>,
+  ): void {
     this.api.on(method, path, async (ctx) => {
       try {
         return await handler(ctx);
@@ -217,16 +240,29 @@ export class SalesforceEmulator extends Emulator {
 
   protected notFound(_ctx: RequestContext, methodMismatch: boolean): Response {
     if (methodMismatch) {
-      return json([{ errorCode: "METHOD_NOT_ALLOWED", message: "HTTP Method not allowed for this resource" }], 405);
+      return json([{
+        errorCode: "METHOD_NOT_ALLOWED",
+        message: "HTTP Method not allowed for this resource",
+      }], 405);
     }
     return notFound().response();
   }
 
   protected faultResponse(kind: FaultKind, _ctx: RequestContext): Response {
     // Salesforce has no 429: its request limit answers 403 REQUEST_LIMIT_EXCEEDED.
-    if (kind === "429") return SfError.one(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.").response(this.limitHeader());
+    if (kind === "429") {
+      return SfError.one(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.").response(
+        this.limitHeader(),
+      );
+    }
     if (kind === "401") return invalidSession().response();
-    return SfError.one(500, "UNKNOWN_EXCEPTION", `An unexpected error occurred. Please include this ErrorId if you contact support: ${this.prng.digits(9)}-${this.prng.digits(5)} (${this.prng.digits(10)})`).response(this.limitHeader());
+    return SfError.one(
+      500,
+      "UNKNOWN_EXCEPTION",
+      `An unexpected error occurred. Please include this ErrorId if you contact support: ${
+        this.prng.digits(9)
+      }-${this.prng.digits(5)} (${this.prng.digits(10)})`,
+    ).response(this.limitHeader());
   }
 
   protected internalError(_ctx: RequestContext, err: unknown): Response {

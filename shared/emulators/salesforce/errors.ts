@@ -11,7 +11,11 @@ export interface SfErrorItem {
 }
 
 export class SfError extends Error {
-  constructor(readonly status: number, readonly items: SfErrorItem[], readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    readonly items: SfErrorItem[],
+    readonly headers: Record<string, string> = {},
+  ) {
     super(items.map((i) => `${i.errorCode}: ${i.message}`).join("; "));
   }
 
@@ -24,6 +28,8 @@ export class SfError extends Error {
   }
 }
 
-export const invalidSession = () => SfError.one(401, "INVALID_SESSION_ID", "Session expired or invalid");
-export const notFound = () => SfError.one(404, "NOT_FOUND", "The requested resource does not exist");
+export const invalidSession = () =>
+  SfError.one(401, "INVALID_SESSION_ID", "Session expired or invalid");
+export const notFound = () =>
+  SfError.one(404, "NOT_FOUND", "The requested resource does not exist");
 export const malformedQuery = (msg: string) => SfError.one(400, "MALFORMED_QUERY", msg);

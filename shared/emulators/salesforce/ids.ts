@@ -48,7 +48,9 @@ export function makeId(prefix: string, seq: number, pod = "5g"): string {
 /** Normalise a 15- or 18-character id to 18 characters; null if malformed. */
 export function to18(id: string): string | null {
   if (/^[0-9A-Za-z]{18}$/.test(id)) {
-    return checksum(id.slice(0, 15)) === id.slice(15).toUpperCase() ? id.slice(0, 15) + checksum(id.slice(0, 15)) : null;
+    return checksum(id.slice(0, 15)) === id.slice(15).toUpperCase()
+      ? id.slice(0, 15) + checksum(id.slice(0, 15))
+      : null;
   }
   if (/^[0-9A-Za-z]{15}$/.test(id)) return id + checksum(id);
   return null;

@@ -14,7 +14,8 @@ import type { SalesforceEmulator } from "./emulator.ts";
 import { invalidSession, SfError } from "./errors.ts";
 
 export function registerOAuthRoutes(sf: SalesforceEmulator): void {
-  const err = (error: string, description: string, status = 400) => json({ error, error_description: description }, status);
+  const err = (error: string, description: string, status = 400) =>
+    json({ error, error_description: description }, status);
   const identityUrl = () => `${sf.url}/id/${sf.creds.orgId}/${sf.creds.userId}`;
 
   const tokenResponse = (access: TokenInfo, refresh?: string) => {
@@ -32,17 +33,27 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
     });
   };
   const mintAccess = (refreshToken?: string) =>
-    sf.tokens.issue("access", `${sf.creds.orgId.slice(0, 15)}!${sf.tokens.mint("", 96)}`, sf.now(), {
-      clientId: sf.creds.clientId,
-      refreshToken,
-      subject: sf.creds.userId,
-    });
+    sf.tokens.issue(
+      "access",
+      `${sf.creds.orgId.slice(0, 15)}!${sf.tokens.mint("", 96)}`,
+      sf.now(),
+      {
+        clientId: sf.creds.clientId,
+        refreshToken,
+        subject: sf.creds.userId,
+      },
+    );
 
   sf.open("GET", "/services/oauth2/authorize", ({ url }) => {
-    if (url.searchParams.get("client_id") !== sf.creds.clientId) return err("invalid_client_id", "client identifier invalid");
+    if (url.searchParams.get("client_id") !== sf.creds.clientId) {
+      return err("invalid_client_id", "client identifier invalid");
+    }
     const redirect = url.searchParams.get("redirect_uri");
     if (!redirect) return err("redirect_uri_mismatch", "redirect_uri must match configuration");
-    const code = sf.tokens.issue("code", `aPrx${sf.tokens.mint("", 60)}`, sf.now(), { clientId: sf.creds.clientId, redirectUri: redirect });
+    const code = sf.tokens.issue("code", `aPrx${sf.tokens.mint("", 60)}`, sf.now(), {
+      clientId: sf.creds.clientId,
+      redirectUri: redirect,
+    });
     const target = new URL(redirect);
     target.searchParams.set("code", code.token);
     const state = url.searchParams.get("state");
@@ -53,29 +64,40 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
   sf.open("POST", "/services/oauth2/token", async ({ req }) => {
     const form = await readForm(req);
     const grant = form.get("grant_type");
-    if (form.get("client_id") !== sf.creds.clientId) return err("invalid_client_id", "client identifier invalid");
+    if (form.get("client_id") !== sf.creds.clientId) {
+      return err("invalid_client_id", "client identifier invalid");
+    }
     const secret = form.get("client_secret");
     const now = sf.now();
     switch (grant) {
       case "refresh_token": {
-        if (secret !== null && secret !== sf.creds.clientSecret) return err("invalid_client", "invalid client credentials");
+        if (secret !== null && secret !== sf.creds.clientSecret) {
+          return err("invalid_client", "invalid client credentials");
+        }
         const rt = sf.tokens.check(form.get("refresh_token"), now, ["refresh"]);
         if (!rt.ok) return err("invalid_grant", "expired access/refresh token");
         return tokenResponse(mintAccess(rt.info.token));
       }
       case "authorization_code": {
-        if (secret !== sf.creds.clientSecret) return err("invalid_client", "invalid client credentials");
+        if (secret !== sf.creds.clientSecret) {
+          return err("invalid_client", "invalid client credentials");
+        }
         const code = sf.tokens.check(form.get("code"), now, ["code"]);
         if (!code.ok) return err("invalid_grant", "invalid authorization code");
         if (code.info.redirectUri && code.info.redirectUri !== form.get("redirect_uri")) {
           return err("redirect_uri_mismatch", "redirect_uri must match configuration");
         }
         sf.tokens.revoke((t) => t.token === code.info.token);
-        const refresh = sf.tokens.issue("refresh", `5Aep861${sf.tokens.mint("", 80)}`, now, { clientId: sf.creds.clientId, subject: sf.creds.userId });
+        const refresh = sf.tokens.issue("refresh", `5Aep861${sf.tokens.mint("", 80)}`, now, {
+          clientId: sf.creds.clientId,
+          subject: sf.creds.userId,
+        });
         return tokenResponse(mintAccess(refresh.token), refresh.token);
       }
       case "password": {
-        if (secret !== sf.creds.clientSecret) return err("invalid_client", "invalid client credentials");
+        if (secret !== sf.creds.clientSecret) {
+          return err("invalid_client", "invalid client credentials");
+        }
         const pw = form.get("password") ?? "";
         if (form.get("username") !== sf.creds.username || !pw.startsWith(sf.creds.password)) {
           return err("invalid_grant", "authentication failure");
@@ -83,7 +105,9 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
         return tokenResponse(mintAccess());
       }
       case "client_credentials": {
-        if (secret !== sf.creds.clientSecret) return err("invalid_client", "invalid client credentials");
+        if (secret !== sf.creds.clientSecret) {
+          return err("invalid_client", "invalid client credentials");
+        }
         return tokenResponse(mintAccess());
       }
       default:
@@ -96,13 +120,17 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
     const token = form.get("token") ?? url.searchParams.get("token");
     const t = token ? sf.tokens.get(token) : undefined;
     if (!t) return err("unsupported_token_type", "this token type is not supported");
-    sf.tokens.revoke((x) => x.token === t.token || (t.kind === "refresh" && x.refreshToken === t.token));
+    sf.tokens.revoke((x) =>
+      x.token === t.token || (t.kind === "refresh" && x.refreshToken === t.token)
+    );
     return new Response(null, { status: 200 });
   });
 
   const identity = (token: string | null) => {
     const check = sf.tokens.check(token, sf.now(), ["access"]);
-    if (!check.ok) throw new SfError(403, [{ errorCode: "Bad_OAuth_Token", message: "Bad_OAuth_Token" }]);
+    if (!check.ok) {
+      throw new SfError(403, [{ errorCode: "Bad_OAuth_Token", message: "Bad_OAuth_Token" }]);
+    }
     const u = sf.store.tables.User.bySeq[0];
     return {
       id: identityUrl(),
@@ -125,16 +153,26 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
       },
     };
   };
-  const bearer = (req: Request) => /^Bearer\s+(.+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? null;
+  const bearer = (req: Request) =>
+    /^Bearer\s+(.+)$/i.exec(req.headers.get("authorization") ?? "")?.[1] ?? null;
 
   sf.open("GET", "/id/:orgId/:userId", ({ req, url, params }) => {
-    if (params.orgId !== sf.creds.orgId || params.userId !== sf.creds.userId) throw SfError.one(404, "NOT_FOUND", "identity not found");
+    if (params.orgId !== sf.creds.orgId || params.userId !== sf.creds.userId) {
+      throw SfError.one(404, "NOT_FOUND", "identity not found");
+    }
     return json(identity(bearer(req) ?? url.searchParams.get("oauth_token")));
   });
   sf.open("GET", "/services/oauth2/userinfo", ({ req }) => {
     const token = bearer(req);
     if (!sf.tokens.check(token, sf.now(), ["access"]).ok) throw invalidSession();
     const i = identity(token);
-    return json({ sub: i.id, user_id: i.user_id, organization_id: i.organization_id, preferred_username: i.username, email: i.email, name: i.display_name });
+    return json({
+      sub: i.id,
+      user_id: i.user_id,
+      organization_id: i.organization_id,
+      preferred_username: i.username,
+      email: i.email,
+      name: i.display_name,
+    });
   });
 }

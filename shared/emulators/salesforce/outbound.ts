@@ -51,7 +51,10 @@ type Config = z.infer<typeof OutboundConfigSchema>;
 const ACK_RE = /<(?:\w+:)?Ack>\s*true\s*<\/(?:\w+:)?Ack>/;
 
 function xml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&apos;");
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
+    /"/g,
+    "&quot;",
+  ).replace(/'/g, "&apos;");
 }
 
 function soapValue(v: unknown, type: string): string {
@@ -71,7 +74,10 @@ export class OutboundMessages {
 
   constructor(private sf: SalesforceEmulator, initial: OutboundConfigInput = {}) {
     this.config = OutboundConfigSchema.parse(initial);
-    WRITABLE.forEach((t, i) => (this.actionIds[t] = makeId(KEY_PREFIX.OutboundMessage, 100 + i, "0A")));
+    WRITABLE.forEach((
+      t,
+      i,
+    ) => (this.actionIds[t] = makeId(KEY_PREFIX.OutboundMessage, 100 + i, "0A")));
   }
 
   configure(input: OutboundConfigInput): Config {
@@ -91,7 +97,10 @@ export class OutboundMessages {
     if (cfg.onCreateOnly && c.kind !== "create") return;
     let list = this.#pending.get(c.type);
     if (!list) this.#pending.set(c.type, list = []);
-    list.push({ notificationId: makeId(KEY_PREFIX.OutboundNotification, this.#nextNotification++, "0N"), recordId: c.id });
+    list.push({
+      notificationId: makeId(KEY_PREFIX.OutboundNotification, this.#nextNotification++, "0N"),
+      recordId: c.id,
+    });
     if (list.length >= cfg.maxBatchSize) return this.flush();
     if (this.#timer === undefined) {
       this.sf.queue.retain();
@@ -103,7 +112,9 @@ export class OutboundMessages {
     const timer = this.#timer;
     this.#timer = undefined;
     for (const [type, list] of this.#pending) {
-      while (list.length > 0) this.sf.queue.enqueue(this.#job(type, list.splice(0, this.config.maxBatchSize)));
+      while (list.length > 0) {
+        this.sf.queue.enqueue(this.#job(type, list.splice(0, this.config.maxBatchSize)));
+      }
     }
     this.#pending.clear();
     if (timer !== undefined) {
@@ -124,7 +135,10 @@ export class OutboundMessages {
   #job(type: SfObject, items: Array<{ notificationId: string; recordId: string }>): DeliveryJob {
     return {
       label: `salesforce outbound ${type} ×${items.length}`,
-      policy: { delaysMs: this.config.retryDelaysMs ?? OUTBOUND_RETRY_DELAYS_MS, timeoutMs: this.config.timeoutMs },
+      policy: {
+        delaysMs: this.config.retryDelaysMs ?? OUTBOUND_RETRY_DELAYS_MS,
+        timeoutMs: this.config.timeoutMs,
+      },
       isSuccess: (status, body) => status === 200 && ACK_RE.test(body),
       build: () => {
         const url = this.config.url;
@@ -146,7 +160,10 @@ export class OutboundMessages {
   }
 
   /** The SOAP message for these notifications (null when every record is gone). */
-  envelope(type: SfObject, items: Array<{ notificationId: string; recordId: string }>): string | null {
+  envelope(
+    type: SfObject,
+    items: Array<{ notificationId: string; recordId: string }>,
+  ): string | null {
     const names = this.config.fields?.[type] ?? fieldsOf(type).map((d) => d.name);
     const defs = ["Id", ...names.filter((n) => n !== "Id")].map((n) => field(type, n)!);
     const notes: string[] = [];
@@ -170,7 +187,9 @@ export class OutboundMessages {
     return `<?xml version="1.0" encoding="UTF-8"?>` +
       `<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">` +
       `<soapenv:Body><notifications xmlns="http://soap.sforce.com/2005/09/outbound">` +
-      `<OrganizationId>${org}</OrganizationId><ActionId>${this.actionIds[type]}</ActionId>${session}` +
+      `<OrganizationId>${org}</OrganizationId><ActionId>${
+        this.actionIds[type]
+      }</ActionId>${session}` +
       `<EnterpriseUrl>${xml(base)}/services/Soap/c/62.0/${org}</EnterpriseUrl>` +
       `<PartnerUrl>${xml(base)}/services/Soap/u/62.0/${org}</PartnerUrl>` +
       notes.join("") +

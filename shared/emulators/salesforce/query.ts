@@ -7,7 +7,8 @@
  * Cursors expire after 15 minutes without use (INVALID_QUERY_LOCATOR).
  * Docs: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
  */
-import { json } from "../common/http.ts";
+import { json, jsonText } from "../common/http.ts";
+import { cachedJson } from "../common/json_cache.ts";
 import type { RequestContext } from "../common/router.ts";
 import { SfError } from "./errors.ts";
 import type { SalesforceEmulator, SfAuth } from "./emulator.ts";
@@ -39,14 +40,20 @@ export function registerQueryRoutes(sf: SalesforceEmulator): void {
   const page = (c: Cursor, offset: number, version: string) => {
     const slice = c.rows.slice(offset, offset + c.batch);
     const done = offset + slice.length >= c.rows.length;
-    const body: Record<string, unknown> = {
-      totalSize: c.rows.length,
-      done,
-      records: slice.map((r) => serializeRow(sf.store, r, c.q.select, version)),
-    };
-    if (!done) body.nextRecordsUrl = `/services/data/v${version}/query/${c.id}-${offset + slice.length}`;
-    else cursors.delete(c.id);
-    return json(body);
+    // Rows without relationship fields are memoised per select list (related records change independently).
+    const key = c.q.select.some((s) => s.via) ? null : `${version}|${c.q.query.fields.join(",")}`;
+    const records = slice.map((r) =>
+      key === null
+        ? JSON.stringify(serializeRow(sf.store, r, c.q.select, version))
+        : cachedJson(r, key, () => serializeRow(sf.store, r, c.q.select, version))
+    );
+    const next = done
+      ? ""
+      : `,"nextRecordsUrl":"/services/data/v${version}/query/${c.id}-${offset + slice.length}"`;
+    if (done) cursors.delete(c.id);
+    return jsonText(
+      `{"totalSize":${c.rows.length},"done":${done}${next},"records":[${records.join(",")}]}`,
+    );
   };
 
   const sweep = (now: number) => {

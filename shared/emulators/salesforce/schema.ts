@@ -52,7 +52,11 @@ function f(name: string, type: FieldType, opts: Partial<FieldDef> = {}): FieldDe
     name,
     type,
     label: name.replace(/__c$/, "").replace(/_/g, " ").replace(/([a-z])([A-Z])/g, "$1 $2"),
-    length: type === "string" || type === "email" || type === "phone" || type === "url" ? 255 : type === "textarea" ? 32000 : undefined,
+    length: type === "string" || type === "email" || type === "phone" || type === "url"
+      ? 255
+      : type === "textarea"
+      ? 32000
+      : undefined,
     nillable: true,
     createable: true,
     updateable: true,
@@ -67,19 +71,36 @@ function systemFields(): FieldDef[] {
     f("Id", "id", { ...SYS, nillable: false, length: 18 }),
     f("IsDeleted", "boolean", { ...SYS, nillable: false }),
     f("CreatedDate", "datetime", { ...SYS, nillable: false }),
-    f("CreatedById", "reference", { ...SYS, nillable: false, referenceTo: ["User"], relationshipName: "CreatedBy" }),
+    f("CreatedById", "reference", {
+      ...SYS,
+      nillable: false,
+      referenceTo: ["User"],
+      relationshipName: "CreatedBy",
+    }),
     f("LastModifiedDate", "datetime", { ...SYS, nillable: false }),
-    f("LastModifiedById", "reference", { ...SYS, nillable: false, referenceTo: ["User"], relationshipName: "LastModifiedBy" }),
+    f("LastModifiedById", "reference", {
+      ...SYS,
+      nillable: false,
+      referenceTo: ["User"],
+      relationshipName: "LastModifiedBy",
+    }),
     f("SystemModstamp", "datetime", { ...SYS, nillable: false }),
   ];
 }
 
-const owner = () => f("OwnerId", "reference", { referenceTo: ["User"], relationshipName: "Owner", nillable: false });
+const owner = () =>
+  f("OwnerId", "reference", { referenceTo: ["User"], relationshipName: "Owner", nillable: false });
 const master = () => f("MasterRecordId", "reference", { ...SYS, relationshipName: "MasterRecord" });
-const ext = () => f("External_Id__c", "string", { custom: true, externalId: true, unique: true, length: 80 });
+const ext = () =>
+  f("External_Id__c", "string", { custom: true, externalId: true, unique: true, length: 80 });
 
 export const LEAD_SOURCES = ["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"];
-export const LEAD_STATUSES = ["Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"];
+export const LEAD_STATUSES = [
+  "Open - Not Contacted",
+  "Working - Contacted",
+  "Closed - Converted",
+  "Closed - Not Converted",
+];
 export const STAGES = [
   "Prospecting",
   "Qualification",
@@ -110,7 +131,9 @@ const FIELDS: Record<SfObject, FieldDef[]> = {
     ...systemFields(),
     master(),
     f("Name", "string", { nillable: false }),
-    f("Type", "picklist", { picklistValues: ["Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"] }),
+    f("Type", "picklist", {
+      picklistValues: ["Prospect", "Customer - Direct", "Customer - Channel", "Partner", "Other"],
+    }),
     f("Industry", "picklist", { picklistValues: [] }),
     f("AnnualRevenue", "currency"),
     f("NumberOfEmployees", "int"),
@@ -155,15 +178,28 @@ const FIELDS: Record<SfObject, FieldDef[]> = {
     f("Phone", "phone", { length: 40 }),
     f("MobilePhone", "phone", { length: 40 }),
     f("Title", "string", { length: 128 }),
-    f("Status", "picklist", { nillable: false, picklistValues: LEAD_STATUSES, restrictedPicklist: true, defaultValue: "Open - Not Contacted" }),
+    f("Status", "picklist", {
+      nillable: false,
+      picklistValues: LEAD_STATUSES,
+      restrictedPicklist: true,
+      defaultValue: "Open - Not Contacted",
+    }),
     f("LeadSource", "picklist", { picklistValues: LEAD_SOURCES }),
     f("Industry", "picklist", { picklistValues: [] }),
     f("City", "string", { length: 40 }),
     f("Country", "string", { length: 80 }),
     f("Description", "textarea"),
     f("IsConverted", "boolean", { ...SYS, nillable: false, defaultValue: false }),
-    f("ConvertedContactId", "reference", { ...SYS, referenceTo: ["Contact"], relationshipName: "ConvertedContact" }),
-    f("ConvertedAccountId", "reference", { ...SYS, referenceTo: ["Account"], relationshipName: "ConvertedAccount" }),
+    f("ConvertedContactId", "reference", {
+      ...SYS,
+      referenceTo: ["Contact"],
+      relationshipName: "ConvertedContact",
+    }),
+    f("ConvertedAccountId", "reference", {
+      ...SYS,
+      referenceTo: ["Account"],
+      relationshipName: "ConvertedAccount",
+    }),
     f("ConvertedDate", "date", SYS),
     owner(),
     ext(),
@@ -174,12 +210,22 @@ const FIELDS: Record<SfObject, FieldDef[]> = {
     f("ContactId", "reference", { referenceTo: ["Contact"], relationshipName: "Contact" }),
     f("Name", "string", { nillable: false, length: 120 }),
     f("Amount", "currency"),
-    f("StageName", "picklist", { nillable: false, picklistValues: STAGES, restrictedPicklist: true }),
+    f("StageName", "picklist", {
+      nillable: false,
+      picklistValues: STAGES,
+      restrictedPicklist: true,
+    }),
     f("CloseDate", "date", { nillable: false }),
     f("Probability", "percent"),
     f("IsClosed", "boolean", { ...SYS, nillable: false }),
     f("IsWon", "boolean", { ...SYS, nillable: false }),
-    f("Type", "picklist", { picklistValues: ["New Business", "Existing Customer - Upgrade", "Existing Customer - Replacement"] }),
+    f("Type", "picklist", {
+      picklistValues: [
+        "New Business",
+        "Existing Customer - Upgrade",
+        "Existing Customer - Replacement",
+      ],
+    }),
     f("LeadSource", "picklist", { picklistValues: LEAD_SOURCES }),
     f("NextStep", "string"),
     f("Description", "textarea"),

@@ -19,7 +19,9 @@ import { parseSfTime, sfDateTime } from "./values.ts";
 const DAY = 86_400_000;
 
 export function recordJson(r: SfRecord, version: string, only?: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = { attributes: { type: r.type, url: `/services/data/v${version}/sobjects/${r.type}/${r.id}` } };
+  const out: Record<string, unknown> = {
+    attributes: { type: r.type, url: `/services/data/v${version}/sobjects/${r.type}/${r.id}` },
+  };
   const names = only ?? fieldsOf(r.type).map((d) => d.name);
   for (const n of names) out[n] = r.fields[n] ?? null;
   return out;
@@ -33,7 +35,11 @@ export function sobjectType(ctx: RequestContext): SfObject {
 
 function asInput(body: unknown): Record<string, unknown> {
   if (!body || typeof body !== "object" || Array.isArray(body)) {
-    throw SfError.one(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from the given JSON");
+    throw SfError.one(
+      400,
+      "JSON_PARSER_ERROR",
+      "Cannot deserialize instance of sObject from the given JSON",
+    );
   }
   return body as Record<string, unknown>;
 }
@@ -42,7 +48,9 @@ function selectedFields(type: SfObject, raw: string | null): string[] | undefine
   if (!raw) return undefined;
   return raw.split(",").map((s) => s.trim()).filter(Boolean).map((n) => {
     const d = field(type, n);
-    if (!d) throw SfError.one(400, "INVALID_FIELD", `No such column '${n}' on sobject of type ${type}`);
+    if (!d) {
+      throw SfError.one(400, "INVALID_FIELD", `No such column '${n}' on sobject of type ${type}`);
+    }
     return d.name;
   });
 }
@@ -56,11 +64,27 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
     const start = parseSfTime(ctx.url.searchParams.get("start"));
     const end = parseSfTime(ctx.url.searchParams.get("end"));
     if (start === null || end === null) {
-      throw SfError.one(400, "MALFORMED_QUERY", "Both start and end date/time parameters are required and must be valid dateTime values");
+      throw SfError.one(
+        400,
+        "MALFORMED_QUERY",
+        "Both start and end date/time parameters are required and must be valid dateTime values",
+      );
     }
-    if (start > end) throw SfError.one(400, "INVALID_REPLICATION_DATE", "startDate must chronologically precede endDate by more than one minute");
+    if (start > end) {
+      throw SfError.one(
+        400,
+        "INVALID_REPLICATION_DATE",
+        "startDate must chronologically precede endDate by more than one minute",
+      );
+    }
     const now = sf.now();
-    if (start < now - 30 * DAY) throw SfError.one(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago");
+    if (start < now - 30 * DAY) {
+      throw SfError.one(
+        400,
+        "INVALID_REPLICATION_DATE",
+        "startDate cannot be more than 30 days ago",
+      );
+    }
     return { start, end: minute(Math.min(end, now)) };
   };
 
@@ -74,7 +98,9 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
       if (r.modifiedAt >= end) break;
       if (!r.isDeleted) ids.push(r.id);
     }
-    if (ids.length > 600_000) throw SfError.one(400, "EXCEEDED_ID_LIMIT", "too many ids: narrow the date range");
+    if (ids.length > 600_000) {
+      throw SfError.one(400, "EXCEEDED_ID_LIMIT", "too many ids: narrow the date range");
+    }
     return json({ ids, latestDateCovered: sfDateTime(end) });
   });
 
@@ -82,10 +108,15 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
     const type = sobjectType(ctx);
     const { start, end } = range(ctx);
     const retention = sf.now() - 15 * DAY;
-    const deleted = sf.store.tables[type].bySeq.filter((r) => r.isDeleted && r.deletedAt !== null && r.deletedAt >= retention);
+    const deleted = sf.store.tables[type].bySeq.filter((r) =>
+      r.isDeleted && r.deletedAt !== null && r.deletedAt >= retention
+    );
     const earliest = deleted.reduce((m, r) => Math.min(m, r.deletedAt!), Infinity);
     return json({
-      deletedRecords: deleted.filter((r) => r.deletedAt! >= start && r.deletedAt! < end).sort((a, b) => a.deletedAt! - b.deletedAt!)
+      deletedRecords: deleted.filter((r) => r.deletedAt! >= start && r.deletedAt! < end).sort((
+        a,
+        b,
+      ) => a.deletedAt! - b.deletedAt!)
         .map((r) => ({ id: r.id, deletedDate: sfDateTime(r.deletedAt!) })),
       earliestDateAvailable: sfDateTime(minute(Number.isFinite(earliest) ? earliest : retention)),
       latestDateCovered: sfDateTime(end),
@@ -104,7 +135,9 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
     const r = sf.store.find(type, ctx.params.id);
     if (!r) throw notFound();
     if (r.isDeleted) throw SfError.one(404, "ENTITY_IS_DELETED", "entity is deleted");
-    return json(recordJson(r, auth.version, selectedFields(type, ctx.url.searchParams.get("fields"))));
+    return json(
+      recordJson(r, auth.version, selectedFields(type, ctx.url.searchParams.get("fields"))),
+    );
   });
 
   sf.route("PATCH", "/sobjects/:type/:id", async (ctx) => {
@@ -125,20 +158,28 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
   const extField = (type: SfObject, name: string) => {
     const d = field(type, name);
     if (!d || (!d.externalId && d.name !== "Id")) {
-      throw SfError.one(404, "NOT_FOUND", `Provided external ID field does not exist or is not accessible: ${name}`);
+      throw SfError.one(
+        404,
+        "NOT_FOUND",
+        `Provided external ID field does not exist or is not accessible: ${name}`,
+      );
     }
     return d;
   };
   const byExt = (type: SfObject, name: string, value: string): SfRecord | undefined => {
     const d = extField(type, name);
-    return d.name === "Id" ? sf.store.live(type, value) : sf.store.byExternalId(type, d.name, value);
+    return d.name === "Id"
+      ? sf.store.live(type, value)
+      : sf.store.byExternalId(type, d.name, value);
   };
 
   sf.route("GET", "/sobjects/:type/:field/:value", (ctx, auth) => {
     const type = sobjectType(ctx);
     const r = byExt(type, ctx.params.field, ctx.params.value);
     if (!r) throw notFound();
-    return json(recordJson(r, auth.version, selectedFields(type, ctx.url.searchParams.get("fields"))));
+    return json(
+      recordJson(r, auth.version, selectedFields(type, ctx.url.searchParams.get("fields"))),
+    );
   });
 
   sf.route("PATCH", "/sobjects/:type/:field/:value", async (ctx, auth) => {

@@ -124,7 +124,17 @@ function tokenize(src: string): Tok[] {
   return out;
 }
 
-const UNSUPPORTED = new Set(["GROUP", "HAVING", "TYPEOF", "WITH", "FOR", "USING", "UPDATE", "ROLLUP", "CUBE"]);
+const UNSUPPORTED = new Set([
+  "GROUP",
+  "HAVING",
+  "TYPEOF",
+  "WITH",
+  "FOR",
+  "USING",
+  "UPDATE",
+  "ROLLUP",
+  "CUBE",
+]);
 
 function dateKeyword(word: string, now: number): Literal | null {
   const day = 86_400_000;
@@ -149,13 +159,17 @@ export function parseSoql(src: string, now = Date.now()): Query {
     p++;
   };
   const expectPunct = (v: string) => {
-    if (peek().t !== "punct" || peek().v !== v) throw malformedQuery(`unexpected token: '${peek().v || "<EOF>"}' (expected '${v}')`);
+    if (peek().t !== "punct" || peek().v !== v) {
+      throw malformedQuery(`unexpected token: '${peek().v || "<EOF>"}' (expected '${v}')`);
+    }
     p++;
   };
   const fieldName = (): string => {
     const t = next();
     if (t.t !== "id") throw malformedQuery(`unexpected token: '${t.v || "<EOF>"}'`);
-    if (UNSUPPORTED.has(t.v.toUpperCase())) throw malformedQuery(`${t.v.toUpperCase()} is not supported by this sandbox's SOQL subset`);
+    if (UNSUPPORTED.has(t.v.toUpperCase())) {
+      throw malformedQuery(`${t.v.toUpperCase()} is not supported by this sandbox's SOQL subset`);
+    }
     return t.v;
   };
 
@@ -167,10 +181,14 @@ export function parseSoql(src: string, now = Date.now()): Query {
     count = true;
   } else {
     for (;;) {
-      if (peek().t === "punct" && peek().v === "(") throw malformedQuery("sub-queries are not supported by this sandbox's SOQL subset");
+      if (peek().t === "punct" && peek().v === "(") {
+        throw malformedQuery("sub-queries are not supported by this sandbox's SOQL subset");
+      }
       const f = fieldName();
       if (peek().t === "punct" && peek().v === "(") {
-        throw malformedQuery(`aggregate function ${f.toUpperCase()}() is not supported by this sandbox's SOQL subset (only COUNT())`);
+        throw malformedQuery(
+          `aggregate function ${f.toUpperCase()}() is not supported by this sandbox's SOQL subset (only COUNT())`,
+        );
       }
       fields.push(f);
       if (peek().t === "punct" && peek().v === ",") {
@@ -203,7 +221,11 @@ export function parseSoql(src: string, now = Date.now()): Query {
         if (u === "NULL") return { kind: "null" };
         const k = dateKeyword(t.v, now);
         if (k) return k;
-        if (u === "SELECT") throw malformedQuery("semi-join sub-selects are not supported by this sandbox's SOQL subset");
+        if (u === "SELECT") {
+          throw malformedQuery(
+            "semi-join sub-selects are not supported by this sandbox's SOQL subset",
+          );
+        }
         throw malformedQuery(`unexpected token: '${t.v}'`);
       }
       default:
@@ -237,7 +259,11 @@ export function parseSoql(src: string, now = Date.now()): Query {
       if (t.t !== "str") throw malformedQuery("LIKE requires a string literal");
       return { kind: "like", field: f, pattern: t.v };
     }
-    if (kw("INCLUDES") || kw("EXCLUDES")) throw malformedQuery(`${peek().v.toUpperCase()} is not supported by this sandbox's SOQL subset`);
+    if (kw("INCLUDES") || kw("EXCLUDES")) {
+      throw malformedQuery(
+        `${peek().v.toUpperCase()} is not supported by this sandbox's SOQL subset`,
+      );
+    }
     const op = next();
     if (op.t !== "op") throw malformedQuery(`unexpected token: '${op.v || "<EOF>"}'`);
     return { kind: "cmp", field: f, op: op.v as "=", value: literal() };
@@ -245,7 +271,9 @@ export function parseSoql(src: string, now = Date.now()): Query {
 
   const inList = (f: string, negate: boolean): Cond => {
     expectPunct("(");
-    if (kw("SELECT")) throw malformedQuery("semi-join sub-selects are not supported by this sandbox's SOQL subset");
+    if (kw("SELECT")) {
+      throw malformedQuery("semi-join sub-selects are not supported by this sandbox's SOQL subset");
+    }
     const values: Literal[] = [literal()];
     while (peek().t === "punct" && peek().v === ",") {
       p++;
@@ -262,7 +290,9 @@ export function parseSoql(src: string, now = Date.now()): Query {
     while (kw("AND") || kw("OR")) {
       const m = next().v.toLowerCase() as "and" | "or";
       if (mode && m !== mode) {
-        throw malformedQuery("unexpected token: '" + m.toUpperCase() + "' (use parentheses when mixing AND and OR)");
+        throw malformedQuery(
+          "unexpected token: '" + m.toUpperCase() + "' (use parentheses when mixing AND and OR)",
+        );
       }
       mode = m;
       items.push(primary());
@@ -319,7 +349,9 @@ export function parseSoql(src: string, now = Date.now()): Query {
   }
   if (peek().t !== "eof") {
     const v = peek().v;
-    if (UNSUPPORTED.has(v.toUpperCase())) throw malformedQuery(`${v.toUpperCase()} is not supported by this sandbox's SOQL subset`);
+    if (UNSUPPORTED.has(v.toUpperCase())) {
+      throw malformedQuery(`${v.toUpperCase()} is not supported by this sandbox's SOQL subset`);
+    }
     throw malformedQuery(`unexpected token: '${v}'`);
   }
   return { count, fields, object, where, orderBy, limit, offset };

@@ -46,10 +46,20 @@ function resolveField(type: SfObject, name: string): FieldDef {
 function resolveSelect(type: SfObject, name: string): SelectItem {
   const parts = name.split(".");
   if (parts.length === 1) return { def: resolveField(type, name) };
-  if (parts.length > 2) throw SfError.one(400, "MALFORMED_QUERY", `relationship paths deeper than one level are not supported by this sandbox: ${name}`);
+  if (parts.length > 2) {
+    throw SfError.one(
+      400,
+      "MALFORMED_QUERY",
+      `relationship paths deeper than one level are not supported by this sandbox: ${name}`,
+    );
+  }
   const via = relationship(type, parts[0]);
   if (!via || !via.referenceTo?.length) {
-    throw invalidField(`Didn't understand relationship '${parts[0]}' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name.`);
+    throw invalidField(
+      `Didn't understand relationship '${
+        parts[0]
+      }' in field path. If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name.`,
+    );
   }
   const viaType = via.referenceTo[0];
   return { def: resolveField(viaType, parts[1]), via, viaType };
@@ -75,28 +85,48 @@ function literalFor(d: FieldDef, lit: Literal): unknown {
   switch (d.type) {
     case "datetime":
       if (lit.kind === "datetime" || lit.kind === "date") return lit.value;
-      throw invalidField(`value of filter criterion for field '${d.name}' must be of type dateTime and should not be enclosed in quotes`);
+      throw invalidField(
+        `value of filter criterion for field '${d.name}' must be of type dateTime and should not be enclosed in quotes`,
+      );
     case "date":
       if (lit.kind === "date") return lit.value;
-      throw invalidField(`value of filter criterion for field '${d.name}' must be of type date and should not be enclosed in quotes`);
+      throw invalidField(
+        `value of filter criterion for field '${d.name}' must be of type date and should not be enclosed in quotes`,
+      );
     case "boolean":
       if (lit.kind === "boolean") return lit.value;
-      throw invalidField(`value of filter criterion for field '${d.name}' must be of type boolean and should not be enclosed in quotes`);
+      throw invalidField(
+        `value of filter criterion for field '${d.name}' must be of type boolean and should not be enclosed in quotes`,
+      );
     case "double":
     case "int":
     case "currency":
     case "percent":
       if (lit.kind === "number") return lit.value;
-      throw invalidField(`value of filter criterion for field '${d.name}' must be of type ${d.type === "int" ? "integer" : "double"} and should not be enclosed in quotes`);
+      throw invalidField(
+        `value of filter criterion for field '${d.name}' must be of type ${
+          d.type === "int" ? "integer" : "double"
+        } and should not be enclosed in quotes`,
+      );
     case "id":
     case "reference": {
-      if (lit.kind !== "string") throw invalidField(`value of filter criterion for field '${d.name}' must be of type id and should be enclosed in quotes`);
+      if (lit.kind !== "string") {
+        throw invalidField(
+          `value of filter criterion for field '${d.name}' must be of type id and should be enclosed in quotes`,
+        );
+      }
       const id = to18(lit.value);
-      if (!id && lit.value !== "") throw SfError.one(400, "INVALID_QUERY_FILTER_OPERATOR", `invalid ID field: ${lit.value}`);
+      if (!id && lit.value !== "") {
+        throw SfError.one(400, "INVALID_QUERY_FILTER_OPERATOR", `invalid ID field: ${lit.value}`);
+      }
       return id ?? "";
     }
     default:
-      if (lit.kind !== "string") throw invalidField(`value of filter criterion for field '${d.name}' must be of type string and should be enclosed in quotes`);
+      if (lit.kind !== "string") {
+        throw invalidField(
+          `value of filter criterion for field '${d.name}' must be of type string and should be enclosed in quotes`,
+        );
+      }
       return lit.value.toLowerCase();
   }
 }
@@ -119,7 +149,10 @@ function compileCond(type: SfObject, c: Cond): (r: SfRecord) => boolean {
       const d = resolveField(type, c.field);
       if (!isTextual(d)) throw invalidField(`invalid operator on field '${d.name}': LIKE`);
       const re = new RegExp(
-        "^" + c.pattern.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/%/g, ".*").replace(/_/g, ".") + "$",
+        "^" +
+          c.pattern.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/%/g, ".*")
+            .replace(/_/g, ".") +
+          "$",
         "s",
       );
       return (r) => {
@@ -138,8 +171,12 @@ function compileCond(type: SfObject, c: Cond): (r: SfRecord) => boolean {
     case "cmp": {
       const d = resolveField(type, c.field);
       const lit = literalFor(d, c.value);
-      if (lit === null && c.op !== "=" && c.op !== "!=") throw invalidField(`invalid operator on null value for field '${d.name}'`);
-      if (d.type === "boolean" && c.op !== "=" && c.op !== "!=") throw invalidField(`invalid operator on field '${d.name}': ${c.op}`);
+      if (lit === null && c.op !== "=" && c.op !== "!=") {
+        throw invalidField(`invalid operator on null value for field '${d.name}'`);
+      }
+      if (d.type === "boolean" && c.op !== "=" && c.op !== "!=") {
+        throw invalidField(`invalid operator on field '${d.name}': ${c.op}`);
+      }
       return (r) => {
         const v = valueOf(r, d);
         switch (c.op) {
@@ -172,12 +209,16 @@ function bounds(type: SfObject, c: Cond | null): { lower: number | null; upper: 
   switch (c.kind) {
     case "cmp": {
       const d = field(type, c.field);
-      if (!d || (c.value.kind !== "datetime" && c.value.kind !== "date")) return { lower: null, upper: null };
+      if (!d || (c.value.kind !== "datetime" && c.value.kind !== "date")) {
+        return { lower: null, upper: null };
+      }
       const v = c.value.value;
       if (d.name === "SystemModstamp" || d.name === "LastModifiedDate") {
         // LastModifiedDate <= SystemModstamp, so only lower bounds carry over.
         const lower = c.op === ">" || c.op === ">=" || c.op === "=" ? v : null;
-        const upper = d.name === "SystemModstamp" && (c.op === "<" || c.op === "<=" || c.op === "=") ? v : null;
+        const upper = d.name === "SystemModstamp" && (c.op === "<" || c.op === "<=" || c.op === "=")
+          ? v
+          : null;
         return { lower, upper };
       }
       return { lower: null, upper: null };
@@ -216,7 +257,9 @@ export function compileQuery(soql: string, now: number): CompiledQuery {
   const seen = new Set<string>();
   for (const s of select) {
     const k = (s.via ? s.via.relationshipName + "." : "") + s.def.name;
-    if (seen.has(k.toLowerCase())) throw SfError.one(400, "MALFORMED_QUERY", `duplicate field selected: ${k}`);
+    if (seen.has(k.toLowerCase())) {
+      throw SfError.one(400, "MALFORMED_QUERY", `duplicate field selected: ${k}`);
+    }
     seen.add(k.toLowerCase());
   }
   if (query.offset !== null && query.offset > 2000) {
@@ -224,7 +267,13 @@ export function compileQuery(soql: string, now: number): CompiledQuery {
   }
   const predicate = query.where ? compileCond(type, query.where) : () => true;
   const order = query.orderBy.map((o) => {
-    if (o.field.includes(".")) throw SfError.one(400, "MALFORMED_QUERY", `ORDER BY on relationship fields is not supported by this sandbox: ${o.field}`);
+    if (o.field.includes(".")) {
+      throw SfError.one(
+        400,
+        "MALFORMED_QUERY",
+        `ORDER BY on relationship fields is not supported by this sandbox: ${o.field}`,
+      );
+    }
     return { ...o, def: resolveField(type, o.field) };
   });
   const b = bounds(type, query.where);
@@ -232,7 +281,9 @@ export function compileQuery(soql: string, now: number): CompiledQuery {
   const names = order.map((o) => o.def.name);
   const dirs = new Set(order.map((o) => o.desc));
   const indexOrdered = dirs.size <= 1 &&
-    (names.length === 0 || (names[0] === "SystemModstamp" && (names.length === 1 || (names.length === 2 && names[1] === "Id"))));
+    (names.length === 0 ||
+      (names[0] === "SystemModstamp" &&
+        (names.length === 1 || (names.length === 2 && names[1] === "Id"))));
   const compare = order.length === 0 || indexOrdered ? null : (a: SfRecord, z: SfRecord) => {
     for (const o of order) {
       const x = valueOf(a, o.def), y = valueOf(z, o.def);
@@ -249,27 +300,41 @@ export function compileQuery(soql: string, now: number): CompiledQuery {
     type,
     select,
     predicate,
-    plan: { lower: b.lower, upper: b.upper, indexOrdered, descending: order.length > 0 && order[0].desc },
+    plan: {
+      lower: b.lower,
+      upper: b.upper,
+      indexOrdered,
+      descending: order.length > 0 && order[0].desc,
+    },
     compare,
   };
 }
 
 /** Run a compiled query: matching rows in result order (LIMIT/OFFSET applied). */
-export function runQuery(store: SalesforceStore, q: CompiledQuery, includeDeleted: boolean): SfRecord[] {
+export function runQuery(
+  store: SalesforceStore,
+  q: CompiledQuery,
+  includeDeleted: boolean,
+): SfRecord[] {
   const table = store.tables[q.type];
   const wanted = q.query.limit === null ? Infinity : (q.query.offset ?? 0) + q.query.limit;
   const ok = (r: SfRecord) => (includeDeleted || !r.isDeleted) && q.predicate(r);
   let rows: SfRecord[] = [];
-  const useModIndex = q.plan.lower !== null || q.plan.upper !== null || (q.query.orderBy.length > 0 && q.plan.indexOrdered);
+  const useModIndex = q.plan.lower !== null || q.plan.upper !== null ||
+    (q.query.orderBy.length > 0 && q.plan.indexOrdered);
   if (useModIndex) {
     const arr = table.byModified;
     const from = q.plan.lower === null ? 0 : table.modifiedLowerBound(q.plan.lower);
     const to = q.plan.upper === null ? arr.length : table.modifiedUpperBound(q.plan.upper);
     const early = q.plan.indexOrdered && q.query.orderBy.length > 0;
     if (early && q.plan.descending) {
-      for (let i = to - 1; i >= from && rows.length < wanted; i--) if (ok(arr[i])) rows.push(arr[i]);
+      for (let i = to - 1; i >= from && rows.length < wanted; i--) {
+        if (ok(arr[i])) rows.push(arr[i]);
+      }
     } else {
-      for (let i = from; i < to && (!early || rows.length < wanted); i++) if (ok(arr[i])) rows.push(arr[i]);
+      for (let i = from; i < to && (!early || rows.length < wanted); i++) {
+        if (ok(arr[i])) rows.push(arr[i]);
+      }
     }
     if (!early && q.query.orderBy.length === 0) rows.sort((a, b) => a.seq - b.seq);
   } else {
@@ -288,7 +353,9 @@ export function serializeRow(
   select: SelectItem[],
   version: string,
 ): Record<string, unknown> {
-  const out: Record<string, unknown> = { attributes: { type: r.type, url: `/services/data/v${version}/sobjects/${r.type}/${r.id}` } };
+  const out: Record<string, unknown> = {
+    attributes: { type: r.type, url: `/services/data/v${version}/sobjects/${r.type}/${r.id}` },
+  };
   for (const s of select) {
     if (!s.via) {
       out[s.def.name] = r.fields[s.def.name] ?? null;
@@ -302,7 +369,13 @@ export function serializeRow(
       continue;
     }
     const existing = out[relName] as Record<string, unknown> | undefined;
-    const obj = existing ?? { attributes: { type: target.type, url: `/services/data/v${version}/sobjects/${target.type}/${target.id}` } };
+    const obj = existing ??
+      {
+        attributes: {
+          type: target.type,
+          url: `/services/data/v${version}/sobjects/${target.type}/${target.id}`,
+        },
+      };
     obj[s.def.name] = target.fields[s.def.name] ?? null;
     out[relName] = obj;
   }

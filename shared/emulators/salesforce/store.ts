@@ -86,7 +86,12 @@ export class SalesforceStore {
    * Validate a DML payload. Returns normalised values or the per-record
    * errors Salesforce would report (sObject Collections report them per record).
    */
-  validate(type: SfObject, input: Record<string, unknown>, mode: "insert" | "update", self?: SfRecord):
+  validate(
+    type: SfObject,
+    input: Record<string, unknown>,
+    mode: "insert" | "update",
+    self?: SfRecord,
+  ):
     | { ok: true; values: Record<string, unknown> }
     | { ok: false; errors: SfErrorItem[] } {
     const values: Record<string, unknown> = {};
@@ -95,13 +100,18 @@ export class SalesforceStore {
       if (rawName === "attributes" || (rawName === "Id" && mode === "update")) continue;
       const def = field(type, rawName);
       if (!def) {
-        errors.push({ errorCode: "INVALID_FIELD", message: `No such column '${rawName}' on sobject of type ${type}`, fields: [rawName] });
+        errors.push({
+          errorCode: "INVALID_FIELD",
+          message: `No such column '${rawName}' on sobject of type ${type}`,
+          fields: [rawName],
+        });
         continue;
       }
       if ((mode === "insert" && !def.createable) || (mode === "update" && !def.updateable)) {
         errors.push({
           errorCode: "INVALID_FIELD_FOR_INSERT_UPDATE",
-          message: `Unable to create/update fields: ${def.name}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.`,
+          message:
+            `Unable to create/update fields: ${def.name}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.`,
           fields: [def.name],
         });
         continue;
@@ -116,11 +126,19 @@ export class SalesforceStore {
         const id18 = to18(String(v));
         const target = def.referenceTo?.find((t) => id18 && KEY_PREFIX[t] === prefixOf(id18));
         if (!id18) {
-          errors.push({ errorCode: "MALFORMED_ID", message: `${def.label}: id value of incorrect type: ${v}`, fields: [def.name] });
+          errors.push({
+            errorCode: "MALFORMED_ID",
+            message: `${def.label}: id value of incorrect type: ${v}`,
+            fields: [def.name],
+          });
           continue;
         }
         if (!target || !this.live(target, id18)) {
-          errors.push({ errorCode: "INVALID_CROSS_REFERENCE_KEY", message: `invalid cross reference id`, fields: [def.name] });
+          errors.push({
+            errorCode: "INVALID_CROSS_REFERENCE_KEY",
+            message: `invalid cross reference id`,
+            fields: [def.name],
+          });
           continue;
         }
         v = id18;
@@ -128,7 +146,12 @@ export class SalesforceStore {
       if (def.unique && v !== null) {
         const other = this.byExternalId(type, def.name, String(v));
         if (other && other !== self) {
-          errors.push({ errorCode: "DUPLICATE_VALUE", message: `duplicate value found: ${def.name} duplicates value on record with id: ${other.id}`, fields: [def.name] });
+          errors.push({
+            errorCode: "DUPLICATE_VALUE",
+            message:
+              `duplicate value found: ${def.name} duplicates value on record with id: ${other.id}`,
+            fields: [def.name],
+          });
           continue;
         }
       }
@@ -136,16 +159,33 @@ export class SalesforceStore {
     }
     if (mode === "insert") {
       for (const def of fieldsOf(type)) {
-        if (!(def.name in values) && def.defaultValue !== undefined && def.createable) values[def.name] = def.defaultValue;
+        if (!(def.name in values) && def.defaultValue !== undefined && def.createable) {
+          values[def.name] = def.defaultValue;
+        }
       }
       const failed = new Set(errors.flatMap((e) => e.fields ?? []));
-      const missing = fieldsOf(type).filter((d) => !d.nillable && d.createable && d.type !== "boolean" && (values[d.name] === null || values[d.name] === undefined))
+      const missing = fieldsOf(type).filter((d) =>
+        !d.nillable && d.createable && d.type !== "boolean" &&
+        (values[d.name] === null || values[d.name] === undefined)
+      )
         .map((d) => d.name).filter((n) => n !== "OwnerId" && !failed.has(n));
-      if (missing.length) errors.push({ errorCode: "REQUIRED_FIELD_MISSING", message: `Required fields are missing: [${missing.join(", ")}]`, fields: missing });
+      if (missing.length) {
+        errors.push({
+          errorCode: "REQUIRED_FIELD_MISSING",
+          message: `Required fields are missing: [${missing.join(", ")}]`,
+          fields: missing,
+        });
+      }
     } else {
       for (const def of fieldsOf(type)) {
-        if (def.name in values && !def.nillable && def.type !== "boolean" && values[def.name] === null) {
-          errors.push({ errorCode: "REQUIRED_FIELD_MISSING", message: `Required fields are missing: [${def.name}]`, fields: [def.name] });
+        if (
+          def.name in values && !def.nillable && def.type !== "boolean" && values[def.name] === null
+        ) {
+          errors.push({
+            errorCode: "REQUIRED_FIELD_MISSING",
+            message: `Required fields are missing: [${def.name}]`,
+            fields: [def.name],
+          });
         }
       }
     }
@@ -154,20 +194,33 @@ export class SalesforceStore {
 
   #derive(r: SfRecord, changed: Set<string>): void {
     const f = r.fields;
-    if ((r.type === "Contact" || r.type === "Lead") && (changed.has("FirstName") || changed.has("LastName"))) {
-      f.Name = [f.FirstName, f.LastName].filter((x) => x !== null && x !== undefined && x !== "").join(" ");
+    if (
+      (r.type === "Contact" || r.type === "Lead") &&
+      (changed.has("FirstName") || changed.has("LastName"))
+    ) {
+      f.Name = [f.FirstName, f.LastName].filter((x) => x !== null && x !== undefined && x !== "")
+        .join(" ");
     }
     if (r.type === "Opportunity" && changed.has("StageName")) {
       const stage = String(f.StageName);
       f.IsClosed = stage.startsWith("Closed");
       f.IsWon = stage === "Closed Won";
-      if (!changed.has("Probability")) f.Probability = STAGE_PROBABILITY[stage] ?? f.Probability ?? null;
+      if (!changed.has("Probability")) {
+        f.Probability = STAGE_PROBABILITY[stage] ?? f.Probability ?? null;
+      }
     }
   }
 
   /** Insert validated values. Throws SfError on validation failure. */
-  insert(type: SfObject, input: Record<string, unknown>, source: SfChangeSource, opts: { silent?: boolean } = {}): SfRecord {
-    if (type === "User") throw SfError.one(400, "INVALID_TYPE", "sObject type 'User' is not writable in this sandbox");
+  insert(
+    type: SfObject,
+    input: Record<string, unknown>,
+    source: SfChangeSource,
+    opts: { silent?: boolean } = {},
+  ): SfRecord {
+    if (type === "User") {
+      throw SfError.one(400, "INVALID_TYPE", "sObject type 'User' is not writable in this sandbox");
+    }
     const v = this.validate(type, input, "insert");
     if (!v.ok) throw new SfError(400, v.errors);
     const table = this.tables[type];
@@ -187,15 +240,30 @@ export class SalesforceStore {
       SystemModstamp: stamp,
     });
     if ("OwnerId" in fields && !fields.OwnerId) fields.OwnerId = this.apiUserId;
-    const r: SfRecord = { id, seq, modifiedAt: now, type, fields, isDeleted: false, deletedAt: null };
+    const r: SfRecord = {
+      id,
+      seq,
+      modifiedAt: now,
+      type,
+      fields,
+      isDeleted: false,
+      deletedAt: null,
+    };
     this.#derive(r, new Set(Object.keys(v.values).concat(["StageName", "FirstName", "LastName"])));
     table.insert(r);
     this.#indexUnique(r, true);
-    if (!opts.silent) this.onChange({ kind: "create", type, id, source, changedFields: Object.keys(v.values) });
+    if (!opts.silent) {
+      this.onChange({ kind: "create", type, id, source, changedFields: Object.keys(v.values) });
+    }
     return r;
   }
 
-  update(type: SfObject, id: string, input: Record<string, unknown>, source: SfChangeSource): SfRecord {
+  update(
+    type: SfObject,
+    id: string,
+    input: Record<string, unknown>,
+    source: SfChangeSource,
+  ): SfRecord {
     const r = this.find(type, id);
     if (!r) throw SfError.one(404, "NOT_FOUND", "The requested resource does not exist");
     if (r.isDeleted) throw SfError.one(400, "ENTITY_IS_DELETED", "entity is deleted");
@@ -243,7 +311,9 @@ export class SalesforceStore {
 
   undelete(type: SfObject, id: string, source: SfChangeSource): SfRecord {
     const r = this.find(type, id);
-    if (!r || !r.isDeleted) throw SfError.one(400, "UNDELETE_FAILED", "Entity is not in the recycle bin");
+    if (!r || !r.isDeleted) {
+      throw SfError.one(400, "UNDELETE_FAILED", "Entity is not in the recycle bin");
+    }
     const now = truncSeconds(this.now());
     r.isDeleted = false;
     r.deletedAt = null;
@@ -258,15 +328,24 @@ export class SalesforceStore {
 
   /** Merge `loserId` into `masterId` (Account, Contact, Lead): children move, loser is deleted. */
   merge(type: SfObject, masterId: string, loserId: string, source: SfChangeSource): SfRecord {
-    if (!["Account", "Contact", "Lead"].includes(type)) throw SfError.one(400, "INVALID_TYPE", `merge is not supported for ${type}`);
+    if (!["Account", "Contact", "Lead"].includes(type)) {
+      throw SfError.one(400, "INVALID_TYPE", `merge is not supported for ${type}`);
+    }
     const master = this.live(type, masterId);
     const loser = this.live(type, loserId);
-    if (!master || !loser) throw SfError.one(404, "NOT_FOUND", "The requested resource does not exist");
-    if (master === loser) throw SfError.one(400, "INVALID_OPERATION", "Cannot merge a record with itself");
+    if (!master || !loser) {
+      throw SfError.one(404, "NOT_FOUND", "The requested resource does not exist");
+    }
+    if (master === loser) {
+      throw SfError.one(400, "INVALID_OPERATION", "Cannot merge a record with itself");
+    }
     const fill: Record<string, unknown> = {};
     for (const def of fieldsOf(type)) {
       if (!def.updateable) continue;
-      if ((master.fields[def.name] === null || master.fields[def.name] === undefined) && loser.fields[def.name] !== null && loser.fields[def.name] !== undefined) {
+      if (
+        (master.fields[def.name] === null || master.fields[def.name] === undefined) &&
+        loser.fields[def.name] !== null && loser.fields[def.name] !== undefined
+      ) {
         fill[def.name] = loser.fields[def.name];
       }
     }
@@ -276,7 +355,9 @@ export class SalesforceStore {
       for (const child of ["Contact", "Opportunity"] as SfObject[]) {
         if (!field(child, refField)) continue;
         for (const c of this.tables[child].bySeq) {
-          if (!c.isDeleted && c.fields[refField] === loser.id) this.#apply(c, { [refField]: master.id }, source);
+          if (!c.isDeleted && c.fields[refField] === loser.id) {
+            this.#apply(c, { [refField]: master.id }, source);
+          }
         }
       }
     }
@@ -286,7 +367,13 @@ export class SalesforceStore {
   }
 
   /** Seed a trusted record (no validation, no events, index sorted later). */
-  seed(type: SfObject, values: Record<string, unknown>, createdAt: number, modifiedAt: number, deletedAt: number | null = null): SfRecord {
+  seed(
+    type: SfObject,
+    values: Record<string, unknown>,
+    createdAt: number,
+    modifiedAt: number,
+    deletedAt: number | null = null,
+  ): SfRecord {
     const table = this.tables[type];
     const seq = table.takeSeq();
     const id = makeId(KEY_PREFIX[type], seq);
@@ -305,9 +392,19 @@ export class SalesforceStore {
     if (type !== "User") fields.IsDeleted = deletedAt !== null;
     for (const name of this.#uniqueFields(type)) {
       const v = fields[name];
-      if (v !== null && v !== undefined && this.byExternalId(type, name, String(v))) fields[name] = null;
+      if (v !== null && v !== undefined && this.byExternalId(type, name, String(v))) {
+        fields[name] = null;
+      }
     }
-    const r: SfRecord = { id, seq, modifiedAt: modified, type, fields, isDeleted: deletedAt !== null, deletedAt };
+    const r: SfRecord = {
+      id,
+      seq,
+      modifiedAt: modified,
+      type,
+      fields,
+      isDeleted: deletedAt !== null,
+      deletedAt,
+    };
     this.#derive(r, new Set(["FirstName", "LastName", "StageName", "Probability"]));
     table.insert(r, true);
     if (!r.isDeleted) this.#indexUnique(r, true);

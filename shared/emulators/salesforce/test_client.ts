@@ -25,7 +25,11 @@ export function sfConnection(
     version: "62.0",
     accessToken: opts.accessToken ?? creds.SALESFORCE_ACCESS_TOKEN,
     refreshToken: creds.SALESFORCE_REFRESH_TOKEN,
-    oauth2: { clientId: creds.SALESFORCE_CLIENT_ID, clientSecret: creds.SALESFORCE_CLIENT_SECRET, loginUrl: url },
+    oauth2: {
+      clientId: creds.SALESFORCE_CLIENT_ID,
+      clientSecret: creds.SALESFORCE_CLIENT_SECRET,
+      loginUrl: url,
+    },
     refreshFn: (c, callback) => {
       refreshes++;
       if (refreshes > max) {

@@ -42,50 +42,79 @@ export function normaliseField(def: FieldDef, raw: unknown): Normalised {
     error: { errorCode, message, fields: [def.name] },
   });
   if (raw === null || raw === undefined || raw === "") {
-    if (def.type === "boolean") return bad("INVALID_TYPE_ON_FIELD_IN_RECORD", `${def.label}: value not of required type: ${raw}`);
+    if (def.type === "boolean") {
+      return bad(
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        `${def.label}: value not of required type: ${raw}`,
+      );
+    }
     return { ok: true, value: null };
   }
   switch (def.type) {
     case "boolean":
       if (typeof raw === "boolean") return { ok: true, value: raw };
       if (raw === "true" || raw === "false") return { ok: true, value: raw === "true" };
-      return bad("INVALID_TYPE_ON_FIELD_IN_RECORD", `${def.label}: value not of required type: ${raw}`);
+      return bad(
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        `${def.label}: value not of required type: ${raw}`,
+      );
     case "double":
     case "int":
     case "currency":
     case "percent": {
       const n = typeof raw === "number" ? raw : Number(String(raw).trim());
       if (!Number.isFinite(n) || (def.type === "int" && !Number.isInteger(n))) {
-        return bad("INVALID_TYPE_ON_FIELD_IN_RECORD", `${def.label}: value not of required type: ${raw}`);
+        return bad(
+          "INVALID_TYPE_ON_FIELD_IN_RECORD",
+          `${def.label}: value not of required type: ${raw}`,
+        );
       }
       return { ok: true, value: n };
     }
     case "date": {
       const t = parseSfTime(raw);
-      if (t === null) return bad("INVALID_TYPE_ON_FIELD_IN_RECORD", `${def.label}: value not of required type: ${raw}`);
+      if (t === null) {
+        return bad(
+          "INVALID_TYPE_ON_FIELD_IN_RECORD",
+          `${def.label}: value not of required type: ${raw}`,
+        );
+      }
       return { ok: true, value: sfDate(t) };
     }
     case "datetime": {
       const t = parseSfTime(raw);
-      if (t === null) return bad("INVALID_TYPE_ON_FIELD_IN_RECORD", `${def.label}: value not of required type: ${raw}`);
+      if (t === null) {
+        return bad(
+          "INVALID_TYPE_ON_FIELD_IN_RECORD",
+          `${def.label}: value not of required type: ${raw}`,
+        );
+      }
       return { ok: true, value: sfDateTime(t) };
     }
     case "email": {
       const v = String(raw).trim();
-      if (!EMAIL_RE.test(v)) return bad("INVALID_EMAIL_ADDRESS", `${def.label}: invalid email address: ${raw}`);
+      if (!EMAIL_RE.test(v)) {
+        return bad("INVALID_EMAIL_ADDRESS", `${def.label}: invalid email address: ${raw}`);
+      }
       return { ok: true, value: v };
     }
     case "picklist": {
       const v = String(raw);
       if (def.restrictedPicklist && def.picklistValues && !def.picklistValues.includes(v)) {
-        return bad("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", `${def.label}: bad value for restricted picklist field: ${v}`);
+        return bad(
+          "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+          `${def.label}: bad value for restricted picklist field: ${v}`,
+        );
       }
       return { ok: true, value: v };
     }
     default: {
       const v = typeof raw === "object" ? JSON.stringify(raw) : String(raw);
       if (def.length && v.length > def.length) {
-        return bad("STRING_TOO_LONG", `${def.label}: data value too large: ${v.slice(0, 40)}... (max length=${def.length})`);
+        return bad(
+          "STRING_TOO_LONG",
+          `${def.label}: data value too large: ${v.slice(0, 40)}... (max length=${def.length})`,
+        );
       }
       return { ok: true, value: v };
     }
