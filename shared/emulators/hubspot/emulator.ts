@@ -25,6 +25,7 @@ import { registerAssociationRoutes } from "./associations.ts";
 import { registerOwnerRoutes } from "./owners.ts";
 import { registerOAuthRoutes } from "./oauth.ts";
 import { registerPropertyRoutes } from "./properties_api.ts";
+import { registerPipelineRoutes } from "./pipelines.ts";
 import { registerWebhookSettingsRoutes } from "./webhooks_api.ts";
 import { type HubSpotWebhookConfigInput, HubSpotWebhooks } from "./webhooks.ts";
 import { HubSpotStore } from "./store.ts";
@@ -128,6 +129,7 @@ export class HubSpotEmulator extends Emulator {
     registerAssociationRoutes(this);
     registerOwnerRoutes(this);
     registerPropertyRoutes(this);
+    registerPipelineRoutes(this);
     registerWebhookSettingsRoutes(this);
     registerHubSpotAdmin(this);
   }

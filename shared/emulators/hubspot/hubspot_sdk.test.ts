@@ -455,6 +455,16 @@ Deno.test("owners, properties and associations v4", async () => {
     const byEmail = await client.crm.owners.ownersApi.getPage(owners.results[1].email);
     assertEquals(byEmail.results.map((x) => x.id), [owners.results[1].id]);
 
+    const pipelines = await client.crm.pipelines.pipelinesApi.getAll("deals");
+    assertEquals(pipelines.results.map((p) => p.id), [
+      "default",
+      "75e28846-ad0d-4be2-a027-5e1da6590b98",
+    ]);
+    assert(
+      pipelines.results[0].stages.some((s) =>
+        s.id === "closedwon" && s.metadata?.isClosed === "true"
+      ),
+    );
     const props = await client.crm.properties.coreApi.getAll("contacts");
     assert(props.results.some((p) => p.name === "lastmodifieddate"));
     await client.crm.properties.coreApi.create("deals", {

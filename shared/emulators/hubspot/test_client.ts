@@ -21,6 +21,7 @@ export function hubspotClient(
   void client.crm.owners.ownersApi;
   void client.crm.associations.v4.basicApi;
   void client.crm.properties.coreApi;
+  void client.crm.pipelines.pipelinesApi;
   void client.oauth.tokensApi;
   return client;
 }
