@@ -64,7 +64,15 @@ function installNpmPackages() {
     statSync(stamp).mtimeMs >= statSync(lock).mtimeMs;
   if (fresh) return;
   log("installing npm packages (npm ci)");
-  sh("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root });
+  try {
+    sh("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root });
+  } catch {
+    // npm ci refuses a lock that lacks other platforms' optional binaries (@deno/darwin-*,
+    // @supabase/cli-windows-*), which registry mirrors without those packages cannot record.
+    // npm install honours the same lock for everything it does contain.
+    log("npm ci refused the lock file; installing with npm install from the same lock");
+    sh("npm", ["install", "--no-audit", "--no-fund"], { cwd: root });
+  }
 }
 
 /** Copies the pg_net and supabase_vault stand-ins into Postgres' extension directory. */
