@@ -1,0 +1,252 @@
+// Pipedrive API v2 (persons, organizations, deals) and v1 (users) through the `pipedrive` SDK.
+// Incremental reads: `updated_since` (inclusive, second precision) with sort_by=update_time
+// ascending and the API's own cursor, which has no depth cap; a finished walk saves the last
+// (update_time, id) and the next run starts at that second again (re-reading only records of
+// that second, which apply_inbound reports as unchanged). v2 lists never return deleted items,
+// so deletions are found by full walks (drift check) rather than deltas.
+// The SDK rejects with the bare error body (no status, no headers) and never retries; we replace
+// its axios response interceptors so errors keep their status and Retry-After.
+import * as v1 from "pipedrive/v1";
+import * as v2 from "pipedrive/v2";
+import { z } from "zod";
+import type { Classification } from "../http/retry.ts";
+import { parseRetryAfter } from "../http/retry.ts";
+import { guardedCall, isNetworkError } from "./call.ts";
+import {
+  type ChangePage,
+  type ObjectType,
+  type ProviderAdapter,
+  type ProviderDeps,
+  ProviderError,
+  type RecordError,
+  type RemoteRecord,
+  type Watermark,
+} from "./types.ts";
+
+const PAGE = 500;
+
+export class PipedriveHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly headers: Record<string, string>,
+    readonly body: unknown,
+  ) {
+    super(`${status} from Pipedrive: ${JSON.stringify(body).slice(0, 300)}`);
+    this.name = "PipedriveHttpError";
+  }
+}
+
+const RawItem = z.object({
+  id: z.number().int(),
+  update_time: z.string().nullable().optional(),
+  is_deleted: z.boolean().optional(),
+}).passthrough();
+
+interface Walk {
+  since: string | null;
+  cursor: string | null;
+}
+
+function isoOf(pd: string | null | undefined): string | null {
+  if (!pd) return null;
+  const d = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(pd) ? pd : `${pd.replace(" ", "T")}Z`);
+  return Number.isNaN(d.getTime()) ? null : d.toISOString();
+}
+
+/** Pipedrive wants RFC 3339 without milliseconds. */
+function pdTime(iso: string): string {
+  return new Date(iso).toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+export function classifyPipedrive(e: unknown): Classification {
+  if (e instanceof PipedriveHttpError) {
+    if (e.status === 429) {
+      return {
+        kind: "retry",
+        reason: "429 from Pipedrive",
+        afterMs: parseRetryAfter(e.headers["retry-after"]) ?? 2000,
+      };
+    }
+    if (e.status === 401) return { kind: "reauth", reason: "401 from Pipedrive" };
+    if (e.status >= 500) return { kind: "retry", reason: `${e.status} from Pipedrive` };
+    return { kind: "fatal", reason: e.message };
+  }
+  if (isNetworkError(e)) return { kind: "retry", reason: `network: ${(e as Error).message}` };
+  return { kind: "fatal", reason: String((e as Error)?.message ?? e) };
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyApi = { axios: any };
+
+/** Swap the SDK's interceptors for ones that keep status and headers on errors. */
+function withHttpErrors<T extends AnyApi>(api: T): T {
+  api.axios.interceptors.response.clear();
+  api.axios.interceptors.response.use(
+    (res: { data?: unknown }) => res?.data ?? res,
+    (err: { response?: { status: number; headers: Record<string, string>; data: unknown } }) =>
+      Promise.reject(
+        err.response
+          ? new PipedriveHttpError(
+            err.response.status,
+            { ...err.response.headers },
+            err.response.data,
+          )
+          : err,
+      ),
+  );
+  return api;
+}
+
+export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
+  const base = deps.baseUrl.replace(/\/$/, "");
+  const c = deps.credentials;
+  const auth = c.accessToken ? { accessToken: c.accessToken } : { apiKey: c.apiToken };
+  const cfg2 = new v2.Configuration({ ...auth, basePath: `${base}/api/v2` });
+  const cfg1 = new v1.Configuration({ ...auth, basePath: `${base}/v1` });
+  const apis = {
+    contacts: withHttpErrors(new v2.PersonsApi(cfg2) as unknown as v2.PersonsApi & AnyApi),
+    companies: withHttpErrors(
+      new v2.OrganizationsApi(cfg2) as unknown as v2.OrganizationsApi & AnyApi,
+    ),
+    deals: withHttpErrors(new v2.DealsApi(cfg2) as unknown as v2.DealsApi & AnyApi),
+    owners: withHttpErrors(new v1.UsersApi(cfg1) as unknown as v1.UsersApi & AnyApi),
+  };
+
+  const call = <T>(kind: string, fn: () => Promise<T>, signal?: AbortSignal) =>
+    guardedCall(deps, fn, {
+      kind,
+      classify: classifyPipedrive,
+      signal,
+      refresh: () =>
+        Promise.reject(new ProviderError("Pipedrive rejected the credentials", "revoked", 401)),
+    });
+
+  function toRecord(object: ObjectType, raw: unknown): RemoteRecord | RecordError {
+    const p = RawItem.safeParse(raw);
+    if (!p.success) {
+      return {
+        remoteId: String((raw as { id?: unknown })?.id ?? "") || null,
+        reason: `unexpected Pipedrive shape: ${p.error.message}`,
+      };
+    }
+    const modifiedAt = isoOf(p.data.update_time ?? (p.data as { modified?: string }).modified) ??
+      new Date(0).toISOString();
+    return {
+      remoteId: String(p.data.id),
+      remoteType: object,
+      modifiedAt,
+      properties: p.data,
+      deleted: Boolean(p.data.is_deleted) ||
+        (p.data as { active_flag?: boolean }).active_flag === false,
+      mergedIds: [],
+    };
+  }
+
+  function split(object: ObjectType, raws: unknown[]) {
+    const records: RemoteRecord[] = [];
+    const errors: RecordError[] = [];
+    for (const raw of raws) {
+      const r = toRecord(object, raw);
+      if ("reason" in r) errors.push(r);
+      else records.push(r);
+    }
+    return { records, errors };
+  }
+
+  async function page(
+    object: Exclude<ObjectType, "owners">,
+    w: Walk,
+    limit: number,
+    signal?: AbortSignal,
+  ) {
+    const params = {
+      sort_by: "update_time" as const,
+      sort_direction: "asc" as const,
+      limit,
+      ...(w.since ? { updated_since: pdTime(w.since) } : {}),
+      ...(w.cursor ? { cursor: w.cursor } : {}),
+    };
+    const fetchPage = (): Promise<
+      { data?: unknown[] | null; additional_data?: { next_cursor?: string | null } | null }
+    > =>
+      object === "contacts"
+        ? apis.contacts.getPersons(params)
+        : object === "companies"
+        ? apis.companies.getOrganizations(params)
+        : apis.deals.getDeals(params);
+    return await call("list", fetchPage, signal);
+  }
+
+  return {
+    provider: "pipedrive",
+
+    async changesSince(object, from, checkpoint, opts = {}) {
+      if (object === "owners") {
+        const res = await call("users", () => apis.owners.getUsers(), opts.signal) as {
+          data?: unknown[] | null;
+        };
+        const { records, errors } = split("owners", res.data ?? []);
+        return { records, errors, checkpoint: null, watermark: null, done: true };
+      }
+      const size = Math.min(opts.pageSize ?? PAGE, PAGE);
+      const w: Walk = (checkpoint as Walk | null) ??
+        { since: from?.modifiedAt ?? null, cursor: null };
+      const res = await page(object, w, size, opts.signal);
+      const { records, errors } = split(object, res.data ?? []);
+      const next = res.additional_data?.next_cursor ?? null;
+      const last = records.at(-1);
+      const watermark: Watermark | null = next === null && last
+        ? { modifiedAt: last.modifiedAt, remoteId: last.remoteId }
+        : next === null && from
+        ? from
+        : null;
+      return {
+        records,
+        errors,
+        checkpoint: next === null ? null : { since: w.since, cursor: next },
+        watermark,
+        done: next === null,
+      } satisfies ChangePage;
+    },
+
+    deletedSince() {
+      // API v2 lists omit deleted items; full walks (drift check) detect them instead.
+      return Promise.resolve([]);
+    },
+
+    async readByIds(object, ids, opts = {}) {
+      if (object === "owners") {
+        const res = await call("users", () => apis.owners.getUsers(), opts.signal) as {
+          data?: unknown[] | null;
+        };
+        const all = split("owners", res.data ?? []);
+        const want = new Set(ids);
+        return { records: all.records.filter((r) => want.has(r.remoteId)), errors: all.errors };
+      }
+      const records: RemoteRecord[] = [];
+      const errors: RecordError[] = [];
+      for (let i = 0; i < ids.length; i += 100) {
+        const chunk = ids.slice(i, i + 100).filter((id) => /^\d+$/.test(id));
+        const params = { ids: chunk.join(","), limit: 100 };
+        const res = await call(
+          "list-ids",
+          (): Promise<{ data?: unknown[] | null }> =>
+            object === "contacts"
+              ? apis.contacts.getPersons(params)
+              : object === "companies"
+              ? apis.companies.getOrganizations(params)
+              : apis.deals.getDeals(params),
+          opts.signal,
+        );
+        const got = split(object, res.data ?? []);
+        records.push(...got.records);
+        errors.push(...got.errors);
+      }
+      const found = new Set(records.map((r) => r.remoteId));
+      for (const id of ids) {
+        if (!found.has(id)) errors.push({ remoteId: id, reason: "not found in Pipedrive" });
+      }
+      return { records, errors };
+    },
+  };
+}
