@@ -4,7 +4,8 @@
 // precision, so the Id tiebreak is what makes bulk updates safe. Contacts are two sObjects
 // (Contact and Lead), walked one after the other. jsforce refreshes the session on 401 by
 // itself and would retry forever if the 401 persists, so refresh goes through our own
-// refreshFn, which allows one refresh per call and reports revoked credentials.
+// refreshFn, which allows one refresh per call, persists the new token before it is used and
+// reports revoked credentials.
 import jsforce from "jsforce";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -116,21 +117,25 @@ export function createSalesforceAdapter(
         clientSecret: c.clientSecret,
         loginUrl: c.loginUrl ?? deps.baseUrl,
       });
-      oauth2.refreshToken(c.refreshToken).then(
-        (res) => callback(undefined, res.access_token, res),
-        (e: Error) =>
+      // The new token is persisted before jsforce may use it: jsforce's own "refresh" event
+      // fires asynchronously, so a call could finish (and the function exit) first.
+      oauth2.refreshToken(c.refreshToken)
+        .then(async (res) => {
+          await deps.onTokens({
+            accessToken: res.access_token,
+            refreshToken: c.refreshToken,
+            instanceUrl: res.instance_url,
+          });
+          callback(undefined, res.access_token, res);
+        })
+        .catch((e: Error) =>
           callback(
-            new ProviderError(`Salesforce token refresh failed: ${e.message}`, "revoked", 400),
-          ),
-      );
+            e instanceof ProviderError
+              ? e
+              : new ProviderError(`Salesforce token refresh failed: ${e.message}`, "revoked", 400),
+          )
+        );
     },
-  });
-  conn.on("refresh", (accessToken: string, res: { instance_url?: string }) => {
-    void deps.onTokens({
-      accessToken,
-      refreshToken: c.refreshToken,
-      instanceUrl: res?.instance_url,
-    });
   });
 
   const call = <T>(kind: string, fn: () => Promise<T>, signal?: AbortSignal) =>
