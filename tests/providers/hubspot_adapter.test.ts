@@ -2,31 +2,10 @@
 // returns every record once, bulk-edited identical timestamps are handled, deletes and
 // merges surface, and 429s are absorbed by the limiter and retries.
 import assert from "node:assert/strict";
+import { admin, walkChanges } from "./_support.ts";
 import { startHubSpot } from "../../shared/emulators/hubspot/mod.ts";
 import { realClock, SlidingWindowLimiter } from "../../supabase/functions/_shared/http/limiter.ts";
 import { createHubSpotAdapter } from "../../supabase/functions/_shared/providers/hubspot.ts";
-import type {
-  ObjectType,
-  ProviderAdapter,
-  RemoteRecord,
-} from "../../supabase/functions/_shared/providers/types.ts";
-
-async function walk(
-  adapter: ProviderAdapter,
-  object: ObjectType,
-  from: { modifiedAt: string; remoteId: string } | null = null,
-) {
-  const seen: RemoteRecord[] = [];
-  let checkpoint: unknown = null;
-  for (let i = 0; i < 10_000; i++) {
-    const page = await adapter.changesSince(object, from, checkpoint);
-    assert.deepEqual(page.errors, []);
-    seen.push(...page.records);
-    checkpoint = page.checkpoint;
-    if (page.done) return seen;
-  }
-  throw new Error("walk did not finish");
-}
 
 function setup(sandbox: Awaited<ReturnType<typeof startHubSpot>>) {
   let calls = 0;
@@ -53,16 +32,6 @@ function setup(sandbox: Awaited<ReturnType<typeof startHubSpot>>) {
   return { adapter, calls: () => calls };
 }
 
-async function admin(url: string, path: string, body: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  assert.ok(res.ok, `${path}: ${res.status} ${await res.clone().text()}`);
-  return await res.json();
-}
-
 Deno.test({
   name: "hubspot adapter: full walk, identical timestamps, deletes, merges",
   sanitizeOps: false,
@@ -76,7 +45,7 @@ Deno.test({
     });
     try {
       const { adapter, calls } = setup(sandbox);
-      const all = await walk(adapter, "contacts");
+      const all = (await walkChanges(adapter, "contacts")).seen;
       const ids = new Set(all.map((r) => r.remoteId));
       assert.equal(all.length, ids.size, "no record delivered twice");
       const store = await (await fetch(`${sandbox.url}/__admin/records/contacts`)).json();
@@ -88,22 +57,25 @@ Deno.test({
 
       // A bulk edit: 450 contacts share one modified timestamp (more than two search pages).
       const t = Date.now() + 60_000;
-      await admin(sandbox.url, "/__admin/records/contacts/set-modified", {
+      await admin(sandbox.url, "POST", "/__admin/records/contacts/set-modified", {
         count: 450,
         pick: "random",
         modifiedAt: t,
       });
       const last = all.reduce((a, r) => (r.modifiedAt > a.modifiedAt ? r : a));
-      const delta = await walk(adapter, "contacts", {
+      const delta = (await walkChanges(adapter, "contacts", {
         modifiedAt: last.modifiedAt,
         remoteId: last.remoteId,
-      });
+      })).seen;
       const bulk = delta.filter((r) => Date.parse(r.modifiedAt) === t);
       assert.equal(bulk.length, 450);
       assert.equal(new Set(bulk.map((r) => r.remoteId)).size, 450);
 
       const [a, b] = [...ids].slice(0, 2);
-      await admin(sandbox.url, `/__admin/records/contacts/merge`, { primaryId: a, mergedId: b });
+      await admin(sandbox.url, "POST", `/__admin/records/contacts/merge`, {
+        primaryId: a,
+        mergedId: b,
+      });
       const merged = await adapter.readByIds("contacts", [a]);
       assert.deepEqual(merged.records[0].mergedIds.includes(b), true);
       // HubSpot redirects a merged-away id to the survivor (an alias, not an archive);
@@ -143,7 +115,7 @@ Deno.test({
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ rate429: 0.2, error5xxRate: 0.05, seed: 3 }),
       }).then((r) => r.body?.cancel());
-      const all = await walk(adapter, "contacts");
+      const all = (await walkChanges(adapter, "contacts")).seen;
       assert.equal(new Set(all.map((r) => r.remoteId)).size, all.length);
       assert.ok(all.length >= 290);
       const counters = await (await fetch(`${sandbox.url}/__admin/counters`)).json();

@@ -1,37 +1,9 @@
 // The Pipedrive adapter against the Pipedrive sandbox through the official SDK (v2 + v1):
 // cursor walk with updated_since, deltas, owners, 429s with their status kept, revoked token.
 import assert from "node:assert/strict";
+import { admin, walkChanges } from "./_support.ts";
 import { startPipedrive } from "../../shared/emulators/pipedrive/mod.ts";
 import { createPipedriveAdapter } from "../../supabase/functions/_shared/providers/pipedrive.ts";
-import type {
-  ProviderAdapter,
-  RemoteRecord,
-  Watermark,
-} from "../../supabase/functions/_shared/providers/types.ts";
-
-async function walk(adapter: ProviderAdapter, from: Watermark | null = null, pageSize = 100) {
-  const seen: RemoteRecord[] = [];
-  let checkpoint: unknown = null;
-  for (let i = 0; i < 10_000; i++) {
-    const page = await adapter.changesSince("contacts", from, checkpoint, { pageSize });
-    assert.deepEqual(page.errors, []);
-    seen.push(...page.records);
-    checkpoint = page.checkpoint;
-    if (page.done) return { seen, watermark: page.watermark };
-  }
-  throw new Error("walk did not finish");
-}
-
-async function admin(url: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${path}: ${res.status} ${text}`);
-  return JSON.parse(text || "null");
-}
 
 Deno.test({
   name: "pipedrive adapter: walk, delta, owners, 429s, revoked token",
@@ -51,7 +23,7 @@ Deno.test({
         },
         log: () => {},
       });
-      const { seen, watermark } = await walk(adapter);
+      const { seen, watermark } = await walkChanges(adapter, "contacts", null, 100);
       const store = (await admin(pd.url, "GET", "/__admin/records/person")) as {
         id: number;
         is_deleted?: boolean;
@@ -65,7 +37,7 @@ Deno.test({
       const target = live[5].id;
       await new Promise((r) => setTimeout(r, 1100)); // update_time has second precision
       await admin(pd.url, "PATCH", `/__admin/records/person/${target}`, { name: "Renamed Person" });
-      const delta = await walk(adapter, watermark);
+      const delta = await walkChanges(adapter, "contacts", watermark, 100);
       assert.ok(
         delta.seen.some((r) =>
           r.remoteId === String(target) && r.properties.name === "Renamed Person"
@@ -77,7 +49,7 @@ Deno.test({
       assert.ok(owners.records.length > 0);
 
       await admin(pd.url, "PUT", "/__admin/faults", { rate429: 0.3, seed: 4 });
-      const again = await walk(adapter, null, 100);
+      const again = await walkChanges(adapter, "contacts", null, 100);
       assert.equal(again.seen.length, live.length, "429s are absorbed");
       await admin(pd.url, "DELETE", "/__admin/faults");
 

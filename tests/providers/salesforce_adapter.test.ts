@@ -2,37 +2,9 @@
 // walked by keyset SOQL, bulk-updated identical SystemModstamps, deletions via queryAll,
 // token refresh on an expired session, and revoked credentials reported as such.
 import assert from "node:assert/strict";
+import { admin, walkChanges } from "./_support.ts";
 import { startSalesforce } from "../../shared/emulators/salesforce/mod.ts";
 import { createSalesforceAdapter } from "../../supabase/functions/_shared/providers/salesforce.ts";
-import type {
-  ProviderAdapter,
-  RemoteRecord,
-  Watermark,
-} from "../../supabase/functions/_shared/providers/types.ts";
-
-async function walk(adapter: ProviderAdapter, from: Watermark | null = null, pageSize = 200) {
-  const seen: RemoteRecord[] = [];
-  let checkpoint: unknown = null;
-  for (let i = 0; i < 10_000; i++) {
-    const page = await adapter.changesSince("contacts", from, checkpoint, { pageSize });
-    assert.deepEqual(page.errors, []);
-    seen.push(...page.records);
-    checkpoint = page.checkpoint;
-    if (page.done) return { seen, watermark: page.watermark };
-  }
-  throw new Error("walk did not finish");
-}
-
-async function admin(url: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${path}: ${res.status} ${text}`);
-  return JSON.parse(text || "null");
-}
 
 Deno.test({
   name:
@@ -68,7 +40,7 @@ Deno.test({
         Lead: ["FirstName", "LastName", "Email", "Company"],
       });
 
-      const { seen, watermark } = await walk(adapter);
+      const { seen, watermark } = await walkChanges(adapter, "contacts", null, 200);
       const contacts = await admin(sf.url, "GET", "/__admin/records/Contact");
       const leads = await admin(sf.url, "GET", "/__admin/records/Lead");
       assert.equal(seen.length, contacts.length + leads.length);
@@ -86,7 +58,7 @@ Deno.test({
         })).ids;
       const victim = contacts.find((c: { Id: string }) => !bulkIds.includes(c.Id)).Id;
       await admin(sf.url, "DELETE", `/__admin/records/Contact/${victim}`);
-      const delta = await walk(adapter, watermark, 50);
+      const delta = await walkChanges(adapter, "contacts", watermark, 50);
       const bulk = delta.seen.filter((r) => r.modifiedAt === t && r.remoteType === "Contact");
       assert.deepEqual(new Set(bulk.map((r) => r.remoteId)), new Set(bulkIds));
       assert.equal(
@@ -100,15 +72,16 @@ Deno.test({
       );
 
       // An expired session is refreshed once and the new token handed back for storage.
+      const live = contacts.find((c: { Id: string }) => c.Id !== victim).Id;
       await admin(sf.url, "POST", "/__admin/tokens/expire");
       await new Promise((r) => setTimeout(r, 5)); // expiry is "before now", in ms
-      const again = await adapter.readByIds("contacts", [contacts[1].Id]);
+      const again = await adapter.readByIds("contacts", [live]);
       assert.equal(again.records.length, 1);
       assert.equal(tokens.length, 1);
 
       await admin(sf.url, "POST", "/__admin/tokens/revoke", { kind: "all" });
       await assert.rejects(
-        adapter.readByIds("contacts", [contacts[1].Id]),
+        adapter.readByIds("contacts", [live]),
         (e: Error & { action?: string }) => {
           assert.equal(e.action, "revoked");
           return true;
