@@ -27,6 +27,8 @@ export interface RemoteRecord {
   deleted: boolean;
   /** Ids that were merged into this record (they become aliases of it). */
   mergedIds: string[];
+  /** The survivor this record was merged into (it becomes an alias of that one). */
+  mergedInto?: string;
 }
 
 /** A record the adapter could not parse: reported with its reason, never dropped silently. */
