@@ -1,13 +1,18 @@
 // The HubSpot adapter against the HubSpot sandbox through the official SDK: a full walk
 // returns every record once, bulk-edited identical timestamps are handled, deletes and
-// merges surface, and 429s are absorbed by the limiter and retries.
+// merges surface, 429s are absorbed by the limiter and retries, and deal associations arrive
+// with one v4 batch read per page and target type.
 import assert from "node:assert/strict";
 import { admin, walkChanges } from "./_support.ts";
 import { startHubSpot } from "../../shared/emulators/hubspot/mod.ts";
 import { realClock, SlidingWindowLimiter } from "../../supabase/functions/_shared/http/limiter.ts";
 import { createHubSpotAdapter } from "../../supabase/functions/_shared/providers/hubspot.ts";
+import type { RemoteRecord } from "../../supabase/functions/_shared/providers/types.ts";
 
-function setup(sandbox: Awaited<ReturnType<typeof startHubSpot>>) {
+function setup(
+  sandbox: Awaited<ReturnType<typeof startHubSpot>>,
+  fields: Record<string, string[]> = { contacts: ["email", "firstname", "lastname", "phone"] },
+) {
   let calls = 0;
   const limiter = new SlidingWindowLimiter(90, 10_000, realClock);
   const search = new SlidingWindowLimiter(4, 1000, realClock);
@@ -28,7 +33,7 @@ function setup(sandbox: Awaited<ReturnType<typeof startHubSpot>>) {
       calls += n;
     },
     log: () => {},
-  }, { contacts: ["email", "firstname", "lastname", "phone"] });
+  }, fields);
   return { adapter, calls: () => calls };
 }
 
@@ -136,6 +141,86 @@ Deno.test({
           return true;
         },
       );
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "hubspot adapter: deal associations, one batch read per page and association type",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const sandbox = await startHubSpot({
+      port: 0,
+      seed: 13,
+      records: 300,
+      rateLimit: { searchPerSecond: 50 },
+    });
+    try {
+      const { adapter, calls } = setup(sandbox, {
+        deals: ["dealname", "associations.companies", "associations.contacts"],
+      });
+      const store = (await admin(sandbox.url, "GET", "/__admin/records/deals")) as {
+        id: string;
+        archived: boolean;
+        associations: { type: string; id: string }[];
+      }[];
+      const numeric = (a: string, b: string) => a.length - b.length || a.localeCompare(b);
+      const expected = (id: string, type: string) =>
+        store.find((d) => d.id === id)!.associations.filter((a) => a.type === type)
+          .map((a) => a.id).sort(numeric);
+
+      let checkpoint: unknown = null;
+      let pages = 0;
+      let nonEmpty = 0;
+      const seen: RemoteRecord[] = [];
+      for (;;) {
+        const page = await adapter.changesSince("deals", null, checkpoint, { pageSize: 60 });
+        assert.deepEqual(page.errors, []);
+        pages++;
+        if (page.records.length > 0) nonEmpty++;
+        seen.push(...page.records);
+        checkpoint = page.checkpoint;
+        if (page.done) break;
+      }
+      assert.equal(seen.length, store.filter((d) => !d.archived).length);
+      assert.ok(nonEmpty >= 5, `${nonEmpty} pages with records`);
+      assert.equal(calls(), pages + 2 * nonEmpty, "one search plus two association reads a page");
+      let none = 0;
+      for (const r of seen) {
+        assert.ok("dealname" in r.properties);
+        assert.deepEqual(r.properties["associations.companies"], expected(r.remoteId, "companies"));
+        assert.deepEqual(r.properties["associations.contacts"], expected(r.remoteId, "contacts"));
+        if ((r.properties["associations.companies"] as string[]).length === 0) none++;
+      }
+      assert.ok(none > 0, "deals without a company get an empty list");
+
+      // A second, lower-numbered company on one deal: ids come back in numeric order.
+      const companies = (await admin(sandbox.url, "GET", "/__admin/records/companies")) as {
+        id: string;
+      }[];
+      const other = companies.map((c) => c.id).sort(numeric)[0];
+      const deal = seen.find((r) => {
+        const now = expected(r.remoteId, "companies");
+        return now.length === 1 && now[0] !== other;
+      })!;
+      await admin(sandbox.url, "PUT", "/__admin/associations", {
+        fromType: "deals",
+        fromId: deal.remoteId,
+        toType: "companies",
+        toId: other,
+      });
+      const before = calls();
+      const read = await adapter.readByIds("deals", [deal.remoteId, seen[1].remoteId]);
+      assert.deepEqual(read.errors, []);
+      assert.equal(calls() - before, 3, "one batch read plus one per association type");
+      const got = read.records.find((r) => r.remoteId === deal.remoteId)!;
+      assert.deepEqual(got.properties["associations.companies"], [
+        other,
+        expected(deal.remoteId, "companies")[0],
+      ]);
     } finally {
       await sandbox.close();
     }

@@ -1,6 +1,7 @@
 // The Salesforce adapter against the Salesforce sandbox through jsforce: Contact and Lead
 // walked by keyset SOQL, bulk-updated identical SystemModstamps, deletions via queryAll,
-// token refresh on an expired session, and revoked credentials reported as such.
+// token refresh on an expired session, revoked credentials reported as such, and merge losers
+// naming their survivor.
 import assert from "node:assert/strict";
 import { admin, walkChanges } from "./_support.ts";
 import { startSalesforce } from "../../shared/emulators/salesforce/mod.ts";
@@ -88,6 +89,42 @@ Deno.test({
         },
       );
       assert.ok(calls > 0);
+    } finally {
+      await sf.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "salesforce adapter: a merge loser arrives deleted with mergedInto = MasterRecordId",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const sf = await startSalesforce({ port: 0, seed: 6, records: 60 });
+    try {
+      const adapter = createSalesforceAdapter({
+        baseUrl: sf.url,
+        credentials: { accessToken: sf.credentials.SALESFORCE_ACCESS_TOKEN, instanceUrl: sf.url },
+        beforeRequest: () => Promise.resolve(),
+        onTokens: () => Promise.resolve(),
+        countCall: () => {},
+        log: () => {},
+      }, { Contact: ["LastName"], Lead: ["LastName"] });
+      const { watermark } = await walkChanges(adapter, "contacts");
+      const [survivor, loser, other] = (await admin(sf.url, "GET", "/__admin/records/Contact"))
+        .map((c: { Id: string }) => c.Id);
+      await admin(sf.url, "POST", "/__admin/records/Contact/merge", {
+        primaryId: survivor,
+        mergedId: loser,
+      });
+      await admin(sf.url, "DELETE", `/__admin/records/Contact/${other}`);
+      const delta = (await walkChanges(adapter, "contacts", watermark)).seen;
+      const merged = delta.find((r) => r.remoteId === loser);
+      assert.ok(merged?.deleted);
+      assert.equal(merged.mergedInto, survivor);
+      const deleted = delta.find((r) => r.remoteId === other);
+      assert.ok(deleted?.deleted);
+      assert.equal(deleted.mergedInto, undefined, "a plain delete names no survivor");
     } finally {
       await sf.close();
     }

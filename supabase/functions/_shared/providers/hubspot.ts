@@ -5,6 +5,9 @@
 // `lastmodifieddate` and other objects on `hs_lastmodifieddate`.
 // The SDK's own retry and Bottleneck limiter are process-wide singletons, so we disable its
 // retries and do limiting and retrying per connection in ./call.ts.
+// Associations are not properties: a field selection naming `associations.<toObject>` gets one
+// v4 batch read per target type per page, and the ids arrive as
+// properties["associations.<toObject>"] = ["123", ...] (numeric order; [] when none).
 import { Client } from "@hubspot/api-client";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -29,6 +32,7 @@ const MODIFIED: Record<Exclude<ObjectType, "owners">, string> = {
   deals: "hs_lastmodifieddate",
 };
 const SEARCH_PAGE = 200;
+const ASSOCIATIONS = "associations.";
 /** Search lags recent writes by seconds; every delta re-reads this much before the watermark. */
 export const SEARCH_OVERLAP_MS = 30_000;
 
@@ -188,12 +192,54 @@ export function createHubSpotAdapter(
   function propsFor(object: Exclude<ObjectType, "owners">): string[] {
     return [
       ...new Set([
-        ...(properties[object] ?? []),
+        ...(properties[object] ?? []).filter((p) => !p.startsWith(ASSOCIATIONS)),
         MODIFIED[object],
         "hs_object_id",
         "hs_merged_object_ids",
       ]),
     ];
+  }
+
+  const associationTargets = (object: ObjectType): string[] => [
+    ...new Set(
+      (properties[object] ?? []).filter((p) => p.startsWith(ASSOCIATIONS)).map((p) =>
+        p.slice(ASSOCIATIONS.length)
+      ),
+    ),
+  ];
+
+  /**
+   * Adds the associated ids of each target type to the records of one page (≤ 200 inputs per
+   * call). A record's own `paging` (very many associations) is not followed: the list holds the
+   * first page, enough for the `association` transform's single id.
+   */
+  async function addAssociations(
+    object: Exclude<ObjectType, "owners">,
+    records: RemoteRecord[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (records.length === 0) return;
+    for (const to of associationTargets(object)) {
+      const res = await call(
+        "associations",
+        () =>
+          hs.crm.associations.v4.batchApi.getPage(object, to, {
+            inputs: records.map((r) => ({ id: r.remoteId })),
+          }),
+        signal,
+      );
+      const byId = new Map<string, string[]>();
+      for (const row of res.results) {
+        const ids = row.to.map((t) => String(t.toObjectId));
+        // Numeric order on digit strings: shorter first, then lexical (no float parsing).
+        byId.set(
+          String(row._from.id),
+          ids.sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)),
+        );
+      }
+      // Records without any come back as per-input errors (207): no association.
+      for (const r of records) r.properties[ASSOCIATIONS + to] = byId.get(r.remoteId) ?? [];
+    }
   }
 
   async function owners(checkpoint: unknown, opts: ListOptions): Promise<ChangePage> {
@@ -223,8 +269,10 @@ export function createHubSpotAdapter(
           firstName: p.data.firstName ?? null,
           lastName: p.data.lastName ?? null,
           userId: p.data.userId ?? null,
+          archived: Boolean(p.data.archived),
         },
-        deleted: Boolean(p.data.archived),
+        // An archived owner is a deactivated user (owners.active), not a deleted record.
+        deleted: false,
         mergedIds: [],
       });
     }
@@ -278,6 +326,7 @@ export function createHubSpotAdapter(
       }));
       const step = advance(state, keyed, size);
       const fresh = step.fresh.map((k) => k.r);
+      await addAssociations(object, fresh, opts.signal);
       const last = fresh.at(-1);
       const watermark: Watermark | null = last
         ? { modifiedAt: last.modifiedAt, remoteId: last.remoteId }
@@ -333,8 +382,10 @@ export function createHubSpotAdapter(
               email: o.email ?? null,
               firstName: o.firstName ?? null,
               lastName: o.lastName ?? null,
+              userId: o.userId ?? null,
+              archived: Boolean(o.archived),
             },
-            deleted: Boolean(o.archived),
+            deleted: false,
             mergedIds: [],
           });
         }
@@ -355,6 +406,7 @@ export function createHubSpotAdapter(
           opts.signal,
         );
         const got = split(object, res.results);
+        await addAssociations(object, got.records, opts.signal);
         records.push(...got.records);
         errors.push(...got.errors);
         const found = new Set(got.records.map((r) => r.remoteId));

@@ -40,6 +40,9 @@ const RawItem = z.object({
   id: z.number().int(),
   update_time: z.string().nullable().optional(),
   is_deleted: z.boolean().optional(),
+  // A merge loser's survivor, where an item reports it (webhook payloads name it; v2 lists
+  // never return deleted items).
+  merged_to_id: z.union([z.number(), z.string()]).nullable().optional(),
 }).passthrough();
 
 interface Walk {
@@ -97,6 +100,32 @@ function withHttpErrors<T extends AnyApi>(api: T): T {
   return api;
 }
 
+/** One v2 item or v1 user as a RemoteRecord (exported for tests). */
+export function toRemoteRecord(object: ObjectType, raw: unknown): RemoteRecord | RecordError {
+  const p = RawItem.safeParse(raw);
+  if (!p.success) {
+    return {
+      remoteId: String((raw as { id?: unknown })?.id ?? "") || null,
+      reason: `unexpected Pipedrive shape: ${p.error.message}`,
+    };
+  }
+  const modifiedAt = isoOf(p.data.update_time ?? (p.data as { modified?: string }).modified) ??
+    new Date(0).toISOString();
+  const mergedInto = p.data.merged_to_id ? String(p.data.merged_to_id) : undefined;
+  return {
+    remoteId: String(p.data.id),
+    remoteType: object,
+    modifiedAt,
+    properties: p.data,
+    // A deactivated user (active_flag false) is still an owner: owners.active says so.
+    // v1 items other than users used active_flag = false for deleted.
+    deleted: Boolean(p.data.is_deleted) ||
+      (object !== "owners" && (p.data as { active_flag?: boolean }).active_flag === false),
+    mergedIds: [],
+    ...(mergedInto ? { mergedInto } : {}),
+  };
+}
+
 export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
   const base = deps.baseUrl.replace(/\/$/, "");
   const c = deps.credentials;
@@ -121,32 +150,11 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
         Promise.reject(new ProviderError("Pipedrive rejected the credentials", "revoked", 401)),
     });
 
-  function toRecord(object: ObjectType, raw: unknown): RemoteRecord | RecordError {
-    const p = RawItem.safeParse(raw);
-    if (!p.success) {
-      return {
-        remoteId: String((raw as { id?: unknown })?.id ?? "") || null,
-        reason: `unexpected Pipedrive shape: ${p.error.message}`,
-      };
-    }
-    const modifiedAt = isoOf(p.data.update_time ?? (p.data as { modified?: string }).modified) ??
-      new Date(0).toISOString();
-    return {
-      remoteId: String(p.data.id),
-      remoteType: object,
-      modifiedAt,
-      properties: p.data,
-      deleted: Boolean(p.data.is_deleted) ||
-        (p.data as { active_flag?: boolean }).active_flag === false,
-      mergedIds: [],
-    };
-  }
-
   function split(object: ObjectType, raws: unknown[]) {
     const records: RemoteRecord[] = [];
     const errors: RecordError[] = [];
     for (const raw of raws) {
-      const r = toRecord(object, raw);
+      const r = toRemoteRecord(object, raw);
       if ("reason" in r) errors.push(r);
       else records.push(r);
     }

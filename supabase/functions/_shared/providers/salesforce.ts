@@ -171,13 +171,17 @@ export function createSalesforceAdapter(
       return { remoteId: p.data.Id, reason: `unparseable SystemModstamp ${p.data.SystemModstamp}` };
     }
     const { attributes: _a, ...properties } = p.data as Record<string, unknown>;
+    const deleted = Boolean(p.data.IsDeleted);
+    // A merge loser sits in the recycle bin with MasterRecordId naming the survivor.
+    const mergedInto = deleted && p.data.MasterRecordId ? p.data.MasterRecordId : undefined;
     return {
       remoteId: p.data.Id,
       remoteType: type,
       modifiedAt,
       properties,
-      deleted: Boolean(p.data.IsDeleted),
+      deleted,
       mergedIds: [],
+      ...(mergedInto ? { mergedInto } : {}),
     };
   }
 
