@@ -20,10 +20,20 @@ export interface StackConfig {
   jwtSecret: string;
   envFile: string;
   functionsEnvFile: string;
+  /** Function secrets the stack owns (CRM_ENCRYPTION_KEY), merged under functionsEnvFile. */
+  stackSecretsFile: string;
+  /** Records per object each CRM sandbox is seeded with (the emulators' --records). */
+  sandboxRecords: number;
 }
 
 // The Supabase CLI's well-known local JWT secret; keys minted from it are local-only.
 export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long";
+
+// Sandbox size per object. Dev: thousands of records per sandbox so `npm start` shows a real
+// backfill, yet the emulators still seed in under a second (2000 ≈ 0.8 s for all three). Test:
+// the emulators' own default, which the test suites were written against.
+export const DEV_SANDBOX_RECORDS = 2000;
+export const TEST_SANDBOX_RECORDS = 25;
 
 export function stackConfig(profile: Profile = "dev"): StackConfig {
   const base = profile === "dev" ? 54300 : 55300;
@@ -44,6 +54,9 @@ export function stackConfig(profile: Profile = "dev"): StackConfig {
     functionsEnvFile: profile === "dev"
       ? join(ROOT, "supabase", "functions", ".env")
       : join(dir, "functions.env"),
+    // Never in supabase/functions/.env, which belongs to the developer.
+    stackSecretsFile: join(dir, "function_secrets.env"),
+    sandboxRecords: profile === "dev" ? DEV_SANDBOX_RECORDS : TEST_SANDBOX_RECORDS,
   };
 }
 

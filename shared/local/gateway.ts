@@ -20,6 +20,8 @@ export interface GatewayOptions {
   env: Record<string, string>;
   /** Function secrets (like `supabase secrets set`), KEY=value lines. */
   envFile?: string;
+  /** Secrets the local stack owns (CRM_ENCRYPTION_KEY); envFile overrides them by name. */
+  stackEnvFile?: string;
   /** Wall-clock limit per request; the hosted platform allows 150 s. */
   requestTimeoutMs?: number;
   /** V8 heap cap per function process; the hosted platform allows 256 MB. */
@@ -70,7 +72,11 @@ export function startGateway(opts: GatewayOptions) {
       const v = Deno.env.get(k);
       if (v !== undefined) env[k] = v;
     }
-    const secrets = opts.envFile ? await readEnvFile(opts.envFile) : {};
+    // Read at every spawn, so a changed file reaches the next function process.
+    const secrets = {
+      ...(opts.stackEnvFile ? await readEnvFile(opts.stackEnvFile) : {}),
+      ...(opts.envFile ? await readEnvFile(opts.envFile) : {}),
+    };
     for (const [k, v] of Object.entries(secrets)) {
       // The platform reserves the SUPABASE_ prefix; `supabase secrets set` skips such names.
       if (!k.startsWith("SUPABASE_")) env[k] = v;
@@ -282,6 +288,7 @@ if (import.meta.main) {
     configToml: join(root, "supabase", "config.toml"),
     jwtSecret: need("SUPABASE_JWT_SECRET"),
     envFile: Deno.env.get("FUNCTIONS_ENV_FILE"),
+    stackEnvFile: Deno.env.get("FUNCTIONS_STACK_ENV_FILE"),
     watch: Deno.env.get("GATEWAY_WATCH") === "1",
     env: {
       SUPABASE_URL: need("SUPABASE_URL"),

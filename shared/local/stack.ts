@@ -1,10 +1,12 @@
 // Brings the local platform up and down: Postgres (+ bootstrap + migrations via the Supabase
-// CLI), the pg_net worker, the functions gateway and the CRM sandboxes. Every step is
-// idempotent; `down` stops exactly the processes whose pids it recorded, then the cluster.
+// CLI), the pg_net worker, the functions gateway, the CRM sandboxes and one crm.connections row
+// per sandbox. Every step is idempotent; `down` stops exactly the processes whose pids it
+// recorded, then the cluster.
 import { existsSync } from "node:fs";
 import postgres from "postgres";
 import { join } from "node:path";
 import { dbUrl, ROOT, type StackConfig } from "./config.ts";
+import { registerSandboxConnections } from "./connections.ts";
 import { formatEnv, readEnvFile } from "./env_file.ts";
 import { KEY_EPOCH_S, mintKey } from "./jwt.ts";
 import {
@@ -16,9 +18,12 @@ import {
   stopCluster,
 } from "./postgres.ts";
 import { runningPid, startDetached, stopDetached, waitFor } from "./processes.ts";
+import { ensureStackSecrets } from "./secrets.ts";
 
 export interface UpOptions {
   emulators?: boolean;
+  /** Register one crm.connections row per sandbox (default true; needs the emulators). */
+  connections?: boolean;
   watch?: boolean;
   log?: (msg: string) => void;
 }
@@ -66,10 +71,20 @@ async function healthy(url: string): Promise<boolean> {
   return res.ok;
 }
 
+async function emulatorLog(cfg: StackConfig): Promise<string> {
+  return await Deno.readTextFile(join(cfg.dir, "logs", "emulators.log")).catch(() => "");
+}
+
 async function emulatorEnv(cfg: StackConfig): Promise<Record<string, string> | null> {
-  const log = await Deno.readTextFile(join(cfg.dir, "logs", "emulators.log")).catch(() => "");
-  const line = log.split("\n").reverse().find((l) => l.startsWith('{"ready":true'));
+  const line = (await emulatorLog(cfg)).split("\n").reverse()
+    .find((l) => l.startsWith('{"ready":true'));
   return line ? JSON.parse(line).env : null;
+}
+
+/** Records per object the running sandboxes were seeded with (from their start-up log line). */
+async function emulatorRecords(cfg: StackConfig): Promise<number | null> {
+  const m = (await emulatorLog(cfg)).match(/\(seed \d+, (\d+) records per object\)/);
+  return m ? Number(m[1]) : null;
 }
 
 export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record<string, string>> {
@@ -83,6 +98,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   log(/up to date/i.test(pushed) ? "migrations up to date" : "migrations applied");
 
   const env = await platformEnv(cfg);
+  const secrets = await ensureStackSecrets(cfg);
   // Supabase's scheduling guide keeps the project URL and key in Vault for pg_cron jobs.
   await upsertVaultSecret(cfg, "project_url", env.SUPABASE_URL);
   await upsertVaultSecret(cfg, "service_role_key", env.SUPABASE_SERVICE_ROLE_KEY);
@@ -106,12 +122,14 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     ...env,
     GATEWAY_PORT: String(cfg.gatewayPort),
     FUNCTIONS_ENV_FILE: cfg.functionsEnvFile,
+    FUNCTIONS_STACK_ENV_FILE: cfg.stackSecretsFile,
     GATEWAY_WATCH: opts.watch ? "1" : "0",
   });
   let emulators: Record<string, string> = {};
   const withEmulators = (opts.emulators ?? true) && existsSync(EMULATORS_MAIN);
+  let emulatorsStarted = false;
   if (withEmulators) {
-    await start("emulators", [
+    emulatorsStarted = await start("emulators", [
       DENO,
       "run",
       "-A",
@@ -122,6 +140,8 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       String(cfg.emulatorPorts.salesforce),
       "--pipedrive-port",
       String(cfg.emulatorPorts.pipedrive),
+      "--records",
+      String(cfg.sandboxRecords),
     ], {});
   }
 
@@ -147,6 +167,14 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       alive("emulators"),
     );
     emulators = (await emulatorEnv(cfg))!;
+    const seeded = await emulatorRecords(cfg);
+    if (!emulatorsStarted && seeded !== null && seeded !== cfg.sandboxRecords) {
+      // Re-seeding running sandboxes would orphan what was already synced from them.
+      log(
+        `sandboxes already running with ${seeded} records per object (not ${cfg.sandboxRecords}); ` +
+          "run stack:down first to change the size",
+      );
+    }
   }
   log(
     `gateway on ${env.SUPABASE_URL}, pg_net worker running${
@@ -154,7 +182,23 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     }`,
   );
 
-  const all = { ...env, ...emulators };
+  if (withEmulators && (opts.connections ?? true)) {
+    const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
+    try {
+      const done = await registerSandboxConnections(sql, emulators, secrets.CRM_ENCRYPTION_KEY);
+      const by = (a: string) => done.filter((r) => r.action === a).map((r) => r.provider);
+      log(
+        `sandbox connections: ${
+          ["created", "updated", "skipped"].filter((a) => by(a).length)
+            .map((a) => `${a} ${by(a).join(", ")}`).join("; ")
+        }${by("skipped").length ? " (skipped: pointed at a real account)" : ""}`,
+      );
+    } finally {
+      await sql.end();
+    }
+  }
+
+  const all = { ...env, ...emulators, ...secrets };
   await Deno.writeTextFile(cfg.envFile, formatEnv(all), { mode: 0o600 });
   log(`wrote ${cfg.envFile}`);
   return all;

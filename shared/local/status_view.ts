@@ -1,15 +1,76 @@
-// The foreground view of `npm start`: services, database, cron and recent function calls,
-// redrawn every two seconds until Ctrl-C.
+// The foreground view of `npm start`: services, database, cron, every connection's streams
+// (rows in Postgres, latest run, pending outbound, errors) and recent function calls, redrawn
+// every two seconds on a terminal (every 30 s in a log) until Ctrl-C.
 import postgres from "postgres";
 import type { StackConfig } from "./config.ts";
 import { servicePids } from "./stack.ts";
 
 const CLEAR = "\x1b[2J\x1b[H";
 
-async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string, string>) {
+const time = (t: Date | string | null) => t ? new Date(t).toISOString().slice(11, 19) : null;
+
+/** Per connection, one line per stream: crm.sync_status() plus the stream's latest run. */
+async function connectionLines(sql: postgres.Sql): Promise<string[]> {
+  const rows = await sql`
+    select s.connection_id::text, coalesce(c.name, s.provider) as name, s.provider,
+           s.connection_status, c.settings ->> 'base_url' as base_url, s.object, s.enabled,
+           s.records, s.pending_outbound, s.dead_letters, s.last_success_at, s.last_error,
+           s.stale, r.status as run_status, r.trigger as run_trigger, r.processed as run_processed,
+           coalesce(r.finished_at, r.started_at) as run_at
+    from crm.sync_status() s
+    join crm.connections c on c.id = s.connection_id
+    left join lateral (
+      select l.status, l.trigger, l.processed, l.started_at, l.finished_at
+      from crm.sync_log l
+      where l.connection_id = s.connection_id
+        and case when s.object = 'outbound' then l.direction = 'outbound'
+                 else l.direction = 'inbound' and l.object = s.object end
+      order by l.started_at desc
+      limit 1
+    ) r on true
+    order by s.provider, name, s.connection_id,
+             array_position(array['contacts', 'companies', 'deals', 'owners', 'outbound'], s.object)`;
+  const lines = ["connections (crm.sync_status() and the latest run in crm.sync_log)"];
+  if (rows.length === 0) lines.push("  none registered");
+  let current = "";
+  for (const r of rows) {
+    if (r.connection_id !== current) {
+      current = r.connection_id;
+      const target = r.base_url ? `sandbox ${r.base_url}` : "real account";
+      lines.push(
+        `  ${r.name} — ${r.provider}, ${r.connection_status}, ${target}, id ${r.connection_id}`,
+        `    ${"object".padEnd(10)} ${"records".padStart(8)} ${"pending".padStart(7)} ${
+          "dead".padStart(4)
+        }  ${"last run".padEnd(34)} last ok`,
+      );
+    }
+    const run = r.run_status
+      ? `${r.run_status} ${time(r.run_at)} ${r.run_trigger} (${r.run_processed})`
+      : r.enabled
+      ? "never"
+      : "disabled";
+    lines.push(
+      `    ${String(r.object).padEnd(10)} ${String(r.records ?? "-").padStart(8)} ${
+        String(r.pending_outbound).padStart(7)
+      } ${String(r.dead_letters).padStart(4)}  ${run.padEnd(34)} ${
+        time(r.last_success_at) ?? "never"
+      }${r.stale ? "  STALE" : ""}${
+        r.last_error ? `  error: ${String(r.last_error).slice(0, 70)}` : ""
+      }`,
+    );
+  }
+  return lines;
+}
+
+async function snapshot(
+  sql: postgres.Sql,
+  cfg: StackConfig,
+  env: Record<string, string>,
+  notes: string[],
+) {
   const lines: string[] = [];
   const now = new Date().toISOString().replace("T", " ").slice(0, 19);
-  lines.push(`crm-sync local stack — ${now} UTC — Ctrl-C stops everything`, "");
+  lines.push(`crm-sync local stack — ${now} UTC — Ctrl-C stops everything`, ...notes, "");
   lines.push("services");
   for (const [name, pid] of Object.entries(servicePids(cfg))) {
     lines.push(`  ${name.padEnd(16)} ${pid ? `running (pid ${pid})` : "not running"}`);
@@ -25,6 +86,8 @@ async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string,
   for (const k of ["HUBSPOT_API_URL", "SALESFORCE_API_URL", "PIPEDRIVE_API_URL"]) {
     if (env[k]) lines.push(`  ${k.padEnd(18)} ${env[k]}`);
   }
+  const [{ has }] = await sql`select to_regprocedure('crm.sync_status()') is not null as has`;
+  if (has) lines.push("", ...await connectionLines(sql));
   lines.push("", "pg_cron jobs");
   const jobs = await sql`
     select j.jobname, j.schedule, d.status, d.start_time
@@ -44,29 +107,6 @@ async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string,
            count(*) filter (where created > now() - interval '1 hour'
                               and (status_code >= 400 or error_msg is not null or timed_out))::int as failed
     from net._http_response`;
-  const [{ has }] = await sql`select to_regprocedure('crm.sync_status()') is not null as has`;
-  if (has) {
-    const rows = await sql`select provider, object, connection_status, records, pending_outbound,
-                                  dead_letters, last_success_at, last_error, stale
-                           from crm.sync_status() order by provider, object`;
-    lines.push("", "connections (crm.sync_status())");
-    if (rows.length === 0) lines.push("  none registered");
-    for (const r of rows) {
-      const last = r.last_success_at
-        ? new Date(r.last_success_at).toISOString().slice(11, 19)
-        : "never";
-      lines.push(
-        `  ${String(r.provider).padEnd(11)} ${String(r.object).padEnd(10)} ${
-          String(r.connection_status).padEnd(8)
-        } ` +
-          `records ${String(r.records ?? "-").padStart(7)}  pending ${
-            String(r.pending_outbound).padStart(5)
-          }  ` +
-          `dead ${String(r.dead_letters).padStart(3)}  last ok ${last}${r.stale ? "  STALE" : ""}` +
-          (r.last_error ? `  error: ${String(r.last_error).slice(0, 60)}` : ""),
-      );
-    }
-  }
   lines.push(
     "",
     `pg_net: ${net.queued} queued · ${net.last_hour} calls in the last hour · ${net.failed} failed`,
@@ -74,11 +114,18 @@ async function snapshot(sql: postgres.Sql, cfg: StackConfig, env: Record<string,
   return lines.join("\n");
 }
 
-export async function runStatusView(cfg: StackConfig, env: Record<string, string>): Promise<void> {
+/** `notes`: lines shown under the title on every redraw (e.g. how the backfill went). */
+export async function runStatusView(
+  cfg: StackConfig,
+  env: Record<string, string>,
+  notes: string[] = [],
+): Promise<void> {
   const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
   const tty = Deno.stdout.isTerminal();
   for (;;) {
-    const text = await snapshot(sql, cfg, env).catch((e) => `status unavailable: ${e.message}`);
+    const text = await snapshot(sql, cfg, env, notes).catch((e) =>
+      `status unavailable: ${e.message}`
+    );
     await Deno.stdout.write(new TextEncoder().encode((tty ? CLEAR : "\n") + text + "\n"));
     await new Promise((r) => setTimeout(r, tty ? 2000 : 30_000));
   }

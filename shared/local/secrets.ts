@@ -1,0 +1,35 @@
+// The function secrets the local stack owns. Today one: CRM_ENCRYPTION_KEY, the AES key for
+// connection credentials at rest (supabase/functions/_shared/crypto.ts). It is generated once
+// per profile into cfg.stackSecretsFile (mode 0600) and handed to the functions by the gateway,
+// which merges the developer's supabase/functions/.env over it: a key the developer sets there
+// wins, and the stack then encrypts the sandbox credentials with that key too, so functions
+// and stored ciphertext always agree. Values are never logged.
+import { chmod } from "node:fs/promises";
+import { generateKey, importKey } from "../../supabase/functions/_shared/crypto.ts";
+import type { StackConfig } from "./config.ts";
+import { formatEnv, readEnvFile } from "./env_file.ts";
+
+const HEADER = "# Function secrets owned by the crm-sync local stack (shared/local/secrets.ts).\n" +
+  "# Generated once; set the same name in supabase/functions/.env to override.\n";
+
+export async function ensureStackSecrets(
+  cfg: StackConfig,
+): Promise<{ CRM_ENCRYPTION_KEY: string }> {
+  const own = await readEnvFile(cfg.stackSecretsFile);
+  if (!own.CRM_ENCRYPTION_KEY) {
+    own.CRM_ENCRYPTION_KEY = generateKey();
+    await Deno.mkdir(cfg.dir, { recursive: true });
+    await Deno.writeTextFile(cfg.stackSecretsFile, HEADER + formatEnv(own), { mode: 0o600 });
+  }
+  // writeTextFile's mode applies on creation only; a file copied in by hand may be wider.
+  await chmod(cfg.stackSecretsFile, 0o600);
+  const developer = (await readEnvFile(cfg.functionsEnvFile)).CRM_ENCRYPTION_KEY;
+  const key = developer || own.CRM_ENCRYPTION_KEY;
+  try {
+    await importKey(key);
+  } catch (e) {
+    const from = developer ? cfg.functionsEnvFile : cfg.stackSecretsFile;
+    throw new Error(`CRM_ENCRYPTION_KEY in ${from}: ${(e as Error).message}`);
+  }
+  return { CRM_ENCRYPTION_KEY: key };
+}
