@@ -91,9 +91,13 @@ export function resolveProperty(props: Record<string, unknown>, path: string): u
   return cur;
 }
 
+/**
+ * Every row is checked against FieldMappingRowSchema (a bad row throws: the mappings are
+ * configuration, not data), so database rows can be passed as they come.
+ */
 export function createMapper(
   provider: ProviderName,
-  mappings: readonly FieldMappingRow[],
+  mappings: readonly (FieldMappingRow | Record<string, unknown>)[],
   ctx: { defaultRegion?: string } = {},
 ): Mapper {
   // object -> remote object -> compiled inbound mappings
