@@ -6,6 +6,10 @@
 // itself and would retry forever if the 401 persists, so refresh goes through our own
 // refreshFn, which allows one refresh per call, persists the new token before it is used and
 // reports revoked credentials.
+// SOQL fails the whole query on one unknown field, and orgs differ (CurrencyIsoCode exists only
+// with multi-currency, admins delete custom fields), so the selected fields are checked against
+// one describe per sObject per adapter; fields the org lacks are logged and not read, and the
+// mapper then leaves their columns alone.
 import jsforce from "jsforce";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -149,8 +153,36 @@ export function createSalesforceAdapter(
   const query = (soql: string, o: Record<string, unknown>, signal?: AbortSignal) =>
     call("query", async (): Promise<Rows> => await conn.query(soql, o) as unknown as Rows, signal);
 
-  function fieldList(type: string): string {
-    const set = new Set(["Id", "SystemModstamp", ...(fields[type] ?? [])]);
+  const available = new Map<string, Promise<string[]>>();
+
+  /** The selected fields of `type` the org has (`Rel.Field` when the relationship exists). */
+  function selectable(type: string, signal?: AbortSignal): Promise<string[]> {
+    const wanted = fields[type] ?? [];
+    if (wanted.length === 0) return Promise.resolve([]);
+    let p = available.get(type);
+    if (!p) {
+      p = call("describe", () => conn.sobject(type).describe(), signal).then((d) => {
+        const names = new Set(d.fields.map((f) => f.name.toLowerCase()));
+        const rels = new Set(
+          d.fields.flatMap((f) => (f.relationshipName ? [f.relationshipName.toLowerCase()] : [])),
+        );
+        const ok = wanted.filter((w) => {
+          const [head, ...rest] = w.toLowerCase().split(".");
+          return rest.length === 0 ? names.has(head) : rels.has(head);
+        });
+        const missing = wanted.filter((w) => !ok.includes(w));
+        if (missing.length > 0) deps.log(`${type} fields not in this org, not read`, { missing });
+        return ok;
+      });
+      // A failed describe is retried by the next call instead of being cached.
+      p.catch(() => available.delete(type));
+      available.set(type, p);
+    }
+    return p;
+  }
+
+  async function fieldList(type: string, signal?: AbortSignal): Promise<string> {
+    const set = new Set(["Id", "SystemModstamp", ...await selectable(type, signal)]);
     if (type !== "User") {
       set.add("IsDeleted");
       if (type !== "Opportunity") set.add("MasterRecordId");
@@ -201,9 +233,9 @@ export function createSalesforceAdapter(
           soqlDateTime(pos.t)
         } AND Id > ${soqlString(pos.id)}))`
         : "";
-      const soql = `SELECT ${
-        fieldList(type)
-      } FROM ${type}${where} ORDER BY SystemModstamp ASC, Id ASC LIMIT ${size}`;
+      const select = await fieldList(type, opts.signal);
+      const soql =
+        `SELECT ${select} FROM ${type}${where} ORDER BY SystemModstamp ASC, Id ASC LIMIT ${size}`;
       const res = await query(
         soql,
         { scanAll: type !== "User", autoFetch: false, maxFetch: size },
@@ -253,9 +285,8 @@ export function createSalesforceAdapter(
       // want only them (drift checks).
       const out: RemoteRecord[] = [];
       for (const type of SOBJECTS[object].filter((t) => t !== "User")) {
-        const soql = `SELECT ${
-          fieldList(type)
-        } FROM ${type} WHERE IsDeleted = true AND SystemModstamp >= ${
+        const select = await fieldList(type, opts.signal);
+        const soql = `SELECT ${select} FROM ${type} WHERE IsDeleted = true AND SystemModstamp >= ${
           soqlDateTime(since)
         } ORDER BY SystemModstamp ASC, Id ASC`;
         const res = await query(
@@ -281,7 +312,8 @@ export function createSalesforceAdapter(
       for (const type of SOBJECTS[object]) {
         for (let i = 0; i < wanted.length; i += 200) {
           const chunk = wanted.slice(i, i + 200);
-          const soql = `SELECT ${fieldList(type)} FROM ${type} WHERE Id IN (${
+          const select = await fieldList(type, opts.signal);
+          const soql = `SELECT ${select} FROM ${type} WHERE Id IN (${
             chunk.map(soqlString).join(", ")
           })`;
           const res = await query(soql, { autoFetch: true, maxFetch: 200 }, opts.signal);
