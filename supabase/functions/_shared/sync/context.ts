@@ -1,0 +1,44 @@
+// Everything one connection's sync needs, built once per request: its field mappings, the
+// mapper over them, and the provider adapter wired to this connection's rate gate, call
+// counter and token persistence.
+import type { Sql } from "../db.ts";
+import { createMapper, type Mapper } from "../mapping/mapper.ts";
+import { createAdapter } from "../providers/registry.ts";
+import type { ProviderAdapter } from "../providers/types.ts";
+import { type Connection, persistTokens } from "./connections.ts";
+import { createRateGate, limitsFor } from "./limits.ts";
+
+export interface SyncContext {
+  conn: Connection;
+  adapter: ProviderAdapter;
+  mapper: Mapper;
+  /** API calls made so far through this context. */
+  calls(): number;
+}
+
+export type Logger = (msg: string, extra?: Record<string, unknown>) => void;
+
+export async function createSyncContext(
+  sql: Sql,
+  key: CryptoKey,
+  conn: Connection,
+  log: Logger,
+): Promise<SyncContext> {
+  const mappings = await sql`select * from crm.effective_field_mappings(${conn.id})`;
+  const region = typeof conn.settings.default_phone_region === "string"
+    ? conn.settings.default_phone_region
+    : undefined;
+  const mapper = createMapper(conn.provider, [...mappings], { defaultRegion: region });
+  let calls = 0;
+  const adapter = createAdapter(conn.provider, {
+    baseUrl: conn.baseUrl,
+    credentials: conn.credentials,
+    beforeRequest: createRateGate(limitsFor(conn.provider, conn.settings)),
+    onTokens: (tokens) => persistTokens(sql, key, conn, tokens),
+    countCall: (n = 1) => {
+      calls += n;
+    },
+    log: (msg, extra) => log(msg, { connection_id: conn.id, provider: conn.provider, ...extra }),
+  }, mapper.fields());
+  return { conn, adapter, mapper, calls: () => calls };
+}

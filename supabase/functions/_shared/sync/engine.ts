@@ -1,0 +1,119 @@
+// The inbound side of crm-sync-bidirectional for a whole request: every active connection (or
+// the one asked for) in parallel, its enabled objects in dependency order (owners before the
+// records that point at them, companies before contacts and deals), each stream resumable and
+// bounded by one shared deadline.
+import type { Sql } from "../db.ts";
+import { OBJECT_TYPES, type ObjectType, ProviderError } from "../providers/types.ts";
+import { loadConnections } from "./connections.ts";
+import { createSyncContext, type Logger } from "./context.ts";
+import {
+  errorMessage,
+  type InboundMode,
+  runInbound,
+  type RunSummary,
+  type Trigger,
+} from "./inbound.ts";
+
+const ORDER: ObjectType[] = ["owners", "companies", "contacts", "deals"];
+
+export interface InboundRequest {
+  objects?: ObjectType[];
+  connectionId?: string;
+  mode: InboundMode;
+  trigger: Trigger;
+  dryRun: boolean;
+  deadline: number;
+  pageSize?: number;
+}
+
+export interface InboundResult {
+  more: boolean;
+  runs: RunSummary[];
+  unusable: { id: string; provider: string; reason: string }[];
+}
+
+export async function syncInbound(
+  sql: Sql,
+  key: CryptoKey,
+  req: InboundRequest,
+  log: Logger,
+): Promise<InboundResult> {
+  const { connections, unusable } = await loadConnections(sql, key, {
+    connectionId: req.connectionId,
+    activeOnly: true,
+  });
+  const perConnection = await Promise.all(connections.map(async (conn) => {
+    const enabled = Array.isArray(conn.settings.objects)
+      ? conn.settings.objects as string[]
+      : [...OBJECT_TYPES];
+    const objects = ORDER.filter((o) =>
+      (req.objects ?? OBJECT_TYPES).includes(o) && enabled.includes(o)
+    );
+    const runs: RunSummary[] = [];
+    let ctx;
+    try {
+      ctx = await createSyncContext(sql, key, conn, log);
+    } catch (e) {
+      unusable.push({ id: conn.id, provider: conn.provider, reason: errorMessage(e) });
+      return runs;
+    }
+    for (const object of objects) {
+      if (Date.now() >= req.deadline) {
+        runs.push(
+          notStarted(conn.id, conn.provider, object, "time budget used up before this stream"),
+        );
+        continue;
+      }
+      try {
+        const r = await runInbound(sql, ctx, {
+          object,
+          mode: req.mode,
+          trigger: req.trigger,
+          deadline: req.deadline,
+          dryRun: req.dryRun,
+          pageSize: req.pageSize,
+        });
+        runs.push(r);
+        if (r.revoked) break;
+      } catch (e) {
+        // Database-side failures (the run could not even be opened or closed).
+        log("inbound stream failed", { connection_id: conn.id, object, error: errorMessage(e) });
+        runs.push({
+          ...notStarted(conn.id, conn.provider, object, errorMessage(e)),
+          status: "failed",
+        });
+        if (e instanceof ProviderError && e.action === "revoked") break;
+      }
+    }
+    return runs;
+  }));
+  const runs = perConnection.flat();
+  return { more: runs.some((r) => r.more), runs, unusable };
+}
+
+function notStarted(
+  connectionId: string,
+  provider: RunSummary["provider"],
+  object: ObjectType,
+  reason: string,
+): RunSummary {
+  return {
+    connection_id: connectionId,
+    provider,
+    object,
+    run_id: null,
+    status: "skipped",
+    processed: 0,
+    created: 0,
+    updated: 0,
+    unchanged: 0,
+    deleted: 0,
+    failed: 0,
+    api_calls: 0,
+    warnings: 0,
+    conflicts: 0,
+    tombstoned: 0,
+    more: true,
+    error: reason,
+  };
+}

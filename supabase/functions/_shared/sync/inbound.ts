@@ -1,0 +1,177 @@
+// One inbound run of one (connection, object): page oldest-first from the stored watermark (or
+// from the start in full mode), map each page, write it with crm.save_inbound_page (apply +
+// watermark + checkpoint + counts in one statement), stop at the deadline and continue on the
+// next run from the saved checkpoint. The next page is fetched while the current one is being
+// written. Every outcome is closed in crm.sync_log with truthful counts.
+import type { Sql } from "../db.ts";
+import {
+  type ChangePage,
+  type ObjectType,
+  ProviderError,
+  type ProviderName,
+} from "../providers/types.ts";
+import { markConnectionError } from "./connections.ts";
+import type { SyncContext } from "./context.ts";
+import { closeRun } from "./runlog.ts";
+import { RunTally } from "./tally.ts";
+
+export type InboundMode = "delta" | "full";
+export type Trigger = "cron" | "webhook" | "manual" | "backfill" | "live";
+
+export interface InboundOptions {
+  object: ObjectType;
+  mode: InboundMode;
+  trigger: Trigger;
+  /** Epoch ms after which no new page is started. */
+  deadline: number;
+  dryRun?: boolean;
+  pageSize?: number;
+  now?: () => number;
+}
+
+export interface RunSummary {
+  connection_id: string;
+  provider: ProviderName;
+  object: ObjectType;
+  run_id: number | null;
+  status: "success" | "partial" | "failed" | "skipped";
+  processed: number;
+  created: number;
+  updated: number;
+  unchanged: number;
+  deleted: number;
+  failed: number;
+  api_calls: number;
+  warnings: number;
+  conflicts: number;
+  tombstoned: number;
+  more: boolean;
+  dry_run?: boolean;
+  /** The CRM refused the credentials: the connection is now in status error. */
+  revoked?: boolean;
+  error?: string;
+}
+
+/** Providers whose change walk does not carry deletions: archived records are listed apart. */
+const SEPARATE_DELETE_LISTING = new Set<ProviderName>(["hubspot"]);
+/** Deletion listings re-read this far behind the watermark (clock skew, search lag). */
+const DELETE_OVERLAP_MS = 5 * 60_000;
+
+class DryRunRollback extends Error {
+  constructor(readonly summary: RunSummary) {
+    super("dry run");
+  }
+}
+
+export async function runInbound(
+  sql: Sql,
+  ctx: SyncContext,
+  o: InboundOptions,
+): Promise<RunSummary> {
+  if (!o.dryRun) return await walk(sql, ctx, o);
+  try {
+    await sql.begin(async (tx) => {
+      throw new DryRunRollback(await walk(tx as unknown as Sql, ctx, o));
+    });
+  } catch (e) {
+    if (e instanceof DryRunRollback) return { ...e.summary, dry_run: true };
+    throw e;
+  }
+  throw new Error("unreachable");
+}
+
+async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunSummary> {
+  const now = o.now ?? Date.now;
+  const { conn, adapter, mapper } = ctx;
+  // Owner listings have no modified filter anywhere: they are always walked whole.
+  const mode: InboundMode = o.object === "owners" ? "full" : o.mode;
+  const tally = new RunTally(conn, o.object, ctx.calls);
+  const begun = await sql`
+    select * from crm.begin_inbound_run(${conn.id}, ${o.object}, ${o.trigger}, ${mode},
+      ${sql.json({ dry_run: Boolean(o.dryRun), page_size: o.pageSize ?? null } as never)}::jsonb)`;
+  if (begun.length === 0) {
+    return tally.summary(null, "skipped", {
+      error: "another inbound run of this stream is in progress",
+    });
+  }
+  const run = begun[0];
+  const runId = Number(run.run_id);
+  const from = mode === "delta" && run.watermark_at
+    ? { modifiedAt: new Date(run.watermark_at).toISOString(), remoteId: run.watermark_id ?? "" }
+    : null;
+  let checkpoint: unknown = mode === "full" ? run.full_sync_checkpoint : run.delta_checkpoint;
+  const fetchPage = (cp: unknown) =>
+    adapter.changesSince(o.object, from, cp, o.pageSize ? { pageSize: o.pageSize } : {});
+
+  const save = async (page: ChangePage, cp: unknown) => {
+    const mapped = page.records.map((r) => mapper.inbound(o.object, r));
+    const rows = await sql`
+      select * from crm.save_inbound_page(${runId}, ${conn.id}, ${o.object}, ${mode},
+        ${sql.json(mapped.map((m) => m.record) as never)}::jsonb,
+        ${page.watermark?.modifiedAt ?? null}::timestamptz, ${page.watermark?.remoteId ?? null},
+        ${cp == null ? null : sql.json(cp as never)}::jsonb,
+        ${sql.json(tally.pageExtras(page.errors) as never)}::jsonb)`;
+    return tally.addPage(
+      rows[0] as never,
+      page.records.length,
+      mapped.flatMap((m) => m.warnings),
+    );
+  };
+
+  let done = false;
+  try {
+    let next: Promise<ChangePage> | null = fetchPage(checkpoint);
+    while (next) {
+      const page: ChangePage = await next;
+      next = null;
+      // Prefetch the following page while this one is written; it is discarded only when the
+      // deadline stops the walk (one wasted call per run at most).
+      if (!page.done) {
+        next = fetchPage(page.checkpoint);
+        next.catch(() => {}); // surfaced when awaited
+      }
+      await save(page, page.done ? null : page.checkpoint);
+      checkpoint = page.checkpoint;
+      if (page.done) {
+        done = true;
+        break;
+      }
+      if (now() >= o.deadline) break;
+    }
+    if (done && from && SEPARATE_DELETE_LISTING.has(conn.provider)) {
+      const since = new Date(Date.parse(from.modifiedAt) - DELETE_OVERLAP_MS).toISOString();
+      const gone = await adapter.deletedSince(o.object, since);
+      if (gone.length) {
+        await save(
+          { records: gone, errors: [], checkpoint: null, watermark: null, done: true },
+          null,
+        );
+      }
+    }
+    if (done && mode === "full") {
+      const [{ n }] = await sql`select crm.finish_full_sync_sweep(${conn.id}, ${o.object}) as n`;
+      tally.tombstoned = Number(n);
+      if (tally.tombstoned) {
+        await sql`select crm.record_sync_progress(${runId}, ${
+          sql.json({ deleted: tally.tombstoned } as never)
+        }::jsonb)`;
+      }
+    }
+  } catch (e) {
+    const revoked = e instanceof ProviderError && e.action === "revoked";
+    const message = revoked
+      ? `${conn.provider} refused the stored credentials (reconnect it): ${errorMessage(e)}`
+      : errorMessage(e);
+    if (revoked) await markConnectionError(sql, conn.id, message);
+    await closeRun(sql, runId, "failed", tally, { message, revoked, more: true });
+    return tally.summary(runId, "failed", { error: message, more: true, revoked });
+  }
+  const status = tally.failed > 0 ? "partial" : "success";
+  await closeRun(sql, runId, status, tally, { more: !done });
+  return tally.summary(runId, status, { more: !done });
+}
+
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message.slice(0, 1000);
+  return String(e).slice(0, 1000);
+}

@@ -1,0 +1,80 @@
+// crm-fetch-live: live, normalised CRM records for dashboards.
+//   {"type": "contacts"|"companies"|"deals"|"owners",
+//    "timeframe"?: "today"|"this_week"|"this_month"|"last_30_days"|"all",
+//    "sync"?: bool, "connection_id"?: uuid, "limit"?: 1..1000}
+// A signed-in user (JWT with app_metadata.account_id) reads only their account's connections;
+// the service role may read any. Records come oldest change first within the timeframe; with
+// "sync": true they are also persisted through the sync's apply path and logged (trigger live).
+import { z } from "zod";
+import { caller } from "../_shared/auth.ts";
+import { importKey } from "../_shared/crypto.ts";
+import { connect } from "../_shared/db.ts";
+import { parseBody } from "../_shared/http/body.ts";
+import { ObjectTypeSchema } from "../_shared/providers/types.ts";
+import { loadConnections } from "../_shared/sync/connections.ts";
+import { createSyncContext } from "../_shared/sync/context.ts";
+import { fetchLive, TIMEFRAMES, timeframeStart } from "../_shared/sync/live.ts";
+
+const BUDGET_MS = 60_000;
+
+const Body = z.object({
+  type: ObjectTypeSchema,
+  timeframe: z.enum(TIMEFRAMES).default("all"),
+  sync: z.boolean().default(false),
+  connection_id: z.string().uuid().optional(),
+  limit: z.number().int().min(1).max(1_000).default(100),
+}).strict();
+
+const sql = connect();
+const log = (msg: string, extra?: Record<string, unknown>) =>
+  console.log(JSON.stringify({ fn: "crm-fetch-live", msg, ...extra }));
+
+Deno.serve(async (req) => {
+  if (req.method !== "POST") return Response.json({ error: "method not allowed" }, { status: 405 });
+  const who = caller(req);
+  if (!who) {
+    return Response.json({
+      error: "a user token with an account, or the service role, is required",
+    }, {
+      status: 401,
+    });
+  }
+  const body = await parseBody(req, Body);
+  if (!body.ok) return body.response;
+  const b = body.data;
+  const started = Date.now();
+  let key: CryptoKey;
+  try {
+    key = await importKey(Deno.env.get("CRM_ENCRYPTION_KEY"));
+  } catch (e) {
+    return Response.json({ error: (e as Error).message }, { status: 500 });
+  }
+  const { connections, unusable } = await loadConnections(sql, key, {
+    connectionId: b.connection_id,
+    accountId: who.kind === "user" ? who.accountId : undefined,
+    activeOnly: true,
+  });
+  if (connections.length === 0 && unusable.length === 0) {
+    return Response.json({ error: "no active connection found" }, { status: 404 });
+  }
+  const since = timeframeStart(b.timeframe);
+  const results = await Promise.all(connections.map(async (conn) => {
+    const ctx = await createSyncContext(sql, key, conn, log);
+    return await fetchLive(sql, ctx, {
+      object: b.type,
+      since,
+      limit: b.limit,
+      persist: b.sync,
+      deadline: started + BUDGET_MS,
+    });
+  }));
+  const failed = results.some((r) => r.error) || unusable.length > 0;
+  return Response.json({
+    ok: !failed,
+    type: b.type,
+    timeframe: b.timeframe,
+    since: since?.toISOString() ?? null,
+    results,
+    ...(unusable.length ? { unusable } : {}),
+  }, { status: failed && results.every((r) => r.error) ? 502 : 200 });
+});
