@@ -1,0 +1,166 @@
+// End-to-end harness: the test stack's Postgres, pg_net worker and functions gateway, with
+// CRM sandboxes started in this process (own seed, size and faults per test) and one fresh
+// connection per test pointing at its sandbox. Syncs go through trigger_crm_sync -> pg_net ->
+// gateway -> crm-sync-bidirectional, as an admin's call would.
+import assert from "node:assert/strict";
+import postgres from "postgres";
+import { startHubSpot } from "../../shared/emulators/hubspot/mod.ts";
+import { startPipedrive } from "../../shared/emulators/pipedrive/mod.ts";
+import { startSalesforce } from "../../shared/emulators/salesforce/mod.ts";
+import { connectionCredentials } from "../../shared/local/connections.ts";
+import { encryptJson, importKey } from "../../supabase/functions/_shared/crypto.ts";
+import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
+import { need } from "../_support/env.ts";
+
+export type Sql = ReturnType<typeof postgres>;
+
+export interface Sandbox {
+  provider: ProviderName;
+  url: string;
+  credentials: Record<string, string>;
+  close(): Promise<void>;
+}
+
+export interface SandboxOptions {
+  seed?: number;
+  records?: number;
+  /** Lift the sandbox's rate limits (tests that are about something else run faster). */
+  unlimited?: boolean;
+}
+
+export async function startSandbox(
+  provider: ProviderName,
+  o: SandboxOptions = {},
+): Promise<Sandbox> {
+  const base = { port: 0, seed: o.seed ?? 1, records: o.records ?? 25, log: () => {} };
+  const sb = provider === "hubspot"
+    ? await startHubSpot({
+      ...base,
+      rateLimit: o.unlimited ? { tenSecondly: 100_000, searchPerSecond: 10_000 } : undefined,
+    })
+    : provider === "salesforce"
+    ? await startSalesforce(base)
+    : await startPipedrive({
+      ...base,
+      rateLimit: o.unlimited ? { burst: 100_000 } : undefined,
+    });
+  return { provider, url: sb.url, credentials: sb.credentials, close: () => sb.close() };
+}
+
+export function db(): Sql {
+  return postgres(need("SUPABASE_DB_URL"), { max: 2, onnotice: () => {} });
+}
+
+/** A fresh connection of a fresh account pointing at the sandbox. */
+export async function connect(
+  sql: Sql,
+  sb: Sandbox,
+  settings: Record<string, unknown> = {},
+): Promise<string> {
+  const key = await importKey(need("CRM_ENCRYPTION_KEY"));
+  const id = crypto.randomUUID();
+  const creds = connectionCredentials(sb.provider, { ...sb.credentials }, sb.url);
+  const stored = await encryptJson(key, creds, id);
+  const allSettings = { base_url: sb.url, default_phone_region: "US", ...settings };
+  await sql`
+    insert into crm.connections (id, account_id, provider, remote_account_id, name, settings, credentials)
+    values (${id}, ${crypto.randomUUID()}, ${sb.provider}, ${`e2e-${id}`}, ${`e2e ${sb.provider}`},
+            ${sql.json(allSettings as never)}, convert_to(${stored}, 'UTF8'))`;
+  return id;
+}
+
+export interface SyncAnswer {
+  ok: boolean;
+  more: boolean;
+  runs: Array<Record<string, unknown> & { object: string; status: string; run_id: number | null }>;
+  [k: string]: unknown;
+}
+
+/** select trigger_crm_sync(kind, connection) and wait for the function's answer via pg_net. */
+export async function triggerSync(
+  sql: Sql,
+  kind: string,
+  connectionId: string,
+): Promise<SyncAnswer> {
+  const [{ id }] = await sql`select public.trigger_crm_sync(${kind}, ${connectionId}::uuid) as id`;
+  return await awaitResponse(sql, Number(id));
+}
+
+export async function awaitResponse(
+  sql: Sql,
+  requestId: number,
+  timeoutMs = 140_000,
+): Promise<SyncAnswer> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const rows =
+      await sql`select status_code, content, error_msg from net._http_response where id = ${requestId}`;
+    if (rows.length) {
+      const r = rows[0];
+      assert.equal(
+        r.status_code,
+        200,
+        `function answered ${r.status_code}: ${r.content ?? r.error_msg}`,
+      );
+      return JSON.parse(r.content);
+    }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`no answer for pg_net request ${requestId}`);
+}
+
+/** Calls a function directly through the gateway (service role unless a token is given). */
+export async function callFunction(
+  name: string,
+  body: unknown,
+  token = need("SUPABASE_SERVICE_ROLE_KEY"),
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${need("SUPABASE_URL")}/functions/v1/${name}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = { raw: text };
+  }
+  return { status: res.status, json };
+}
+
+/** Runs inbound syncs of one connection until no stream reports more work. */
+export async function syncUntilDone(
+  connectionId: string,
+  body: Record<string, unknown>,
+  maxCalls = 20,
+): Promise<SyncAnswer[]> {
+  const answers: SyncAnswer[] = [];
+  for (let i = 0; i < maxCalls; i++) {
+    const r = await callFunction("crm-sync-bidirectional", {
+      direction: "inbound",
+      connection_id: connectionId,
+      ...body,
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    answers.push(r.json as unknown as SyncAnswer);
+    if (!r.json.more) return answers;
+  }
+  throw new Error("sync did not finish");
+}
+
+export async function admin(url: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${url}/__admin${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `${method} ${path}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+export async function cleanup(sql: Sql, connectionId: string) {
+  await sql`delete from crm.connections where id = ${connectionId}`;
+}
