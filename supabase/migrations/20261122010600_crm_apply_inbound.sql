@@ -390,7 +390,7 @@ begin
         last_synced_at = now(),
         updated_at = now()
       where t.remote_updated_at is null or t.remote_updated_at <= excluded.remote_updated_at
-      returning t.id, t.remote_id, (t.xmax = 0) as inserted
+      returning t.id, t.remote_id, (t.xmax = 0) as inserted, (t.deleted_at is not null) as born_deleted
     ),
     written as (
       select i.id, i.remote_id from ins i
@@ -502,16 +502,17 @@ begin
       returning a.alias_remote_id
     )
     %8$s
+    -- Counts without joining CTEs to each other: CTE scans are estimated at a row or two, so a
+    -- join between them is planned as a nested loop, quadratic in the page size. remote_id is
+    -- unique within fin, and each insert-action row yields at most one ins row.
     select
-      (select count(*) from ins i join fin f on f.remote_id = i.remote_id
-        where i.inserted and f.action = 'insert')::integer,
+      (select count(*) from ins i where i.inserted and not i.born_deleted)::integer,
       ((select count(*) from upd u where u.action in ('update', 'restore'))
         + (select count(*) from ins i where not i.inserted))::integer,
       ((select count(*) from fin f where f.action in ('touch', 'unchanged'))
-        + (select count(*) from fin f where f.action in ('insert', 'insert_deleted')
-             and not exists (select 1 from ins i where i.remote_id = f.remote_id)))::integer,
-      ((select count(*) from ins i join fin f on f.remote_id = i.remote_id
-         where i.inserted and f.action = 'insert_deleted')
+        + (select count(*) from fin f where f.action in ('insert', 'insert_deleted'))
+        - (select count(*) from ins i))::integer,
+      ((select count(*) from ins i where i.inserted and i.born_deleted)
         + (select count(*) from upd u where u.action = 'tombstone')
         + (select count(*) from loser_cur lc where lc.was_live))::integer,
       (select count(*) from fin f where f.action = 'stale')::integer,
