@@ -39,7 +39,11 @@ for (const provider of PROVIDERS) {
         // Every rate-limit answer the sandbox served was an injected one: our pacing never hit
         // the real limit. (Salesforce has no 429: its limit error is 403 REQUEST_LIMIT_EXCEEDED.)
         const limited = provider === "salesforce" ? "403" : "429";
-        assert.equal(counters.byStatus[limited] ?? 0, injected["429"] ?? 0, JSON.stringify(counters));
+        assert.equal(
+          counters.byStatus[limited] ?? 0,
+          injected["429"] ?? 0,
+          JSON.stringify(counters),
+        );
       } finally {
         await cleanup(sql, conn);
         await sql.end();
