@@ -53,6 +53,30 @@ for (const provider of PROVIDERS) {
             edit(provider, i),
           );
         }
+        // A dry run previews exactly these changes and writes nothing.
+        const [cursorBefore] = await sql`select watermark_at, watermark_id from crm.sync_cursors
+                                         where connection_id = ${conn} and object = 'contacts'`;
+        const runsBefore =
+          await sql`select count(*)::int as n from crm.sync_log where connection_id = ${conn}`;
+        const preview = await callFunction("crm-sync-bidirectional", {
+          direction: "inbound",
+          objects: ["contacts"],
+          connection_id: conn,
+          dry_run: true,
+        });
+        const planned = (preview.json.runs as Array<Record<string, unknown>>)[0];
+        assert.equal(planned.dry_run, true);
+        assert.equal(planned.updated, N, JSON.stringify(planned));
+        const [{ n: untouched }] = await sql`select count(*)::int as n from crm.contacts
+                                             where connection_id = ${conn} and first_name like 'Edited %'`;
+        assert.equal(untouched, 0, "the dry run wrote nothing");
+        const [cursorAfter] = await sql`select watermark_at, watermark_id from crm.sync_cursors
+                                        where connection_id = ${conn} and object = 'contacts'`;
+        assert.deepEqual({ ...cursorAfter }, { ...cursorBefore }, "nor moved the cursor");
+        const runsAfter =
+          await sql`select count(*)::int as n from crm.sync_log where connection_id = ${conn}`;
+        assert.equal(runsAfter[0].n, runsBefore[0].n, "nor logged a run");
+
         const answer = await triggerSync(sql, "contacts", conn);
         const run = answer.runs.find((r) => r.object === "contacts")!;
         assert.equal(run.status, "success", JSON.stringify(run));
