@@ -9,6 +9,21 @@ const CLEAR = "\x1b[2J\x1b[H";
 
 const time = (t: Date | string | null) => t ? new Date(t).toISOString().slice(11, 19) : null;
 
+/** sync_status().last_error is the error's message, or its JSON text when it has none (e.g. a
+ * JSON object stored as a string): show the message inside when there is one. */
+function errorMessage(text: string): string {
+  let v: unknown = text;
+  for (let i = 0; i < 3 && typeof v === "string"; i++) {
+    try {
+      v = JSON.parse(v);
+    } catch {
+      break;
+    }
+  }
+  if (v && typeof v === "object" && "message" in v) return String(v.message);
+  return typeof v === "string" ? v : text;
+}
+
 /** Per connection, one line per stream: crm.sync_status() plus the stream's latest run. */
 async function connectionLines(sql: postgres.Sql): Promise<string[]> {
   const rows = await sql`
@@ -55,7 +70,7 @@ async function connectionLines(sql: postgres.Sql): Promise<string[]> {
       } ${String(r.dead_letters).padStart(4)}  ${run.padEnd(34)} ${
         time(r.last_success_at) ?? "never"
       }${r.stale ? "  STALE" : ""}${
-        r.last_error ? `  error: ${String(r.last_error).slice(0, 70)}` : ""
+        r.last_error ? `  error: ${errorMessage(String(r.last_error)).slice(0, 70)}` : ""
       }`,
     );
   }

@@ -16,6 +16,9 @@ async function withGateway(
 ) {
   const envFile = await Deno.makeTempFile();
   await Deno.writeTextFile(envFile, "MY_SECRET=s3cret\nSUPABASE_URL=http://evil.example\n");
+  // The stack's own secrets: the developer's envFile wins on a shared name.
+  const stackEnvFile = await Deno.makeTempFile();
+  await Deno.writeTextFile(stackEnvFile, "STACK_SECRET=from-stack\nMY_SECRET=loses\n");
   const anon = await mintKey(SECRET, { role: "anon" }, undefined, KEY_EPOCH_S);
   const service = await mintKey(SECRET, { role: "service_role" }, undefined, KEY_EPOCH_S);
   const gw = startGateway({
@@ -24,6 +27,7 @@ async function withGateway(
     configToml: `${FIXTURES}/config.toml`,
     jwtSecret: SECRET,
     envFile,
+    stackEnvFile,
     env: {
       SUPABASE_URL: "http://127.0.0.1:1",
       SUPABASE_DB_URL: "postgresql://fixture",
@@ -38,6 +42,7 @@ async function withGateway(
   } finally {
     await gw.close();
     await Deno.remove(envFile);
+    await Deno.remove(stackEnvFile);
   }
 }
 
@@ -84,6 +89,7 @@ Deno.test("gateway gives functions the platform env and secrets, never SUPABASE_
       assert.equal(env.SUPABASE_ANON_KEY, "set");
       assert.equal(env.SUPABASE_SERVICE_ROLE_KEY, "set");
       assert.equal(env.MY_SECRET, "s3cret");
+      assert.equal(env.STACK_SECRET, "from-stack");
       assert.equal(env.GATEWAY_ONLY, null, "the gateway's own environment is not inherited");
     } finally {
       Deno.env.delete("GATEWAY_ONLY");
