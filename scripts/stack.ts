@@ -3,15 +3,21 @@
 //                      default 2000); applies when the sandboxes start, not to running ones
 //   --no-connections   do not register the sandbox connections (env CRM_SYNC_NO_CONNECTIONS=1)
 // `start` also runs the initial backfill through the sync function, then shows the live status.
+// `credentials <connection-id> [file.json]` stores a connection's credentials (JSON from the
+// file or stdin) encrypted with the stack's CRM_ENCRYPTION_KEY, e.g. for a real CRM account.
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { runBackfill } from "../shared/local/backfill.ts";
 import { activeConnections, backfillSummary, backfillView } from "../shared/local/backfill_view.ts";
-import { stackConfig } from "../shared/local/config.ts";
+import { dbUrl, stackConfig } from "../shared/local/config.ts";
+import { storeCredentials } from "../shared/local/connections.ts";
+import { ensureStackSecrets } from "../shared/local/secrets.ts";
 import { down, up, type UpOptions } from "../shared/local/stack.ts";
 import { runStatusView } from "../shared/local/status_view.ts";
+import { importKey } from "../supabase/functions/_shared/crypto.ts";
 
-const USAGE = "usage: stack.ts up|down|reset|start [--records N] [--no-connections]";
+const USAGE = "usage: stack.ts up|down|reset|start [--records N] [--no-connections]\n" +
+  "       stack.ts credentials <connection-id> [credentials.json]   (JSON on stdin without a file)";
 
 function fail(msg: string): never {
   console.error(msg);
@@ -60,6 +66,18 @@ async function backfill(env: Record<string, string>): Promise<string> {
   }
 }
 
+/** Reads a flat JSON object of strings (the adapters' credential shape). */
+async function readCredentials(file: string | undefined): Promise<Record<string, string>> {
+  const text = file
+    ? await Deno.readTextFile(file)
+    : await new Response(Deno.stdin.readable).text();
+  const value = JSON.parse(text);
+  const flat = value && typeof value === "object" && !Array.isArray(value) &&
+    Object.values(value).every((v) => typeof v === "string");
+  if (!flat) fail('credentials must be a JSON object of strings, e.g. {"apiToken": "…"}');
+  return value;
+}
+
 switch (positionals[0]) {
   case "up": {
     await up(cfg, upOptions);
@@ -92,6 +110,23 @@ switch (positionals[0]) {
     Deno.addSignalListener("SIGTERM", stop);
     const note = await backfill(env).catch((e) => `backfill failed: ${(e as Error).message}`);
     await runStatusView(cfg, env, [note]);
+    break;
+  }
+  case "credentials": {
+    const [, id, file] = positionals;
+    if (!id) fail(USAGE);
+    const credentials = await readCredentials(file);
+    const key = await importKey((await ensureStackSecrets(cfg)).CRM_ENCRYPTION_KEY);
+    const sql = postgres(dbUrl(cfg), { max: 1, onnotice: () => {} });
+    try {
+      const stored = await storeCredentials(sql, key, id, credentials).catch((e) =>
+        fail(`could not store them (is the stack up? npm run stack:up): ${e.message}`)
+      );
+      if (!stored) fail(`no connection ${id} in crm.connections`);
+      console.log(`stored the credentials of connection ${id}, encrypted`);
+    } finally {
+      await sql.end();
+    }
     break;
   }
   default:

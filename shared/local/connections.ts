@@ -106,18 +106,22 @@ export interface Registered {
   action: "created" | "updated" | "skipped";
 }
 
-/** Encrypts credentials for one connection and stores them (the edge functions' format). */
+/**
+ * Encrypts credentials for one connection and stores them (the edge functions' format).
+ * False when there is no such connection.
+ */
 export async function storeCredentials(
   sql: postgres.Sql | postgres.TransactionSql,
   key: CryptoKey,
   connectionId: string,
   credentials: Record<string, string>,
-): Promise<void> {
+): Promise<boolean> {
   const ciphertext = await encryptJson(key, credentials, connectionId);
-  await sql`update crm.connections
-            set credentials = convert_to(${ciphertext}, 'UTF8'),
-                credentials_updated_at = now(), updated_at = now()
-            where id = ${connectionId}`;
+  const res = await sql`update crm.connections
+                        set credentials = convert_to(${ciphertext}, 'UTF8'),
+                            credentials_updated_at = now(), updated_at = now()
+                        where id = ${connectionId}`;
+  return res.count === 1;
 }
 
 export async function registerSandboxConnections(

@@ -7,6 +7,7 @@ import { servicePids } from "./stack.ts";
 
 const CLEAR = "\x1b[2J\x1b[H";
 
+const count = (v: string | number | null) => v == null ? "-" : Number(v).toLocaleString("en-US");
 const time = (t: Date | string | null) => t ? new Date(t).toISOString().slice(11, 19) : null;
 
 /** sync_status().last_error is the error's message, or its JSON text when it has none (e.g. a
@@ -60,13 +61,13 @@ async function connectionLines(sql: postgres.Sql): Promise<string[]> {
       );
     }
     const run = r.run_status
-      ? `${r.run_status} ${time(r.run_at)} ${r.run_trigger} (${r.run_processed})`
+      ? `${r.run_status} ${time(r.run_at)} ${r.run_trigger} (${count(r.run_processed)})`
       : r.enabled
       ? "never"
       : "disabled";
     lines.push(
-      `    ${String(r.object).padEnd(10)} ${String(r.records ?? "-").padStart(8)} ${
-        String(r.pending_outbound).padStart(7)
+      `    ${String(r.object).padEnd(10)} ${count(r.records).padStart(8)} ${
+        count(r.pending_outbound).padStart(7)
       } ${String(r.dead_letters).padStart(4)}  ${run.padEnd(34)} ${
         time(r.last_success_at) ?? "never"
       }${r.stale ? "  STALE" : ""}${
