@@ -106,7 +106,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const sb = await startSandbox("hubspot", { seed: 51, records: 1_500, unlimited: true });
+    const sb = await startSandbox("hubspot", { seed: 51, records: 3_000, unlimited: true });
     const sql = db();
     const conn = await connect(sql, sb, {
       rate_limits: {
@@ -115,7 +115,8 @@ Deno.test({
       },
     });
     try {
-      await admin(sb.url, "PUT", "/faults", { latencyMs: 40 });
+      // Slow enough (60 pages, >= 80 ms each) that the kill lands mid-walk even on a busy machine.
+      await admin(sb.url, "PUT", "/faults", { latencyMs: 80 });
       const first = callFunction("crm-sync-bidirectional", {
         direction: "inbound",
         objects: ["contacts"],
