@@ -164,3 +164,27 @@ export async function admin(url: string, method: string, path: string, body?: un
 export async function cleanup(sql: Sql, connectionId: string) {
   await sql`delete from crm.connections where id = ${connectionId}`;
 }
+
+export interface ConnectionScope {
+  sb: Sandbox;
+  sql: Sql;
+  conn: string;
+}
+
+/** A sandbox, a database handle and a fresh connection for one test; all torn down after. */
+export async function withConnection(
+  provider: ProviderName,
+  o: SandboxOptions & { settings?: Record<string, unknown> },
+  fn: (scope: ConnectionScope) => Promise<void>,
+): Promise<void> {
+  const sb = await startSandbox(provider, o);
+  const sql = db();
+  const conn = await connect(sql, sb, o.settings);
+  try {
+    await fn({ sb, sql, conn });
+  } finally {
+    await cleanup(sql, conn);
+    await sql.end();
+    await sb.close();
+  }
+}

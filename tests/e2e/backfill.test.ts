@@ -3,7 +3,7 @@
 // phones keep the record with a warning, and sync_log's counts are what the tests observe.
 import assert from "node:assert/strict";
 import { PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
-import { cleanup, connect, db, startSandbox, triggerSync } from "./_harness.ts";
+import { triggerSync, withConnection } from "./_harness.ts";
 import { expectedContacts, liveIds } from "./_expect.ts";
 
 for (const provider of PROVIDERS) {
@@ -12,10 +12,7 @@ for (const provider of PROVIDERS) {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      const sb = await startSandbox(provider, { seed: 11, records: 120 });
-      const sql = db();
-      const conn = await connect(sql, sb);
-      try {
+      await withConnection(provider, { seed: 11, records: 120 }, async ({ sb, sql, conn }) => {
         const answer = await triggerSync(sql, "all", conn);
         assert.equal(answer.ok, true, JSON.stringify(answer));
         assert.equal(answer.more, false);
@@ -100,11 +97,7 @@ for (const provider of PROVIDERS) {
         assert.equal(run2.created, 0);
         assert.equal(run2.updated, 0);
         assert.equal(run2.failed, 0);
-      } finally {
-        await cleanup(sql, conn);
-        await sql.end();
-        await sb.close();
-      }
+      });
     },
   });
 }

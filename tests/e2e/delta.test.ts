@@ -3,15 +3,7 @@
 // 5,000 records bulk-edited to one identical timestamp are all synced, once.
 import assert from "node:assert/strict";
 import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
-import {
-  admin,
-  callFunction,
-  cleanup,
-  connect,
-  db,
-  startSandbox,
-  triggerSync,
-} from "./_harness.ts";
+import { admin, callFunction, db, triggerSync, withConnection } from "./_harness.ts";
 
 const CONTACT: Record<ProviderName, string> = {
   hubspot: "contacts",
@@ -38,10 +30,7 @@ for (const provider of PROVIDERS) {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      const sb = await startSandbox(provider, { seed: 21, records: 60 });
-      const sql = db();
-      const conn = await connect(sql, sb);
-      try {
+      await withConnection(provider, { seed: 21, records: 60 }, async ({ sb, sql, conn }) => {
         await triggerSync(sql, "all", conn);
         const ids = await liveContactIds(sql, conn);
         const N = 7;
@@ -125,11 +114,7 @@ for (const provider of PROVIDERS) {
         const dupes = await sql`select remote_id from crm.contacts where connection_id = ${conn}
                                 group by remote_id having count(*) > 1`;
         assert.equal(dupes.length, 0);
-      } finally {
-        await cleanup(sql, conn);
-        await sql.end();
-        await sb.close();
-      }
+      });
     },
   });
 
@@ -139,10 +124,7 @@ for (const provider of PROVIDERS) {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      const sb = await startSandbox(provider, { seed: 31, records: 5_200 });
-      const sql = db();
-      const conn = await connect(sql, sb);
-      try {
+      await withConnection(provider, { seed: 31, records: 5_200 }, async ({ sb, sql, conn }) => {
         await triggerSync(sql, "contacts", conn);
         const at = new Date(Date.now() - 60_000);
         at.setUTCMilliseconds(0);
@@ -164,11 +146,7 @@ for (const provider of PROVIDERS) {
           (run.processed as number) >= 5_000 && (run.processed as number) < 5_200,
           JSON.stringify(run),
         );
-      } finally {
-        await cleanup(sql, conn);
-        await sql.end();
-        await sb.close();
-      }
+      });
     },
   });
 }

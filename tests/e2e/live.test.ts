@@ -4,17 +4,14 @@
 import assert from "node:assert/strict";
 import { mintKey } from "../../shared/local/jwt.ts";
 import { need } from "../_support/env.ts";
-import { callFunction, cleanup, connect, db, startSandbox } from "./_harness.ts";
+import { callFunction, withConnection } from "./_harness.ts";
 
 Deno.test({
   name: "e2e crm-fetch-live: live records, persist, owners linked, auth and input errors",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const sb = await startSandbox("salesforce", { seed: 61, records: 40 });
-    const sql = db();
-    const conn = await connect(sql, sb);
-    try {
+    await withConnection("salesforce", { seed: 61, records: 40 }, async ({ sql, conn }) => {
       const live = await callFunction("crm-fetch-live", {
         type: "contacts",
         connection_id: conn,
@@ -115,10 +112,6 @@ Deno.test({
         turbo: true,
       });
       assert.equal(unknownKey.status, 400);
-    } finally {
-      await cleanup(sql, conn);
-      await sql.end();
-      await sb.close();
-    }
+    });
   },
 });

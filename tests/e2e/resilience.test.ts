@@ -4,16 +4,7 @@
 import assert from "node:assert/strict";
 import { PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
 import { need } from "../_support/env.ts";
-import {
-  admin,
-  callFunction,
-  cleanup,
-  connect,
-  db,
-  startSandbox,
-  syncUntilDone,
-  triggerSync,
-} from "./_harness.ts";
+import { admin, callFunction, syncUntilDone, triggerSync, withConnection } from "./_harness.ts";
 import { expectedContacts } from "./_expect.ts";
 
 for (const provider of PROVIDERS) {
@@ -22,10 +13,7 @@ for (const provider of PROVIDERS) {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      const sb = await startSandbox(provider, { seed: 41, records: 400 });
-      const sql = db();
-      const conn = await connect(sql, sb);
-      try {
+      await withConnection(provider, { seed: 41, records: 400 }, async ({ sb, sql, conn }) => {
         await admin(sb.url, "PUT", "/faults", { rate429: 0.2, error5xxRate: 0.05, seed: 3 });
         await syncUntilDone(conn, { objects: ["contacts"], page_size: 100 });
         const want = [...(await expectedContacts(provider, sb.url)).values()]
@@ -44,11 +32,7 @@ for (const provider of PROVIDERS) {
           injected["429"] ?? 0,
           JSON.stringify(counters),
         );
-      } finally {
-        await cleanup(sql, conn);
-        await sql.end();
-        await sb.close();
-      }
+      });
     },
   });
 
@@ -57,10 +41,7 @@ for (const provider of PROVIDERS) {
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      const sb = await startSandbox(provider, { seed: 42, records: 20 });
-      const sql = db();
-      const conn = await connect(sql, sb);
-      try {
+      await withConnection(provider, { seed: 42, records: 20 }, async ({ sb, sql, conn }) => {
         await admin(sb.url, "POST", "/tokens/revoke", { kind: "all" });
         const answer = await triggerSync(sql, "contacts", conn);
         const run = answer.runs.find((r) => r.object === "contacts")!;
@@ -77,11 +58,7 @@ for (const provider of PROVIDERS) {
           /is error/,
           "an errored connection is not synced until resumed",
         );
-      } finally {
-        await cleanup(sql, conn);
-        await sql.end();
-        await sb.close();
-      }
+      });
     },
   });
 }
@@ -106,15 +83,17 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const sb = await startSandbox("hubspot", { seed: 51, records: 3_000, unlimited: true });
-    const sql = db();
-    const conn = await connect(sql, sb, {
-      rate_limits: {
-        default: { limit: 10_000, window_ms: 1_000 },
-        search: { limit: 10_000, window_ms: 1_000 },
+    await withConnection("hubspot", {
+      seed: 51,
+      records: 3_000,
+      unlimited: true,
+      settings: {
+        rate_limits: {
+          default: { limit: 10_000, window_ms: 1_000 },
+          search: { limit: 10_000, window_ms: 1_000 },
+        },
       },
-    });
-    try {
+    }, async ({ sb, sql, conn }) => {
       // Slow enough (60 pages, >= 80 ms each) that the kill lands mid-walk even on a busy machine.
       await admin(sb.url, "PUT", "/faults", { latencyMs: 80 });
       const first = callFunction("crm-sync-bidirectional", {
@@ -158,10 +137,6 @@ Deno.test({
         processedAfter <= want.length - before + 50,
         `resumed (${before} before the kill, ${processedAfter} after, ${want.length} total)`,
       );
-    } finally {
-      await cleanup(sql, conn);
-      await sql.end();
-      await sb.close();
-    }
+    });
   },
 });
