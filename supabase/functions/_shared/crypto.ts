@@ -55,3 +55,14 @@ export async function decryptJson<T = unknown>(
 export function generateKey(): string {
   return b64(crypto.getRandomValues(new Uint8Array(32)));
 }
+
+/** The function secret CRM_ENCRYPTION_KEY, or the 500 answer a function gives without it. */
+export async function keyOrResponse(
+  env = Deno.env.get("CRM_ENCRYPTION_KEY"),
+): Promise<CryptoKey | Response> {
+  try {
+    return await importKey(env);
+  } catch (e) {
+    return Response.json({ error: (e as Error).message }, { status: 500 });
+  }
+}

@@ -7,7 +7,7 @@
 // "sync": true they are also persisted through the sync's apply path and logged (trigger live).
 import { z } from "zod";
 import { caller } from "../_shared/auth.ts";
-import { importKey } from "../_shared/crypto.ts";
+import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
 import { ObjectTypeSchema } from "../_shared/providers/types.ts";
@@ -43,12 +43,8 @@ Deno.serve(async (req) => {
   if (!body.ok) return body.response;
   const b = body.data;
   const started = Date.now();
-  let key: CryptoKey;
-  try {
-    key = await importKey(Deno.env.get("CRM_ENCRYPTION_KEY"));
-  } catch (e) {
-    return Response.json({ error: (e as Error).message }, { status: 500 });
-  }
+  const key = await keyOrResponse();
+  if (key instanceof Response) return key;
   const { connections, unusable } = await loadConnections(sql, key, {
     connectionId: b.connection_id,
     accountId: who.kind === "user" ? who.accountId : undefined,

@@ -7,7 +7,7 @@
 // crm.outbox and the answer says so. mode "retry" (the hourly retry job) runs an inbound delta.
 import { z } from "zod";
 import { isServiceRole } from "../_shared/auth.ts";
-import { importKey } from "../_shared/crypto.ts";
+import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
 import { ObjectTypeSchema } from "../_shared/providers/types.ts";
@@ -40,12 +40,8 @@ Deno.serve(async (req) => {
   if (!body.ok) return body.response;
   const b = body.data;
   const started = Date.now();
-  let key: CryptoKey;
-  try {
-    key = await importKey(Deno.env.get("CRM_ENCRYPTION_KEY"));
-  } catch (e) {
-    return Response.json({ error: (e as Error).message }, { status: 500 });
-  }
+  const key = await keyOrResponse();
+  if (key instanceof Response) return key;
   const out: Record<string, unknown> = { ok: true, more: false };
   if (b.direction !== "outbound") {
     try {
