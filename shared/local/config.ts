@@ -1,12 +1,13 @@
-// Where a local stack lives and listens. Two profiles: `dev` (the ports `supabase start`
-// uses, so docs and tools work unchanged) and `test` (its own ports and folder, so `npm test`
-// never clobbers a developer's running stack).
+// Where a local stack lives and listens. Three profiles: `dev` (the ports `supabase start`
+// uses, so docs and tools work unchanged), `test` (its own ports and folder, so `npm test`
+// never clobbers a developer's running stack) and `bench` (the same for `npm run bench`, so a
+// benchmark can run beside both).
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url).href).replace(/\/$/, "");
 
-export type Profile = "dev" | "test";
+export type Profile = "dev" | "test" | "bench";
 
 export interface StackConfig {
   profile: Profile;
@@ -31,13 +32,16 @@ export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-charact
 
 // Sandbox size per object. Dev: thousands of records per sandbox so `npm start` shows a real
 // backfill, yet the emulators still seed in under a second (2000 ≈ 0.8 s for all three). Test:
-// the emulators' own default, which the test suites were written against.
+// the emulators' own default, which the test suites were written against. Bench: unused, the
+// bench starts its own sandboxes (scripts/bench/sandbox_server.ts).
 export const DEV_SANDBOX_RECORDS = 2000;
 export const TEST_SANDBOX_RECORDS = 25;
 
+const PORT_BASE: Record<Profile, number> = { dev: 54300, test: 55300, bench: 58300 };
+
 export function stackConfig(profile: Profile = "dev"): StackConfig {
-  const base = profile === "dev" ? 54300 : 55300;
-  const dir = join(ROOT, ".local", profile === "dev" ? "" : "test");
+  const base = PORT_BASE[profile];
+  const dir = join(ROOT, ".local", profile === "dev" ? "" : profile);
   return {
     profile,
     dir,
@@ -49,8 +53,8 @@ export function stackConfig(profile: Profile = "dev"): StackConfig {
     dbPassword: "postgres",
     jwtSecret: LOCAL_JWT_SECRET,
     envFile: join(dir, "stack.env"),
-    // The dev stack reads the developer's function secrets (the CLI's convention); the test
-    // stack gets its own file so a developer's secrets never leak into test runs.
+    // The dev stack reads the developer's function secrets (the CLI's convention); the test and
+    // bench stacks get their own file so a developer's secrets never leak into their runs.
     functionsEnvFile: profile === "dev"
       ? join(ROOT, "supabase", "functions", ".env")
       : join(dir, "functions.env"),

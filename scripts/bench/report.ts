@@ -1,0 +1,189 @@
+// What `npm run bench` prints: per provider the engine's figures, where its time went, the
+// baseline and the documented limits; then one table with every target marked met or not.
+import type { ProbeResult } from "./adapter_probe.ts";
+import type { BaselineResult } from "./baseline.ts";
+import type { EngineResult } from "./engine_run.ts";
+import { type Derived, ENGINE_PAGE, naiveCalls, type Sizes, TARGETS } from "./figures.ts";
+import { NAIVE_PAGE } from "./naive_pages.ts";
+
+export interface ProviderReport {
+  provider: "hubspot" | "salesforce";
+  sizes: Sizes;
+  engine: EngineResult;
+  probe: ProbeResult;
+  baseline: BaselineResult;
+  derived: Derived;
+}
+
+const n = (x: number, digits = 0) =>
+  x.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const s = (ms: number) => `${n(ms / 1000, 1)} s`;
+const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
+const NAME = { hubspot: "HubSpot", salesforce: "Salesforce" };
+/** Sandbox route patterns by their last segment. */
+const ROUTE: Record<string, string> = {
+  "/crm/v3/objects/:objectType/search": "search",
+  "/crm/v3/objects/:objectType": "list (archived)",
+  "/services/data/:version/queryAll": "queryAll",
+  "/services/data/:version/sobjects/:type/describe": "describe",
+};
+
+/** Documented limits and what they would cap each side at (README and limits.ts sources). */
+function caps(p: ProviderReport["provider"]): string[] {
+  if (p === "hubspot") {
+    return [
+      "documented limits would cap: engine at 5 searches/s × 200 = 1,000 records/s (its default",
+      "  pacing, 4 searches/s, at 800); baseline at 100 requests/10 s × 100 = 1,000 records/s",
+    ];
+  }
+  return [
+    "documented limits: Salesforce has no per-second limit, only a daily org budget of API",
+    "  calls (100,000+ on Enterprise); the engine's default pacing is 25 requests/s × 2,000 =",
+    "  50,000 records/s. The budget each side spends per backfill is its call count above.",
+  ];
+}
+
+export function printProvider(r: ProviderReport): void {
+  const { engine: e, baseline: b, probe, derived: d } = r;
+  const routes = Object.entries(e.counters.routes)
+    .map(([route, c]) => `${ROUTE[route.split(" ").at(-1)!] ?? route} ${c.total}`).join(", ");
+  const sizes = Object.entries(r.sizes.engine).map(([t, x]) => `${n(x)} ${t}`).join(" + ");
+  const crossCheck = e.log.apiCalls === d.callsMade
+    ? "the same"
+    : `differs by ${e.log.apiCalls - d.callsMade}`;
+  const perCall = e.calls.map((c) => n(c.processed / (c.ms / 1000))).join(", ");
+  const minText = Object.entries(r.sizes.engine)
+    .map(([t, x]) =>
+      `floor(${x}/${ENGINE_PAGE[r.provider]})+1${r.provider === "salesforce" ? ` ${t}` : ""}`
+    )
+    .join(" + ");
+  const save = e.sqlFunctions.find((f) => f.name === "save_inbound_page");
+  const apply = e.sqlFunctions.find((f) => f.name === "apply_inbound");
+  const oneByOne = e.sqlFunctions.find((f) => f.name === "_apply_one_by_one");
+  const perRecord = (ms: number, count: number) => `${n((ms / count) * 1000, 0)} µs/record`;
+  const fetchEst = (probe.fetchMs / probe.records) * e.landed;
+  const mapEst = (probe.mapMs / probe.records) * e.landed;
+  const m = e.memory;
+
+  console.log(`\n── ${NAME[r.provider]}: ${sizes} for the engine's contacts walk ──`);
+  console.log(
+    `engine   ${n(d.engineRate)} records/s: ${n(e.landed)} rows landed in crm.contacts ` +
+      `(${n(e.landedLive)} live) in ${s(e.wallMs)} wall; ${e.calls.length} function call(s) ` +
+      `of ${e.calls.map((c) => s(c.ms)).join(", ")} at ${perCall} records/s`,
+  );
+  console.log(
+    `         API calls ${n(d.callsMade)} made (sandbox counters: ${routes}; sync_log.api_calls ` +
+      `${n(e.log.apiCalls)} over ${e.log.runs} run(s), ${crossCheck}) vs minimum ${n(d.callsMin)}`,
+  );
+  console.log(
+    `         (data pages only, ${minText}; one-off calls count as made, not in the minimum) ` +
+      `→ ${n(d.callRatio, 3)}× — target ≤ ${TARGETS.callRatio}×: ${verdict(d.met.calls)}`,
+  );
+  console.log(
+    `         peak memory ${n(m.peakMb, 1)} MB (VmHWM of pid ${m.pid}, ${
+      m.peakReset
+        ? `reset after boot at ${n(m.bootRssMb, 1)} MB RSS`
+        : "NOT reset (clear_refs refused): includes the boot"
+    }; sampled max RSS ${n(m.sampledMb, 1)} MB${
+      e.restarts ? `; the process was replaced ${e.restarts}×` : ""
+    }) — target < ${TARGETS.peakMb} MB: ${verdict(d.met.memory)}`,
+  );
+  console.log(
+    `         CPU during the backfill: function ${s(e.cpuMs.fn)}, Postgres ${s(e.cpuMs.pg)}, ` +
+      `sandbox ${s(e.cpuMs.sandbox)}; load average ${n(e.load[0], 2)} → ${
+        n(e.load[1], 2)
+      } on ${navigator.hardwareConcurrency} CPUs`,
+  );
+  if (save) {
+    console.log(
+      `         SQL: crm.save_inbound_page ${save.calls} calls, ${s(save.totalMs)} ` +
+        `(${n(save.totalMs / Math.max(1, save.calls), 1)} ms/page, ${
+          perRecord(save.totalMs, e.landed)
+        }); apply_inbound ${s(apply?.totalMs ?? 0)}; one-by-one fallback ${
+          oneByOne?.calls ?? 0
+        } page(s)`,
+    );
+    const top = [...e.sqlFunctions].sort((a, b) => b.selfMs - a.selfMs).slice(0, 5);
+    console.log(
+      `         SQL self time by function: ${
+        top.map((f) => `${f.name} ${s(f.selfMs)} (${n(f.calls)} calls)`).join(", ")
+      }`,
+    );
+  }
+  console.log(
+    `         adapter alone (first ${n(probe.records)} records, bench process, no prefetch, ` +
+      `${probe.calls} calls): fetch ${perRecord(probe.fetchMs, probe.records)}, mapping ${
+        perRecord(probe.mapMs, probe.records)
+      }, ${n(probe.jsonBytesPerRecord)} B/record of JSON to Postgres`,
+  );
+  console.log(
+    `         → for ${n(e.landed)} records: fetch ≈ ${s(fetchEst)}, mapping ≈ ${s(mapEst)}, ` +
+      `SQL ${s(save?.totalMs ?? NaN)}, of ${s(e.wallMs)} wall (fetch overlaps the write)`,
+  );
+  const calls = naiveCalls(r.provider, r.sizes, NAIVE_PAGE);
+  console.log(
+    `baseline ${n(d.naiveRate)} records/s, ${
+      b.records < d.naiveRecords ? "MEASURED ON A PREFIX of" : "measured on all"
+    } ${n(b.records)} records ` +
+      `(${b.pages} calls) in ${s(b.wallMs)}: fetch ${s(b.fetchMs)}, mapping ${s(b.mapMs)}, ` +
+      `INSERTs ${s(b.insertMs)} (${n(b.insertMs / b.records, 2)} ms/row)`,
+  );
+  console.log(
+    `         EXTRAPOLATED to all ${n(d.naiveRecords)} records its plain list returns: ${
+      s(d.naiveWallMs)
+    }, ${n(calls)} calls (one per page of ${NAIVE_PAGE}); CPU on the prefix: bench ${
+      s(b.cpuMs.bench)
+    }, Postgres ${s(b.cpuMs.pg)}, sandbox ${s(b.cpuMs.sandbox)}`,
+  );
+  console.log(
+    `speed-up engine/baseline ${n(d.speedUp, 1)}× — target ≥ ${TARGETS.speedUp}×: ${
+      verdict(d.met.speedUp)
+    }${d.met.speedUp ? "" : ` (${n(TARGETS.speedUp / d.speedUp, 1)}× short)`}`,
+  );
+  for (const line of caps(r.provider)) console.log(line);
+}
+
+export function printTable(reports: ProviderReport[]): void {
+  const head = [
+    "provider",
+    "records",
+    "engine wall",
+    "engine rec/s",
+    "API calls made/min",
+    "peak RSS",
+    "baseline rec/s*",
+    "speed-up",
+  ];
+  const rows = reports.map((r) => [
+    NAME[r.provider],
+    n(r.engine.landed),
+    s(r.engine.wallMs),
+    n(r.derived.engineRate),
+    `${n(r.derived.callsMade)}/${n(r.derived.callsMin)} = ${n(r.derived.callRatio, 3)}×`,
+    `${n(r.engine.memory.peakMb, 0)} MB`,
+    n(r.derived.naiveRate),
+    `${n(r.derived.speedUp, 1)}×`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
+  console.log(`\n${line(head)}\n|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const row of rows) console.log(line(row));
+  console.log(
+    `* baseline measured on a prefix of ${
+      reports.map((r) => `${n(r.baseline.records)} (${NAME[r.provider]})`).join(", ")
+    } records and extrapolated; rate limits lifted in the sandboxes and raised in the`,
+  );
+  console.log("  connection's settings.rate_limits for both sides.");
+  console.log(
+    `targets: API calls ≤ ${TARGETS.callRatio}× the minimum, peak < ${TARGETS.peakMb} MB, ` +
+      `speed-up ≥ ${TARGETS.speedUp}×`,
+  );
+  for (const r of reports) {
+    const met = r.derived.met;
+    console.log(
+      `  ${NAME[r.provider].padEnd(10)} calls ${verdict(met.calls)}, memory ${
+        verdict(met.memory)
+      }, speed-up ${verdict(met.speedUp)}`,
+    );
+  }
+}
