@@ -31,7 +31,7 @@ export async function probeAdapter(
   const mappings = await sql`select * from crm.effective_field_mappings(${connectionId})`;
   const mapper = createMapper(sb.provider, [...mappings], { defaultRegion: "US" });
   let calls = 0;
-  const adapter = createAdapter(sb.provider, {
+  const adapter = await createAdapter(sb.provider, {
     baseUrl: sb.url,
     credentials: connectionCredentials(sb.provider, { ...sb.credentials }, sb.url),
     beforeRequest: createRateGate(limitsFor(sb.provider, settings)),

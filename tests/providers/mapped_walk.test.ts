@@ -46,7 +46,7 @@ async function checkMappedWalk(
 ) {
   const rows = seededMappings(provider);
   const mapper = createMapper(provider, rows, { defaultRegion: "US" });
-  const adapter = createAdapter(provider, d, mapper.fields());
+  const adapter = await createAdapter(provider, d, mapper.fields());
   const out = {} as Record<ObjectType, Record<string, unknown>[]>;
   for (const object of OBJECT_TYPES) {
     const { seen } = await walkChanges(adapter, object);

@@ -92,6 +92,14 @@ export function classifySalesforce(e: unknown): Classification {
   return { kind: "fatal", reason: `${code}: ${err.message ?? ""}`.slice(0, 300) };
 }
 
+/**
+ * Describe results per org, object and field selection, shared by the adapters of one function
+ * instance: a backfill spanning several calls describes each object once, and a field added
+ * in the org is picked up within the TTL.
+ */
+const DESCRIBED = new Map<string, { at: number; fields: Promise<string[]> }>();
+const DESCRIBE_TTL_MS = 10 * 60_000;
+
 export function createSalesforceAdapter(
   deps: ProviderDeps,
   fields: Record<string, string[]>,
@@ -153,13 +161,13 @@ export function createSalesforceAdapter(
   const query = (soql: string, o: Record<string, unknown>, signal?: AbortSignal) =>
     call("query", async (): Promise<Rows> => await conn.query(soql, o) as unknown as Rows, signal);
 
-  const available = new Map<string, Promise<string[]>>();
-
   /** The selected fields of `type` the org has (`Rel.Field` when the relationship exists). */
   function selectable(type: string, signal?: AbortSignal): Promise<string[]> {
     const wanted = fields[type] ?? [];
     if (wanted.length === 0) return Promise.resolve([]);
-    let p = available.get(type);
+    const key = `${c.instanceUrl ?? deps.baseUrl}|${type}|${wanted.join(",")}`;
+    const hit = DESCRIBED.get(key);
+    let p = hit && Date.now() - hit.at < DESCRIBE_TTL_MS ? hit.fields : undefined;
     if (!p) {
       p = call("describe", () => conn.sobject(type).describe(), signal).then((d) => {
         const names = new Set(d.fields.map((f) => f.name.toLowerCase()));
@@ -175,8 +183,8 @@ export function createSalesforceAdapter(
         return ok;
       });
       // A failed describe is retried by the next call instead of being cached.
-      p.catch(() => available.delete(type));
-      available.set(type, p);
+      p.catch(() => DESCRIBED.delete(key));
+      DESCRIBED.set(key, { at: Date.now(), fields: p });
     }
     return p;
   }

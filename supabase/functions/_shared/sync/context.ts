@@ -30,7 +30,7 @@ export async function createSyncContext(
     : undefined;
   const mapper = createMapper(conn.provider, [...mappings], { defaultRegion: region });
   let calls = 0;
-  const adapter = createAdapter(conn.provider, {
+  const adapter = await createAdapter(conn.provider, {
     baseUrl: conn.baseUrl,
     credentials: conn.credentials,
     beforeRequest: createRateGate(limitsFor(conn.provider, conn.settings)),

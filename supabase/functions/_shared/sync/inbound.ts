@@ -119,24 +119,28 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
   };
 
   let done = false;
+  let lastSaveMs = 0;
   try {
     let next: Promise<ChangePage> | null = fetchPage(checkpoint);
     while (next) {
       const page: ChangePage = await next;
       next = null;
-      // Prefetch the following page while this one is written; it is discarded only when the
-      // deadline stops the walk (one wasted call per run at most).
-      if (!page.done) {
+      // Prefetch the following page while this one is written, unless the deadline will have
+      // passed by the time the write is done (the prefetched page would be thrown away).
+      if (!page.done && now() + lastSaveMs < o.deadline) {
         next = fetchPage(page.checkpoint);
         next.catch(() => {}); // surfaced when awaited
       }
+      const saveStart = now();
       await save(page, page.done ? null : page.checkpoint);
+      lastSaveMs = now() - saveStart;
       checkpoint = page.checkpoint;
       if (page.done) {
         done = true;
         break;
       }
       if (now() >= o.deadline) break;
+      next ??= fetchPage(page.checkpoint);
     }
     if (done && from && SEPARATE_DELETE_LISTING.has(conn.provider)) {
       const since = new Date(Date.parse(from.modifiedAt) - DELETE_OVERLAP_MS).toISOString();
