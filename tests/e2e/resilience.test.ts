@@ -78,65 +78,67 @@ function functionPid(): number | null {
   return null;
 }
 
-Deno.test({
-  name: "e2e hubspot: a function killed mid-walk resumes without gaps or duplicates",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await withConnection("hubspot", {
-      seed: 51,
-      records: 3_000,
-      unlimited: true,
-      settings: {
-        rate_limits: {
-          default: { limit: 10_000, window_ms: 1_000 },
-          search: { limit: 10_000, window_ms: 1_000 },
+for (const provider of PROVIDERS) {
+  Deno.test({
+    name: `e2e ${provider}: a function killed mid-walk resumes without gaps or duplicates`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      await withConnection(provider, {
+        seed: 51,
+        records: 3_000,
+        unlimited: true,
+        settings: {
+          rate_limits: {
+            default: { limit: 10_000, window_ms: 1_000 },
+            search: { limit: 10_000, window_ms: 1_000 },
+          },
         },
-      },
-    }, async ({ sb, sql, conn }) => {
-      // Slow enough (60 pages, >= 80 ms each) that the kill lands mid-walk even on a busy machine.
-      await admin(sb.url, "PUT", "/faults", { latencyMs: 80 });
-      const first = callFunction("crm-sync-bidirectional", {
-        direction: "inbound",
-        objects: ["contacts"],
-        connection_id: conn,
-        page_size: 50,
-      });
-      let killed = false;
-      for (let i = 0; i < 400 && !killed; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        const [run] = await sql`select processed from crm.sync_log
-                                where connection_id = ${conn} and status = 'running'`;
-        if (run && run.processed >= 300) {
-          const pid = functionPid();
-          assert.ok(pid, "function process found");
-          Deno.kill(pid, "SIGKILL");
-          killed = true;
+      }, async ({ sb, sql, conn }) => {
+        // Slow enough (>= 60 pages, >= 80 ms each) that the kill lands mid-walk even on a busy machine.
+        await admin(sb.url, "PUT", "/faults", { latencyMs: 80 });
+        const first = callFunction("crm-sync-bidirectional", {
+          direction: "inbound",
+          objects: ["contacts"],
+          connection_id: conn,
+          page_size: 50,
+        });
+        let killed = false;
+        for (let i = 0; i < 400 && !killed; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          const [run] = await sql`select processed from crm.sync_log
+                                  where connection_id = ${conn} and status = 'running'`;
+          if (run && run.processed >= 300) {
+            const pid = functionPid();
+            assert.ok(pid, "function process found");
+            Deno.kill(pid, "SIGKILL");
+            killed = true;
+          }
         }
-      }
-      assert.ok(killed, "the walk was interrupted");
-      const r1 = await first;
-      assert.ok(r1.status >= 500, `the killed call failed (${r1.status})`);
-      const [{ processed: before }] = await sql`select processed from crm.sync_log
-                                                where connection_id = ${conn} and status = 'running'`;
-      // The health check closes runs whose worker died; then the next call continues.
-      await sql`select count(*) from crm.check_health(interval '0 seconds')`;
-      await admin(sb.url, "PUT", "/faults", {});
-      const rest = await syncUntilDone(conn, { objects: ["contacts"], page_size: 50 });
-      const processedAfter = rest.flatMap((a) => a.runs).reduce(
-        (n, r) => n + (r.processed as number),
-        0,
-      );
-      const want = [...(await expectedContacts("hubspot", sb.url)).values()]
-        .filter((w) => !w.deleted).map((w) => w.remote_id).sort();
-      const got = await sql`select remote_id from crm.contacts
-                            where connection_id = ${conn} and deleted_at is null`;
-      assert.deepEqual(got.map((r) => r.remote_id).sort(), want, "no gaps");
-      // Resumed from the checkpoint: the second walk did not start over.
-      assert.ok(
-        processedAfter <= want.length - before + 50,
-        `resumed (${before} before the kill, ${processedAfter} after, ${want.length} total)`,
-      );
-    });
-  },
-});
+        assert.ok(killed, "the walk was interrupted");
+        const r1 = await first;
+        assert.ok(r1.status >= 500, `the killed call failed (${r1.status})`);
+        const [{ processed: before }] = await sql`select processed from crm.sync_log
+                                                  where connection_id = ${conn} and status = 'running'`;
+        // The health check closes runs whose worker died; then the next call continues.
+        await sql`select count(*) from crm.check_health(interval '0 seconds')`;
+        await admin(sb.url, "PUT", "/faults", {});
+        const rest = await syncUntilDone(conn, { objects: ["contacts"], page_size: 50 });
+        const processedAfter = rest.flatMap((a) => a.runs).reduce(
+          (n, r) => n + (r.processed as number),
+          0,
+        );
+        const all = [...(await expectedContacts(provider, sb.url)).values()];
+        const want = all.filter((w) => !w.deleted).map((w) => w.remote_id).sort();
+        const got = await sql`select remote_id from crm.contacts
+                              where connection_id = ${conn} and deleted_at is null`;
+        assert.deepEqual(got.map((r) => r.remote_id).sort(), want, "no gaps");
+        // Resumed from the checkpoint: the second walk did not start over.
+        assert.ok(
+          processedAfter <= all.length - before + 50,
+          `resumed (${before} before the kill, ${processedAfter} after, ${all.length} in the CRM)`,
+        );
+      });
+    },
+  });
+}
