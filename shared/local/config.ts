@@ -37,7 +37,10 @@ export const LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-charact
 export const DEV_SANDBOX_RECORDS = 2000;
 export const TEST_SANDBOX_RECORDS = 25;
 
-const PORT_BASE: Record<Profile, number> = { dev: 54300, test: 55300, bench: 58300 };
+// dev keeps the ports `supabase start` uses. test and bench sit below Linux's ephemeral range
+// (32768-60999): a port in it can be held by any outgoing connection's local end (the test
+// runner's own Postgres client once took 55330 and the sandboxes failed to bind).
+const PORT_BASE: Record<Profile, number> = { dev: 54300, test: 25300, bench: 28300 };
 
 export function stackConfig(profile: Profile = "dev"): StackConfig {
   const base = PORT_BASE[profile];
