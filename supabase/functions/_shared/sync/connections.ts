@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { decryptJson, encryptJson } from "../crypto.ts";
 import type { Sql } from "../db.ts";
-import { type ProviderName, PROVIDERS, type TokenSet } from "../providers/types.ts";
+import { ProviderError, type ProviderName, PROVIDERS, type TokenSet } from "../providers/types.ts";
 
 export interface Connection {
   id: string;
@@ -123,4 +123,25 @@ export async function persistTokens(
 
 export async function markConnectionError(sql: Sql, id: string, reason: string): Promise<void> {
   await sql`select crm.mark_connection_error(${id}, ${reason})`;
+}
+
+/**
+ * What a failed run reports: the error's message, and whether the CRM refused the credentials,
+ * in which case the connection is put in the error state with the same readable reason.
+ */
+export async function recordFailure(
+  sql: Sql,
+  conn: Connection,
+  e: unknown,
+): Promise<{ message: string; revoked: boolean }> {
+  const text = errorMessage(e);
+  const revoked = e instanceof ProviderError && e.action === "revoked";
+  if (!revoked) return { message: text, revoked };
+  const message = `${conn.provider} refused the stored credentials (reconnect it): ${text}`;
+  await markConnectionError(sql, conn.id, message);
+  return { message, revoked };
+}
+
+export function errorMessage(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).slice(0, 1000);
 }

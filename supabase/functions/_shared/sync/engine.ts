@@ -4,15 +4,10 @@
 // bounded by one shared deadline.
 import type { Sql } from "../db.ts";
 import { OBJECT_TYPES, type ObjectType, ProviderError } from "../providers/types.ts";
-import { loadConnections } from "./connections.ts";
+import { type Connection, errorMessage, loadConnections } from "./connections.ts";
 import { createSyncContext, type Logger } from "./context.ts";
-import {
-  errorMessage,
-  type InboundMode,
-  runInbound,
-  type RunSummary,
-  type Trigger,
-} from "./inbound.ts";
+import { RunTally } from "./tally.ts";
+import { type InboundMode, runInbound, type RunSummary, type Trigger } from "./inbound.ts";
 
 const ORDER: ObjectType[] = ["owners", "companies", "contacts", "deals"];
 
@@ -60,7 +55,7 @@ export async function syncInbound(
     for (const object of objects) {
       if (Date.now() >= req.deadline) {
         runs.push(
-          notStarted(conn.id, conn.provider, object, "time budget used up before this stream"),
+          notStarted(conn, object, "time budget used up before this stream"),
         );
         continue;
       }
@@ -79,7 +74,7 @@ export async function syncInbound(
         // Database-side failures (the run could not even be opened or closed).
         log("inbound stream failed", { connection_id: conn.id, object, error: errorMessage(e) });
         runs.push({
-          ...notStarted(conn.id, conn.provider, object, errorMessage(e)),
+          ...notStarted(conn, object, errorMessage(e)),
           status: "failed",
         });
         if (e instanceof ProviderError && e.action === "revoked") break;
@@ -91,29 +86,9 @@ export async function syncInbound(
   return { more: runs.some((r) => r.more), runs, unusable };
 }
 
-function notStarted(
-  connectionId: string,
-  provider: RunSummary["provider"],
-  object: ObjectType,
-  reason: string,
-): RunSummary {
-  return {
-    connection_id: connectionId,
-    provider,
-    object,
-    run_id: null,
-    status: "skipped",
-    processed: 0,
-    created: 0,
-    updated: 0,
-    unchanged: 0,
-    deleted: 0,
-    failed: 0,
-    api_calls: 0,
-    warnings: 0,
-    conflicts: 0,
-    tombstoned: 0,
-    more: true,
+function notStarted(conn: Connection, object: ObjectType, reason: string): RunSummary {
+  return new RunTally(conn, object, () => 0).summary(null, "skipped", {
     error: reason,
-  };
+    more: true,
+  });
 }

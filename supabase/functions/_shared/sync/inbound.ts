@@ -4,15 +4,10 @@
 // next run from the saved checkpoint. The next page is fetched while the current one is being
 // written. Every outcome is closed in crm.sync_log with truthful counts.
 import type { Sql } from "../db.ts";
-import {
-  type ChangePage,
-  type ObjectType,
-  ProviderError,
-  type ProviderName,
-} from "../providers/types.ts";
-import { markConnectionError } from "./connections.ts";
+import { type ChangePage, type ObjectType, type ProviderName } from "../providers/types.ts";
+import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
-import { closeRun } from "./runlog.ts";
+import { closeRun, savePage } from "./runlog.ts";
 import { RunTally } from "./tally.ts";
 
 export type InboundMode = "delta" | "full";
@@ -99,24 +94,12 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
   const from = mode === "delta" && run.watermark_at
     ? { modifiedAt: new Date(run.watermark_at).toISOString(), remoteId: run.watermark_id ?? "" }
     : null;
-  let checkpoint: unknown = mode === "full" ? run.full_sync_checkpoint : run.delta_checkpoint;
+  const checkpoint: unknown = mode === "full" ? run.full_sync_checkpoint : run.delta_checkpoint;
   const fetchPage = (cp: unknown) =>
     adapter.changesSince(o.object, from, cp, o.pageSize ? { pageSize: o.pageSize } : {});
-
-  const save = async (page: ChangePage, cp: unknown) => {
-    const mapped = page.records.map((r) => mapper.inbound(o.object, r));
-    const rows = await sql`
-      select * from crm.save_inbound_page(${runId}, ${conn.id}, ${o.object}, ${mode},
-        ${sql.json(mapped.map((m) => m.record) as never)}::jsonb,
-        ${page.watermark?.modifiedAt ?? null}::timestamptz, ${page.watermark?.remoteId ?? null},
-        ${cp == null ? null : sql.json(cp as never)}::jsonb,
-        ${sql.json(tally.pageExtras(page.errors) as never)}::jsonb)`;
-    return tally.addPage(
-      rows[0] as never,
-      page.records.length,
-      mapped.flatMap((m) => m.warnings),
-    );
-  };
+  const target = { runId, connectionId: conn.id, object: o.object, mode };
+  const save = (page: ChangePage, cp: unknown) =>
+    savePage(sql, target, tally, page, page.records.map((r) => mapper.inbound(o.object, r)), cp);
 
   let done = false;
   let lastSaveMs = 0;
@@ -134,7 +117,6 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       const saveStart = now();
       await save(page, page.done ? null : page.checkpoint);
       lastSaveMs = now() - saveStart;
-      checkpoint = page.checkpoint;
       if (page.done) {
         done = true;
         break;
@@ -162,20 +144,11 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       }
     }
   } catch (e) {
-    const revoked = e instanceof ProviderError && e.action === "revoked";
-    const message = revoked
-      ? `${conn.provider} refused the stored credentials (reconnect it): ${errorMessage(e)}`
-      : errorMessage(e);
-    if (revoked) await markConnectionError(sql, conn.id, message);
+    const { message, revoked } = await recordFailure(sql, conn, e);
     await closeRun(sql, runId, "failed", tally, { message, revoked, more: true });
     return tally.summary(runId, "failed", { error: message, more: true, revoked });
   }
   const status = tally.failed > 0 ? "partial" : "success";
   await closeRun(sql, runId, status, tally, { more: !done });
   return tally.summary(runId, status, { more: !done });
-}
-
-export function errorMessage(e: unknown): string {
-  if (e instanceof Error) return e.message.slice(0, 1000);
-  return String(e).slice(0, 1000);
 }

@@ -3,11 +3,11 @@
 // also written through crm.save_inbound_page in mode "live", which applies them exactly as the
 // sync would but moves no watermark or checkpoint (a timeframe is not a complete walk).
 import type { Sql } from "../db.ts";
-import { type ObjectType, ProviderError, type RecordError } from "../providers/types.ts";
-import { markConnectionError } from "./connections.ts";
+import type { ObjectType, RecordError } from "../providers/types.ts";
+import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
-import { errorMessage, type RunSummary } from "./inbound.ts";
-import { closeRun } from "./runlog.ts";
+import type { RunSummary } from "./inbound.ts";
+import { closeRun, savePage } from "./runlog.ts";
 import { RunTally, type Warning } from "./tally.ts";
 
 export const TIMEFRAMES = ["today", "this_week", "this_month", "last_30_days", "all"] as const;
@@ -89,11 +89,8 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
         if (m.record.deleted !== true && out.records.length < o.limit) out.records.push(m.record);
       }
       if (runId !== null) {
-        const rows = await sql`
-          select * from crm.save_inbound_page(${runId}, ${conn.id}, ${o.object}, 'live',
-            ${sql.json(mapped.map((m) => m.record) as never)}::jsonb, null, null, null,
-            ${sql.json(tally.pageExtras(page.errors) as never)}::jsonb)`;
-        tally.addPage(rows[0] as never, page.records.length, mapped.flatMap((m) => m.warnings));
+        const target = { runId, connectionId: conn.id, object: o.object, mode: "live" as const };
+        await savePage(sql, target, tally, page, mapped, null);
       }
       checkpoint = page.checkpoint;
       if (page.done) break;
@@ -103,11 +100,7 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
       }
     }
   } catch (e) {
-    const revoked = e instanceof ProviderError && e.action === "revoked";
-    out.error = revoked
-      ? `${conn.provider} refused the stored credentials (reconnect it): ${errorMessage(e)}`
-      : errorMessage(e);
-    if (revoked) await markConnectionError(sql, conn.id, out.error);
+    out.error = (await recordFailure(sql, conn, e)).message;
   }
   out.api_calls = ctx.calls() - calls0;
   if (runId !== null) {
