@@ -51,12 +51,26 @@ export function db(): Sql {
   return postgres(need("SUPABASE_DB_URL"), { max: 2, onnotice: () => {} });
 }
 
+let quiet: Promise<unknown> | null = null;
+
+/**
+ * The scheduled syncs would pick up the tests' connections (every active connection is synced)
+ * and race the tests for their streams' leases, so the e2e tests pause those cron jobs on this
+ * stack; tests drive the same commands themselves (see cron.test.ts).
+ */
+function pauseScheduledSyncs(sql: Sql): Promise<unknown> {
+  quiet ??= sql`select cron.alter_job(jobid, active := false) from cron.job
+                where active and command like '%crm-sync-bidirectional%'`;
+  return quiet;
+}
+
 /** A fresh connection of a fresh account pointing at the sandbox. */
 export async function connect(
   sql: Sql,
   sb: Sandbox,
   settings: Record<string, unknown> = {},
 ): Promise<string> {
+  await pauseScheduledSyncs(sql);
   const key = await importKey(need("CRM_ENCRYPTION_KEY"));
   const id = crypto.randomUUID();
   const creds = connectionCredentials(sb.provider, { ...sb.credentials }, sb.url);
