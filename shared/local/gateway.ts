@@ -135,13 +135,21 @@ export function startGateway(opts: GatewayOptions) {
     }
   }
 
-  async function workerFor(slug: string, entry: string): Promise<Worker> {
-    let w = workers.get(slug);
-    if (!w || w.exited) {
-      w = await spawn(slug, entry);
-      workers.set(slug, w);
+  // Requests that arrive while a worker is starting share that start: spawning per request
+  // left orphan processes running beside the one in `workers`.
+  const starting = new Map<string, Promise<Worker>>();
+  function workerFor(slug: string, entry: string): Promise<Worker> {
+    const w = workers.get(slug);
+    if (w && !w.exited) return Promise.resolve(w);
+    let next = starting.get(slug);
+    if (!next) {
+      next = spawn(slug, entry).then((nw) => {
+        workers.set(slug, nw);
+        return nw;
+      }).finally(() => starting.delete(slug));
+      starting.set(slug, next);
     }
-    return w;
+    return next;
   }
 
   async function handle(req: Request): Promise<Response> {

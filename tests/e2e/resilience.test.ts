@@ -63,19 +63,21 @@ for (const provider of PROVIDERS) {
   });
 }
 
-/** The function process of crm-sync-bidirectional serving this stack's database. */
-function functionPid(): number | null {
+/** The function processes of crm-sync-bidirectional serving this stack's database (one, unless
+ * the gateway regresses into spawning one per concurrent first request). */
+function functionPids(): number[] {
   const port = new URL(need("SUPABASE_DB_URL")).port;
+  const pids: number[] = [];
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
     try {
       const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
       if (!cmd.includes("function_runner.ts") || !cmd.includes("crm-sync-bidirectional")) continue;
       const env = Deno.readTextFileSync(`/proc/${e.name}/environ`);
-      if (env.includes(`:${port}/`)) return Number(e.name);
+      if (env.includes(`:${port}/`)) pids.push(Number(e.name));
     } catch { /* process gone */ }
   }
-  return null;
+  return pids;
 }
 
 for (const provider of PROVIDERS) {
@@ -109,9 +111,9 @@ for (const provider of PROVIDERS) {
           const [run] = await sql`select processed from crm.sync_log
                                   where connection_id = ${conn} and status = 'running'`;
           if (run && run.processed >= 300) {
-            const pid = functionPid();
-            assert.ok(pid, "function process found");
-            Deno.kill(pid, "SIGKILL");
+            const pids = functionPids();
+            assert.deepEqual(pids.length, 1, `one function process (${pids.join(", ")})`);
+            Deno.kill(pids[0], "SIGKILL");
             killed = true;
           }
         }

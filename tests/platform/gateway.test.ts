@@ -180,3 +180,15 @@ Deno.test("a hanging function hits the wall-clock limit with 504", async () => {
     assert.equal((await call(`${gw.url}/functions/v1/crasher?mode=ok`, bearer(anon))).status, 200);
   }, { requestTimeoutMs: 500 });
 });
+
+Deno.test("requests that arrive while a function starts share one process", async () => {
+  await withGateway(async (gw, { anon }) => {
+    const calls = await Promise.all(
+      Array.from({ length: 6 }, () => call(`${gw.url}/functions/v1/crasher?mode=ok`, bearer(anon))),
+    );
+    const pids = new Set(calls.map((c) => c.body.pid));
+    assert.deepEqual(calls.map((c) => c.status), Array(6).fill(200));
+    assert.equal(pids.size, 1, `one worker, not ${pids.size}`);
+    assert.equal(gw.workerPid("crasher"), [...pids][0]);
+  });
+});
