@@ -80,8 +80,11 @@ grant execute on function crm._mirror_refs() to service_role;
 -- Queues changes for the outbox with the coalescing rules above, in one statement, and stamps
 -- sync_state.local_changed_at for the changed fields. p_entries: jsonb array of
 --   {record_id uuid, connection_id uuid, remote_id text|null, op insert|update|delete,
---    columns text[]}
--- (one element per record). Called by the triggers and by engine functions that must queue
+--    columns text[], agreed {field: value}|null, remote_at timestamptz|null}
+-- (one element per record). agreed/remote_at: the row's values before the edit and its
+-- remote_updated_at, for a record the CRM has. A field edited for the first time gets its sync
+-- state row here; until then its agreed value was the column value itself (see apply_inbound),
+-- which the edit is about to replace, so it is kept as a hash. Called by the triggers and by engine functions that must queue
 -- on the app's behalf. Not callable by API roles.
 create or replace function crm._enqueue_outbox(p_object text, p_entries jsonb)
   returns void
@@ -91,9 +94,10 @@ create or replace function crm._enqueue_outbox(p_object text, p_entries jsonb)
 as $$
   with e as (
     select distinct on (x.record_id) x.record_id, x.connection_id, x.remote_id, x.op,
-           coalesce(x.columns, '{}'::text[]) as columns
+           coalesce(x.columns, '{}'::text[]) as columns, x.agreed, x.remote_at
     from jsonb_to_recordset(coalesce(p_entries, '[]'::jsonb))
-      as x(record_id uuid, connection_id uuid, remote_id text, op text, columns text[])
+      as x(record_id uuid, connection_id uuid, remote_id text, op text, columns text[],
+           agreed jsonb, remote_at timestamptz)
     -- Rows deleted because their connection is being deleted (ON DELETE CASCADE) have nothing
     -- left to sync.
     join crm.connections c on c.id = x.connection_id
@@ -116,12 +120,21 @@ as $$
     returning o.record_id
   ),
   stamp as (
-    insert into crm.sync_state as s (connection_id, object, record_id, field, local_changed_at)
-    select cur.connection_id, p_object, cur.record_id, c.field, now()
+    insert into crm.sync_state as s (connection_id, object, record_id, field, local_changed_at,
+                                     agreed_hash, agreed_at, remote_changed_at)
+    select cur.connection_id, p_object, cur.record_id, c.field, now(),
+           case when cur.agreed ? c.field then crm._hash(cur.agreed -> c.field) end,
+           case when cur.agreed ? c.field then now() end,
+           cur.remote_at
     from cur, unnest(cur.columns) as c(field)
     where cur.op <> 'delete'
     on conflict (object, record_id, field) do update
-      set local_changed_at = excluded.local_changed_at, updated_at = now()
+      set local_changed_at = excluded.local_changed_at,
+          -- An existing hash was taken before an earlier, still unsent edit: it stays.
+          agreed_hash = coalesce(s.agreed_hash, excluded.agreed_hash),
+          agreed_at = case when s.agreed_hash is null then excluded.agreed_at else s.agreed_at end,
+          remote_changed_at = coalesce(s.remote_changed_at, excluded.remote_changed_at),
+          updated_at = now()
     returning s.record_id
   )
   insert into crm.outbox as o (connection_id, object, record_id, remote_id, op, changed_columns)
@@ -316,9 +329,14 @@ begin
   execute $q$
     select jsonb_agg(jsonb_build_object(
              'record_id', c.id, 'connection_id', c.connection_id, 'remote_id', c.remote_id,
-             'op', c.op, 'columns', c.columns))
+             'op', c.op, 'columns', c.columns,
+             'agreed', case when c.op = 'update' and c.was_deleted is null then
+               (select jsonb_object_agg(f.field, crm._field_value(c.old_row, f.field))
+                from unnest(c.columns) as f(field)) end,
+             'remote_at', c.old_remote_at))
     from (
-      select n.id, n.connection_id, n.remote_id,
+      select n.id, n.connection_id, n.remote_id, to_jsonb(o) as old_row,
+             o.remote_updated_at as old_remote_at,
              case when n.deleted_at is not null then 'delete'
                   when n.remote_id is null then 'insert'
                   else 'update' end as op,

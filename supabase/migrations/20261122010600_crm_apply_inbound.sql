@@ -123,7 +123,7 @@ begin
   v_cols := crm._syncable_columns(p_object);
   v_allowed := v_cols || array['remote_id', 'remote_updated_at', 'deleted', 'merged_into', 'merged_ids'];
 
-  -- Validation: shape first, then types (the column types decide what parses).
+  -- Validation of the shape; the column types judge the values in the statement below.
   select format('record %s: %s', e.ord, p.problem) into v_problem
   from jsonb_array_elements(p_records) with ordinality as e(r, ord)
   cross join lateral (
@@ -150,26 +150,16 @@ begin
   if v_problem is not null then
     raise exception using errcode = 'CRM03', message = 'invalid inbound record: ' || v_problem;
   end if;
-  begin
-    execute format(
-      'select count(*) from jsonb_array_elements($1) e(r),
-         jsonb_populate_record(null::crm.%I, e.r - %L::text[]) x
-       where (e.r ->> %L)::timestamptz is not null',
-      p_object, '{remote_id,remote_updated_at,deleted,merged_into,merged_ids}', 'remote_updated_at')
-      using p_records;
-  exception when data_exception then
-    raise exception using errcode = 'CRM03', message = 'invalid inbound record: ' || sqlerrm;
-  end;
 
   -- Linking candidates (unlinked local rows) by object.
   if p_object = 'contacts' then
-    v_link1 := crm._link_stage(p_object, 'lower(t.email) = lower(u.j ->> ''email'')', null);
-    v_link2 := crm._link_stage(p_object, 't.phone = u.j ->> ''phone''', 'link1');
+    v_link1 := crm._link_stage(p_object, 'lower(t.email) = lower((u.rec).email)', null);
+    v_link2 := crm._link_stage(p_object, 't.phone = (u.rec).phone', 'link1');
     v_lock_link := 'or (t.remote_id is null and t.deleted_at is null
                         and (lower(t.email) in (select lower(e.r ->> ''email'') from jsonb_array_elements($2) e(r))
                              or t.phone in (select e.r ->> ''phone'' from jsonb_array_elements($2) e(r))))';
   elsif p_object = 'companies' then
-    v_link1 := crm._link_stage(p_object, 'lower(t.domain) = lower(u.j ->> ''domain'')', null);
+    v_link1 := crm._link_stage(p_object, 'lower(t.domain) = lower((u.rec).domain)', null);
     v_lock_link := 'or (t.remote_id is null and t.deleted_at is null
                         and lower(t.domain) in (select lower(e.r ->> ''domain'') from jsonb_array_elements($2) e(r)))';
   end if;
@@ -178,8 +168,8 @@ begin
   for ref in select r.tbl, r.local_col, r.remote_col, r.target from crm._mirror_refs() r loop
     if ref.tbl = p_object then
       v_refs := v_refs || format(
-        ' || case when a.cols ? %1$L then jsonb_build_object(%2$L,
-             (select x.id from crm.%3$I x where x.connection_id = $1 and x.remote_id = a.cols ->> %1$L))
+        ' || case when b.patch ? %1$L then jsonb_build_object(%2$L,
+             (select x.id from crm.%3$I x where x.connection_id = $1 and x.remote_id = b.patch ->> %1$L))
            else ''{}''::jsonb end',
         ref.remote_col, ref.local_col, ref.target);
     end if;
@@ -237,8 +227,9 @@ begin
       from jsonb_array_elements($2) with ordinality as e(r, ord)
       order by e.r ->> 'remote_id', (e.r ->> 'remote_updated_at')::timestamptz desc, e.ord desc
     ),
+    -- Typed here, so a value the column rejects fails the page (data_exception -> CRM03).
     typed as (
-      select r.*, to_jsonb(jsonb_populate_record(null::crm.%1$I, r.body)) as j
+      select r.*, jsonb_populate_record(null::crm.%1$I, r.body) as rec
       from recs r
     ),
     -- Losers named by a survivor's merged_ids (unless the page carries them itself).
@@ -265,28 +256,30 @@ begin
       left join link2 l2 on l2.remote_id = u.remote_id
     ),
     cur as (
-      select tg.*, to_jsonb(t) as row, t.remote_updated_at as row_ts, t.deleted_at as row_deleted_at,
+      select tg.*, case when tg.target_id is not null then to_jsonb(tg.rec) end as j, to_jsonb(t) as row, t.remote_updated_at as row_ts, t.deleted_at as row_deleted_at,
              t.merged_into_remote_id as row_merged_into,
              o.state as ob_state, o.op as ob_op, coalesce(o.changed_columns, '{}'::text[]) as pending_cols
       from targets tg
       left join crm.%1$I t on t.id = tg.target_id
       left join crm.outbox o on o.object = $4 and o.record_id = tg.target_id
     ),
+    -- Per-field decisions only for records that already have a row; a new record is inserted
+    -- from its body as it came (every field is 'take' and nothing local can disagree).
     fv as (
       select c.remote_id, k.key as field, c.j -> k.key as val
       from cur c, jsonb_object_keys(c.body) as k(key)
-      where k.key <> 'custom'
+      where k.key <> 'custom' and c.target_id is not null
       union all
       select c.remote_id, 'custom.' || x.key, x.value
       from cur c, jsonb_each(coalesce(c.body -> 'custom', '{}'::jsonb)) as x
+      where c.target_id is not null
     ),
     dec as (
       select f.remote_id, c.target_id, f.field, f.val, c.ts,
              crm._field_value(c.row, f.field) as local_val,
-             s.agreed_hash, s.local_changed_at, s.remote_changed_at,
+             s.agreed_hash, s.local_changed_at, s.remote_changed_at, coalesce(s.present, false) as has_state,
              k.id as open_conflict_id,
              case
-               when c.target_id is null then 'take'
                when c.ts < coalesce(s.remote_changed_at, c.row_ts) then 'stale'
                when k.id is not null then
                  case when f.val = crm._field_value(c.row, f.field) then 'agree' else 'manual' end
@@ -304,7 +297,7 @@ begin
       -- Lateral primary-key probes, none for new records: a plain join was planned as a hash
       -- join over the whole of sync_state, one full scan per page (backfills went quadratic).
       left join lateral (
-        select s0.agreed_hash, s0.local_changed_at, s0.remote_changed_at
+        select s0.agreed_hash, s0.local_changed_at, s0.remote_changed_at, true as present
         from crm.sync_state s0
         where c.target_id is not null
           and s0.object = $4 and s0.record_id = c.target_id and s0.field = f.field
@@ -343,11 +336,13 @@ begin
              array(select x from unnest(a.pending_cols) x where x <> all (a.settled)) as remaining
       from agg a
       cross join lateral (
-        select a.cols
-               || case when a.custom_patch <> '{}'::jsonb
-                    then jsonb_build_object('custom', coalesce(a.row -> 'custom', '{}'::jsonb) || a.custom_patch)
-                    else '{}'::jsonb end
-               %4$s as full_patch
+        select b.patch %4$s as full_patch
+        from (select case when a.target_id is null then a.body
+                     else a.cols
+                       || case when a.custom_patch <> '{}'::jsonb
+                            then jsonb_build_object('custom', coalesce(a.row -> 'custom', '{}'::jsonb) || a.custom_patch)
+                            else '{}'::jsonb end
+                     end as patch) b
       ) p
       cross join lateral (
         select case
@@ -408,6 +403,23 @@ begin
       where t.remote_updated_at is null or t.remote_updated_at <= excluded.remote_updated_at
       returning t.id, t.remote_id, (t.xmax = 0) as inserted, (t.deleted_at is not null) as born_deleted
     ),
+    -- A field without its own sync_state row was last changed remotely at the row's
+    -- remote_updated_at (crm.sync_state stays empty for records nobody edited). When a patch
+    -- that leaves some fields out moves that time forward, those fields keep the old time in a
+    -- row of their own, so an older out-of-order change to one of them is still applied.
+    held as (
+      insert into crm.sync_state as s (connection_id, object, record_id, field, remote_changed_at)
+      select $1, $4, f.target_id, h.field, f.row_ts
+      from fin f
+      cross join lateral unnest(crm._changed_columns(null, f.row)) as h(field)
+      where f.action in ('update', 'touch') and f.ts > f.row_ts
+        and not f.body ? h.field
+        and not (starts_with(h.field, 'custom.') and coalesce(f.body -> 'custom', '{}'::jsonb) ? substr(h.field, 8))
+      on conflict (object, record_id, field) do update
+        set remote_changed_at = excluded.remote_changed_at, updated_at = now()
+        where s.remote_changed_at is null
+      returning s.record_id
+    ),
     written as (
       select i.id, i.remote_id from ins i
       union all
@@ -416,7 +428,7 @@ begin
     st as (
       insert into crm.sync_state as s (connection_id, object, record_id, field, agreed_hash, agreed_at,
                                        remote_changed_at, conflict)
-      select $1, $4, coalesce(d.target_id, i.id), d.field,
+      select $1, $4, d.target_id, d.field,
              case when d.decision in ('take', 'take_conflict', 'agree') then crm._hash(d.val) end,
              case when d.decision in ('take', 'take_conflict', 'agree') then now() end,
              d.ts,
@@ -426,12 +438,10 @@ begin
                                            when 'keep_conflict' then 'local' end)
              end
       from dec d
-      left join ins i on i.remote_id = d.remote_id
       where d.decision <> 'stale'
-        and coalesce(d.target_id, i.id) is not null
         and (d.decision not in ('take', 'agree')
-             or d.agreed_hash is distinct from crm._hash(d.val)
-             or d.remote_changed_at is null or d.remote_changed_at < d.ts)
+             or (d.has_state and (d.agreed_hash is distinct from crm._hash(d.val)
+                                  or d.remote_changed_at is null or d.remote_changed_at < d.ts)))
       on conflict (object, record_id, field) do update set
         agreed_hash = case when excluded.agreed_at is not null then excluded.agreed_hash else s.agreed_hash end,
         agreed_at = coalesce(excluded.agreed_at, s.agreed_at),

@@ -2,7 +2,7 @@
 -- domain; three-way merge with the outbox; conflict policies; tombstones, merges, relations.
 -- Counts are shown as (created,updated,unchanged,deleted,stale,conflicts).
 begin;
-select plan(96);
+select plan(105);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('04000000-0000-4000-8000-0000000000c1', '04000000-0000-4000-8000-0000000000a1', 'hubspot', 'apply-test-1'),
@@ -65,15 +65,11 @@ select results_eq(
   'inserted row carries the canonical values and sync bookkeeping');
 select is((select count(*)::integer from crm.outbox where connection_id = '04000000-0000-4000-8000-0000000000c1'), 0,
   'inbound writes queue nothing outbound');
-select results_eq(
-  $$select s.field, s.agreed_hash = crm._hash(to_jsonb(c.email)), s.remote_changed_at
-    from crm.sync_state s join crm.contacts c on c.id = s.record_id
-    where c.remote_id = '101' and c.connection_id = '04000000-0000-4000-8000-0000000000c1' and s.field = 'email'$$,
-  $$values ('email', true, '2026-01-01T10:00:00Z'::timestamptz)$$,
-  'sync_state holds the agreed hash and the remote version per field');
 select is((select count(*)::integer from crm.sync_state s join crm.contacts c on c.id = s.record_id
-           where c.remote_id = '101' and c.connection_id = '04000000-0000-4000-8000-0000000000c1'), 5,
-  'one sync_state row per field present (custom keys included)');
+           where c.connection_id = '04000000-0000-4000-8000-0000000000c1'), 0,
+  'new records get no sync_state rows: the columns are the agreed values');
+select is((select count(*)::integer from crm.conflicts
+           where connection_id = '04000000-0000-4000-8000-0000000000c1'), 0, '... and no conflicts');
 select is(crm.is_engine(), false, 'the engine flag does not leak out of apply_inbound');
 
 -- Idempotent: the same page again changes nothing and writes nothing.
@@ -349,6 +345,38 @@ select is(pg_temp.apply('contacts', '[{"remote_id": "00Q1", "remote_updated_at":
   '04000000-0000-4000-8000-0000000000c2'), '(1,0,0,0,0,0)', 'Salesforce-style lead lands in contacts');
 select is((select kind from crm.contacts where remote_id = '00Q1' and connection_id = '04000000-0000-4000-8000-0000000000c2'),
   'lead', '... with kind lead');
+
+-- Implicit per-field state: rows only where a field's history differs from the row's. --------
+select is(pg_temp.apply('contacts', '[{"remote_id": "imp-1", "remote_updated_at": "2026-02-01T10:00:00Z",
+  "first_name": "Ida", "last_name": "Lane", "email": "ida@x.test", "job_title": "CTO"}]'), '(1,0,0,0,0,0)', 'record imp-1 created');
+select is(pg_temp.apply('contacts', '[{"remote_id": "imp-1", "remote_updated_at": "2026-02-02T10:00:00Z",
+  "first_name": "Ida", "last_name": "Lane", "email": "ida@x.test", "job_title": "CEO"}]'), '(0,1,0,0,0,0)', 'a full newer version');
+select is((select count(*)::integer from crm.sync_state where record_id = (pg_temp.contact('imp-1')).id), 0,
+  'a full version leaves no rows behind (every field is at the row''s time)');
+-- A partial patch (one property, as webhooks send) moves the row's time forward: the other
+-- fields keep their older time in rows of their own.
+select is(pg_temp.apply('contacts', '[{"remote_id": "imp-1", "remote_updated_at": "2026-02-04T10:00:00Z",
+  "first_name": "Idabel"}]'), '(0,1,0,0,0,0)', 'a partial newer patch');
+select results_eq(
+  $$select field, remote_changed_at, agreed_hash from crm.sync_state
+    where record_id = (pg_temp.contact('imp-1')).id order by field$$,
+  $$values ('email', '2026-02-02T10:00:00Z'::timestamptz, null::uuid),
+           ('job_title', '2026-02-02T10:00:00Z'::timestamptz, null::uuid),
+           ('last_name', '2026-02-02T10:00:00Z'::timestamptz, null::uuid)$$,
+  'the fields the patch left out keep their older remote time');
+select is(pg_temp.apply('contacts', '[{"remote_id": "imp-1", "remote_updated_at": "2026-02-03T10:00:00Z",
+  "job_title": "Founder"}]'), '(0,1,0,0,0,0)', 'an older out-of-order change to another field still applies');
+select is((pg_temp.contact('imp-1')).job_title, 'Founder', '... job_title taken');
+select is(pg_temp.apply('contacts', '[{"remote_id": "imp-1", "remote_updated_at": "2026-02-03T10:00:00Z",
+  "first_name": "Ida"}]'), '(0,0,0,0,1,0)', 'while the same age change to the newer field is stale');
+-- The first app edit of an engine-written field records the value it replaced as agreed, so an
+-- unchanged remote version keeps the edit and a changed one is a conflict.
+update crm.contacts set last_name = 'Lane-Smith' where id = (pg_temp.contact('imp-1')).id;
+select results_eq(
+  $$select agreed_hash = crm._hash('"Lane"'), remote_changed_at, local_changed_at is not null
+    from crm.sync_state where record_id = (pg_temp.contact('imp-1')).id and field = 'last_name'$$,
+  $$values (true, '2026-02-02T10:00:00Z'::timestamptz, true)$$,
+  'the edit keeps the hash of the replaced value; its remote time is kept');
 
 select * from finish();
 rollback;
