@@ -389,8 +389,23 @@ end
 $$;
 revoke all on function crm.tg_mirror__after_delete() from public;
 
+-- The row trigger's WHEN: false only for engine writes, so the engine's bulk writes skip the
+-- per-row call (≈ 25 µs a row). Inlinable on purpose (no SET clause, qualified names); the
+-- trigger body still asks crm.is_engine(), so this only has to be a safe over-approximation.
+create or replace function crm._maybe_app_write()
+  returns boolean
+  language sql
+  stable
+as $$
+  select pg_catalog.current_setting('crm.engine', true) is distinct from 'on'
+      or coalesce(auth.jwt() operator(pg_catalog.->>) 'role', '') operator(pg_catalog.=) any (array['anon', 'authenticated'])
+$$;
+revoke all on function crm._maybe_app_write() from public;
+grant execute on function crm._maybe_app_write() to authenticated, service_role;
+
 create trigger tg_contacts__before_write before insert or update on crm.contacts
-  for each row execute function crm.tg_mirror__before_write();
+  for each row when (crm._maybe_app_write())
+  execute function crm.tg_mirror__before_write();
 create trigger tg_contacts__after_insert after insert on crm.contacts
   referencing new table as new_rows
   for each statement execute function crm.tg_mirror__after_insert();
@@ -402,7 +417,8 @@ create trigger tg_contacts__after_delete after delete on crm.contacts
   for each statement execute function crm.tg_mirror__after_delete();
 
 create trigger tg_companies__before_write before insert or update on crm.companies
-  for each row execute function crm.tg_mirror__before_write();
+  for each row when (crm._maybe_app_write())
+  execute function crm.tg_mirror__before_write();
 create trigger tg_companies__after_insert after insert on crm.companies
   referencing new table as new_rows
   for each statement execute function crm.tg_mirror__after_insert();
@@ -414,7 +430,8 @@ create trigger tg_companies__after_delete after delete on crm.companies
   for each statement execute function crm.tg_mirror__after_delete();
 
 create trigger tg_deals__before_write before insert or update on crm.deals
-  for each row execute function crm.tg_mirror__before_write();
+  for each row when (crm._maybe_app_write())
+  execute function crm.tg_mirror__before_write();
 create trigger tg_deals__after_insert after insert on crm.deals
   referencing new table as new_rows
   for each statement execute function crm.tg_mirror__after_insert();
