@@ -35,6 +35,11 @@ export class Table<R extends Row> {
   readonly bySeq: R[] = [];
   /** Rows sorted by (modifiedAt, seq). */
   readonly byModified: R[] = [];
+  /**
+   * Bumped by every change to the table's rows or indexes (insert, touch, remove, reindex,
+   * clear), so derived data such as per-index counts can be cached until the next write.
+   */
+  version = 0;
   #nextSeq = 1;
 
   get size(): number {
@@ -61,6 +66,7 @@ export class Table<R extends Row> {
   insert(row: R, deferIndex = false): R {
     if (this.byId.has(row.id)) throw new Error(`duplicate id ${row.id}`);
     if (row.seq >= this.#nextSeq) this.#nextSeq = row.seq + 1;
+    this.version++;
     this.byId.set(row.id, row);
     const seqs = this.bySeq;
     if (seqs.length === 0 || seqs[seqs.length - 1].seq < row.seq) seqs.push(row);
@@ -73,6 +79,7 @@ export class Table<R extends Row> {
   /** Move a row to a new modification time. */
   touch(row: R, modifiedAt: number): void {
     row.rev = (row.rev ?? 0) + 1;
+    this.version++;
     this.#indexRemove(row);
     row.modifiedAt = modifiedAt;
     this.#indexInsert(row);
@@ -81,6 +88,7 @@ export class Table<R extends Row> {
   /** Remove a row completely (hard delete). */
   remove(row: R): void {
     if (!this.byId.delete(row.id)) return;
+    this.version++;
     const i = this.seqLowerBound(row.seq);
     if (this.bySeq[i] === row) this.bySeq.splice(i, 1);
     this.#indexRemove(row);
@@ -99,11 +107,13 @@ export class Table<R extends Row> {
   }
 
   reindex(): void {
+    this.version++;
     for (const row of this.byModified) (row as R & Indexed).__mk = row.modifiedAt;
     this.byModified.sort((a, b) => cmp(a.modifiedAt, a.seq, b.modifiedAt, b.seq));
   }
 
   clear(): void {
+    this.version++;
     this.byId.clear();
     this.bySeq.length = 0;
     this.byModified.length = 0;

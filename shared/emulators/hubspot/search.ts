@@ -16,6 +16,7 @@ import type { HubSpotEmulator } from "./emulator.ts";
 import { typeParam } from "./objects.ts";
 import { type HsObjectType, modifiedProperty, toMillis } from "./properties.ts";
 import { toApiObject } from "./serialize.ts";
+import type { Table } from "../common/table.ts";
 import { type HsRecord, ID_BASE } from "./store.ts";
 
 const Scalar = z.union([z.string(), z.number(), z.boolean()]).transform(String);
@@ -177,6 +178,43 @@ function compile(hs: HubSpotEmulator, type: HsObjectType, f: FilterT): (r: HsRec
   };
 }
 
+/**
+ * Per index array: prefix[i] = rows of arr[0, i) that are neither archived nor merged away,
+ * valid for one Table.version (every archive, restore and merge also moves a row in the
+ * index, so it bumps the version). Lets a search count the rows past its page in O(1)
+ * instead of visiting each of them on every page of a walk.
+ */
+const LIVE_PREFIX = new WeakMap<
+  HsRecord[],
+  { version: number; prefix: Int32Array; wholeMs: boolean }
+>();
+
+/** Live rows in arr[from, to); null when some modification time is not whole milliseconds. */
+function liveBetween(
+  table: Table<HsRecord>,
+  arr: HsRecord[],
+  from: number,
+  to: number,
+): number | null {
+  let c = LIVE_PREFIX.get(arr);
+  if (!c || c.version !== table.version || c.prefix.length !== arr.length + 1) {
+    const prefix = new Int32Array(arr.length + 1);
+    let wholeMs = true;
+    for (let i = 0; i < arr.length; i++) {
+      const r = arr[i];
+      prefix[i + 1] = prefix[i] + (r.archived || r.mergedInto ? 0 : 1);
+      if (!Number.isInteger(r.modifiedAt)) wholeMs = false;
+    }
+    c = { version: table.version, prefix, wholeMs };
+    LIVE_PREFIX.set(arr, c);
+  }
+  if (!c.wholeMs) return null;
+  return from < to ? c.prefix[to] - c.prefix[from] : 0;
+}
+
+/** Operators rangeOf turns into index bounds. */
+const RANGE_OPS = new Set(["GT", "GTE", "LT", "LTE", "EQ", "BETWEEN"]);
+
 /** Range [lo, hi] (inclusive) a single filter group imposes on one numeric kind. */
 function rangeOf(filters: FilterT[], kindFor: (p: string) => Kind, want: Kind): [number, number] {
   let lo = -Infinity, hi = Infinity;
@@ -238,9 +276,12 @@ export function registerSearchRoutes(hs: HubSpotEmulator): void {
     const q = body.query?.trim().toLowerCase();
     const qProps = QUERY_PROPS[type];
     const lagCut = hs.searchLagMs > 0 ? hs.now() - hs.searchLagMs : Infinity;
-    const matches = (r: HsRecord): boolean => {
+    const visible = (r: HsRecord): boolean => {
       if (r.archived || r.mergedInto || r.modifiedAt > lagCut) return false;
-      if (q && !qProps.some((p) => r.properties[p]?.toLowerCase().includes(q))) return false;
+      return !q || qProps.some((p) => r.properties[p]?.toLowerCase().includes(q));
+    };
+    const matches = (r: HsRecord): boolean => {
+      if (!visible(r)) return false;
       if (groups.length === 0) return true;
       return groups.some((fs) => fs.every((f) => f(r)));
     };
@@ -250,14 +291,28 @@ export function registerSearchRoutes(hs: HubSpotEmulator): void {
     const desc = sort.direction === "DESCENDING";
     const table = hs.store.tables[type];
 
+    // The requested page is collected in result order; past it, matches are only counted
+    // (`total`), so paging a 100k-row walk does not copy every remaining row on every page.
+    const cap = Math.min(after + body.limit, hs.searchMaxResults);
+    const page: HsRecord[] = [];
+    let total = 0;
+    const take = (r: HsRecord) => {
+      if (total >= after && total < cap) page.push(r);
+      total++;
+    };
+
     // Pick an index whose order matches the sort, narrowed by a range filter
     // when there is a single filter group.
-    let ordered: HsRecord[];
     if (sortKind === "modified" || sortKind === "id") {
       const arr = sortKind === "modified" ? table.byModified : table.bySeq;
       let from = 0, to = arr.length;
+      // When every filter is a range on the sort key with whole-number bounds, the index range
+      // is exactly the filter (modification times and ids are whole numbers): rows past the
+      // page are counted on visibility alone.
+      let rangeOnly = false;
       if (body.filterGroups.length === 1) {
-        const [lo, hi] = rangeOf(body.filterGroups[0].filters, kindFor, sortKind);
+        const filters = body.filterGroups[0].filters;
+        const [lo, hi] = rangeOf(filters, kindFor, sortKind);
         if (sortKind === "modified") {
           if (lo > -Infinity) from = table.modifiedLowerBound(Math.ceil(lo));
           if (hi < Infinity) to = table.modifiedUpperBound(Math.floor(hi));
@@ -265,15 +320,30 @@ export function registerSearchRoutes(hs: HubSpotEmulator): void {
           if (lo > -Infinity) from = table.seqLowerBound(Math.ceil(lo) - ID_BASE[type]);
           if (hi < Infinity) to = table.seqLowerBound(Math.floor(hi) - ID_BASE[type] + 1);
         }
-      }
-      ordered = [];
+        const bound = (v: string | undefined) => sortKind === "id" ? Number(v) : toMillis(v) ?? NaN;
+        rangeOnly = filters.every((f) =>
+          kindFor(f.propertyName) === sortKind && RANGE_OPS.has(f.operator) &&
+          Number.isInteger(bound(f.value)) &&
+          (f.operator !== "BETWEEN" || Number.isInteger(bound(f.highValue)))
+        );
+      } else rangeOnly = body.filterGroups.length === 0;
+      // Without a text query or index lag, visible = neither archived nor merged away.
+      const countLive = rangeOnly && !q && lagCut === Infinity;
       if (!desc) {
-        for (let i = from; i < to; i++) if (matches(arr[i])) ordered.push(arr[i]);
+        let i = from;
+        for (; i < to && total < cap; i++) if (matches(arr[i])) take(arr[i]);
+        const rest = countLive ? liveBetween(table, arr, i, to) : null;
+        if (rest !== null) total += rest;
+        else for (; i < to; i++) if (matches(arr[i])) total++;
       } else {
-        for (let i = to - 1; i >= from; i--) if (matches(arr[i])) ordered.push(arr[i]);
+        let i = to - 1;
+        for (; i >= from && total < cap; i--) if (matches(arr[i])) take(arr[i]);
+        const rest = countLive ? liveBetween(table, arr, from, i + 1) : null;
+        if (rest !== null) total += rest;
+        else for (; i >= from; i--) if (matches(arr[i])) total++;
       }
     } else {
-      ordered = table.bySeq.filter(matches);
+      const ordered = table.bySeq.filter(matches);
       const val = (r: HsRecord) =>
         sortKind === "string"
           ? (r.properties[sort.propertyName] ?? "")
@@ -283,11 +353,10 @@ export function registerSearchRoutes(hs: HubSpotEmulator): void {
         const c = x < y ? -1 : x > y ? 1 : a.seq - b.seq;
         return desc ? -c : c;
       });
+      for (const r of ordered) take(r);
     }
 
-    const total = ordered.length;
-    const end = Math.min(total, after + body.limit, hs.searchMaxResults);
-    const page = ordered.slice(after, end);
+    const end = Math.min(total, cap);
     const res: Record<string, unknown> = {
       total,
       results: page.map((r) => toApiObject(hs.store, r, { properties: body.properties })),
