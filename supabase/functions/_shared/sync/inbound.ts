@@ -1,12 +1,14 @@
 // One inbound run of one (connection, object): page oldest-first from the stored watermark (or
 // from the start in full mode), map each page, write it with crm.save_inbound_page (apply +
 // watermark + checkpoint + counts in one statement), stop at the deadline and continue on the
-// next run from the saved checkpoint. The next page is fetched while the current one is being
-// written. Every outcome is closed in crm.sync_log with truthful counts.
+// next run from the saved checkpoint. Pages are fetched ahead while earlier ones are written,
+// and written together when they queue up (./feed.ts). Every outcome is closed in
+// crm.sync_log with truthful counts.
 import type { Sql } from "../db.ts";
 import { type ChangePage, type ObjectType, type ProviderName } from "../providers/types.ts";
 import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
+import { PageFeed } from "./feed.ts";
 import { closeRun, savePage } from "./runlog.ts";
 import { RunTally } from "./tally.ts";
 
@@ -49,6 +51,9 @@ export interface RunSummary {
 
 /** Providers whose change walk does not carry deletions: archived records are listed apart. */
 const SEPARATE_DELETE_LISTING = new Set<ProviderName>(["hubspot"]);
+/** Records per crm.save_inbound_page call at most, when pages queue up faster than they are
+ * written; also the most records fetched ahead of the writer. */
+const WRITE_BATCH_RECORDS = 2_000;
 /** Deletion listings re-read this far behind the watermark (clock skew, search lag). */
 const DELETE_OVERLAP_MS = 5 * 60_000;
 
@@ -103,27 +108,24 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
 
   let done = false;
   let lastSaveMs = 0;
+  const feed = new PageFeed(fetchPage, checkpoint, {
+    batchRecords: WRITE_BATCH_RECORDS,
+    maxAhead: WRITE_BATCH_RECORDS,
+    // A page fetched now is written after the batch being written: not worth it past the deadline.
+    mayFetch: () => now() + lastSaveMs < o.deadline,
+  });
   try {
-    let next: Promise<ChangePage> | null = fetchPage(checkpoint);
-    while (next) {
-      const page: ChangePage = await next;
-      next = null;
-      // Prefetch the following page while this one is written, unless the deadline will have
-      // passed by the time the write is done (the prefetched page would be thrown away).
-      if (!page.done && now() + lastSaveMs < o.deadline) {
-        next = fetchPage(page.checkpoint);
-        next.catch(() => {}); // surfaced when awaited
-      }
+    for (let batch = await feed.next(); batch; batch = await feed.next()) {
       const saveStart = now();
-      await save(page, page.done ? null : page.checkpoint);
+      await save(batch, batch.done ? null : batch.checkpoint);
       lastSaveMs = now() - saveStart;
-      if (page.done) {
+      if (batch.done) {
         done = true;
         break;
       }
       if (now() >= o.deadline) break;
-      next ??= fetchPage(page.checkpoint);
     }
+    feed.stop();
     if (done && from && SEPARATE_DELETE_LISTING.has(conn.provider)) {
       const since = new Date(Date.parse(from.modifiedAt) - DELETE_OVERLAP_MS).toISOString();
       const gone = await adapter.deletedSince(o.object, since);
@@ -144,6 +146,7 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       }
     }
   } catch (e) {
+    feed.stop();
     const { message, revoked } = await recordFailure(sql, conn, e);
     await closeRun(sql, runId, "failed", tally, { message, revoked, more: true });
     return tally.summary(runId, "failed", { error: message, more: true, revoked });

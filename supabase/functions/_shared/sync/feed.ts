@@ -1,0 +1,103 @@
+// Fetches a stream's pages ahead of the writer and hands them over merged into write batches.
+// Every crm.save_inbound_page call has a fixed cost (planning the apply statement, a commit:
+// ≈ 10–30 ms), so a provider's small pages (HubSpot search: 200 records) are written together
+// when they queue up, up to `batchRecords`; when the writer keeps up, pages go out one by one.
+// At most `maxAhead` records wait in memory, and no fetch starts once `mayFetch` says no (the
+// deadline is near: a page fetched then would be thrown away unwritten).
+import type { ChangePage } from "../providers/types.ts";
+
+export interface FeedOptions {
+  batchRecords: number;
+  maxAhead: number;
+  mayFetch: () => boolean;
+}
+
+export class PageFeed {
+  #queue: ChangePage[] = [];
+  #queued = 0;
+  #ended = false;
+  #stopped = false;
+  #error: { cause: unknown } | null = null;
+  #wakeReader: (() => void) | null = null;
+  #wakeFetcher: (() => void) | null = null;
+
+  constructor(
+    private readonly fetchPage: (checkpoint: unknown) => Promise<ChangePage>,
+    checkpoint: unknown,
+    private readonly opts: FeedOptions,
+  ) {
+    this.#run(checkpoint);
+  }
+
+  /** The next batch (pages merged, oldest first), or null once the stream has no more. A fetch
+   * error is thrown after the pages fetched before it have been handed over. */
+  async next(): Promise<ChangePage | null> {
+    while (this.#queue.length === 0) {
+      if (this.#ended) {
+        if (this.#error) throw this.#error.cause;
+        return null;
+      }
+      await new Promise<void>((r) => this.#wakeReader = r);
+    }
+    const taken = [this.#queue.shift()!];
+    let n = taken[0].records.length;
+    while (
+      this.#queue.length > 0 && n + this.#queue[0].records.length <= this.opts.batchRecords
+    ) {
+      const page = this.#queue.shift()!;
+      taken.push(page);
+      n += page.records.length;
+    }
+    this.#queued -= n;
+    this.#wake("fetcher");
+    return taken.length === 1 ? taken[0] : merge(taken);
+  }
+
+  /** No further fetches; a fetch in flight finishes and is dropped. */
+  stop(): void {
+    this.#stopped = true;
+    this.#wake("fetcher");
+  }
+
+  async #run(checkpoint: unknown): Promise<void> {
+    let first = true;
+    try {
+      while (!this.#stopped) {
+        while (this.#queued >= this.opts.maxAhead && !this.#stopped) {
+          await new Promise<void>((r) => this.#wakeFetcher = r);
+        }
+        if (this.#stopped || (!first && !this.opts.mayFetch())) break;
+        first = false;
+        const page = await this.fetchPage(checkpoint);
+        if (this.#stopped) break;
+        this.#queue.push(page);
+        this.#queued += page.records.length;
+        this.#wake("reader");
+        if (page.done) break;
+        checkpoint = page.checkpoint;
+      }
+    } catch (e) {
+      this.#error = { cause: e };
+    }
+    this.#ended = true;
+    this.#wake("reader");
+  }
+
+  #wake(who: "reader" | "fetcher"): void {
+    const f = who === "reader" ? this.#wakeReader : this.#wakeFetcher;
+    if (who === "reader") this.#wakeReader = null;
+    else this.#wakeFetcher = null;
+    f?.();
+  }
+}
+
+function merge(pages: ChangePage[]): ChangePage {
+  const last = pages[pages.length - 1];
+  return {
+    records: pages.flatMap((p) => p.records),
+    errors: pages.flatMap((p) => p.errors),
+    checkpoint: last.checkpoint,
+    watermark: pages.findLast((p) => p.watermark)?.watermark ?? null,
+    done: last.done,
+  };
+}
