@@ -93,6 +93,17 @@ declare
   v_link1 text := 'select null::text as remote_id, null::uuid as target_id where false';
   v_link2 text := 'select null::text as remote_id, null::uuid as target_id where false';
   v_lock_link text := '';
+  v_fresh_link text := '';
+  v_recs text;
+  v_bulk text;
+  v_inserted text[];
+  v_rest jsonb;
+  v_created integer;
+  v_updated integer;
+  v_unchanged integer;
+  v_deleted integer;
+  v_stale integer;
+  v_conflicts integer;
   v_refs text := '';
   v_backfill text := '';
   v_set_cols text;
@@ -155,11 +166,20 @@ begin
   if p_object = 'contacts' then
     v_link1 := crm._link_stage(p_object, 'lower(t.email) = lower((u.rec).email)', null);
     v_link2 := crm._link_stage(p_object, 't.phone = (u.rec).phone', 'link1');
+    v_fresh_link := 'and not exists (select 1 from crm.contacts t where t.connection_id = $1
+                        and t.remote_id is null and t.deleted_at is null
+                        and lower(t.email) = lower(r.body ->> ''email'') offset 0)
+                     and not exists (select 1 from crm.contacts t where t.connection_id = $1
+                        and t.remote_id is null and t.deleted_at is null and t.phone = r.body ->> ''phone''
+                        offset 0)';
     v_lock_link := 'or (t.remote_id is null and t.deleted_at is null
                         and (lower(t.email) in (select lower(e.r ->> ''email'') from jsonb_array_elements($2) e(r))
                              or t.phone in (select e.r ->> ''phone'' from jsonb_array_elements($2) e(r))))';
   elsif p_object = 'companies' then
     v_link1 := crm._link_stage(p_object, 'lower(t.domain) = lower((u.rec).domain)', null);
+    v_fresh_link := 'and not exists (select 1 from crm.companies t where t.connection_id = $1
+                        and t.remote_id is null and t.deleted_at is null
+                        and lower(t.domain) = lower(r.body ->> ''domain'') offset 0)';
     v_lock_link := 'or (t.remote_id is null and t.deleted_at is null
                         and lower(t.domain) in (select lower(e.r ->> ''domain'') from jsonb_array_elements($2) e(r)))';
   end if;
@@ -175,10 +195,16 @@ begin
     end if;
     if ref.target = p_object then
       v_backfill := v_backfill || format(
+        -- One probe per written record (offset 0: CTE row estimates would otherwise plan a
+        -- scan of the connection's rows matched against every written record).
         ', backfill_%1$s_%2$s as (
-             update crm.%1$I x set %2$I = w.id
-             from written w
-             where x.connection_id = $1 and x.%3$I = w.remote_id and x.%2$I is distinct from w.id
+             update crm.%1$I x set %2$I = m.target
+             from (select y.id, w.id as target
+                   from written w
+                   cross join lateral (select y0.id from crm.%1$I y0
+                                       where y0.%3$I = w.remote_id and y0.connection_id = $1
+                                         and y0.%2$I is distinct from w.id offset 0) y) m
+             where x.id = m.id
              returning x.id)',
         ref.tbl, ref.local_col, ref.remote_col);
     end if;
@@ -212,8 +238,8 @@ begin
     p_object, v_lock_link)
     using p_connection_id, p_records;
 
-  v_sql := format($q$
-    with
+  -- One version per remote id: the newest, then the last in the page.
+  v_recs := $q$
     recs as (
       select distinct on (e.r ->> 'remote_id')
              e.r ->> 'remote_id' as remote_id,
@@ -226,7 +252,42 @@ begin
              e.ord
       from jsonb_array_elements($2) with ordinality as e(r, ord)
       order by e.r ->> 'remote_id', (e.r ->> 'remote_updated_at')::timestamptz desc, e.ord desc
+    )$q$;
+
+  -- Bulk path: records the mirror has never seen (no row, no unlinked local row to link, not
+  -- deleted, not part of a merge in this page) are inserted as they came, in one plain INSERT;
+  -- nothing local can disagree with them, so there is nothing to decide per field. Whatever
+  -- it did not insert (a concurrent writer got there first included) goes through the full
+  -- statement below. Backfills are pages of nothing else.
+  v_bulk := format($q$
+    with
+    %1$s,
+    fresh as (
+      select r.* from recs r
+      where not r.is_deleted and r.merged_ids = '[]'::jsonb
+        and r.remote_id <> all (array(select m #>> '{}' from recs x, jsonb_array_elements(x.merged_ids) m))
+        -- offset 0 keeps each probe a correlated index lookup: recs is estimated at a row or
+        -- two, and an anti join planned on that rescans the connection's rows for every record.
+        and not exists (select 1 from crm.%2$I t where t.connection_id = $1 and t.remote_id = r.remote_id
+                        offset 0)
+        %3$s
     ),
+    written as (
+      insert into crm.%2$I as t (connection_id, remote_id, remote_updated_at, last_synced_at, needs_sync, %4$s)
+      select $1, f.remote_id, f.ts, now(), false, %5$s
+      from fresh f
+      cross join lateral (select f.body as patch) b
+      cross join lateral jsonb_populate_record(null::crm.%2$I, b.patch %6$s) x
+      on conflict (connection_id, remote_id) do nothing
+      returning t.id, t.remote_id
+    )
+    %7$s
+    select coalesce(array_agg(w.remote_id), '{}'::text[]) from written w
+  $q$, v_recs, p_object, v_fresh_link, v_set_cols, v_ins_cols, v_refs, v_backfill);
+
+  v_sql := format($q$
+    with
+    %10$s,
     -- Typed here, so a value the column rejects fails the page (data_exception -> CRM03).
     typed as (
       select r.*, jsonb_populate_record(null::crm.%1$I, r.body) as rec
@@ -545,10 +606,25 @@ begin
       (select count(*) from dec d where d.decision in ('take_conflict', 'keep_conflict', 'manual')
          and d.target_id is not null)::integer
   $q$, p_object, v_link1, v_link2, v_refs, v_set_cols, v_sel_cols, v_conflict_set, v_backfill,
-     v_ins_cols);
+     v_ins_cols, v_recs);
 
   begin
-    return query execute v_sql using p_connection_id, p_records, v_policy, p_object;
+    execute v_bulk into v_inserted using p_connection_id, p_records;
+    if cardinality(v_inserted) > 0 then
+      select coalesce(jsonb_agg(e.r order by e.ord), '[]'::jsonb) into v_rest
+      from jsonb_array_elements(p_records) with ordinality as e(r, ord)
+      where e.r ->> 'remote_id' <> all (v_inserted);
+    else
+      v_rest := p_records;
+    end if;
+    if jsonb_array_length(v_rest) = 0 then
+      return query select cardinality(v_inserted), 0, 0, 0, 0, 0;
+    else
+      execute v_sql into v_created, v_updated, v_unchanged, v_deleted, v_stale, v_conflicts
+        using p_connection_id, v_rest, v_policy, p_object;
+      return query select v_created + cardinality(v_inserted), v_updated, v_unchanged, v_deleted,
+                          v_stale, v_conflicts;
+    end if;
   exception when check_violation or not_null_violation or data_exception then
     raise exception using errcode = 'CRM03', message = 'invalid inbound record: ' || sqlerrm;
   end;

@@ -2,7 +2,7 @@
 -- domain; three-way merge with the outbox; conflict policies; tombstones, merges, relations.
 -- Counts are shown as (created,updated,unchanged,deleted,stale,conflicts).
 begin;
-select plan(105);
+select plan(108);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('04000000-0000-4000-8000-0000000000c1', '04000000-0000-4000-8000-0000000000a1', 'hubspot', 'apply-test-1'),
@@ -377,6 +377,28 @@ select results_eq(
     from crm.sync_state where record_id = (pg_temp.contact('imp-1')).id and field = 'last_name'$$,
   $$values (true, '2026-02-02T10:00:00Z'::timestamptz, true)$$,
   'the edit keeps the hash of the replaced value; its remote time is kept');
+
+-- A mixed page: new records take the bulk insert, the rest the full statement. --------------
+insert into crm.contacts (connection_id, first_name, email)
+values ('04000000-0000-4000-8000-0000000000c1', 'Local', 'mix-local@x.test');
+select is(pg_temp.apply('contacts', '[
+  {"remote_id": "mix-1", "remote_updated_at": "2026-03-01T00:00:00Z", "first_name": "Old"},
+  {"remote_id": "mix-1", "remote_updated_at": "2026-03-02T00:00:00Z", "first_name": "New"},
+  {"remote_id": "mix-2", "remote_updated_at": "2026-03-01T00:00:00Z", "email": "MIX-LOCAL@x.test"},
+  {"remote_id": "imp-1", "remote_updated_at": "2026-03-01T00:00:00Z", "first_name": "Ida"},
+  {"remote_id": "mix-3", "remote_updated_at": "2026-03-01T00:00:00Z", "deleted": true},
+  {"remote_id": "mix-4", "remote_updated_at": "2026-03-01T00:00:00Z", "first_name": "Loser"},
+  {"remote_id": "mix-5", "remote_updated_at": "2026-03-01T00:00:00Z", "merged_ids": ["mix-4"]}
+]'), '(3,2,0,1,0,1)', 'new x3 (one twice, a survivor), linked + updated, born deleted; the linked email differs in case: a conflict');
+select results_eq(
+  $$select remote_id, first_name, deleted_at is not null from crm.contacts
+    where connection_id = '04000000-0000-4000-8000-0000000000c1' and remote_id like 'mix-%' order by 1$$,
+  $$values ('mix-1', 'New', false), ('mix-2', 'Local', false), ('mix-3', null, true),
+           ('mix-4', 'Loser', false), ('mix-5', null, false)$$,
+  'the newest duplicate wins; the local row is linked, not duplicated; the page''s own loser version stands');
+select is((select count(*)::integer from crm.contacts
+           where connection_id = '04000000-0000-4000-8000-0000000000c1' and email ilike 'mix-local@x.test'), 1,
+  'one row for the linked email');
 
 select * from finish();
 rollback;
