@@ -15,11 +15,12 @@ import {
   type RemoteRecord,
 } from "../providers/types.ts";
 import {
-  applyInbound,
+  inboundTransform,
   isKnownTransform,
   parseTransform,
   TAKES_LIST,
   type TransformContext,
+  type Transformed,
 } from "./transforms.ts";
 
 /** A row of crm.effective_field_mappings as postgres.js returns it (options already parsed). */
@@ -62,8 +63,10 @@ interface Compiled {
   /** custom.<key> columns land under record.custom[key]. */
   customKey: string | null;
   properties: string[];
+  /** The dotted path of each property, split once (null for a plain name). */
+  paths: (string[] | null)[];
   takesList: boolean;
-  transform: string;
+  transform: (v: unknown, ctx: TransformContext) => Transformed;
   ctx: TransformContext;
 }
 
@@ -79,9 +82,16 @@ export function splitProperties(remoteProperty: string): string[] {
  * `address: {country}`). Undefined = absent; a null on the way = null.
  */
 export function resolveProperty(props: Record<string, unknown>, path: string): unknown {
+  return resolvePath(props, path, path.includes(".") ? path.split(".") : null);
+}
+
+function resolvePath(
+  props: Record<string, unknown>,
+  path: string,
+  parts: string[] | null,
+): unknown {
   if (Object.hasOwn(props, path)) return props[path];
-  const parts = path.split(".");
-  if (parts.length === 1) return undefined;
+  if (parts === null) return undefined;
   let cur: unknown = props;
   for (const part of parts) {
     if (cur === null) return null;
@@ -125,8 +135,9 @@ export function createMapper(
       column: row.column_name,
       customKey: row.column_name.startsWith(CUSTOM) ? row.column_name.slice(CUSTOM.length) : null,
       properties,
+      paths: properties.map((p) => (p.includes(".") ? p.split(".") : null)),
       takesList: TAKES_LIST.has(name),
-      transform: row.transform,
+      transform: inboundTransform(row.transform),
       ctx: { defaultRegion: ctx.defaultRegion, options: row.options },
     });
   }
@@ -165,9 +176,17 @@ export function createMapper(
         });
       }
       for (const m of rows ?? []) {
-        const values = m.properties.map((p) => resolveProperty(r.properties, p));
-        if (values.every((v) => v === undefined)) continue;
-        const t = applyInbound(m.transform, m.takesList ? values : values[0], m.ctx);
+        let input: unknown;
+        if (m.properties.length === 1) {
+          input = resolvePath(r.properties, m.properties[0], m.paths[0]);
+          if (input === undefined) continue;
+          if (m.takesList) input = [input];
+        } else {
+          const values = m.properties.map((p, i) => resolvePath(r.properties, p, m.paths[i]));
+          if (values.every((v) => v === undefined)) continue;
+          input = m.takesList ? values : values[0];
+        }
+        const t = m.transform(input, m.ctx);
         if (t.warning) {
           warnings.push({ remoteId: r.remoteId, column: m.column, message: t.warning });
         }

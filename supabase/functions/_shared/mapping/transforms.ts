@@ -3,8 +3,9 @@
 // kept (raw where there is a raw column) and reported, never a reason to drop the record.
 // Transforms named in TAKES_LIST read several remote properties (the mapping's comma list) and
 // get their values as an array, in list order.
-import { type CountryCode, parsePhoneNumberFromString } from "libphonenumber-js/max";
+import type { CountryCode } from "libphonenumber-js/max";
 import { decimalText, shiftDecimal } from "./decimal.ts";
+import { toE164 } from "./phone.ts";
 
 export interface TransformContext {
   /** ISO 3166 region used for national-format phone numbers (connection setting). */
@@ -46,8 +47,8 @@ function phoneE164(v: unknown, ctx: TransformContext): Transformed {
   if (blank(v)) return { value: null };
   const raw = String(v).trim();
   const region = (ctx.defaultRegion?.toUpperCase() || undefined) as CountryCode | undefined;
-  const parsed = parsePhoneNumberFromString(raw.replace(/^00/, "+"), region);
-  if (parsed?.isValid()) return { value: parsed.number };
+  const e164 = toE164(raw, region);
+  if (e164 !== null) return { value: e164 };
   return {
     value: null,
     warning: `invalid phone number ${JSON.stringify(raw)} (region ${region ?? "none"})`,
@@ -324,6 +325,16 @@ export function applyInbound(
   ctx: TransformContext,
 ): Transformed {
   return apply(INBOUND, spec, v, ctx);
+}
+
+/** applyInbound with the spec resolved once, for callers that apply it to many values. */
+export function inboundTransform(
+  spec: string | null | undefined,
+): (v: unknown, ctx: TransformContext) => Transformed {
+  const [name, arg] = parseTransform(spec);
+  const fn = INBOUND[name];
+  if (!fn) return (v, ctx) => apply(INBOUND, spec, v, ctx);
+  return (v, ctx) => fn(v, ctx, arg);
 }
 
 export function applyOutbound(

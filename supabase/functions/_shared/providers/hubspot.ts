@@ -13,6 +13,7 @@ import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
 import { guardedCall, isNetworkError } from "./call.ts";
+import { isoFromText } from "./iso.ts";
 import { advance, initialState, type KeysetState, nextQuery } from "./keyset.ts";
 import {
   type ChangePage,
@@ -36,9 +37,21 @@ const ASSOCIATIONS = "associations.";
 /** Search lags recent writes by seconds; every delta re-reads this much before the watermark. */
 export const SEARCH_OVERLAP_MS = 30_000;
 
+/** Property values are text or null; checked in place (z.record copied every page's objects). */
+function isPropertyMap(v: unknown): v is Record<string, string | null> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  for (const k in v) {
+    const x = (v as Record<string, unknown>)[k];
+    if (x !== null && typeof x !== "string") return false;
+  }
+  return true;
+}
+
 const RawObject = z.object({
   id: z.string().regex(/^\d+$/),
-  properties: z.record(z.string(), z.string().nullable()),
+  properties: z.custom<Record<string, string | null>>(isPropertyMap, {
+    message: "properties must map names to text or null",
+  }),
   updatedAt: z.union([z.date(), z.string()]).optional(),
   archived: z.boolean().optional(),
   archivedAt: z.union([z.date(), z.string()]).optional().nullable(),
@@ -59,7 +72,8 @@ const ErrorBody = z.object({ policyName: z.string().optional(), category: z.stri
 
 function iso(v: Date | string | undefined | null): string | null {
   if (!v) return null;
-  const d = v instanceof Date ? v : new Date(/^\d+$/.test(v) ? Number(v) : v);
+  if (typeof v === "string" && !/^\d+$/.test(v)) return isoFromText(v);
+  const d = v instanceof Date ? v : new Date(Number(v));
   return Number.isNaN(d.getTime()) ? null : d.toISOString();
 }
 

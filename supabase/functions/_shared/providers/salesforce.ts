@@ -14,6 +14,7 @@ import jsforce from "jsforce";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { guardedCall, isNetworkError } from "./call.ts";
+import { isoFromSalesforce } from "./iso.ts";
 import {
   type ChangePage,
   type ObjectType,
@@ -36,12 +37,13 @@ export const SOBJECTS: Record<ObjectType, string[]> = {
 };
 
 const SF_ID = /^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/;
+/** The fields the walk relies on; the row's other fields are the properties, as they come. */
 const RawRow = z.object({
   Id: z.string().regex(SF_ID),
   SystemModstamp: z.string(),
   IsDeleted: z.boolean().optional(),
   MasterRecordId: z.string().nullable().optional(),
-}).passthrough();
+});
 
 interface Position {
   t: string;
@@ -64,10 +66,7 @@ function soqlString(s: string): string {
   return `'${s.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
 }
 
-function isoOf(sf: string): string | null {
-  const d = new Date(sf.replace(/\+0000$/, "Z"));
-  return Number.isNaN(d.getTime()) ? null : d.toISOString();
-}
+const isoOf = isoFromSalesforce;
 
 export function classifySalesforce(e: unknown): Classification {
   const err = e as { errorCode?: string; name?: string; statusCode?: number; message?: string };
@@ -210,7 +209,7 @@ export function createSalesforceAdapter(
     if (!modifiedAt) {
       return { remoteId: p.data.Id, reason: `unparseable SystemModstamp ${p.data.SystemModstamp}` };
     }
-    const { attributes: _a, ...properties } = p.data as Record<string, unknown>;
+    const { attributes: _a, ...properties } = raw as Record<string, unknown>;
     const deleted = Boolean(p.data.IsDeleted);
     // A merge loser sits in the recycle bin with MasterRecordId naming the survivor.
     const mergedInto = deleted && p.data.MasterRecordId ? p.data.MasterRecordId : undefined;
