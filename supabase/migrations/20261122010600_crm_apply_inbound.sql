@@ -151,8 +151,9 @@ begin
         or exists (select 1 from jsonb_array_elements(e.r -> 'merged_ids') m
                    where jsonb_typeof(m) not in ('string', 'number')))
         then 'merged_ids must be an array of remote ids'
-      else (select 'unknown field(s) ' || string_agg(k, ', ' order by k)
-            from jsonb_object_keys(e.r) k where k <> all (v_allowed))
+      when (e.r - v_allowed) <> '{}'::jsonb then
+        (select 'unknown field(s) ' || string_agg(k, ', ' order by k)
+         from jsonb_object_keys(e.r - v_allowed) k)
     end as problem
   ) p
   where p.problem is not null
