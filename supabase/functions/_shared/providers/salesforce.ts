@@ -10,7 +10,9 @@
 // with multi-currency, admins delete custom fields), so the selected fields are checked against
 // one describe per sObject per adapter; fields the org lacks are logged and not read, and the
 // mapper then leaves their columns alone.
-import jsforce from "jsforce";
+// jsforce's core only (Connection, OAuth2, query, sobject): the package entry point also loads
+// the bulk, metadata, streaming, tooling, ... APIs, ~14 MB of RSS a walk never uses.
+import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { guardedCall, isNetworkError } from "./call.ts";
