@@ -4,16 +4,23 @@
 // when they queue up, up to `batchRecords`; when the writer keeps up, pages go out one by one.
 // At most `maxAhead` records wait in memory, and no fetch starts once `mayFetch` says no (the
 // deadline is near: a page fetched then would be thrown away unwritten).
-import type { ChangePage } from "../providers/types.ts";
+/** What the feed needs to know of a page. */
+export interface FeedPage {
+  count: number;
+  checkpoint: unknown;
+  done: boolean;
+}
 
-export interface FeedOptions {
+export interface FeedOptions<P> {
   batchRecords: number;
   maxAhead: number;
   mayFetch: () => boolean;
+  /** Consecutive pages, oldest first, as one. */
+  merge: (pages: P[]) => P;
 }
 
-export class PageFeed {
-  #queue: ChangePage[] = [];
+export class PageFeed<P extends FeedPage> {
+  #queue: P[] = [];
   #queued = 0;
   #ended = false;
   #stopped = false;
@@ -22,16 +29,16 @@ export class PageFeed {
   #wakeFetcher: (() => void) | null = null;
 
   constructor(
-    private readonly fetchPage: (checkpoint: unknown) => Promise<ChangePage>,
+    private readonly fetchPage: (checkpoint: unknown) => Promise<P>,
     checkpoint: unknown,
-    private readonly opts: FeedOptions,
+    private readonly opts: FeedOptions<P>,
   ) {
     this.#run(checkpoint);
   }
 
   /** The next batch (pages merged, oldest first), or null once the stream has no more. A fetch
    * error is thrown after the pages fetched before it have been handed over. */
-  async next(): Promise<ChangePage | null> {
+  async next(): Promise<P | null> {
     while (this.#queue.length === 0) {
       if (this.#ended) {
         if (this.#error) throw this.#error.cause;
@@ -40,17 +47,15 @@ export class PageFeed {
       await new Promise<void>((r) => this.#wakeReader = r);
     }
     const taken = [this.#queue.shift()!];
-    let n = taken[0].records.length;
-    while (
-      this.#queue.length > 0 && n + this.#queue[0].records.length <= this.opts.batchRecords
-    ) {
+    let n = taken[0].count;
+    while (this.#queue.length > 0 && n + this.#queue[0].count <= this.opts.batchRecords) {
       const page = this.#queue.shift()!;
       taken.push(page);
-      n += page.records.length;
+      n += page.count;
     }
     this.#queued -= n;
     this.#wake("fetcher");
-    return taken.length === 1 ? taken[0] : merge(taken);
+    return taken.length === 1 ? taken[0] : this.opts.merge(taken);
   }
 
   /** No further fetches; a fetch in flight finishes and is dropped. */
@@ -71,7 +76,7 @@ export class PageFeed {
         const page = await this.fetchPage(checkpoint);
         if (this.#stopped) break;
         this.#queue.push(page);
-        this.#queued += page.records.length;
+        this.#queued += page.count;
         this.#wake("reader");
         if (page.done) break;
         checkpoint = page.checkpoint;
@@ -89,15 +94,4 @@ export class PageFeed {
     else this.#wakeFetcher = null;
     f?.();
   }
-}
-
-function merge(pages: ChangePage[]): ChangePage {
-  const last = pages[pages.length - 1];
-  return {
-    records: pages.flatMap((p) => p.records),
-    errors: pages.flatMap((p) => p.errors),
-    checkpoint: last.checkpoint,
-    watermark: pages.findLast((p) => p.watermark)?.watermark ?? null,
-    done: last.done,
-  };
 }

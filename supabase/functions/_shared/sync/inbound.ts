@@ -9,7 +9,7 @@ import { type ChangePage, type ObjectType, type ProviderName } from "../provider
 import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import { PageFeed } from "./feed.ts";
-import { closeRun, savePage } from "./runlog.ts";
+import { closeRun, mergePages, type PreparedPage, preparePage, savePage } from "./runlog.ts";
 import { RunTally } from "./tally.ts";
 
 export type InboundMode = "delta" | "full";
@@ -100,11 +100,15 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     ? { modifiedAt: new Date(run.watermark_at).toISOString(), remoteId: run.watermark_id ?? "" }
     : null;
   const checkpoint: unknown = mode === "full" ? run.full_sync_checkpoint : run.delta_checkpoint;
-  const fetchPage = (cp: unknown) =>
-    adapter.changesSince(o.object, from, cp, o.pageSize ? { pageSize: o.pageSize } : {});
+  const prepare = (page: ChangePage) =>
+    preparePage(page, page.records.map((r) => mapper.inbound(o.object, r)));
+  // Mapped and serialized as they arrive, so the writer never waits for it.
+  const fetchPage = async (cp: unknown) =>
+    prepare(
+      await adapter.changesSince(o.object, from, cp, o.pageSize ? { pageSize: o.pageSize } : {}),
+    );
   const target = { runId, connectionId: conn.id, object: o.object, mode };
-  const save = (page: ChangePage, cp: unknown) =>
-    savePage(sql, target, tally, page, page.records.map((r) => mapper.inbound(o.object, r)), cp);
+  const save = (page: PreparedPage, cp: unknown) => savePage(sql, target, tally, page, cp);
 
   let done = false;
   let lastSaveMs = 0;
@@ -113,6 +117,7 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     maxAhead: WRITE_BATCH_RECORDS,
     // A page fetched now is written after the batch being written: not worth it past the deadline.
     mayFetch: () => now() + lastSaveMs < o.deadline,
+    merge: mergePages,
   });
   try {
     for (let batch = await feed.next(); batch; batch = await feed.next()) {
@@ -131,7 +136,7 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       const gone = await adapter.deletedSince(o.object, since);
       if (gone.length) {
         await save(
-          { records: gone, errors: [], checkpoint: null, watermark: null, done: true },
+          prepare({ records: gone, errors: [], checkpoint: null, watermark: null, done: true }),
           null,
         );
       }

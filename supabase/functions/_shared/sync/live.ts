@@ -7,7 +7,7 @@ import type { ObjectType, RecordError } from "../providers/types.ts";
 import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import type { RunSummary } from "./inbound.ts";
-import { closeRun, savePage } from "./runlog.ts";
+import { closeRun, preparePage, savePage } from "./runlog.ts";
 import { RunTally, type Warning } from "./tally.ts";
 
 export const TIMEFRAMES = ["today", "this_week", "this_month", "last_30_days", "all"] as const;
@@ -90,7 +90,7 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
       }
       if (runId !== null) {
         const target = { runId, connectionId: conn.id, object: o.object, mode: "live" as const };
-        await savePage(sql, target, tally, page, mapped, null);
+        await savePage(sql, target, tally, preparePage(page, mapped), null);
       }
       checkpoint = page.checkpoint;
       if (page.done) break;
