@@ -70,6 +70,31 @@ const RawOwner = z.object({
 const ErrorBody = z.object({ policyName: z.string().optional(), category: z.string().optional() })
   .passthrough();
 
+/** What the SDK's typed calls throw for a status outside 2xx (its ApiException). */
+class HubSpotApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly body: unknown,
+    readonly headers: Record<string, string>,
+  ) {
+    super(
+      `HTTP-Code: ${code}\nMessage: An error occurred.\nBody: ${JSON.stringify(body)}\nHeaders: ${
+        JSON.stringify(headers)
+      }`,
+    );
+  }
+}
+
+/** The SDK's ObjectSerializer.parse: JSON and text media types, anything else an error. */
+function parseLikeSdk(text: string, contentType: string | undefined): unknown {
+  const media = contentType?.split(";")[0].trim().toLowerCase();
+  if (media === undefined) throw new Error("Cannot parse content. No Content-Type defined.");
+  const [type = "", subtype = ""] = media.split("/");
+  if (type === "text") return text;
+  if (type === "application" && subtype.split("+").includes("json")) return JSON.parse(text);
+  throw new Error(`The mediaType ${media} is not supported by ObjectSerializer.parse.`);
+}
+
 function iso(v: Date | string | undefined | null): string | null {
   if (!v) return null;
   if (typeof v === "string" && !/^\d+$/.test(v)) return isoFromText(v);
@@ -200,8 +225,30 @@ export function createHubSpotAdapter(
   function api(object: Exclude<ObjectType, "owners">) {
     return hs.crm[object];
   }
-  // The SDK types `sorts` as string[]; the API takes {propertyName, direction} objects.
-  type SearchRequest = Parameters<ReturnType<typeof api>["searchApi"]["doSearch"]>[0];
+
+  /**
+   * One search page through the SDK's apiRequest rather than the typed searchApi, which turns
+   * every result into model instances (a type lookup per property, Date objects): ~10 µs a
+   * record that RawObject validates again anyway. Outcomes keep the typed call's shapes: the
+   * parsed body, and for any other status an ApiException-shaped error (code, parsed body,
+   * headers, same message); bodies the SDK cannot parse fail the same way.
+   */
+  async function search(object: Exclude<ObjectType, "owners">, body: unknown) {
+    const res = await hs.apiRequest({
+      method: "POST",
+      path: `/crm/v3/objects/${object}/search`,
+      body: body as Record<string, unknown>,
+    });
+    const data = parseLikeSdk(await res.text(), res.headers.get("content-type") ?? undefined);
+    if (res.status < 200 || res.status > 299) {
+      const headers: Record<string, string> = {};
+      res.headers.forEach((v, k) => headers[k] = v);
+      throw new HubSpotApiError(res.status, data, headers);
+    }
+    const results = (data as { results?: unknown } | null)?.results;
+    if (!Array.isArray(results)) throw new Error("HubSpot search answered without results");
+    return { results };
+  }
 
   function propsFor(object: Exclude<ObjectType, "owners">): string[] {
     return [
@@ -326,10 +373,7 @@ export function createHubSpotAdapter(
         };
       const res = await call(
         "search",
-        () =>
-          api(object).searchApi.doSearch(
-            { ...request, properties: propsFor(object), limit: size } as unknown as SearchRequest,
-          ),
+        () => search(object, { ...request, properties: propsFor(object), limit: size }),
         opts.signal,
       );
       const { records, errors } = split(object, res.results);
