@@ -84,6 +84,11 @@ create or replace function crm.apply_inbound(p_connection_id uuid, p_object text
   -- The one big statement looks expensive to the planner, so JIT would compile ~400 functions
   -- for every page (≈ 0.5 s, more than the work itself).
   set jit = off
+  -- Every table is read here by key, per record of the page. The page's rows come from jsonb
+  -- and CTEs the planner guesses at a row or two, and with that guess it picked scans of the
+  -- connection's (or the table's) rows, per page or per record: backfills slowed as the table
+  -- grew. Index probes are what every statement here means.
+  set enable_seqscan = off
 as $fn$
 declare
   v_policy text;
@@ -173,16 +178,26 @@ begin
                      and not exists (select 1 from crm.contacts t where t.connection_id = $1
                         and t.remote_id is null and t.deleted_at is null and t.phone = r.body ->> ''phone''
                         offset 0)';
-    v_lock_link := 'or (t.remote_id is null and t.deleted_at is null
-                        and (lower(t.email) in (select lower(e.r ->> ''email'') from jsonb_array_elements($2) e(r))
-                             or t.phone in (select e.r ->> ''phone'' from jsonb_array_elements($2) e(r))))';
+    v_lock_link := 'union all
+       select t0.id from jsonb_array_elements($2) e(r)
+       cross join lateral (select t.id from crm.contacts t where t.connection_id = $1
+                             and t.remote_id is null and t.deleted_at is null
+                             and lower(t.email) = lower(e.r ->> ''email'') offset 0) t0
+       union all
+       select t0.id from jsonb_array_elements($2) e(r)
+       cross join lateral (select t.id from crm.contacts t where t.connection_id = $1
+                             and t.remote_id is null and t.deleted_at is null
+                             and t.phone = e.r ->> ''phone'' offset 0) t0';
   elsif p_object = 'companies' then
     v_link1 := crm._link_stage(p_object, 'lower(t.domain) = lower((u.rec).domain)', null);
     v_fresh_link := 'and not exists (select 1 from crm.companies t where t.connection_id = $1
                         and t.remote_id is null and t.deleted_at is null
                         and lower(t.domain) = lower(r.body ->> ''domain'') offset 0)';
-    v_lock_link := 'or (t.remote_id is null and t.deleted_at is null
-                        and lower(t.domain) in (select lower(e.r ->> ''domain'') from jsonb_array_elements($2) e(r)))';
+    v_lock_link := 'union all
+       select t0.id from jsonb_array_elements($2) e(r)
+       cross join lateral (select t.id from crm.companies t where t.connection_id = $1
+                             and t.remote_id is null and t.deleted_at is null
+                             and lower(t.domain) = lower(e.r ->> ''domain'') offset 0) t0';
   end if;
 
   -- Local ids for relations present in the patch, and back-fill of rows referencing us.
@@ -227,13 +242,21 @@ begin
 
   -- Lock the rows this page can touch (by remote id, and link candidates) in id order, so the
   -- statement below runs on a snapshot taken after every concurrent writer of them committed.
+  -- Each candidate is found by its own index probe (offset 0): one condition ORed over all of
+  -- them was planned as a scan of the connection's rows, per page.
   execute format(
     'select count(*) from (
-       select t.id from crm.%I t
-       where t.connection_id = $1
-         and (t.remote_id in (select e.r ->> ''remote_id'' from jsonb_array_elements($2) e(r))
-              or t.remote_id in (select m #>> ''{}'' from jsonb_array_elements($2) e(r),
-                                   jsonb_array_elements(coalesce(e.r -> ''merged_ids'', ''[]'')) m) %s)
+       select t.id from crm.%1$I t
+       where t.id in (
+         select t0.id from jsonb_array_elements($2) e(r)
+         cross join lateral (select t.id from crm.%1$I t where t.connection_id = $1
+                               and t.remote_id = e.r ->> ''remote_id'' offset 0) t0
+         union all
+         select t0.id from jsonb_array_elements($2) e(r),
+                           jsonb_array_elements(coalesce(e.r -> ''merged_ids'', ''[]'')) m
+         cross join lateral (select t.id from crm.%1$I t where t.connection_id = $1
+                               and t.remote_id = m #>> ''{}'' offset 0) t0
+         %2$s)
        order by t.id
        for update of t) locked',
     p_object, v_lock_link)
@@ -611,10 +634,12 @@ begin
 
   begin
     execute v_bulk into v_inserted using p_connection_id, p_records;
-    if cardinality(v_inserted) > 0 then
+    if cardinality(v_inserted) = jsonb_array_length(p_records) then
+      v_rest := '[]'::jsonb;
+    elsif cardinality(v_inserted) > 0 then
       select coalesce(jsonb_agg(e.r order by e.ord), '[]'::jsonb) into v_rest
       from jsonb_array_elements(p_records) with ordinality as e(r, ord)
-      where e.r ->> 'remote_id' <> all (v_inserted);
+      where not exists (select 1 from unnest(v_inserted) i(remote_id) where i.remote_id = e.r ->> 'remote_id');
     else
       v_rest := p_records;
     end if;
