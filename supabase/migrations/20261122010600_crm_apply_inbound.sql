@@ -99,6 +99,9 @@ declare
   v_link2 text := 'select null::text as remote_id, null::uuid as target_id where false';
   v_lock_link text := '';
   v_fresh_link text := '';
+  v_match text[];
+  v_cond text;
+  v_i integer;
   v_recs text;
   v_bulk text;
   v_inserted text[];
@@ -168,37 +171,28 @@ begin
     raise exception using errcode = 'CRM03', message = 'invalid inbound record: ' || v_problem;
   end if;
 
-  -- Linking candidates (unlinked local rows) by object.
-  if p_object = 'contacts' then
-    v_link1 := crm._link_stage(p_object, 'lower(t.email) = lower((u.rec).email)', null);
-    v_link2 := crm._link_stage(p_object, 't.phone = (u.rec).phone', 'link1');
-    v_fresh_link := 'and not exists (select 1 from crm.contacts t where t.connection_id = $1
-                        and t.remote_id is null and t.deleted_at is null
-                        and lower(t.email) = lower(r.body ->> ''email'') offset 0)
-                     and not exists (select 1 from crm.contacts t where t.connection_id = $1
-                        and t.remote_id is null and t.deleted_at is null and t.phone = r.body ->> ''phone''
-                        offset 0)';
-    v_lock_link := 'union all
-       select t0.id from jsonb_array_elements($2) e(r)
-       cross join lateral (select t.id from crm.contacts t where t.connection_id = $1
-                             and t.remote_id is null and t.deleted_at is null
-                             and lower(t.email) = lower(e.r ->> ''email'') offset 0) t0
-       union all
-       select t0.id from jsonb_array_elements($2) e(r)
-       cross join lateral (select t.id from crm.contacts t where t.connection_id = $1
-                             and t.remote_id is null and t.deleted_at is null
-                             and t.phone = e.r ->> ''phone'' offset 0) t0';
-  elsif p_object = 'companies' then
-    v_link1 := crm._link_stage(p_object, 'lower(t.domain) = lower((u.rec).domain)', null);
-    v_fresh_link := 'and not exists (select 1 from crm.companies t where t.connection_id = $1
-                        and t.remote_id is null and t.deleted_at is null
-                        and lower(t.domain) = lower(r.body ->> ''domain'') offset 0)';
-    v_lock_link := 'union all
-       select t0.id from jsonb_array_elements($2) e(r)
-       cross join lateral (select t.id from crm.companies t where t.connection_id = $1
-                             and t.remote_id is null and t.deleted_at is null
-                             and lower(t.domain) = lower(e.r ->> ''domain'') offset 0) t0';
-  end if;
+  -- Linking rules by object, in order (%s is the record's jsonb): each gives a link stage of the
+  -- full statement, an exclusion from the bulk path and a set of rows to lock.
+  v_match := case p_object
+    when 'contacts' then array['lower(t.email) = lower(%s ->> ''email'')', 't.phone = %s ->> ''phone''']
+    when 'companies' then array['lower(t.domain) = lower(%s ->> ''domain'')']
+    else '{}'::text[] end;
+  for v_i in 1 .. cardinality(v_match) loop
+    v_cond := 't.connection_id = $1 and t.remote_id is null and t.deleted_at is null and '
+              || v_match[v_i];
+    if v_i = 1 then
+      v_link1 := crm._link_stage(p_object, format(v_match[v_i], 'u.body'), null);
+    else
+      v_link2 := crm._link_stage(p_object, format(v_match[v_i], 'u.body'), 'link1');
+    end if;
+    v_fresh_link := v_fresh_link || format(
+      ' and not exists (select 1 from crm.%I t where %s offset 0)',
+      p_object, format(v_cond, 'r.body'));
+    v_lock_link := v_lock_link || format(
+      ' union all select t0.id from jsonb_array_elements($2) e(r)
+        cross join lateral (select t.id from crm.%I t where %s offset 0) t0',
+      p_object, format(v_cond, 'e.r'));
+  end loop;
 
   -- Local ids for relations present in the patch, and back-fill of rows referencing us.
   for ref in select r.tbl, r.local_col, r.remote_col, r.target from crm._mirror_refs() r loop
