@@ -100,6 +100,7 @@ declare
   v_lock_link text := '';
   v_fresh_link text := '';
   v_match text[];
+  v_unlinked boolean;
   v_cond text;
   v_i integer;
   v_recs text;
@@ -117,6 +118,9 @@ declare
   v_set_cols text;
   v_sel_cols text;
   v_ins_cols text;
+  v_bulk_cols text;
+  v_bulk_types text;
+  v_lock text;
   v_conflict_set text;
   v_sql text;
   ref record;
@@ -177,6 +181,17 @@ begin
     when 'contacts' then array['lower(t.email) = lower(%s ->> ''email'')', 't.phone = %s ->> ''phone''']
     when 'companies' then array['lower(t.domain) = lower(%s ->> ''domain'')']
     else '{}'::text[] end;
+  -- A connection whose local rows are all linked (every backfill, most days) has nothing to link
+  -- to: its records skip the per-record link probes. (A local row inserted concurrently is no
+  -- more visible to those probes, which read the statement's snapshot, than to this check.)
+  if cardinality(v_match) > 0 then
+    execute format('select exists (select 1 from crm.%I t where t.connection_id = $1
+                                     and t.remote_id is null and t.deleted_at is null)', p_object)
+      into v_unlinked using p_connection_id;
+    if not v_unlinked then
+      v_match := '{}'::text[];
+    end if;
+  end if;
   for v_i in 1 .. cardinality(v_match) loop
     v_cond := 't.connection_id = $1 and t.remote_id is null and t.deleted_at is null and '
               || v_match[v_i];
@@ -221,40 +236,31 @@ begin
   end loop;
 
   -- Column lists; inserts fall back to a NOT NULL column's default (kind, custom) when absent.
+  -- The bulk insert reads the body with jsonb_to_record over the syncable columns only and looks
+  -- relations up by the typed remote id: jsonb_populate_record over the whole row type, fed a
+  -- body with the local ids concatenated in, cost twice as much per record.
   select string_agg(format('%I', u.c), ', ' order by u.o),
          string_agg(format('x.%I', u.c), ', ' order by u.o),
          string_agg(case when a.attnotnull and d.adbin is not null
                       then format('coalesce(x.%I, %s)', u.c, pg_get_expr(d.adbin, d.adrelid))
                       else format('x.%I', u.c) end, ', ' order by u.o),
          string_agg(case when u.c = 'custom' then 'custom = t.custom || excluded.custom'
-                         else format('%1$I = coalesce(excluded.%1$I, t.%1$I)', u.c) end, ', ' order by u.o)
-    into v_set_cols, v_sel_cols, v_ins_cols, v_conflict_set
+                         else format('%1$I = coalesce(excluded.%1$I, t.%1$I)', u.c) end, ', ' order by u.o),
+         string_agg(case when r.local_col is not null
+                      then format('(select y.id from crm.%I y where y.connection_id = $1 and y.remote_id = x.%I)',
+                                  r.target, r.remote_col)
+                      when a.attnotnull and d.adbin is not null
+                      then format('coalesce(x.%I, %s)', u.c, pg_get_expr(d.adbin, d.adrelid))
+                      else format('x.%I', u.c) end, ', ' order by u.o),
+         string_agg(format('%I %s', u.c, format_type(a.atttypid, a.atttypmod)), ', ' order by u.o)
+           filter (where r.local_col is null)
+    into v_set_cols, v_sel_cols, v_ins_cols, v_conflict_set, v_bulk_cols, v_bulk_types
   from unnest(v_cols || array(select r.local_col from crm._mirror_refs() r where r.tbl = p_object))
     with ordinality as u(c, o)
   join pg_attribute a on a.attrelid = format('crm.%I', p_object)::regclass and a.attname = u.c
-  left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum;
+  left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+  left join crm._mirror_refs() r on r.tbl = p_object and r.local_col = u.c;
 
-  -- Lock the rows this page can touch (by remote id, and link candidates) in id order, so the
-  -- statement below runs on a snapshot taken after every concurrent writer of them committed.
-  -- Each candidate is found by its own index probe (offset 0): one condition ORed over all of
-  -- them was planned as a scan of the connection's rows, per page.
-  execute format(
-    'select count(*) from (
-       select t.id from crm.%1$I t
-       where t.id in (
-         select t0.id from jsonb_array_elements($2) e(r)
-         cross join lateral (select t.id from crm.%1$I t where t.connection_id = $1
-                               and t.remote_id = e.r ->> ''remote_id'' offset 0) t0
-         union all
-         select t0.id from jsonb_array_elements($2) e(r),
-                           jsonb_array_elements(coalesce(e.r -> ''merged_ids'', ''[]'')) m
-         cross join lateral (select t.id from crm.%1$I t where t.connection_id = $1
-                               and t.remote_id = m #>> ''{}'' offset 0) t0
-         %2$s)
-       order by t.id
-       for update of t) locked',
-    p_object, v_lock_link)
-    using p_connection_id, p_records;
 
   -- One version per remote id: the newest, then the last in the page.
   v_recs := $q$
@@ -283,7 +289,8 @@ begin
     fresh as (
       select r.* from recs r
       where not r.is_deleted and r.merged_ids = '[]'::jsonb
-        and r.remote_id <> all (array(select m #>> '{}' from recs x, jsonb_array_elements(x.merged_ids) m))
+        and r.remote_id <> all (array(select m #>> '{}' from recs x, jsonb_array_elements(x.merged_ids) m
+                                      where x.merged_ids <> '[]'::jsonb))
         -- offset 0 keeps each probe a correlated index lookup: recs is estimated at a row or
         -- two, and an anti join planned on that rescans the connection's rows for every record.
         and not exists (select 1 from crm.%2$I t where t.connection_id = $1 and t.remote_id = r.remote_id
@@ -294,14 +301,36 @@ begin
       insert into crm.%2$I as t (connection_id, remote_id, remote_updated_at, last_synced_at, needs_sync, %4$s)
       select $1, f.remote_id, f.ts, now(), false, %5$s
       from fresh f
-      cross join lateral (select f.body as patch) b
-      cross join lateral jsonb_populate_record(null::crm.%2$I, b.patch %6$s) x
+      cross join lateral jsonb_to_record(f.body) as x(%6$s)
       on conflict (connection_id, remote_id) do nothing
       returning t.id, t.remote_id
     )
     %7$s
     select coalesce(array_agg(w.remote_id), '{}'::text[]) from written w
-  $q$, v_recs, p_object, v_fresh_link, v_set_cols, v_ins_cols, v_refs, v_backfill);
+  $q$, v_recs, p_object, v_fresh_link, v_set_cols, v_bulk_cols, v_bulk_types, v_backfill);
+
+  -- Lock the rows the full statement can touch (by remote id, and link candidates) in id order,
+  -- so it runs on a snapshot taken after every concurrent writer of them committed. Only the
+  -- records the bulk path left are probed: it writes new rows alone, and a concurrent insert of
+  -- the same remote id makes its ON CONFLICT wait, skip, and leave the record to the rest.
+  -- Each candidate is found by its own index probe (offset 0): one condition ORed over all of
+  -- them was planned as a scan of the connection's rows, per page.
+  v_lock := format(
+    'select count(*) from (
+       select t.id from crm.%1$I t
+       where t.id in (
+         select t0.id from jsonb_array_elements($2) e(r)
+         cross join lateral (select t.id from crm.%1$I t where t.connection_id = $1
+                               and t.remote_id = e.r ->> ''remote_id'' offset 0) t0
+         union all
+         select t0.id from jsonb_array_elements($2) e(r),
+                           jsonb_array_elements(coalesce(e.r -> ''merged_ids'', ''[]'')) m
+         cross join lateral (select t.id from crm.%1$I t where t.connection_id = $1
+                               and t.remote_id = m #>> ''{}'' offset 0) t0
+         %2$s)
+       order by t.id
+       for update of t) locked',
+    p_object, v_lock_link);
 
   v_sql := format($q$
     with
@@ -640,6 +669,7 @@ begin
     if jsonb_array_length(v_rest) = 0 then
       return query select cardinality(v_inserted), 0, 0, 0, 0, 0;
     else
+      execute v_lock using p_connection_id, v_rest;
       execute v_sql into v_created, v_updated, v_unchanged, v_deleted, v_stale, v_conflicts
         using p_connection_id, v_rest, v_policy, p_object;
       return query select v_created + cardinality(v_inserted), v_updated, v_unchanged, v_deleted,
