@@ -368,9 +368,9 @@ $$;
 revoke all on function crm.tg_mirror__after_update() from public;
 
 -- AFTER DELETE, per statement: drops the per-field sync state of the rows (always) and, for app
--- deletes of live rows, queues deletes. The transition table is estimated at 1,000 rows
--- whatever it holds, which planned the sync_state delete as a hash join over all of sync_state:
--- one full scan per delete statement, even for one row. Reads here are by key.
+-- deletes of live rows, queues deletes. The planner costed the sync_state delete as a hash
+-- join over a scan of all of sync_state (the name-typed tg_table_name parameter could not use
+-- the key's first column either): one full scan per delete statement. Reads here are by key.
 create or replace function crm.tg_mirror__after_delete()
   returns trigger
   language plpgsql
