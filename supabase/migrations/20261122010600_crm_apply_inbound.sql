@@ -106,6 +106,7 @@ declare
   v_recs text;
   v_bulk text;
   v_inserted text[];
+  v_born_deleted integer;
   v_rest jsonb;
   v_created integer;
   v_updated integer;
@@ -279,16 +280,17 @@ begin
     )$q$;
 
   -- Bulk path: records the mirror has never seen (no row, no unlinked local row to link, not
-  -- deleted, not part of a merge in this page) are inserted as they came, in one plain INSERT;
-  -- nothing local can disagree with them, so there is nothing to decide per field. Whatever
-  -- it did not insert (a concurrent writer got there first included) goes through the full
-  -- statement below. Backfills are pages of nothing else.
+  -- part of a merge in this page) are inserted as they came, in one plain INSERT, deleted ones
+  -- as tombstones; nothing local can disagree with them, so there is nothing to decide per
+  -- field. Whatever it did not insert (a concurrent writer got there first included) goes
+  -- through the full statement below. Backfills are pages of nothing else (Salesforce's
+  -- queryAll pages carry the recycle bin too).
   v_bulk := format($q$
     with
     %1$s,
     fresh as (
       select r.* from recs r
-      where not r.is_deleted and r.merged_ids = '[]'::jsonb
+      where r.merged_into is null and r.merged_ids = '[]'::jsonb
         and r.remote_id <> all (array(select m #>> '{}' from recs x, jsonb_array_elements(x.merged_ids) m
                                       where x.merged_ids <> '[]'::jsonb))
         -- offset 0 keeps each probe a correlated index lookup: recs is estimated at a row or
@@ -298,15 +300,17 @@ begin
         %3$s
     ),
     written as (
-      insert into crm.%2$I as t (connection_id, remote_id, remote_updated_at, last_synced_at, needs_sync, %4$s)
-      select $1, f.remote_id, f.ts, now(), false, %5$s
+      insert into crm.%2$I as t (connection_id, remote_id, remote_updated_at, last_synced_at, deleted_at,
+                                 needs_sync, %4$s)
+      select $1, f.remote_id, f.ts, now(), case when f.is_deleted then now() end, false, %5$s
       from fresh f
       cross join lateral jsonb_to_record(f.body) as x(%6$s)
       on conflict (connection_id, remote_id) do nothing
-      returning t.id, t.remote_id
+      returning t.id, t.remote_id, t.deleted_at is not null as born_deleted
     )
     %7$s
-    select coalesce(array_agg(w.remote_id), '{}'::text[]) from written w
+    select coalesce(array_agg(w.remote_id), '{}'::text[]), count(*) filter (where w.born_deleted)::integer
+    from written w
   $q$, v_recs, p_object, v_fresh_link, v_set_cols, v_bulk_cols, v_bulk_types, v_backfill);
 
   -- Lock the rows the full statement can touch (by remote id, and link candidates) in id order,
@@ -656,7 +660,7 @@ begin
      v_ins_cols, v_recs);
 
   begin
-    execute v_bulk into v_inserted using p_connection_id, p_records;
+    execute v_bulk into v_inserted, v_born_deleted using p_connection_id, p_records;
     if cardinality(v_inserted) = jsonb_array_length(p_records) then
       v_rest := '[]'::jsonb;
     elsif cardinality(v_inserted) > 0 then
@@ -667,13 +671,13 @@ begin
       v_rest := p_records;
     end if;
     if jsonb_array_length(v_rest) = 0 then
-      return query select cardinality(v_inserted), 0, 0, 0, 0, 0;
+      return query select cardinality(v_inserted) - v_born_deleted, 0, 0, v_born_deleted, 0, 0;
     else
       execute v_lock using p_connection_id, v_rest;
       execute v_sql into v_created, v_updated, v_unchanged, v_deleted, v_stale, v_conflicts
         using p_connection_id, v_rest, v_policy, p_object;
-      return query select v_created + cardinality(v_inserted), v_updated, v_unchanged, v_deleted,
-                          v_stale, v_conflicts;
+      return query select v_created + cardinality(v_inserted) - v_born_deleted, v_updated, v_unchanged,
+                          v_deleted + v_born_deleted, v_stale, v_conflicts;
     end if;
   exception when check_violation or not_null_violation or data_exception then
     raise exception using errcode = 'CRM03', message = 'invalid inbound record: ' || sqlerrm;
