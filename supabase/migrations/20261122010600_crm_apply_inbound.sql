@@ -101,6 +101,8 @@ declare
   v_fresh_link text := '';
   v_match text[];
   v_unlinked boolean;
+  -- The connection's local rows a new remote record may link to.
+  v_unlinked_rows constant text := 't.connection_id = $1 and t.remote_id is null and t.deleted_at is null';
   v_cond text;
   v_i integer;
   v_recs text;
@@ -186,16 +188,14 @@ begin
   -- to: its records skip the per-record link probes. (A local row inserted concurrently is no
   -- more visible to those probes, which read the statement's snapshot, than to this check.)
   if cardinality(v_match) > 0 then
-    execute format('select exists (select 1 from crm.%I t where t.connection_id = $1
-                                     and t.remote_id is null and t.deleted_at is null)', p_object)
+    execute format('select exists (select 1 from crm.%I t where %s)', p_object, v_unlinked_rows)
       into v_unlinked using p_connection_id;
     if not v_unlinked then
       v_match := '{}'::text[];
     end if;
   end if;
   for v_i in 1 .. cardinality(v_match) loop
-    v_cond := 't.connection_id = $1 and t.remote_id is null and t.deleted_at is null and '
-              || v_match[v_i];
+    v_cond := v_unlinked_rows || ' and ' || v_match[v_i];
     if v_i = 1 then
       v_link1 := crm._link_stage(p_object, format(v_match[v_i], 'u.body'), null);
     else
@@ -242,17 +242,13 @@ begin
   -- body with the local ids concatenated in, cost twice as much per record.
   select string_agg(format('%I', u.c), ', ' order by u.o),
          string_agg(format('x.%I', u.c), ', ' order by u.o),
-         string_agg(case when a.attnotnull and d.adbin is not null
-                      then format('coalesce(x.%I, %s)', u.c, pg_get_expr(d.adbin, d.adrelid))
-                      else format('x.%I', u.c) end, ', ' order by u.o),
+         string_agg(v.ins, ', ' order by u.o),
          string_agg(case when u.c = 'custom' then 'custom = t.custom || excluded.custom'
                          else format('%1$I = coalesce(excluded.%1$I, t.%1$I)', u.c) end, ', ' order by u.o),
          string_agg(case when r.local_col is not null
                       then format('(select y.id from crm.%I y where y.connection_id = $1 and y.remote_id = x.%I)',
                                   r.target, r.remote_col)
-                      when a.attnotnull and d.adbin is not null
-                      then format('coalesce(x.%I, %s)', u.c, pg_get_expr(d.adbin, d.adrelid))
-                      else format('x.%I', u.c) end, ', ' order by u.o),
+                      else v.ins end, ', ' order by u.o),
          string_agg(format('%I %s', u.c, format_type(a.atttypid, a.atttypmod)), ', ' order by u.o)
            filter (where r.local_col is null)
     into v_set_cols, v_sel_cols, v_ins_cols, v_conflict_set, v_bulk_cols, v_bulk_types
@@ -260,7 +256,12 @@ begin
     with ordinality as u(c, o)
   join pg_attribute a on a.attrelid = format('crm.%I', p_object)::regclass and a.attname = u.c
   left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-  left join crm._mirror_refs() r on r.tbl = p_object and r.local_col = u.c;
+  left join crm._mirror_refs() r on r.tbl = p_object and r.local_col = u.c
+  cross join lateral (
+    select case when a.attnotnull and d.adbin is not null
+             then format('coalesce(x.%I, %s)', u.c, pg_get_expr(d.adbin, d.adrelid))
+             else format('x.%I', u.c) end as ins
+  ) v;
 
 
   -- One version per remote id: the newest, then the last in the page.
