@@ -42,8 +42,17 @@ export const TEST_SANDBOX_RECORDS = 25;
 // runner's own Postgres client once took 55330 and the sandboxes failed to bind).
 const PORT_BASE: Record<Profile, number> = { dev: 54300, test: 25300, bench: 28300 };
 
+/** CRM_STACK_PORT_BASE moves the test and bench profiles' ports, so that two checkouts on one
+ * machine can run their suites side by side. The dev profile keeps the CLI's ports. */
+function portBase(profile: Profile): number {
+  const moved = Number(Deno.env.get("CRM_STACK_PORT_BASE") ?? "");
+  return profile !== "dev" && Number.isInteger(moved) && moved > 1024 && moved < 32000
+    ? moved + (profile === "bench" ? 100 : 0)
+    : PORT_BASE[profile];
+}
+
 export function stackConfig(profile: Profile = "dev"): StackConfig {
-  const base = PORT_BASE[profile];
+  const base = portBase(profile);
   const dir = join(ROOT, ".local", profile === "dev" ? "" : profile);
   return {
     profile,
