@@ -54,6 +54,26 @@ Deno.test({
 });
 
 Deno.test({
+  name: "e2e http: crm-sync-bidirectional answers 409 for a connection that is not active",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    await withConnection("pipedrive", { seed: 72, records: 1 }, async (s) => {
+      await s.sql`update crm.connections set status = 'paused' where id = ${s.conn}`;
+      const r = await callFunction("crm-sync-bidirectional", {
+        direction: "inbound",
+        connection_id: s.conn,
+      });
+      assert.equal(r.status, 409, JSON.stringify(r.json));
+      assert.match(String(r.json.error), /is paused, not active; nothing was synced/);
+      const [{ n }] = await s.sql`select count(*)::int as n from crm.sync_log
+                                  where connection_id = ${s.conn}`;
+      assert.equal(n, 0);
+    });
+  },
+});
+
+Deno.test({
   name: "e2e http: crm-fetch-live limits a user's sync: true per account (429 + Retry-After)",
   sanitizeOps: false,
   sanitizeResources: false,
