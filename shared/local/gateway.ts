@@ -2,7 +2,11 @@
 // POST/GET /functions/v1/<slug>[/...] → supabase/functions/<slug>/index.ts, each function in
 // its own Deno process (shared/local/function_runner.ts) started on first use and restarted
 // after a crash or a source change. verify_jwt comes from config.toml per function (default
-// true, as on the platform); keys are checked against the stack's JWT secret.
+// true, as on the platform); keys are checked against the stack's JWT secret. As in the
+// Supabase CLI's main worker, OPTIONS (CORS preflights, which carry no credentials) reaches the
+// function without that check; the function answers it. Functions get the JWT secret as
+// JWT_SECRET, the name self-hosted Supabase gives them, so they can verify tokens themselves,
+// and /auth/v1/.well-known/jwks.json answers the project's (empty: HS256 only) key set.
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -81,7 +85,7 @@ export function startGateway(opts: GatewayOptions) {
       // The platform reserves the SUPABASE_ prefix; `supabase secrets set` skips such names.
       if (!k.startsWith("SUPABASE_")) env[k] = v;
     }
-    return { ...env, ...opts.env };
+    return { ...env, JWT_SECRET: opts.jwtSecret, ...opts.env };
   }
 
   async function spawn(slug: string, entry: string): Promise<Worker> {
@@ -155,6 +159,8 @@ export function startGateway(opts: GatewayOptions) {
   async function handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
     if (url.pathname === "/__health") return json(200, { ok: true });
+    // No auth server runs locally and its keys are all HS256: the asymmetric key set is empty.
+    if (url.pathname === "/auth/v1/.well-known/jwks.json") return json(200, { keys: [] });
     const m = url.pathname.match(/^\/functions\/v1\/([^/]+)(\/.*)?$/);
     if (!m) return json(404, { code: "NOT_FOUND", message: "no route matched" });
     const slug = m[1];
@@ -162,7 +168,7 @@ export function startGateway(opts: GatewayOptions) {
     if (!SLUG.test(slug) || !existsSync(entry)) {
       return json(404, { code: "NOT_FOUND", message: "Requested function was not found" });
     }
-    if (verifyJwtFor(slug)) {
+    if (req.method !== "OPTIONS" && verifyJwtFor(slug)) {
       const auth = req.headers.get("authorization") ?? "";
       if (!auth) return json(401, { code: 401, message: "Missing authorization header" });
       const token = auth.match(/^Bearer\s+(.+)$/i)?.[1];

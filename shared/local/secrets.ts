@@ -1,5 +1,7 @@
-// The function secrets the local stack owns. Today one: CRM_ENCRYPTION_KEY, the AES key for
-// connection credentials at rest (supabase/functions/_shared/crypto.ts). It is generated once
+// The function secrets the local stack owns: CRM_ENCRYPTION_KEY, the AES key for connection
+// credentials at rest (supabase/functions/_shared/crypto.ts), and CRM_CORS_ORIGINS, the browser
+// origins crm-fetch-live answers (_shared/http/cors.ts): locally the usual dashboard dev servers,
+// while a deployed project allows none until it sets the secret. The key is generated once
 // per profile into cfg.stackSecretsFile (mode 0600) and handed to the functions by the gateway,
 // which merges the developer's supabase/functions/.env over it: a key the developer sets there
 // wins, and the stack then encrypts the sandbox credentials with that key too, so functions
@@ -12,12 +14,15 @@ import { formatEnv, readEnvFile } from "./env_file.ts";
 const HEADER = "# Function secrets owned by the crm-sync local stack (shared/local/secrets.ts).\n" +
   "# Generated once; set the same name in supabase/functions/.env to override.\n";
 
+export const LOCAL_CORS_ORIGINS = "http://localhost:3000,http://localhost:5173";
+
 export async function ensureStackSecrets(
   cfg: StackConfig,
 ): Promise<{ CRM_ENCRYPTION_KEY: string }> {
   const own = await readEnvFile(cfg.stackSecretsFile);
-  if (!own.CRM_ENCRYPTION_KEY) {
-    own.CRM_ENCRYPTION_KEY = generateKey();
+  if (!own.CRM_ENCRYPTION_KEY || own.CRM_CORS_ORIGINS === undefined) {
+    own.CRM_ENCRYPTION_KEY ||= generateKey();
+    own.CRM_CORS_ORIGINS ??= LOCAL_CORS_ORIGINS;
     await Deno.mkdir(cfg.dir, { recursive: true });
     await Deno.writeTextFile(cfg.stackSecretsFile, HEADER + formatEnv(own), { mode: 0o600 });
   }

@@ -64,11 +64,13 @@ Deno.test({
       const secret = need("SUPABASE_JWT_SECRET");
       const user = await mintKey(secret, {
         role: "authenticated",
+        aud: "authenticated",
         sub: crypto.randomUUID(),
         app_metadata: { account_id },
       });
       const stranger = await mintKey(secret, {
         role: "authenticated",
+        aud: "authenticated",
         sub: crypto.randomUUID(),
         app_metadata: { account_id: crypto.randomUUID() },
       });

@@ -15,7 +15,10 @@ async function withGateway(
   extra: { requestTimeoutMs?: number } = {},
 ) {
   const envFile = await Deno.makeTempFile();
-  await Deno.writeTextFile(envFile, "MY_SECRET=s3cret\nSUPABASE_URL=http://evil.example\n");
+  await Deno.writeTextFile(
+    envFile,
+    "MY_SECRET=s3cret\nSUPABASE_URL=http://evil.example\nJWT_SECRET=not-the-project-secret\n",
+  );
   // The stack's own secrets: the developer's envFile wins on a shared name.
   const stackEnvFile = await Deno.makeTempFile();
   await Deno.writeTextFile(stackEnvFile, "STACK_SECRET=from-stack\nMY_SECRET=loses\n");
@@ -91,6 +94,7 @@ Deno.test("gateway gives functions the platform env and secrets, never SUPABASE_
       assert.equal(env.MY_SECRET, "s3cret");
       assert.equal(env.STACK_SECRET, "from-stack");
       assert.equal(env.GATEWAY_ONLY, null, "the gateway's own environment is not inherited");
+      assert.equal(env.JWT_SECRET, SECRET, "the project's JWT secret, never a secret's override");
     } finally {
       Deno.env.delete("GATEWAY_ONLY");
     }
@@ -112,6 +116,21 @@ Deno.test("verify_jwt: 401 without or with a bad token, 200 with a valid key; of
     assert.equal((await call(`${gw.url}/functions/v1/hello`, bearer(anon))).status, 200);
     assert.equal((await call(`${gw.url}/functions/v1/hello`, bearer(service))).status, 200);
     assert.equal((await call(`${gw.url}/functions/v1/open`)).status, 200, "verify_jwt = false");
+  });
+});
+
+Deno.test("verify_jwt lets OPTIONS preflights through to the function, like the CLI", async () => {
+  await withGateway(async (gw) => {
+    const pre = await call(`${gw.url}/functions/v1/hello`, {
+      method: "OPTIONS",
+      headers: { Origin: "http://localhost:5173", "Access-Control-Request-Method": "POST" },
+    });
+    assert.equal(pre.status, 200);
+    assert.equal(pre.body.method, "OPTIONS", "the function answered the preflight");
+    const get = await call(`${gw.url}/functions/v1/hello`, { method: "GET" });
+    assert.equal(get.status, 401, "only OPTIONS skips the check");
+    const jwks = await call(`${gw.url}/auth/v1/.well-known/jwks.json`);
+    assert.deepEqual(jwks.body, { keys: [] }, "the local project signs with HS256 only");
   });
 });
 

@@ -4,12 +4,16 @@
 //    "sync"?: bool, "connection_id"?: uuid, "limit"?: 1..1000}
 // A signed-in user (JWT with app_metadata.account_id) reads only their account's connections;
 // the service role may read any. Records come oldest change first within the timeframe; with
-// "sync": true they are also persisted through the sync's apply path and logged (trigger live).
+// "sync": true they are also persisted through the sync's apply path and logged (trigger live);
+// a user's such calls are limited per account (429 + Retry-After, _shared/http/live_limit.ts).
+// Browsers may call it from the origins in CRM_CORS_ORIGINS (_shared/http/cors.ts).
 import { z } from "zod";
-import { caller } from "../_shared/auth.ts";
+import { authFromEnv, identify } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
+import { corsFromEnv, preflight, withCors } from "../_shared/http/cors.ts";
+import { liveLimitFromEnv, takeLiveSyncGrant } from "../_shared/http/live_limit.ts";
 import { ObjectTypeSchema } from "../_shared/providers/types.ts";
 import { loadConnections } from "../_shared/sync/connections.ts";
 import { createSyncContext } from "../_shared/sync/context.ts";
@@ -26,12 +30,28 @@ const Body = z.object({
 }).strict();
 
 const sql = connect();
+const auth = authFromEnv();
+const cors = corsFromEnv();
+const liveLimit = liveLimitFromEnv();
 const log = (msg: string, extra?: Record<string, unknown>) =>
   console.log(JSON.stringify({ fn: "crm-fetch-live", msg, ...extra }));
 
 Deno.serve(async (req) => {
+  if (req.method === "OPTIONS") return preflight(req, cors);
+  let res: Response;
+  try {
+    res = await handle(req);
+  } catch (e) {
+    // Answered here rather than by the runtime, so a browser can read this error too.
+    log("failed", { error: (e as Error).message });
+    res = Response.json({ error: "crm-fetch-live failed; see the function logs" }, { status: 500 });
+  }
+  return withCors(req, res, cors);
+});
+
+async function handle(req: Request): Promise<Response> {
   if (req.method !== "POST") return Response.json({ error: "method not allowed" }, { status: 405 });
-  const who = caller(req);
+  const who = await identify(req, auth);
   if (!who) {
     return Response.json({
       error: "a user token with an account, or the service role, is required",
@@ -53,6 +73,10 @@ Deno.serve(async (req) => {
   if (connections.length === 0 && unusable.length === 0) {
     return Response.json({ error: "no active connection found" }, { status: 404 });
   }
+  if (b.sync && who.kind === "user") {
+    const refused = await takeLiveSyncGrant(sql, who.accountId, liveLimit);
+    if (refused) return refused;
+  }
   const since = timeframeStart(b.timeframe);
   const results = await Promise.all(connections.map(async (conn) => {
     const ctx = await createSyncContext(sql, key, conn, log);
@@ -73,4 +97,4 @@ Deno.serve(async (req) => {
     results,
     ...(unusable.length ? { unusable } : {}),
   }, { status: failed && results.every((r) => r.error) ? 502 : 200 });
-});
+}

@@ -6,7 +6,7 @@
 // next call continues it. Outbound push is not built yet: pending changes stay queued in
 // crm.outbox and the answer says so. mode "retry" (the hourly retry job) runs an inbound delta.
 import { z } from "zod";
-import { isServiceRole } from "../_shared/auth.ts";
+import { authFromEnv, isServiceRole } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
@@ -28,18 +28,30 @@ const Body = z.object({
 }).strict();
 
 const sql = connect();
+const auth = authFromEnv();
 const log = (msg: string, extra?: Record<string, unknown>) =>
   console.log(JSON.stringify({ fn: "crm-sync-bidirectional", msg, ...extra }));
 
 Deno.serve(async (req) => {
   if (req.method !== "POST") return Response.json({ error: "method not allowed" }, { status: 405 });
-  if (!isServiceRole(req)) {
+  if (!await isServiceRole(req, auth)) {
     return Response.json({ error: "service role required" }, { status: 403 });
   }
   const body = await parseBody(req, Body);
   if (!body.ok) return body.response;
   const b = body.data;
   const started = Date.now();
+  if (b.connection_id) {
+    const [conn] = await sql`select status from crm.connections where id = ${b.connection_id}`;
+    if (!conn) {
+      return Response.json({ error: `connection ${b.connection_id} not found` }, { status: 404 });
+    }
+    if (conn.status !== "active" && b.direction !== "outbound") {
+      return Response.json({
+        error: `connection ${b.connection_id} is ${conn.status}, not active; nothing was synced`,
+      }, { status: 409 });
+    }
+  }
   const key = await keyOrResponse();
   if (key instanceof Response) return key;
   const out: Record<string, unknown> = { ok: true, more: false };
