@@ -296,8 +296,14 @@ as $$
                                       interval '1 day')
 $$;
 
--- Remote ids whose failure is due for another read, oldest due first.
-create or replace function crm.due_inbound_failures(p_connection_id uuid, p_object text, p_limit integer default 100)
+-- Remote ids whose failure is due for another read, oldest due first; with p_run_id, not those
+-- that failed again since that run started (its walk read them already).
+create or replace function crm.due_inbound_failures(
+  p_connection_id uuid,
+  p_object text,
+  p_limit integer default 100,
+  p_run_id bigint default null
+)
   returns table (remote_id text)
   language sql
   stable
@@ -305,11 +311,13 @@ create or replace function crm.due_inbound_failures(p_connection_id uuid, p_obje
 as $$
   select f.remote_id from crm.inbound_failures f
   where f.connection_id = p_connection_id and f.object = p_object and f.next_retry_at <= now()
+    and f.last_failed_at < coalesce((select l.started_at from crm.sync_log l where l.id = p_run_id),
+                                    'infinity')
   order by f.next_retry_at, f.remote_id
   limit greatest(p_limit, 0)
 $$;
-comment on function crm.due_inbound_failures(uuid, text, integer) is
-  'Remote ids of failed inbound records due for a retry (first failure: the next run; then 1, 2, 4 … minutes, at most a day apart).';
+comment on function crm.due_inbound_failures(uuid, text, integer, bigint) is
+  'Remote ids of failed inbound records due for a retry (first failure: the next run; then 1, 2, 4 … minutes, at most a day apart), leaving out those the run p_run_id already read again.';
 
 -- Page writes ------------------------------------------------------------------------------
 
@@ -570,7 +578,7 @@ revoke all on function crm.begin_inbound_run(uuid, text, text, text, jsonb, inte
   crm._hold_inbound_lease(uuid, text, bigint, bigint),
   crm._apply_in_halves(uuid, text, jsonb),
   crm._track_inbound_failures(uuid, text, jsonb, jsonb, jsonb),
-  crm.due_inbound_failures(uuid, text, integer),
+  crm.due_inbound_failures(uuid, text, integer, bigint),
   crm._write_inbound_page(bigint, uuid, text, text, jsonb, timestamptz, text, jsonb, jsonb, jsonb),
   crm.save_inbound_page(bigint, bigint, uuid, text, text, jsonb, timestamptz, text, jsonb, jsonb, jsonb),
   crm.preview_inbound_page(uuid, text, text, jsonb, jsonb),
@@ -582,7 +590,7 @@ grant execute on function crm.begin_inbound_run(uuid, text, text, text, jsonb, i
   crm._hold_inbound_lease(uuid, text, bigint, bigint),
   crm._apply_in_halves(uuid, text, jsonb),
   crm._track_inbound_failures(uuid, text, jsonb, jsonb, jsonb),
-  crm.due_inbound_failures(uuid, text, integer),
+  crm.due_inbound_failures(uuid, text, integer, bigint),
   crm._write_inbound_page(bigint, uuid, text, text, jsonb, timestamptz, text, jsonb, jsonb, jsonb),
   crm.save_inbound_page(bigint, bigint, uuid, text, text, jsonb, timestamptz, text, jsonb, jsonb, jsonb),
   crm.preview_inbound_page(uuid, text, text, jsonb, jsonb),

@@ -1,8 +1,8 @@
-// One inbound run of one (connection, object): take the stream's lease, retry the records that
-// failed before (./retry.ts), page oldest-first from the stored watermark (or from the start in
-// full mode), map each page, write it with crm.save_inbound_page (lease check + apply +
-// watermark + checkpoint + counts in one statement), stop at the deadline and continue on the
-// next run from the saved checkpoint. Pages are fetched ahead while earlier ones are written,
+// One inbound run of one (connection, object): take the stream's lease, page oldest-first from
+// the stored watermark (or from the start in full mode), map each page, write it with
+// crm.save_inbound_page (lease check + apply + watermark + checkpoint + counts in one
+// statement), stop at the deadline and continue on the next run from the saved checkpoint;
+// then, time left, retry the records that failed before (./retry.ts). Pages are fetched ahead while earlier ones are written,
 // and written together when they queue up (./feed.ts). Every outcome is closed in
 // crm.sync_log with truthful counts. A run that lost its lease (CRM10) stops at once: the run
 // that took the stream over closed its log row. A dry run takes no lease and writes nothing:
@@ -193,7 +193,6 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     merge: mergePages,
   });
   try {
-    if (!o.dryRun) await retryFailures(sql, ctx, target, tally);
     for (let batch = await feed.next(); batch; batch = await feed.next()) {
       const saveStart = now();
       await save(batch, batch.done ? null : batch.checkpoint);
@@ -215,6 +214,8 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
         );
       }
     }
+    // Records that failed before and that this run has not read again, while time is left.
+    if (!o.dryRun && now() < o.deadline) await retryFailures(sql, ctx, target, tally);
     if (done && mode === "full") await sweep(sql, target, tally, dry);
     const status = tally.failed > 0 ? "partial" : "success";
     if (runId !== null) {

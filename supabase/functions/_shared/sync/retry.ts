@@ -1,6 +1,7 @@
 // Records that failed in earlier runs (crm.inbound_failures: the adapter could not parse them,
-// or the database rejected them) are read again by id at the start of a run and written like
-// any page, in mode "retry" (no cursor moves). One that applies leaves the table; one that
+// or the database rejected them) are read again by id after a run's walk, when time is left,
+// and written like any page, in mode "retry" (no cursor moves). Ids the walk itself read again
+// (and failed again) in this run are not read twice. One that applies leaves the table; one that
 // fails again waits longer (crm.due_inbound_failures hands out only those due). A batch per run
 // bounds the cost: RETRY_BATCH ids, read in the adapter's batch size.
 import type { Sql } from "../db.ts";
@@ -19,7 +20,7 @@ export async function retryFailures(
 ): Promise<number> {
   const due = await sql<{ remote_id: string }[]>`
     select remote_id from crm.due_inbound_failures(${target.connectionId}, ${target.object},
-                                                   ${RETRY_BATCH})`;
+                                                   ${RETRY_BATCH}, ${target.runId})`;
   if (due.length === 0) return 0;
   const ids = due.map((r) => r.remote_id);
   const got = await ctx.adapter.readByIds(target.object, ids);
