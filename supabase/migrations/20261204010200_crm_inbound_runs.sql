@@ -8,11 +8,12 @@
 --   crm.inbound_leases    one row per (connection, object): the run holding the stream, its
 --                         fencing token (crm.inbound_lease_token_seq, never reused) and when the
 --                         lease expires. crm.begin_inbound_run takes it when it is free or
---                         expired (new token); every page write, sweep and close checks the
+--                         expired (new token), or when its run is no longer running (closed
+--                         by crm.check_health); every page write, sweep and close checks the
 --                         token and extends the lease (heartbeat). A run whose token no longer
---                         matches gets SQLSTATE CRM10 'lease lost' and writes nothing. An expired
---                         lease nobody took over still belongs to its run: the token decides,
---                         not the clock.
+--                         matches, or whose sync_log row was closed, gets SQLSTATE CRM10
+--                         'lease lost' and writes nothing. An expired lease nobody took over
+--                         still belongs to its run: the token decides, not the clock.
 --   crm.inbound_failures  every record that failed (stage 'read': the adapter could not parse
 --                         it; 'apply': the database rejected it) by (connection, object,
 --                         remote_id), with reason, first/last failure, attempts and the next
@@ -147,7 +148,10 @@ begin
   select * into v_lease from crm.inbound_leases l
   where l.connection_id = p_connection_id and l.object = p_object
   for update;
-  if v_lease.token is not null and v_lease.expires_at > clock_timestamp() then
+  -- Held: an unexpired lease of a run still running (crm.check_health closes runs whose
+  -- worker died; their lease is free at once).
+  if v_lease.token is not null and v_lease.expires_at > clock_timestamp()
+     and exists (select 1 from crm.sync_log s where s.id = v_lease.run_id and s.status = 'running') then
     return;
   end if;
   v_run := crm.open_sync_run(p_connection_id, p_object, 'inbound', p_trigger, p_mode, p_details);
@@ -175,7 +179,8 @@ $$;
 comment on function crm.begin_inbound_run(uuid, text, text, text, jsonb, interval) is
   'Takes the stream''s lease unless another run holds it unexpired (then no row); returns the run id, fencing token, lease expiry and the cursor. CRM01, CRM02, CRM06.';
 
--- Checks that the run still holds the stream and extends its lease; CRM10 when it does not.
+-- Checks that the run still holds the stream (its token, and its sync_log row still running)
+-- and extends its lease; CRM10 when it does not.
 create or replace function crm._hold_inbound_lease(
   p_connection_id uuid,
   p_object text,
@@ -193,6 +198,7 @@ begin
   set expires_at = clock_timestamp() + l.lease_for
   where l.connection_id = p_connection_id and l.object = p_object
     and l.token = p_token and l.run_id = p_run_id
+    and exists (select 1 from crm.sync_log s where s.id = p_run_id and s.status = 'running')
   returning l.expires_at into v_expires;
   if not found then
     raise exception using errcode = 'CRM10',

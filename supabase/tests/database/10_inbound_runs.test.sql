@@ -2,7 +2,7 @@
 -- records, failures kept and cleared, the sweep never tombstoning what a walk read, previews
 -- that write nothing. Two real sessions: tests/db/inbound_runs.test.ts.
 begin;
-select plan(42);
+select plan(44);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('10000000-0000-4000-8000-0000000000c1', '10000000-0000-4000-8000-0000000000a1', 'hubspot', 'runs-test-1'),
@@ -130,6 +130,16 @@ select lives_ok($$select crm.close_inbound_run((select run_id from r2), (select 
 select results_eq($$select run_id, token from crm.inbound_leases
                     where connection_id = '10000000-0000-4000-8000-0000000000c1' and object = 'contacts'$$,
   $$values (null::bigint, null::bigint)$$, 'closing frees the stream');
+create temporary table r3 as
+  select * from crm.begin_inbound_run('10000000-0000-4000-8000-0000000000c1', 'contacts', 'cron', 'delta');
+-- r3's worker died an hour ago; the health check closes its run.
+update crm.sync_log set started_at = now() - interval '2 hours' where id = (select run_id from r3);
+select count(*) from crm.check_health();
+select is((select count(*)::int from crm.begin_inbound_run('10000000-0000-4000-8000-0000000000c1', 'contacts', 'cron', 'delta')),
+  1, 'a run closed by the health check frees its stream at once');
+select throws_ok($$select * from crm.save_inbound_page((select run_id from r3), (select lease_token from r3),
+    '10000000-0000-4000-8000-0000000000c1', 'contacts', 'delta', '[]', null, null, null)$$,
+  'CRM10', null, 'and can no longer write');
 
 -- Sweep --------------------------------------------------------------------------------------
 select set_config('crm.engine', 'on', true);
