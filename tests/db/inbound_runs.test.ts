@@ -25,10 +25,18 @@ const begin = (sql: Sql, conn: string, lease = "5 minutes") =>
     select run_id::text, lease_token::text
     from crm.begin_inbound_run(${conn}::uuid, 'contacts', 'cron', 'delta', null, ${lease}::interval)`;
 
-const page = (sql: Sql | postgres.TransactionSql, conn: string, run: string, token: string, id: string) =>
+const page = (
+  sql: Sql | postgres.TransactionSql,
+  conn: string,
+  run: string,
+  token: string,
+  id: string,
+) =>
   sql`select * from crm.save_inbound_page(${run}::bigint, ${token}::bigint, ${conn}::uuid,
         'contacts', 'delta',
-        ${JSON.stringify([{ remote_id: id, remote_updated_at: "2026-01-01T00:00:00Z" }])}::text::jsonb,
+        ${
+    JSON.stringify([{ remote_id: id, remote_updated_at: "2026-01-01T00:00:00Z" }])
+  }::text::jsonb,
         '2026-01-01T00:00:00Z', ${id}, '{"after": 1}')`;
 
 const expire = (sql: Sql, conn: string) =>
@@ -57,8 +65,11 @@ Deno.test("inbound lease: takeover after expiry fences the old run out (two sess
         ["sweep", () =>
           a`select * from crm.finish_full_sync_sweep(${conn}::uuid, 'contacts',
               ${ra.run_id}::bigint, ${ra.lease_token}::bigint)`],
-        ["close", () =>
-          a`select crm.close_inbound_run(${ra.run_id}::bigint, ${ra.lease_token}::bigint, 'success')`],
+        [
+          "close",
+          () =>
+            a`select crm.close_inbound_run(${ra.run_id}::bigint, ${ra.lease_token}::bigint, 'success')`,
+        ],
       ] as const
     ) {
       await assert.rejects(q(), (e: { code?: string }) => e.code === "CRM10", `A's ${what}: CRM10`);
