@@ -27,7 +27,8 @@
 -- all, and its run's details say why (sweep_skipped). Sweep tombstones set swept_at.
 --
 -- A page the apply rejects is split in halves, each applied in its own subtransaction, down to
--- the single bad records: k bad records in n cost at most about 2·k·log2(n) + 1 apply calls.
+-- the single bad records: k bad records in n cost at most about 2·k·log2(n) + 1 apply calls
+-- (a half is not tried whole when its parent failed and its sibling applied cleanly).
 --
 -- Dry runs use crm.preview_inbound_page / crm.preview_full_sync_sweep: one statement each,
 -- whose writes are undone by a subtransaction before it returns, so no transaction stays open
@@ -214,8 +215,16 @@ $$;
 
 -- Applies records with crm.apply_inbound; when the apply rejects them, each half is applied
 -- again in its own subtransaction, down to single records, which come back with their reason.
--- apply_calls counts the apply_inbound statements run (including the rejected ones).
-create or replace function crm._apply_in_halves(p_connection_id uuid, p_object text, p_records jsonb)
+-- p_rejected: the caller knows these records fail together (their parent failed and the other
+-- half applied cleanly), so the whole is not tried again: it is split at once (a single record
+-- is always tried, for its reason). apply_calls counts the apply_inbound statements run
+-- (including the rejected ones).
+create or replace function crm._apply_in_halves(
+  p_connection_id uuid,
+  p_object text,
+  p_records jsonb,
+  p_rejected boolean default false
+)
   returns table (created integer, updated integer, unchanged integer, deleted integer,
                  stale integer, conflicts integer, failed jsonb, apply_calls integer)
   language plpgsql
@@ -224,6 +233,7 @@ as $$
 declare
   v_n integer := jsonb_array_length(p_records);
   v_half integer;
+  v_calls integer := 0;
   a record;
   b record;
 begin
@@ -231,30 +241,34 @@ begin
     return query select 0, 0, 0, 0, 0, 0, '[]'::jsonb, 0;
     return;
   end if;
-  begin
-    select * into a from crm.apply_inbound(p_connection_id, p_object, p_records);
-    return query select a.created, a.updated, a.unchanged, a.deleted, a.stale, a.conflicts,
-                        '[]'::jsonb, 1;
-    return;
-  exception when sqlstate 'CRM03' or data_exception or integrity_constraint_violation then
-    if v_n = 1 then
-      return query select 0, 0, 0, 0, 0, 0,
-        jsonb_build_array(jsonb_build_object('remote_id', p_records -> 0 ->> 'remote_id',
-                                             'reason', replace(sqlerrm, 'record 1: ', ''))),
-        1;
+  if not p_rejected or v_n = 1 then
+    v_calls := 1;
+    begin
+      select * into a from crm.apply_inbound(p_connection_id, p_object, p_records);
+      return query select a.created, a.updated, a.unchanged, a.deleted, a.stale, a.conflicts,
+                          '[]'::jsonb, 1;
       return;
-    end if;
-  end;
+    exception when sqlstate 'CRM03' or data_exception or integrity_constraint_violation then
+      if v_n = 1 then
+        return query select 0, 0, 0, 0, 0, 0,
+          jsonb_build_array(jsonb_build_object('remote_id', p_records -> 0 ->> 'remote_id',
+                                               'reason', replace(sqlerrm, 'record 1: ', ''))),
+          1;
+        return;
+      end if;
+    end;
+  end if;
   v_half := v_n / 2;
   select * into a from crm._apply_in_halves(p_connection_id, p_object,
     (select jsonb_agg(x.e order by x.i) from jsonb_array_elements(p_records) with ordinality x(e, i)
      where x.i <= v_half));
   select * into b from crm._apply_in_halves(p_connection_id, p_object,
     (select jsonb_agg(x.e order by x.i) from jsonb_array_elements(p_records) with ordinality x(e, i)
-     where x.i > v_half));
+     where x.i > v_half),
+    jsonb_array_length(a.failed) = 0);
   return query select a.created + b.created, a.updated + b.updated, a.unchanged + b.unchanged,
                       a.deleted + b.deleted, a.stale + b.stale, a.conflicts + b.conflicts,
-                      a.failed || b.failed, 1 + a.apply_calls + b.apply_calls;
+                      a.failed || b.failed, v_calls + a.apply_calls + b.apply_calls;
 end
 $$;
 
@@ -582,7 +596,7 @@ comment on function crm.close_inbound_run(bigint, bigint, text, jsonb, jsonb, js
 
 revoke all on function crm.begin_inbound_run(uuid, text, text, text, jsonb, interval),
   crm._hold_inbound_lease(uuid, text, bigint, bigint),
-  crm._apply_in_halves(uuid, text, jsonb),
+  crm._apply_in_halves(uuid, text, jsonb, boolean),
   crm._track_inbound_failures(uuid, text, jsonb, jsonb, jsonb),
   crm.due_inbound_failures(uuid, text, integer, bigint),
   crm._write_inbound_page(bigint, uuid, text, text, jsonb, timestamptz, text, jsonb, jsonb, jsonb),
@@ -594,7 +608,7 @@ revoke all on function crm.begin_inbound_run(uuid, text, text, text, jsonb, inte
   crm.close_inbound_run(bigint, bigint, text, jsonb, jsonb, jsonb) from public;
 grant execute on function crm.begin_inbound_run(uuid, text, text, text, jsonb, interval),
   crm._hold_inbound_lease(uuid, text, bigint, bigint),
-  crm._apply_in_halves(uuid, text, jsonb),
+  crm._apply_in_halves(uuid, text, jsonb, boolean),
   crm._track_inbound_failures(uuid, text, jsonb, jsonb, jsonb),
   crm.due_inbound_failures(uuid, text, integer, bigint),
   crm._write_inbound_page(bigint, uuid, text, text, jsonb, timestamptz, text, jsonb, jsonb, jsonb),
