@@ -2,9 +2,9 @@
 // the stored watermark (or from the start in full mode), map each page, write it with
 // crm.save_inbound_page (lease check + apply + watermark + checkpoint + counts in one
 // statement), stop at the deadline and continue on the next run from the saved checkpoint;
-// then, time left, retry the records that failed before (./retry.ts). Pages are fetched ahead while earlier ones are written,
-// and written together when they queue up (./feed.ts). Every outcome is closed in
-// crm.sync_log with truthful counts. A run that lost its lease (CRM10) stops at once: the run
+// then, time left, retry the records that failed before (./retry.ts). Pages are fetched ahead
+// while earlier ones are written, and written together when they queue up (./feed.ts). Every
+// outcome is closed in crm.sync_log with truthful counts. A run that lost its lease (CRM10) stops at once: the run
 // that took the stream over closed its log row. A dry run takes no lease and writes nothing:
 // each page is previewed by one statement that undoes its own writes, so no transaction is
 // ever open while the CRM is called.
