@@ -59,7 +59,8 @@ export function printProvider(r: ProviderReport): void {
     .join(" + ");
   const save = e.sqlFunctions.find((f) => f.name === "save_inbound_page");
   const apply = e.sqlFunctions.find((f) => f.name === "apply_inbound");
-  const oneByOne = e.sqlFunctions.find((f) => f.name === "_apply_one_by_one");
+  // Every page goes through _apply_in_halves once; calls beyond that are halves of rejected pages.
+  const halves = e.sqlFunctions.find((f) => f.name === "_apply_in_halves");
   const perRecord = (ms: number, count: number) => `${n((ms / count) * 1000, 0)} µs/record`;
   const fetchEst = (probe.fetchMs / probe.records) * e.landed;
   const mapEst = (probe.mapMs / probe.records) * e.landed;
@@ -99,9 +100,9 @@ export function printProvider(r: ProviderReport): void {
       `         SQL: crm.save_inbound_page ${save.calls} calls, ${s(save.totalMs)} ` +
         `(${n(save.totalMs / Math.max(1, save.calls), 1)} ms/page, ${
           perRecord(save.totalMs, e.landed)
-        }); apply_inbound ${s(apply?.totalMs ?? 0)}; one-by-one fallback ${
-          oneByOne?.calls ?? 0
-        } page(s)`,
+        }); apply_inbound ${s(apply?.totalMs ?? 0)}; halving fallback ${
+          Math.max(0, (halves?.calls ?? 0) - save.calls)
+        } split apply call(s)`,
     );
     const top = [...e.sqlFunctions].sort((a, b) => b.selfMs - a.selfMs).slice(0, 5);
     console.log(

@@ -7,7 +7,9 @@
 //        processed, created, updated, unchanged, deleted, failed, api_calls, more, error?}]}
 //   4xx/5xx {"error": "..."}
 // Limits, by decision: a 5xx or a network error is retried 3 times with growing pauses (a
-// function process can crash or hit the 150 s wall clock and be replaced); any other failure
+// function process can crash or hit the 150 s wall clock and be replaced), and so is an
+// answer in which a stream failed (a failed run answers `more: false`: calling again starts
+// it over; revoked credentials are not retried); any other failure
 // ends the backfill, as do 10 answers in a row with `more` but nothing processed (a function
 // that never finishes must not keep `npm start` from reaching the live status).
 
@@ -22,6 +24,7 @@ export interface SyncRun extends Record<Count, number> {
   run_id: number | string | null;
   status: string;
   more: boolean;
+  revoked?: boolean;
   error?: unknown;
 }
 
@@ -180,10 +183,21 @@ export async function runBackfill(opts: BackfillOptions): Promise<BackfillResult
       const why = errorText(json?.error ?? json?.message ?? text.slice(0, 200));
       return end("failed", `${SYNC_FUNCTION} answered HTTP ${status}: ${why}`);
     }
-    failures = 0;
-    progress.retrying = null;
     const runs = json.runs as SyncRun[];
     for (const run of runs) add(progress, run);
+    const failed = runs.filter((r) => r.status === "failed" && r.revoked !== true);
+    if (json.more !== true && failed.length > 0) {
+      const why = `${failed[0].object}: ${errorText(failed[0].error) || "failed"}`;
+      if (failures < delays.length) {
+        progress.retrying = `a stream failed (${why}); retrying in ${delays[failures] / 1000} s`;
+        await opts.onProgress?.(progress);
+        await sleep(delays[failures++], opts.signal);
+        continue;
+      }
+      return end("failed", `${failed.length} stream(s) failed ${failures + 1} times, last: ${why}`);
+    }
+    failures = 0;
+    progress.retrying = null;
     await opts.onProgress?.(progress);
     if (json.more !== true) {
       return end("done", runs.length || progress.streams.size ? "complete" : "nothing to sync");

@@ -144,7 +144,8 @@ export async function callFunction(
   return { status: res.status, json };
 }
 
-/** Runs inbound syncs of one connection until no stream reports more work. */
+/** Runs inbound syncs of one connection until no stream reports more work and none failed
+ * (a failed run answers more: false; like the next cron tick, the loop calls again). */
 export async function syncUntilDone(
   connectionId: string,
   body: Record<string, unknown>,
@@ -159,7 +160,9 @@ export async function syncUntilDone(
     });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     answers.push(r.json as unknown as SyncAnswer);
-    if (!r.json.more) return answers;
+    const runs = (r.json as unknown as SyncAnswer).runs ?? [];
+    const failed = runs.some((run) => run.status === "failed" && !run.revoked);
+    if (!r.json.more && !failed) return answers;
   }
   throw new Error("sync did not finish");
 }

@@ -47,6 +47,9 @@ for (const provider of PROVIDERS) {
         const run = answer.runs.find((r) => r.object === "contacts")!;
         assert.equal(run.status, "failed");
         assert.equal(run.revoked, true);
+        // Calling again would not continue anything: the connection waits to be reconnected.
+        assert.equal(run.more, false);
+        assert.equal(answer.more, false);
         const [c] = await sql`select status, last_error from crm.connections where id = ${conn}`;
         assert.equal(c.status, "error");
         assert.match(c.last_error, new RegExp(`${provider} refused the stored credentials`));

@@ -142,3 +142,27 @@ Deno.test("backfill stops when the function keeps saying more but processes noth
     },
   );
 });
+
+Deno.test("backfill calls again after a failed stream (it answers more: false), then gives up", async () => {
+  const failed = run("contacts", 0, false, { status: "failed", error: "HTTP 503 from hubspot" });
+  await withStub([
+    ok(false, [failed]),
+    ok(false, [run("contacts", 40, false)]),
+  ], async (url) => {
+    const r = await runBackfill({ url, serviceRoleKey: "svc", ...fast });
+    assert.equal(r.outcome, "done");
+    assert.equal(r.progress.requests, 2);
+  });
+  await withStub([ok(false, [failed])], async (url) => {
+    const r = await runBackfill({ url, serviceRoleKey: "svc", ...fast });
+    assert.equal(r.outcome, "failed");
+    assert.equal(r.progress.requests, 4);
+    assert.match(r.message, /contacts: HTTP 503 from hubspot/);
+  });
+  const revoked = run("contacts", 0, false, { status: "failed", revoked: true, error: "refused" });
+  await withStub([ok(false, [revoked])], async (url) => {
+    const r = await runBackfill({ url, serviceRoleKey: "svc", ...fast });
+    assert.equal(r.outcome, "done", "revoked credentials are not retried");
+    assert.equal(r.progress.requests, 1);
+  });
+});

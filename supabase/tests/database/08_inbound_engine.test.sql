@@ -1,4 +1,5 @@
 -- The inbound engine's SQL side: run leases, atomic page writes with per-record fallback,
+-- (leases, halving, failures and the sweep rule in detail: 10_inbound_runs.test.sql)
 -- live pages that move no cursor, the full-walk sweep, and the connection error state.
 begin;
 select plan(25);
@@ -23,7 +24,7 @@ select throws_ok($$select * from crm.begin_inbound_run('08000000-0000-4000-8000-
 
 -- Page writes -------------------------------------------------------------------------------
 create temporary table p1 as
-  select * from crm.save_inbound_page((select run_id from r1), '08000000-0000-4000-8000-0000000000c1', 'contacts', 'delta',
+  select * from crm.save_inbound_page((select run_id from r1), (select lease_token from r1), '08000000-0000-4000-8000-0000000000c1', 'contacts', 'delta',
     '[{"remote_id": "1", "remote_updated_at": "2026-01-01T00:00:00Z", "email": "a@example.com"},
       {"remote_id": "2", "remote_updated_at": "2026-01-01T00:00:01Z", "email": "b@example.com"}]',
     '2026-01-01T00:00:01Z', '2', '{"after": "x"}', '{"api_calls": 1}');
@@ -35,7 +36,7 @@ select results_eq($$select watermark_at, watermark_id, delta_checkpoint from crm
   'watermark and checkpoint move with the page');
 
 create temporary table p2 as
-  select * from crm.save_inbound_page((select run_id from r1), '08000000-0000-4000-8000-0000000000c1', 'contacts', 'delta',
+  select * from crm.save_inbound_page((select run_id from r1), (select lease_token from r1), '08000000-0000-4000-8000-0000000000c1', 'contacts', 'delta',
     '[{"remote_id": "3", "remote_updated_at": "2026-01-01T00:00:02Z", "email": "c@example.com"},
       {"remote_id": "4", "remote_updated_at": "2026-01-01T00:00:03Z", "phone": "not-e164"},
       {"remote_id": "5", "remote_updated_at": "not a time"}]',
@@ -50,7 +51,7 @@ select results_eq($$select processed, created, failed, api_calls from crm.sync_l
   $$values (5, 3, 2, 2)$$, 'run counts follow the pages');
 
 -- Live pages move no cursor
-select lives_ok($$select * from crm.save_inbound_page((select run_id from r1), '08000000-0000-4000-8000-0000000000c1',
+select lives_ok($$select * from crm.save_inbound_page((select run_id from r1), null, '08000000-0000-4000-8000-0000000000c1',
     'contacts', 'live', '[{"remote_id": "9", "remote_updated_at": "2027-01-01T00:00:00Z"}]', null, null, null)$$,
   'a live page applies');
 select results_eq($$select watermark_id, delta_checkpoint from crm.sync_cursors
@@ -63,11 +64,11 @@ select set_config('crm.engine', 'on', true);
 update crm.contacts set last_synced_at = now() - interval '1 hour'
 where connection_id = '08000000-0000-4000-8000-0000000000c1';
 select set_config('crm.engine', 'off', true);
-select crm.close_sync_run((select run_id from r1), 'success');
+select crm.close_inbound_run((select run_id from r1), (select lease_token from r1), 'success');
 create temporary table r2 as
   select * from crm.begin_inbound_run('08000000-0000-4000-8000-0000000000c1', 'contacts', 'cron', 'full');
 select is((select count(*)::int from r2), 1, 'a full run opens after the delta closed');
-select lives_ok($$select * from crm.save_inbound_page((select run_id from r2), '08000000-0000-4000-8000-0000000000c1',
+select lives_ok($$select * from crm.save_inbound_page((select run_id from r2), (select lease_token from r2), '08000000-0000-4000-8000-0000000000c1',
     'contacts', 'full', '[{"remote_id": "1", "remote_updated_at": "2026-01-01T00:00:00Z", "email": "a@example.com"},
                           {"remote_id": "3", "remote_updated_at": "2026-01-01T00:00:02Z", "email": "c@example.com"}]',
     '2026-01-01T00:00:02Z', '3', '{"page": 2}')$$, 'a full page applies');
@@ -76,7 +77,8 @@ select is((select full_sync_checkpoint from crm.sync_cursors
   '{"page": 2}'::jsonb, 'full checkpoint saved');
 select is((select count(*)::int from crm.full_sync_seen where connection_id = '08000000-0000-4000-8000-0000000000c1'),
   2, 'seen ids recorded');
-select is(crm.finish_full_sync_sweep('08000000-0000-4000-8000-0000000000c1', 'contacts'), 2,
+select is((select tombstoned from crm.finish_full_sync_sweep('08000000-0000-4000-8000-0000000000c1', 'contacts',
+                                    (select run_id from r2), (select lease_token from r2))), 2,
   'the sweep tombstones the two records the walk did not see');
 select results_eq($$select remote_id from crm.contacts where connection_id = '08000000-0000-4000-8000-0000000000c1'
                     and deleted_at is not null order by remote_id$$,

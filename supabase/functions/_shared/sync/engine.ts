@@ -22,6 +22,7 @@ export interface InboundRequest {
 }
 
 export interface InboundResult {
+  /** Some stream stopped at the time budget (or never started): calling again continues. */
   more: boolean;
   runs: RunSummary[];
   unusable: { id: string; provider: string; reason: string }[];
@@ -54,9 +55,8 @@ export async function syncInbound(
     }
     for (const object of objects) {
       if (Date.now() >= req.deadline) {
-        runs.push(
-          notStarted(conn, object, "time budget used up before this stream"),
-        );
+        // Truthfully more: the next call starts this stream.
+        runs.push(notStarted(conn, object, "time budget used up before this stream", true));
         continue;
       }
       try {
@@ -74,7 +74,7 @@ export async function syncInbound(
         // Database-side failures (the run could not even be opened or closed).
         log("inbound stream failed", { connection_id: conn.id, object, error: errorMessage(e) });
         runs.push({
-          ...notStarted(conn, object, errorMessage(e)),
+          ...notStarted(conn, object, errorMessage(e), false),
           status: "failed",
         });
         if (e instanceof ProviderError && e.action === "revoked") break;
@@ -86,9 +86,11 @@ export async function syncInbound(
   return { more: runs.some((r) => r.more), runs, unusable };
 }
 
-function notStarted(conn: Connection, object: ObjectType, reason: string): RunSummary {
-  return new RunTally(conn, object, () => 0).summary(null, "skipped", {
-    error: reason,
-    more: true,
-  });
+function notStarted(
+  conn: Connection,
+  object: ObjectType,
+  reason: string,
+  more: boolean,
+): RunSummary {
+  return new RunTally(conn, object, () => 0).summary(null, "skipped", { error: reason, more });
 }

@@ -1,15 +1,28 @@
-// One inbound run of one (connection, object): page oldest-first from the stored watermark (or
-// from the start in full mode), map each page, write it with crm.save_inbound_page (apply +
-// watermark + checkpoint + counts in one statement), stop at the deadline and continue on the
-// next run from the saved checkpoint. Pages are fetched ahead while earlier ones are written,
-// and written together when they queue up (./feed.ts). Every outcome is closed in
-// crm.sync_log with truthful counts.
+// One inbound run of one (connection, object): take the stream's lease, page oldest-first from
+// the stored watermark (or from the start in full mode), map each page, write it with
+// crm.save_inbound_page (lease check + apply + watermark + checkpoint + counts in one
+// statement), stop at the deadline and continue on the next run from the saved checkpoint;
+// then, time left, retry the records that failed before (./retry.ts). Pages are fetched ahead
+// while earlier ones are written, and written together when they queue up (./feed.ts). Every
+// outcome is closed in crm.sync_log with truthful counts. A run that lost its lease (CRM10) stops at once: the run
+// that took the stream over closed its log row. A dry run takes no lease and writes nothing:
+// each page is previewed by one statement that undoes its own writes, so no transaction is
+// ever open while the CRM is called.
 import type { Sql } from "../db.ts";
 import { type ChangePage, type ObjectType, type ProviderName } from "../providers/types.ts";
 import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import { PageFeed } from "./feed.ts";
-import { closeRun, mergePages, type PreparedPage, preparePage, savePage } from "./runlog.ts";
+import {
+  closeRun,
+  isLeaseLost,
+  mergePages,
+  type PageTarget,
+  type PreparedPage,
+  preparePage,
+  savePage,
+} from "./runlog.ts";
+import { retryFailures } from "./retry.ts";
 import { RunTally } from "./tally.ts";
 
 export type InboundMode = "delta" | "full";
@@ -42,8 +55,12 @@ export interface RunSummary {
   warnings: number;
   conflicts: number;
   tombstoned: number;
+  /** The stream stopped at its time budget: calling again continues it. Never set for failed
+   * or skipped runs (calling again would start over, not continue). */
   more: boolean;
   dry_run?: boolean;
+  /** Why the full walk's sweep tombstoned nothing (it read records without a remote id). */
+  sweep_skipped?: string;
   /** The CRM refused the credentials: the connection is now in status error. */
   revoked?: boolean;
   error?: string;
@@ -57,27 +74,67 @@ const WRITE_BATCH_RECORDS = 2_000;
 /** Deletion listings re-read this far behind the watermark (clock skew, search lag). */
 const DELETE_OVERLAP_MS = 5 * 60_000;
 
-class DryRunRollback extends Error {
-  constructor(readonly summary: RunSummary) {
-    super("dry run");
-  }
-}
-
 export async function runInbound(
   sql: Sql,
   ctx: SyncContext,
   o: InboundOptions,
 ): Promise<RunSummary> {
-  if (!o.dryRun) return await walk(sql, ctx, o);
-  try {
-    await sql.begin(async (tx) => {
-      throw new DryRunRollback(await walk(tx as unknown as Sql, ctx, o));
-    });
-  } catch (e) {
-    if (e instanceof DryRunRollback) return { ...e.summary, dry_run: true };
-    throw e;
+  const summary = await walk(sql, ctx, o);
+  return o.dryRun ? { ...summary, dry_run: true } : summary;
+}
+
+interface Opened {
+  runId: number | null;
+  leaseToken: string | null;
+  watermark_at: string | Date | null;
+  watermark_id: string | null;
+  delta_checkpoint: unknown;
+  full_sync_checkpoint: unknown;
+}
+
+/** Takes the stream's lease (null when another run holds it); a dry run only reads the cursor. */
+async function openRun(
+  sql: Sql,
+  connectionId: string,
+  o: InboundOptions,
+  mode: InboundMode,
+): Promise<Opened | null> {
+  if (o.dryRun) {
+    const rows = await sql`
+      select c.watermark_at, c.watermark_id, c.delta_checkpoint, c.full_sync_checkpoint
+      from (select 1) one
+      left join crm.sync_cursors c on c.connection_id = ${connectionId} and c.object = ${o.object}`;
+    return { runId: null, leaseToken: null, ...rows[0] } as Opened;
   }
-  throw new Error("unreachable");
+  const begun = await sql`
+    select run_id, lease_token::text, watermark_at, watermark_id, delta_checkpoint,
+           full_sync_checkpoint
+    from crm.begin_inbound_run(${connectionId}, ${o.object}, ${o.trigger}, ${mode},
+      ${sql.json({ page_size: o.pageSize ?? null } as never)}::jsonb)`;
+  if (begun.length === 0) return null;
+  const r = begun[0];
+  return { ...r, runId: Number(r.run_id), leaseToken: r.lease_token } as Opened;
+}
+
+/** Ends a completed full walk: tombstones what it did not read (a dry run previews it). */
+async function sweep(
+  sql: Sql,
+  t: PageTarget,
+  tally: RunTally,
+  dry: { seen: string[]; unidentified: number },
+): Promise<void> {
+  const [r] = t.dryRun
+    ? await sql`select * from crm.preview_full_sync_sweep(${t.connectionId}, ${t.object},
+                  ${dry.seen}::text[], ${dry.unidentified})`
+    : await sql`select * from crm.finish_full_sync_sweep(${t.connectionId}, ${t.object},
+                  ${t.runId}, ${t.leaseToken}::bigint)`;
+  tally.tombstoned = Number(r.tombstoned);
+  tally.sweepSkipped = r.skipped ?? null;
+  if (tally.tombstoned && t.runId !== null) {
+    await sql`select crm.record_sync_progress(${t.runId}, ${
+      sql.json({ deleted: tally.tombstoned } as never)
+    }::jsonb)`;
+  }
 }
 
 async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunSummary> {
@@ -86,16 +143,13 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
   // Owner listings have no modified filter anywhere: they are always walked whole.
   const mode: InboundMode = o.object === "owners" ? "full" : o.mode;
   const tally = new RunTally(conn, o.object, ctx.calls);
-  const begun = await sql`
-    select * from crm.begin_inbound_run(${conn.id}, ${o.object}, ${o.trigger}, ${mode},
-      ${sql.json({ dry_run: Boolean(o.dryRun), page_size: o.pageSize ?? null } as never)}::jsonb)`;
-  if (begun.length === 0) {
+  const run = await openRun(sql, conn.id, o, mode);
+  if (!run) {
     return tally.summary(null, "skipped", {
       error: "another inbound run of this stream is in progress",
     });
   }
-  const run = begun[0];
-  const runId = Number(run.run_id);
+  const runId = run.runId;
   const from = mode === "delta" && run.watermark_at
     ? { modifiedAt: new Date(run.watermark_at).toISOString(), remoteId: run.watermark_id ?? "" }
     : null;
@@ -107,8 +161,27 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     prepare(
       await adapter.changesSince(o.object, from, cp, o.pageSize ? { pageSize: o.pageSize } : {}),
     );
-  const target = { runId, connectionId: conn.id, object: o.object, mode };
-  const save = (page: PreparedPage, cp: unknown) => savePage(sql, target, tally, page, cp);
+  const target: PageTarget = {
+    runId,
+    leaseToken: run.leaseToken,
+    connectionId: conn.id,
+    object: o.object,
+    mode,
+    dryRun: o.dryRun,
+  };
+  // A dry full walk keeps what it read in memory: its pages were not kept, the sweep preview
+  // needs them.
+  const dry = { seen: [] as string[], unidentified: 0 };
+  const save = (page: PreparedPage, cp: unknown) => {
+    if (o.dryRun && mode === "full") {
+      dry.seen.push(...page.ids);
+      for (const e of page.errors) {
+        if (e.remoteId === null) dry.unidentified++;
+        else dry.seen.push(e.remoteId);
+      }
+    }
+    return savePage(sql, target, tally, page, cp);
+  };
 
   let done = false;
   let lastSaveMs = 0;
@@ -141,22 +214,30 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
         );
       }
     }
-    if (done && mode === "full") {
-      const [{ n }] = await sql`select crm.finish_full_sync_sweep(${conn.id}, ${o.object}) as n`;
-      tally.tombstoned = Number(n);
-      if (tally.tombstoned) {
-        await sql`select crm.record_sync_progress(${runId}, ${
-          sql.json({ deleted: tally.tombstoned } as never)
-        }::jsonb)`;
-      }
+    // Records that failed before and that this run has not read again, while time is left.
+    if (!o.dryRun && now() < o.deadline) await retryFailures(sql, ctx, target, tally);
+    if (done && mode === "full") await sweep(sql, target, tally, dry);
+    const status = tally.failed > 0 ? "partial" : "success";
+    if (runId !== null) {
+      await closeRun(sql, { runId, leaseToken: run.leaseToken }, status, tally, { more: !done });
     }
+    return tally.summary(runId, status, { more: !done });
   } catch (e) {
     feed.stop();
+    // The run that took the stream over has closed this run's log row already.
+    if (isLeaseLost(e)) {
+      return tally.summary(runId, "failed", { error: (e as Error).message });
+    }
     const { message, revoked } = await recordFailure(sql, conn, e);
-    await closeRun(sql, runId, "failed", tally, { message, revoked, more: true });
-    return tally.summary(runId, "failed", { error: message, more: true, revoked });
+    if (runId !== null) {
+      await closeRun(sql, { runId, leaseToken: run.leaseToken }, "failed", tally, {
+        message,
+        revoked,
+        more: false,
+      }).catch((closeError) => {
+        if (!isLeaseLost(closeError)) throw closeError;
+      });
+    }
+    return tally.summary(runId, "failed", { error: message, revoked });
   }
-  const status = tally.failed > 0 ? "partial" : "success";
-  await closeRun(sql, runId, status, tally, { more: !done });
-  return tally.summary(runId, status, { more: !done });
 }

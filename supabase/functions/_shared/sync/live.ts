@@ -89,7 +89,13 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
         if (m.record.deleted !== true && out.records.length < o.limit) out.records.push(m.record);
       }
       if (runId !== null) {
-        const target = { runId, connectionId: conn.id, object: o.object, mode: "live" as const };
+        const target = {
+          runId,
+          leaseToken: null,
+          connectionId: conn.id,
+          object: o.object,
+          mode: "live" as const,
+        };
         await savePage(sql, target, tally, preparePage(page, mapped), null);
       }
       checkpoint = page.checkpoint;
@@ -105,7 +111,10 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
   out.api_calls = ctx.calls() - calls0;
   if (runId !== null) {
     const status = out.error ? "failed" : tally.failed ? "partial" : "success";
-    await closeRun(sql, runId, status, tally, { message: out.error, more: out.more });
+    await closeRun(sql, { runId, leaseToken: null }, status, tally, {
+      message: out.error,
+      more: out.more,
+    });
     out.run = tally.summary(runId, status, { error: out.error, more: out.more });
   }
   return out;

@@ -1,14 +1,22 @@
-// A run's writes to crm.sync_log: each page through crm.save_inbound_page, and the close with
-// the tally's details (warnings, samples, whether more is left), final counts, status and error
-// (crm.close_sync_run then updates the connection).
+// A run's writes to crm.sync_log: each page through crm.save_inbound_page (fenced by the run's
+// lease token; a dry run's pages through crm.preview_inbound_page, which writes nothing), and
+// the close with the tally's details (warnings, samples, whether more is left), final counts,
+// status and error (crm.close_inbound_run for a leased run, crm.close_sync_run for a live one).
 import type { Sql } from "../db.ts";
 import type { InboundResult, MappingWarning } from "../mapping/mapper.ts";
 import type { ChangePage, ObjectType, RecordError, Watermark } from "../providers/types.ts";
 import type { RunTally } from "./tally.ts";
 
+/** The SQLSTATE of crm._hold_inbound_lease: another run took the stream over. */
+export const LEASE_LOST = "CRM10";
+
+export function isLeaseLost(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === LEASE_LOST;
+}
+
 export async function closeRun(
   sql: Sql,
-  runId: number,
+  run: { runId: number; leaseToken: string | null },
   status: "success" | "partial" | "failed",
   tally: RunTally,
   info: { message?: string; revoked?: boolean; more: boolean },
@@ -21,22 +29,32 @@ export async function closeRun(
       failures: tally.failures,
     }
     : null;
+  const details = sql.json(tally.details(info.more) as never);
+  const err = error ? sql.json(error as never) : null;
+  if (run.leaseToken !== null) {
+    await sql`select crm.close_inbound_run(${run.runId}, ${run.leaseToken}::bigint, ${status},
+                ${sql.json(counts as never)}::jsonb, ${err}::jsonb, ${details}::jsonb)`;
+    return;
+  }
   await sql`update crm.sync_log
-            set details = coalesce(details, '{}'::jsonb) || ${
-    sql.json(tally.details(info.more) as never)
-  }::jsonb
-            where id = ${runId}`;
-  await sql`select crm.close_sync_run(${runId}, ${status}, ${sql.json(counts as never)}::jsonb,
-                                      ${error ? sql.json(error as never) : null}::jsonb)`;
+            set details = coalesce(details, '{}'::jsonb) || ${details}::jsonb
+            where id = ${run.runId}`;
+  await sql`select crm.close_sync_run(${run.runId}, ${status}, ${sql.json(counts as never)}::jsonb,
+                                      ${err}::jsonb)`;
 }
 
 /** Where a page goes: the run it counts toward, and how it moves the stream's cursor. */
 export interface PageTarget {
-  runId: number;
+  /** null in a dry run (nothing is logged). */
+  runId: number | null;
+  /** The run's fencing token (a bigint as text); null for live runs and dry runs. */
+  leaseToken: string | null;
   connectionId: string;
   object: ObjectType;
-  /** delta / full move the watermark and their checkpoint; live moves neither. */
-  mode: "delta" | "full" | "live";
+  /** delta / full move the watermark and their checkpoint; live and retry move neither. */
+  mode: "delta" | "full" | "live" | "retry";
+  /** Preview the page (crm.preview_inbound_page): counts as a real write, nothing written. */
+  dryRun?: boolean;
 }
 
 /** A page mapped and serialized for crm.save_inbound_page: prepared while earlier pages are
@@ -45,6 +63,8 @@ export interface PreparedPage {
   count: number;
   /** The mapped records, a JSON array. */
   json: string;
+  /** Remote ids of the mapped records (a dry full walk previews its sweep with them). */
+  ids: string[];
   warnings: MappingWarning[];
   errors: RecordError[];
   checkpoint: unknown;
@@ -56,6 +76,7 @@ export function preparePage(page: ChangePage, mapped: InboundResult[]): Prepared
   return {
     count: page.records.length,
     json: JSON.stringify(mapped.map((m) => m.record)),
+    ids: page.records.map((r) => r.remoteId),
     warnings: mapped.flatMap((m) => m.warnings),
     errors: page.errors,
     checkpoint: page.checkpoint,
@@ -71,6 +92,7 @@ export function mergePages(pages: PreparedPage[]): PreparedPage {
   return {
     count: pages.reduce((n, p) => n + p.count, 0),
     json: `[${parts.join(",")}]`,
+    ids: pages.flatMap((p) => p.ids),
     warnings: pages.flatMap((p) => p.warnings),
     errors: pages.flatMap((p) => p.errors),
     checkpoint: last.checkpoint,
@@ -88,12 +110,20 @@ export async function savePage(
   page: PreparedPage,
   checkpoint: unknown,
 ): Promise<void> {
-  const watermark = t.mode === "live" ? null : page.watermark;
-  const rows = await sql`
-    select * from crm.save_inbound_page(${t.runId}, ${t.connectionId}, ${t.object}, ${t.mode},
-      ${page.json}::text::jsonb,
-      ${watermark?.modifiedAt ?? null}::timestamptz, ${watermark?.remoteId ?? null},
-      ${checkpoint == null ? null : sql.json(checkpoint as never)}::jsonb,
-      ${sql.json(tally.pageExtras(page.errors) as never)}::jsonb)`;
+  const watermark = t.mode === "delta" || t.mode === "full" ? page.watermark : null;
+  const unread = sql.json(
+    page.errors.map((e) => ({ remote_id: e.remoteId, reason: e.reason })) as never,
+  );
+  const extras = tally.pageExtras(page.errors);
+  const rows = t.dryRun
+    ? await sql`
+      select * from crm.preview_inbound_page(${t.connectionId}, ${t.object}, ${t.mode},
+        ${page.json}::text::jsonb, ${unread}::jsonb)`
+    : await sql`
+      select * from crm.save_inbound_page(${t.runId}, ${t.leaseToken}::bigint, ${t.connectionId},
+        ${t.object}, ${t.mode}, ${page.json}::text::jsonb,
+        ${watermark?.modifiedAt ?? null}::timestamptz, ${watermark?.remoteId ?? null},
+        ${checkpoint == null ? null : sql.json(checkpoint as never)}::jsonb,
+        ${sql.json(extras as never)}::jsonb, ${unread}::jsonb)`;
   tally.addPage(rows[0] as never, page.count, page.warnings);
 }

@@ -29,6 +29,8 @@ interface SaveRow {
   stale: number;
   conflicts: number;
   failed: { remote_id: string | null; reason: string }[];
+  /** crm.apply_inbound statements the page took (1 when clean; more when it was split). */
+  apply_calls?: number;
 }
 
 export class RunTally {
@@ -41,6 +43,9 @@ export class RunTally {
   conflicts = 0;
   warnings = 0;
   tombstoned = 0;
+  applyCalls = 0;
+  /** Why the full walk's sweep tombstoned nothing, when it refused to. */
+  sweepSkipped: string | null = null;
   failures: { remote_id: string | null; reason: string }[] = [];
   warningSamples: { remote_id: string; column: string; message: string }[] = [];
   #start: number;
@@ -78,6 +83,7 @@ export class RunTally {
     this.unchanged += row.unchanged + row.stale;
     this.deleted += row.deleted;
     this.conflicts += row.conflicts;
+    this.applyCalls += row.apply_calls ?? 0;
     this.failed += failedHere;
     for (const f of row.failed) this.#fail(f.remote_id, f.reason);
     this.warnings += warnings.length;
@@ -106,6 +112,8 @@ export class RunTally {
       warning_samples: this.warningSamples,
       conflicts: this.conflicts,
       tombstoned: this.tombstoned,
+      apply_calls: this.applyCalls,
+      ...(this.sweepSkipped ? { sweep_skipped: this.sweepSkipped } : {}),
     };
   }
 
@@ -131,6 +139,7 @@ export class RunTally {
       conflicts: this.conflicts,
       tombstoned: this.tombstoned,
       more: extra.more ?? false,
+      ...(this.sweepSkipped ? { sweep_skipped: this.sweepSkipped } : {}),
       ...(extra.revoked ? { revoked: true } : {}),
       ...(extra.error ? { error: extra.error } : {}),
     };

@@ -1,0 +1,34 @@
+// Records that failed in earlier runs (crm.inbound_failures: the adapter could not parse them,
+// or the database rejected them) are read again by id after a run's walk, when time is left,
+// and written like any page, in mode "retry" (no cursor moves). Ids the walk itself read again
+// (and failed again) in this run are not read twice. One that applies leaves the table; one that
+// fails again waits longer (crm.due_inbound_failures hands out only those due). A batch per run
+// bounds the cost: RETRY_BATCH ids, read in the adapter's batch size.
+import type { Sql } from "../db.ts";
+import type { SyncContext } from "./context.ts";
+import { type PageTarget, preparePage, savePage } from "./runlog.ts";
+import type { RunTally } from "./tally.ts";
+
+export const RETRY_BATCH = 100;
+
+/** Re-reads and re-applies the stream's due failures; returns how many ids were retried. */
+export async function retryFailures(
+  sql: Sql,
+  ctx: SyncContext,
+  target: PageTarget,
+  tally: RunTally,
+): Promise<number> {
+  const due = await sql<{ remote_id: string }[]>`
+    select remote_id from crm.due_inbound_failures(${target.connectionId}, ${target.object},
+                                                   ${RETRY_BATCH}, ${target.runId})`;
+  if (due.length === 0) return 0;
+  const ids = due.map((r) => r.remote_id);
+  const got = await ctx.adapter.readByIds(target.object, ids);
+  const mapped = got.records.map((r) => ctx.mapper.inbound(target.object, r));
+  const page = preparePage(
+    { records: got.records, errors: got.errors, checkpoint: null, watermark: null, done: false },
+    mapped,
+  );
+  await savePage(sql, { ...target, mode: "retry" }, tally, page, null);
+  return ids.length;
+}
