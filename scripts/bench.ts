@@ -14,7 +14,7 @@
 //                   cluster (ports 18 and 19 above the bench database's), pages alternating;
 //                   the bad page is then measured on both sides instead of the bench stack
 //   --ab-records N  rows the A/B backfills in pages of 2,000 (default 100000)
-//   --ab-deltas N   delta pages of 2,000 existing records it applies afterwards (default 10)
+//   --ab-deltas N   delta pages of 2,000 existing records it applies afterwards (default 20)
 //   --only PARTS    comma-separated subset of engine,badpage,ab (default: all that apply)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
@@ -90,7 +90,7 @@ if (Deno.build.os !== "linux") fail("the bench reads /proc and needs Linux");
 const records = count(values.records, "records", 100_000);
 const prefix = Math.min(records, count(values.baseline, "baseline", 10_000));
 const abRecords = count(values["ab-records"], "ab-records", 100_000, SQL_PAGE);
-const abDeltas = count(values["ab-deltas"], "ab-deltas", 10, 1);
+const abDeltas = count(values["ab-deltas"], "ab-deltas", 20, 1);
 const parts = new Set<Part>(
   values.only === undefined
     ? PARTS.filter((p) => p !== "ab" || values.ab !== undefined)

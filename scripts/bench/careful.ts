@@ -35,7 +35,7 @@ function upsertStatement(columns: string[]): string {
     .filter((c) => c !== "connection_id" && c !== "remote_id")
     .map((c) => `"${c}" = excluded."${c}"`).join(", ");
   return `insert into bench.careful_contacts (${cols})
-          select ${cols} from json_populate_recordset(null::bench.careful_contacts, $1::json)
+          select ${cols} from json_populate_recordset(null::bench.careful_contacts, $1::text::json)
           on conflict (connection_id, remote_id) do update set ${set}`;
 }
 
