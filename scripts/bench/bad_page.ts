@@ -11,7 +11,7 @@
 //   The page's answer is checked: all but one record written, that one reported failed.
 import type postgres from "postgres";
 import { plainConnection } from "./connection.ts";
-import { callByName } from "./proc_call.ts";
+import { callByName, functionExists } from "./proc_call.ts";
 import { backfillPage } from "./records.ts";
 
 export interface BadPageResult {
@@ -21,8 +21,9 @@ export interface BadPageResult {
   cleanMedian: number;
   badMedian: number;
   ratio: number;
-  /** What the last bad page reported: records created and failed, and a failure reason. */
-  answer: { created: number; failed: number; reason: string };
+  /** What the last bad page reported: records created and failed, a failure reason, and the
+   * apply_inbound statements it took where save_inbound_page reports them (apply_calls). */
+  answer: { created: number; failed: number; reason: string; applyCalls: number | null };
 }
 
 export function median(xs: number[]): number {
@@ -67,7 +68,7 @@ export async function measureBadPage(
   await save(false);
   const cleanMs: number[] = [];
   const badMs: number[] = [];
-  let answer = { created: 0, failed: 0, reason: "" };
+  let answer: BadPageResult["answer"] = { created: 0, failed: 0, reason: "", applyCalls: null };
   for (let i = 0; i < reps; i++) {
     for (const bad of i % 2 === 0 ? [false, true] : [true, false]) {
       const { ms, r } = await save(bad);
@@ -80,6 +81,7 @@ export async function measureBadPage(
           created: r.created,
           failed: failed?.length ?? NaN,
           reason: failed?.[0]?.reason ?? "",
+          applyCalls: typeof r.apply_calls === "number" ? r.apply_calls : null,
         };
         if (r.created !== size - 1 || (failed !== null && failed.length !== 1)) {
           throw new Error(
@@ -92,7 +94,11 @@ export async function measureBadPage(
       }
     }
   }
-  await callByName(sql, "close_sync_run", { p_run_id: run.run_id, p_status: "success" }, run);
+  // The run's own close where the schema has one (it also releases a lease), else the log's.
+  const close = await functionExists(sql, "close_inbound_run")
+    ? "close_inbound_run"
+    : "close_sync_run";
+  await callByName(sql, close, { p_run_id: run.run_id, p_status: "success" }, run);
   const cleanMedian = median(cleanMs);
   const badMedian = median(badMs);
   return { size, cleanMs, badMs, cleanMedian, badMedian, ratio: badMedian / cleanMedian, answer };

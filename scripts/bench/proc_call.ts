@@ -57,3 +57,10 @@ export async function callByName(
     values as postgres.ParameterOrJSON<never>[],
   );
 }
+
+export async function functionExists(sql: postgres.Sql, fn: string): Promise<boolean> {
+  const [r] = await sql`
+    select count(*)::int as n from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where n.nspname = 'crm' and p.proname = ${fn}`;
+  return r.n > 0;
+}

@@ -25,7 +25,9 @@ export function printBadPage(label: string, r: BadPageResult): void {
     }; ` +
       `the bad page wrote ${n(r.answer.created)} and reported ${
         Number.isNaN(r.answer.failed) ? "no list of" : n(r.answer.failed)
-      } failed${r.answer.reason ? `: ${JSON.stringify(r.answer.reason.slice(0, 100))}` : ""}`,
+      } failed${r.answer.reason ? `: ${JSON.stringify(r.answer.reason.slice(0, 100))}` : ""}${
+        r.answer.applyCalls === null ? "" : `; ${r.answer.applyCalls} apply_inbound statements`
+      }`,
   );
 }
 
