@@ -169,7 +169,7 @@ async function stackPart(): Promise<void> {
         banner(`${provider}: naive baseline on the first ${prefix} records`);
         const baseline = await runBaseline(sql, cfg.pgData, sb, conn.id, conn.settings, prefix);
         log(`${baseline.records} records in ${(baseline.wallMs / 1000).toFixed(1)} s`);
-        banner(`${provider}: careful baseline (upsert per page of 100) on every record`);
+        banner(`${provider}: careful baseline (one upsert per 100 records) on every record`);
         const careful = await runCareful(sql, cfg.pgData, sb, conn.id, conn.settings);
         log(`${careful.records} records in ${(careful.wallMs / 1000).toFixed(1)} s`);
         reports.push({

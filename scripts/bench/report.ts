@@ -3,7 +3,7 @@
 // not. (The SQL-only figures, bad page and A/B, are printed by ./report_sql.ts.)
 import type { ProbeResult } from "./adapter_probe.ts";
 import type { BaselineResult } from "./baseline.ts";
-import type { CarefulResult } from "./careful.ts";
+import { CAREFUL_FETCH, CAREFUL_UPSERT, type CarefulResult } from "./careful.ts";
 import { ceilingNotes } from "./ceiling.ts";
 import type { EngineResult } from "./engine_run.ts";
 import { type Derived, ENGINE_PAGE, naiveCalls, type Sizes, TARGETS } from "./figures.ts";
@@ -132,11 +132,12 @@ export function printProvider(r: ProviderReport): void {
   const c = r.careful;
   console.log(
     `careful  ${n(d.carefulRate)} records/s, measured on all ${n(c.records)} records (${c.pages} ` +
-      `calls, one multi-row upsert per page of ${NAIVE_PAGE}) in ${s(c.wallMs)}: fetch ${
-        s(c.fetchMs)
-      }, mapping ${s(c.mapMs)}, upserts ${s(c.upsertMs)} (${
-        n(c.upsertMs / Math.max(1, c.pages), 2)
-      } ms/page); CPU: bench ${s(c.cpuMs.bench)}, Postgres ${s(c.cpuMs.pg)}, sandbox ${
+      `calls of ${CAREFUL_FETCH[r.provider]}, ${
+        n(c.upserts)
+      } multi-row upserts of ${CAREFUL_UPSERT}) ` +
+      `in ${s(c.wallMs)}: fetch ${s(c.fetchMs)}, mapping ${s(c.mapMs)}, upserts ${s(c.upsertMs)} (${
+        n(c.upsertMs / Math.max(1, c.upserts), 2)
+      } ms each); CPU: bench ${s(c.cpuMs.bench)}, Postgres ${s(c.cpuMs.pg)}, sandbox ${
         s(c.cpuMs.sandbox)
       }`,
   );
@@ -193,7 +194,7 @@ export function printTable(reports: ProviderReport[]): void {
   );
   console.log("  connection's settings.rate_limits for both sides.");
   console.log(
-    "  careful: one multi-row upsert per page of 100, over every record. ceiling: the documented",
+    "  careful: one multi-row upsert per 100 records, over every record. ceiling: the documented",
   );
   console.log(
     "  limit of the engine's walk (HubSpot search 5/s × 200; Salesforce's daily budget × 2,000 over",
