@@ -183,7 +183,7 @@ async function stackPart(): Promise<void> {
         });
       }
     }
-    let badPage: BadPageResult | null = null;
+    let badPage: BadPageResult[] = [];
     if (parts.has("badpage") && !parts.has("ab")) {
       banner(`bad page: ${SQL_PAGE} records with one rejected value vs a clean page`);
       badPage = await measureBadPage(sql, { size: SQL_PAGE });
@@ -192,10 +192,8 @@ async function stackPart(): Promise<void> {
     banner("results");
     for (const r of reports) printProvider(r);
     if (reports.length) printTable(reports);
-    if (badPage) {
-      console.log("");
-      printBadPage("this checkout", badPage);
-    }
+    if (badPage.length) console.log("");
+    for (const r of badPage) printBadPage("this checkout", r);
   } finally {
     await sandboxes?.close();
     await sql?.end();
@@ -217,7 +215,7 @@ async function abPart(ref: string): Promise<void> {
       deltaPages: abDeltas,
       size: SQL_PAGE,
     }, log);
-    const bad: [AbSide, BadPageResult][] = [];
+    const bad: [AbSide, BadPageResult[]][] = [];
     if (parts.has("badpage")) {
       for (const side of sides) {
         banner(`bad page on ${side.name}: ${SQL_PAGE} records with one rejected value`);
@@ -226,7 +224,9 @@ async function abPart(ref: string): Promise<void> {
     }
     banner("A/B results");
     printAb(ab, { size: SQL_PAGE });
-    for (const [side, r] of bad) printBadPage(`${side.name}: ${side.label}`, r);
+    for (const [side, rs] of bad) {
+      for (const r of rs) printBadPage(`${side.name}: ${side.label}`, r);
+    }
   } finally {
     for (const side of sides) await side.stop(values.keep === true);
     if (values.keep && sides.length) {

@@ -51,11 +51,18 @@ export function backfillPage(from: number, size: number, bad?: number): string {
 
 /** Delta page `k` over `total` existing contacts: `size` of them spread over the whole table
  * (numbers k, k + s, k + 2s, … with s = ⌊total/size⌋, so no number repeats within a page),
- * each in version `version` with a few fields changed. */
-export function deltaPage(k: number, total: number, size: number, version: number): string {
+ * each in version `version` with a few fields changed; with `bad` set, the one at that offset
+ * carries a phone its column rejects. */
+export function deltaPage(
+  k: number,
+  total: number,
+  size: number,
+  version: number,
+  bad?: number,
+): string {
   const stride = Math.max(1, Math.floor(total / size));
   const n = Math.min(size, total);
-  return JSON.stringify(
-    Array.from({ length: n }, (_, j) => contact((k + j * stride) % total, version)),
-  );
+  const page = Array.from({ length: n }, (_, j) => contact((k + j * stride) % total, version));
+  if (bad !== undefined) page[bad] = { ...page[bad], phone: REJECTED_PHONE };
+  return JSON.stringify(page);
 }

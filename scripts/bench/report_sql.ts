@@ -13,7 +13,7 @@ const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
 
 export function printBadPage(label: string, r: BadPageResult): void {
   console.log(
-    `bad page (${label}): ${n(r.size)} new records with one rejected value through ` +
+    `bad page (${label}): ${n(r.size)} ${r.kind} with one rejected value through ` +
       `crm.save_inbound_page ${ms(r.badMedian)} vs a clean page ${ms(r.cleanMedian)} ` +
       `(medians of ${r.badMs.length}) → ${n(r.ratio, 1)}× — target ≤ ${BAD_PAGE_TARGET}×: ${
         verdict(r.ratio <= BAD_PAGE_TARGET)
@@ -23,7 +23,7 @@ export function printBadPage(label: string, r: BadPageResult): void {
     `         all pages: bad ${r.badMs.map(ms).join(", ")}; clean ${
       r.cleanMs.map(ms).join(", ")
     }; ` +
-      `the bad page wrote ${n(r.answer.created)} and reported ${
+      `the bad page wrote ${n(r.answer.written)} and reported ${
         Number.isNaN(r.answer.failed) ? "no list of" : n(r.answer.failed)
       } failed${r.answer.reason ? `: ${JSON.stringify(r.answer.reason.slice(0, 100))}` : ""}${
         r.answer.applyCalls === null ? "" : `; ${r.answer.applyCalls} apply_inbound statements`
