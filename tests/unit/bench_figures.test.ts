@@ -46,3 +46,10 @@ Deno.test("deltaPage: distinct existing records, newer than their backfill, fiel
     }
   }
 });
+
+Deno.test("deltaPage with a bad offset: exactly that record carries the rejected phone", () => {
+  const page = JSON.parse(deltaPage(0, 2000, 2000, 3, 1000)) as Record<string, string>[];
+  const rejected = page.flatMap((r, i) => (E164.test(r.phone) ? [] : [i]));
+  assert.deepEqual(rejected, [1000]);
+  assert.equal(page[1000].phone, REJECTED_PHONE);
+});
