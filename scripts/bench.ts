@@ -27,7 +27,7 @@ import postgres from "postgres";
 import { stackConfig } from "../shared/local/config.ts";
 import { down, up } from "../shared/local/stack.ts";
 import { runAb } from "./bench/ab.ts";
-import { type AbSide, startSide, stopSide } from "./bench/ab_cluster.ts";
+import { type AbSide, sideConfig, startSide, stopSide } from "./bench/ab_cluster.ts";
 import { probeAdapter } from "./bench/adapter_probe.ts";
 import { type BadPageResult, measureBadPage } from "./bench/bad_page.ts";
 import { runBaseline } from "./bench/baseline.ts";
@@ -82,7 +82,10 @@ function count(v: string | undefined, name: string, dflt: number, min = 2): numb
 const cfg = stackConfig("bench");
 if (values.down) {
   await down(cfg);
-  for (const side of ["ref", "tree"] as const) await stopSide(cfg, side);
+  for (const side of ["ref", "tree"] as const) {
+    await stopSide(cfg, side);
+    await Deno.remove(sideConfig(cfg, side).dir, { recursive: true }).catch(() => {});
+  }
   console.log("bench stack is down");
   Deno.exit(0);
 }
