@@ -2,11 +2,11 @@
 // contacts and N Salesforce contacts (N/2 Contacts + N/2 Leads) from sandboxes into Postgres
 // through the real path (gateway -> crm-sync-bidirectional in its own Deno process), then
 // measures two baselines the same run — naive (one INSERT per row) and careful (one multi-row
-// upsert per page of 100) — and prints records/s, API calls vs. the minimum, the function's
+// upsert per 100 records) — and prints records/s, API calls vs. the minimum, the function's
 // peak memory, where the time went, the providers' documented ceiling and the engine's headroom
 // over it, and whether each target is met. Then the SQL-only figures: a page with one bad
-// record vs a clean one through crm.save_inbound_page, and with --ab an A/B of
-// crm.apply_inbound between a git ref's migrations and the working tree's.
+// record vs a clean one through crm.save_inbound_page (new and existing records), and with
+// --ab an A/B of crm.apply_inbound between a git ref's migrations and the working tree's.
 //   --records N     contacts per provider (default 100000)
 //   --baseline N    records the naive baseline walks before its rate is extrapolated
 //                   (default 10000, at most --records); the careful one walks them all
