@@ -194,12 +194,13 @@ export function printTable(reports: ProviderReport[]): void {
   );
   console.log("  connection's settings.rate_limits for both sides.");
   console.log(
-    "  careful: one multi-row upsert per 100 records, over every record. ceiling: the documented",
+    [
+      "  careful: the plain list at its largest page (HubSpot 100, Salesforce 2,000) and one multi-row",
+      "  upsert per 100 records, over every record. ceiling: the documented limit of the engine's walk",
+      "  (HubSpot search 5/s × 200; Salesforce's daily budget × 2,000 over 24 h); headroom = engine",
+      "  rec/s ÷ ceiling.",
+    ].join("\n"),
   );
-  console.log(
-    "  limit of the engine's walk (HubSpot search 5/s × 200; Salesforce's daily budget × 2,000 over",
-  );
-  console.log("  24 h), headroom = engine rec/s ÷ ceiling.");
   console.log(
     `targets: API calls ≤ ${TARGETS.callRatio}× the minimum, peak < ${TARGETS.peakMb} MB, ` +
       `speed-up ≥ ${TARGETS.speedUp}×`,
