@@ -1,30 +1,51 @@
-// npm run bench — a benchmark, not a test (issue 5, item 10). Backfills N HubSpot contacts and
-// N Salesforce contacts (N/2 Contacts + N/2 Leads) from sandboxes into Postgres through the real
-// path (gateway -> crm-sync-bidirectional in its own Deno process), then measures a naive
-// baseline the same run, and prints records/s, API calls vs. the minimum, the function's peak
-// memory, where the time went and whether each target is met.
-//   --records N   contacts per provider (default 100000)
-//   --baseline N  records the naive baseline walks before its rate is extrapolated
-//                 (default 10000, at most --records)
-//   --keep        leave the bench stack up afterwards (stop it with --down)
-//   --down        only stop a bench stack left up by --keep
-// The bench stack is the `bench` profile (ports 583xx, .local/bench), rebuilt fresh each run
-// with the same up/down the test profile uses; its sandboxes run in a child process
-// (scripts/bench/sandbox_server.ts) with their rate limits lifted. Linux only (/proc).
+// npm run bench — a benchmark, not a test (issue 5, item 10; issue 10). Backfills N HubSpot
+// contacts and N Salesforce contacts (N/2 Contacts + N/2 Leads) from sandboxes into Postgres
+// through the real path (gateway -> crm-sync-bidirectional in its own Deno process), then
+// measures two baselines the same run — naive (one INSERT per row) and careful (one multi-row
+// upsert per 100 records) — and prints records/s, API calls vs. the minimum, the function's
+// peak memory, where the time went, the providers' documented ceiling and the engine's headroom
+// over it, and whether each target is met. Then the SQL-only figures: a page with one bad
+// record vs a clean one through crm.save_inbound_page (new and existing records), and with
+// --ab an A/B of crm.apply_inbound between a git ref's migrations and the working tree's.
+//   --records N     contacts per provider (default 100000)
+//   --baseline N    records the naive baseline walks before its rate is extrapolated
+//                   (default 10000, at most --records); the careful one walks them all
+//   --ab REF        also run the A/B: REF's migrations vs the working tree's, each in a fresh
+//                   cluster (ports 18 and 19 above the bench database's), pages alternating;
+//                   the bad page is then measured on both sides instead of the bench stack
+//   --ab-records N  rows the A/B backfills in pages of 2,000 (default 100000)
+//   --ab-deltas N   delta pages of 2,000 existing records it applies afterwards (default 20)
+//   --only PARTS    comma-separated subset of engine,badpage,ab (default: all that apply)
+//   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
+//   --down          only stop what --keep left up
+// The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
+// .local/bench), rebuilt fresh each run with the same up/down the test profile uses; its
+// sandboxes run in a child process (scripts/bench/sandbox_server.ts) with their rate limits
+// lifted. Linux only (/proc).
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { stackConfig } from "../shared/local/config.ts";
 import { down, up } from "../shared/local/stack.ts";
+import { runAb } from "./bench/ab.ts";
+import { type AbSide, sideConfig, startSide, stopSide } from "./bench/ab_cluster.ts";
 import { probeAdapter } from "./bench/adapter_probe.ts";
+import { type BadPageResult, measureBadPage } from "./bench/bad_page.ts";
 import { runBaseline } from "./bench/baseline.ts";
+import { runCareful } from "./bench/careful.ts";
 import { registerConnection } from "./bench/connection.ts";
 import { runEngineBackfill } from "./bench/engine_run.ts";
 import { derive, type Sizes } from "./bench/figures.ts";
 import { initClockTicks } from "./bench/procstat.ts";
 import { printProvider, printTable, type ProviderReport } from "./bench/report.ts";
+import { printAb, printBadPage } from "./bench/report_sql.ts";
 import { type BenchSandboxes, startSandboxes } from "./bench/sandboxes.ts";
 
-const USAGE = "usage: bench.ts [--records N] [--baseline N] [--keep] | --down";
+const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-records N] " +
+  "[--ab-deltas N]] [--only engine,badpage,ab] [--keep] | --down";
+const PARTS = ["engine", "badpage", "ab"] as const;
+type Part = typeof PARTS[number];
+/** Records per page of the SQL-only figures: the engine's write batch (WRITE_BATCH_RECORDS). */
+const SQL_PAGE = 2000;
 
 function fail(msg: string): never {
   console.error(msg);
@@ -38,6 +59,10 @@ const { values } = (() => {
       options: {
         records: { type: "string" },
         baseline: { type: "string" },
+        ab: { type: "string" },
+        "ab-records": { type: "string" },
+        "ab-deltas": { type: "string" },
+        only: { type: "string" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -48,21 +73,35 @@ const { values } = (() => {
   }
 })();
 
-function count(v: string | undefined, name: string, dflt: number): number {
+function count(v: string | undefined, name: string, dflt: number, min = 2): number {
   if (v === undefined) return dflt;
-  if (!/^\d+$/.test(v) || Number(v) < 2) fail(`--${name} must be an integer ≥ 2 (got ${v})`);
+  if (!/^\d+$/.test(v) || Number(v) < min) fail(`--${name} must be an integer ≥ ${min} (got ${v})`);
   return Number(v);
 }
 
 const cfg = stackConfig("bench");
 if (values.down) {
   await down(cfg);
+  for (const side of ["ref", "tree"] as const) {
+    await stopSide(cfg, side);
+    await Deno.remove(sideConfig(cfg, side).dir, { recursive: true }).catch(() => {});
+  }
   console.log("bench stack is down");
   Deno.exit(0);
 }
 if (Deno.build.os !== "linux") fail("the bench reads /proc and needs Linux");
 const records = count(values.records, "records", 100_000);
 const prefix = Math.min(records, count(values.baseline, "baseline", 10_000));
+const abRecords = count(values["ab-records"], "ab-records", 100_000, SQL_PAGE);
+const abDeltas = count(values["ab-deltas"], "ab-deltas", 20, 1);
+const parts = new Set<Part>(
+  values.only === undefined
+    ? PARTS.filter((p) => p !== "ab" || values.ab !== undefined)
+    : values.only.split(",").map((p) =>
+      (PARTS as readonly string[]).includes(p) ? p as Part : fail(`--only: unknown part ${p}`)
+    ),
+);
+if (parts.has("ab") && values.ab === undefined) fail("--only ab needs --ab REF");
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);
 
@@ -80,71 +119,131 @@ function sizesOf(sb: BenchSandboxes, provider: "hubspot" | "salesforce"): Sizes 
 }
 
 await initClockTicks();
-let sandboxes: BenchSandboxes | null = null;
-let sql: postgres.Sql | null = null;
+
+/** The bench stack's part: the engine against both baselines and the ceiling, and (without
+ * --ab) the bad page on this checkout's save_inbound_page. */
+async function stackPart(): Promise<void> {
+  let sandboxes: BenchSandboxes | null = null;
+  let sql: postgres.Sql | null = null;
+  try {
+    banner(`bench stack (${cfg.dir}, gateway ${cfg.gatewayPort}, postgres ${cfg.pgPort})`);
+    await down(cfg, log);
+    await Deno.remove(cfg.dir, { recursive: true }).catch(() => {});
+    await Deno.mkdir(cfg.dir, { recursive: true });
+    await Deno.writeTextFile(cfg.functionsEnvFile, "");
+    const env = await up(cfg, { watch: false, emulators: false, connections: false, log });
+    sql = postgres(env.SUPABASE_DB_URL, { max: 2, onnotice: () => {} });
+    // Nothing else may call the function meanwhile: the migrations' cron jobs would sync every
+    // active connection every 5 minutes. The bench database is thrown away afterwards.
+    await sql`select cron.alter_job(jobid, active := false) from cron.job`;
+    // Per-function timings for the SQL share (new sessions pick it up).
+    await sql`alter database postgres set track_functions = 'all'`;
+
+    const reports: ProviderReport[] = [];
+    if (parts.has("engine")) {
+      banner(
+        `sandboxes: HubSpot ${records} contacts, Salesforce ${Math.ceil(records / 2)} + Leads`,
+      );
+      sandboxes = await startSandboxes(records, Math.ceil(records / 2));
+      log(`seeded in ${(sandboxes.seededMs / 1000).toFixed(1)} s (pid ${sandboxes.pid})`);
+
+      for (const provider of ["hubspot", "salesforce"] as const) {
+        const sb = { ...sandboxes[provider], pid: sandboxes.pid };
+        const sizes = sizesOf(sandboxes, provider);
+        banner(`${provider}: engine backfill through the gateway`);
+        const conn = await registerConnection(sql, env.CRM_ENCRYPTION_KEY, sb);
+        const engine = await runEngineBackfill(
+          sql,
+          {
+            url: env.SUPABASE_URL,
+            serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
+            pgPort: cfg.pgPort,
+            pgData: cfg.pgData,
+          },
+          sb,
+          conn.id,
+          log,
+        );
+        banner(`${provider}: adapter alone on the first ${prefix} records`);
+        const probe = await probeAdapter(sql, sb, conn.id, conn.settings, prefix);
+        log(
+          `${probe.records} records, ${probe.calls} calls, ${(probe.fetchMs / 1000).toFixed(1)} s`,
+        );
+        banner(`${provider}: naive baseline on the first ${prefix} records`);
+        const baseline = await runBaseline(sql, cfg.pgData, sb, conn.id, conn.settings, prefix);
+        log(`${baseline.records} records in ${(baseline.wallMs / 1000).toFixed(1)} s`);
+        banner(`${provider}: careful baseline (one upsert per 100 records) on every record`);
+        const careful = await runCareful(sql, cfg.pgData, sb, conn.id, conn.settings);
+        log(`${careful.records} records in ${(careful.wallMs / 1000).toFixed(1)} s`);
+        reports.push({
+          provider,
+          sizes,
+          engine,
+          probe,
+          baseline,
+          careful,
+          derived: derive(provider, sizes, engine, baseline, careful),
+        });
+      }
+    }
+    let badPage: BadPageResult[] = [];
+    if (parts.has("badpage") && !parts.has("ab")) {
+      banner(`bad page: ${SQL_PAGE} records with one rejected value vs a clean page`);
+      badPage = await measureBadPage(sql, { size: SQL_PAGE });
+    }
+
+    banner("results");
+    for (const r of reports) printProvider(r);
+    if (reports.length) printTable(reports);
+    if (badPage.length) console.log("");
+    for (const r of badPage) printBadPage("this checkout", r);
+  } finally {
+    await sandboxes?.close();
+    await sql?.end();
+    if (values.keep) console.log(`\nbench stack left up (${cfg.envFile}); stop it with --down`);
+    else await down(cfg, log);
+  }
+}
+
+/** The A/B part: REF's migrations vs the working tree's, then the bad page on each. */
+async function abPart(ref: string): Promise<void> {
+  const sides: AbSide[] = [];
+  try {
+    banner(`A/B clusters: ${ref} vs the working tree`);
+    sides.push(await startSide(cfg, "ref", ref, log));
+    sides.push(await startSide(cfg, "tree", null, log));
+    banner(`A/B: ${abRecords} records backfilled, then ${abDeltas} delta pages`);
+    const ab = await runAb(sides as [AbSide, AbSide], {
+      records: abRecords,
+      deltaPages: abDeltas,
+      size: SQL_PAGE,
+    }, log);
+    const bad: [AbSide, BadPageResult[]][] = [];
+    if (parts.has("badpage")) {
+      for (const side of sides) {
+        banner(`bad page on ${side.name}: ${SQL_PAGE} records with one rejected value`);
+        bad.push([side, await measureBadPage(side.sql, { size: SQL_PAGE })]);
+      }
+    }
+    banner("A/B results");
+    printAb(ab, { size: SQL_PAGE });
+    for (const [side, rs] of bad) {
+      for (const r of rs) printBadPage(`${side.name}: ${side.label}`, r);
+    }
+  } finally {
+    for (const side of sides) await side.stop(values.keep === true);
+    if (values.keep && sides.length) {
+      console.log(`A/B clusters left up on ports ${sides.map((s) => s.cfg.pgPort).join(", ")}`);
+    }
+  }
+}
+
 let exitCode = 0;
 try {
-  banner(`bench stack (${cfg.dir}, gateway ${cfg.gatewayPort}, postgres ${cfg.pgPort})`);
-  await down(cfg, log);
-  await Deno.remove(cfg.dir, { recursive: true }).catch(() => {});
-  await Deno.mkdir(cfg.dir, { recursive: true });
-  await Deno.writeTextFile(cfg.functionsEnvFile, "");
-  const env = await up(cfg, { watch: false, emulators: false, connections: false, log });
-  sql = postgres(env.SUPABASE_DB_URL, { max: 2, onnotice: () => {} });
-  // Nothing else may call the function meanwhile: the migrations' cron jobs would sync every
-  // active connection every 5 minutes. The bench database is thrown away afterwards.
-  await sql`select cron.alter_job(jobid, active := false) from cron.job`;
-  // Per-function timings for the SQL share (new sessions pick it up).
-  await sql`alter database postgres set track_functions = 'all'`;
-
-  banner(`sandboxes: HubSpot ${records} contacts, Salesforce ${Math.ceil(records / 2)} + Leads`);
-  sandboxes = await startSandboxes(records, Math.ceil(records / 2));
-  log(`seeded in ${(sandboxes.seededMs / 1000).toFixed(1)} s (pid ${sandboxes.pid})`);
-
-  const reports: ProviderReport[] = [];
-  for (const provider of ["hubspot", "salesforce"] as const) {
-    const sb = { ...sandboxes[provider], pid: sandboxes.pid };
-    const sizes = sizesOf(sandboxes, provider);
-    banner(`${provider}: engine backfill through the gateway`);
-    const conn = await registerConnection(sql, env.CRM_ENCRYPTION_KEY, sb);
-    const engine = await runEngineBackfill(
-      sql,
-      {
-        url: env.SUPABASE_URL,
-        serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
-        pgPort: cfg.pgPort,
-        pgData: cfg.pgData,
-      },
-      sb,
-      conn.id,
-      log,
-    );
-    banner(`${provider}: adapter alone on the first ${prefix} records`);
-    const probe = await probeAdapter(sql, sb, conn.id, conn.settings, prefix);
-    log(`${probe.records} records, ${probe.calls} calls, ${(probe.fetchMs / 1000).toFixed(1)} s`);
-    banner(`${provider}: naive baseline on the first ${prefix} records`);
-    const baseline = await runBaseline(sql, cfg.pgData, sb, conn.id, conn.settings, prefix);
-    log(`${baseline.records} records in ${(baseline.wallMs / 1000).toFixed(1)} s`);
-    reports.push({
-      provider,
-      sizes,
-      engine,
-      probe,
-      baseline,
-      derived: derive(provider, sizes, engine, baseline),
-    });
-  }
-
-  banner("results");
-  for (const r of reports) printProvider(r);
-  printTable(reports);
+  if (parts.has("engine") || (parts.has("badpage") && !parts.has("ab"))) await stackPart();
+  if (parts.has("ab")) await abPart(values.ab!);
 } catch (e) {
   console.error(`\nbench aborted: ${(e as Error).stack ?? e}`);
   exitCode = 1;
-} finally {
-  await sandboxes?.close();
-  await sql?.end();
-  if (values.keep) console.log(`\nbench stack left up (${cfg.envFile}); stop it with --down`);
-  else await down(cfg, log);
 }
 Deno.exit(exitCode);

@@ -11,6 +11,7 @@
 //   bench.naive_contacts and its schema are dropped afterwards.
 import type postgres from "postgres";
 import { createMapper } from "../../supabase/functions/_shared/mapping/mapper.ts";
+import type { RemoteRecord } from "../../supabase/functions/_shared/providers/types.ts";
 import { createRateGate, limitsFor } from "../../supabase/functions/_shared/sync/limits.ts";
 import { naivePages } from "./naive_pages.ts";
 import { clusterCpuMs, cpuMs } from "./procstat.ts";
@@ -26,21 +27,59 @@ export interface BaselineResult {
   cpuMs: { bench: number; pg: number; sandbox: number };
 }
 
-/** A plain table (no keys, checks, triggers) with the given crm.contacts columns and types. */
-async function createTable(sql: postgres.Sql, columns: string[]): Promise<string[]> {
+/** A plain table (no keys, checks, triggers unless `constraint` adds one) named bench.<name>,
+ * with the given crm.contacts columns and types; returns the columns it has, in table order. */
+export async function createTable(
+  sql: postgres.Sql,
+  name: string,
+  columns: string[],
+  constraint = "",
+): Promise<string[]> {
   const types = await sql`
     select attname, format_type(atttypid, atttypmod) as type from pg_attribute
     where attrelid = 'crm.contacts'::regclass and attnum > 0 and not attisdropped
       and attname = any(${columns})
     order by attnum`;
   await sql`create schema if not exists bench`;
-  await sql`drop table if exists bench.naive_contacts`;
+  await sql.unsafe(`drop table if exists bench.${name}`);
   await sql.unsafe(
-    `create table bench.naive_contacts (${
-      types.map((t) => `"${t.attname}" ${t.type}`).join(", ")
+    `create table bench.${name} (${
+      [...types.map((t) => `"${t.attname}" ${t.type}`), ...(constraint ? [constraint] : [])]
+        .join(", ")
     })`,
   );
   return types.map((t) => t.attname as string);
+}
+
+/** The engine's mapper for the connection, and the canonical contacts columns its inbound
+ * mappings fill (plus the keys every row has), so a baseline writes what the engine writes. */
+export async function baselineMapping(sql: postgres.Sql, provider: string, connectionId: string) {
+  const mappings = await sql`select * from crm.effective_field_mappings(${connectionId})`;
+  const mapper = createMapper(provider as never, [...mappings], { defaultRegion: "US" });
+  const mapped = mappings
+    .filter((m) =>
+      m.object === "contacts" && m.enabled && m.direction !== "outbound" &&
+      !String(m.column_name).startsWith("custom.")
+    )
+    .map((m) => m.column_name as string);
+  const wanted = ["connection_id", "remote_id", "remote_updated_at", "kind", ...new Set(mapped)];
+  return { mapper, wanted };
+}
+
+/** One page mapped into rows of `columns` (contacts' canonical values are strings or null,
+ * timestamps as ISO text). */
+export function mapRows(
+  mapper: ReturnType<typeof createMapper>,
+  page: RemoteRecord[],
+  columns: string[],
+  connectionId: string,
+): Record<string, string | null>[] {
+  return page.map((rec) => {
+    const out = mapper.inbound("contacts", rec).record;
+    return Object.fromEntries(
+      columns.map((c) => [c, c === "connection_id" ? connectionId : (out[c] ?? null) as string]),
+    );
+  });
 }
 
 export async function runBaseline(
@@ -51,21 +90,8 @@ export async function runBaseline(
   settings: Record<string, unknown>,
   limit: number,
 ): Promise<BaselineResult> {
-  const mappings = await sql`select * from crm.effective_field_mappings(${connectionId})`;
-  const mapper = createMapper(sb.provider, [...mappings], { defaultRegion: "US" });
-  const mapped = mappings
-    .filter((m) =>
-      m.object === "contacts" && m.enabled && m.direction !== "outbound" &&
-      !String(m.column_name).startsWith("custom.")
-    )
-    .map((m) => m.column_name as string);
-  const columns = await createTable(sql, [
-    "connection_id",
-    "remote_id",
-    "remote_updated_at",
-    "kind",
-    ...new Set(mapped),
-  ]);
+  const { mapper, wanted } = await baselineMapping(sql, sb.provider, connectionId);
+  const columns = await createTable(sql, "naive_contacts", wanted);
   const pages = await naivePages(sb, mapper.fields(), limit);
   const gate = createRateGate(limitsFor(sb.provider, settings));
   const r = { records: 0, pages: 0, fetchMs: 0, mapMs: 0, insertMs: 0 };
@@ -80,13 +106,7 @@ export async function runBaseline(
     r.fetchMs += m0 - f0;
     if (page === null) break;
     r.pages++;
-    const rows = page.map((rec) => {
-      const out = mapper.inbound("contacts", rec).record;
-      return Object.fromEntries(
-        // Contacts' canonical values are strings or null (timestamps as ISO text).
-        columns.map((c) => [c, c === "connection_id" ? connectionId : (out[c] ?? null) as string]),
-      );
-    });
+    const rows = mapRows(mapper, page, columns, connectionId);
     const i0 = performance.now();
     r.mapMs += i0 - m0;
     for (const row of rows) await sql`insert into bench.naive_contacts ${sql(row, columns)}`;

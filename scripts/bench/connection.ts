@@ -37,3 +37,15 @@ export async function registerConnection(
   );
   return { id, settings };
 }
+
+/** A connection row with no credentials, for the SQL-only figures (bad page, A/B): they call
+ * crm functions directly and never reach a CRM. Columns as of the first migrations, so a
+ * database built from an older commit takes it too. */
+export async function plainConnection(sql: postgres.Sql, provider = "hubspot"): Promise<string> {
+  const id = crypto.randomUUID();
+  await sql`
+    insert into crm.connections (id, account_id, provider, remote_account_id, name, settings)
+    values (${id}, ${crypto.randomUUID()}, ${provider}, ${`bench-${id}`}, ${`bench sql ${provider}`},
+            ${sql.json({ objects: ["contacts"], default_phone_region: "US" })})`;
+  return id;
+}

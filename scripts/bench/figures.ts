@@ -2,6 +2,8 @@
 // extrapolations and the targets of issue 5, item 10.
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
 import type { BaselineResult } from "./baseline.ts";
+import type { CarefulResult } from "./careful.ts";
+import { type Ceiling, ceilings } from "./ceiling.ts";
 import type { EngineResult } from "./engine_run.ts";
 
 /** Page sizes of the engine's adapters (supabase/functions/_shared/providers/*.ts). */
@@ -52,6 +54,12 @@ export interface Derived {
   naiveRecords: number;
   naiveWallMs: number;
   speedUp: number;
+  /** The careful baseline (multi-row upsert per page of 100) over every record. */
+  carefulRate: number;
+  /** Engine records/s ÷ careful records/s. */
+  vsCareful: number;
+  /** Each documented ceiling and the engine's headroom over it (engine records/s ÷ ceiling). */
+  headroom: (Ceiling & { ratio: number })[];
   callsMade: number;
   callsMin: number;
   callRatio: number;
@@ -63,6 +71,7 @@ export function derive(
   sizes: Sizes,
   engine: EngineResult,
   baseline: BaselineResult,
+  careful: CarefulResult,
 ): Derived {
   const engineRate = engine.landed / (engine.wallMs / 1000);
   const naiveRate = baseline.records / (baseline.wallMs / 1000);
@@ -71,12 +80,17 @@ export function derive(
   const callsMin = engineMinimum(provider, sizes);
   const callRatio = callsMade / callsMin;
   const speedUp = engineRate / naiveRate;
+  const carefulRate = careful.records / (careful.wallMs / 1000);
   return {
     engineRate,
     naiveRate,
     naiveRecords,
     naiveWallMs: (naiveRecords / naiveRate) * 1000,
     speedUp,
+    carefulRate,
+    vsCareful: engineRate / carefulRate,
+    headroom: ceilings(provider as "hubspot" | "salesforce")
+      .map((c) => ({ ...c, ratio: engineRate / c.recordsPerSecond })),
     callsMade,
     callsMin,
     callRatio,

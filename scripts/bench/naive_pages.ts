@@ -4,7 +4,9 @@
 //   Salesforce: GET /services/data/v62.0/query?q=SELECT … FROM Contact [WHERE Id > :last]
 //               ORDER BY Id LIMIT 100, until a short page; then the same for Lead.
 // `limit` stops the walk after about that many records (Salesforce: half Contacts, half Leads,
-// so a prefix samples both); the last page may overshoot it by less than a page.
+// so a prefix samples both); the last page may overshoot it by less than a page. `pageSize`
+// (default 100) is the records asked for per call: HubSpot's list takes at most 100, a SOQL
+// query page up to 2,000 (the careful baseline reads Salesforce at 2,000).
 import type { RemoteRecord } from "../../supabase/functions/_shared/providers/types.ts";
 import type { SandboxInfo } from "./sandboxes.ts";
 
@@ -30,7 +32,12 @@ async function getJson(url: string, token: string): Promise<Record<string, unkno
   return body;
 }
 
-function hubspotPages(sb: SandboxInfo, props: string[], limit: number): NaivePages {
+function hubspotPages(
+  sb: SandboxInfo,
+  props: string[],
+  limit: number,
+  pageSize: number,
+): NaivePages {
   const properties = [...new Set([...props, "lastmodifieddate"])].join(",");
   let after: string | undefined;
   let delivered = 0;
@@ -39,7 +46,7 @@ function hubspotPages(sb: SandboxInfo, props: string[], limit: number): NaivePag
     async next() {
       if (done || delivered >= limit) return null;
       const body = await getJson(
-        `${sb.url}/crm/v3/objects/contacts?limit=${NAIVE_PAGE}&properties=${properties}${
+        `${sb.url}/crm/v3/objects/contacts?limit=${pageSize}&properties=${properties}${
           after ? `&after=${after}` : ""
         }`,
         sb.credentials.HUBSPOT_ACCESS_TOKEN,
@@ -81,6 +88,7 @@ async function salesforcePages(
   sb: SandboxInfo,
   fields: Record<string, string[]>,
   limit: number,
+  pageSize: number,
 ): Promise<NaivePages> {
   const types = ["Contact", "Lead"];
   const select: Record<string, string> = {};
@@ -94,7 +102,7 @@ async function salesforcePages(
       if (type >= types.length) return null;
       const name = types[type];
       const where = last ? ` WHERE Id > '${last}'` : "";
-      const soql = `SELECT ${select[name]} FROM ${name}${where} ORDER BY Id LIMIT ${NAIVE_PAGE}`;
+      const soql = `SELECT ${select[name]} FROM ${name}${where} ORDER BY Id LIMIT ${pageSize}`;
       const body = await getJson(
         `${sb.url}${SF_API}/query?q=${encodeURIComponent(soql)}`,
         sb.credentials.SALESFORCE_ACCESS_TOKEN,
@@ -102,7 +110,7 @@ async function salesforcePages(
       const rows = body.records;
       delivered += rows.length;
       last = rows.length ? String(rows.at(-1)!.Id) : last;
-      if (rows.length < NAIVE_PAGE || delivered >= quota) {
+      if (rows.length < pageSize || delivered >= quota) {
         type++;
         last = null;
         delivered = 0;
@@ -127,8 +135,9 @@ export async function naivePages(
   sb: SandboxInfo,
   fields: Record<string, string[]>,
   limit: number,
+  pageSize = NAIVE_PAGE,
 ): Promise<NaivePages> {
   return sb.provider === "hubspot"
-    ? hubspotPages(sb, fields.contacts ?? [], limit)
-    : await salesforcePages(sb, fields, limit);
+    ? hubspotPages(sb, fields.contacts ?? [], limit, pageSize)
+    : await salesforcePages(sb, fields, limit, pageSize);
 }

@@ -160,12 +160,14 @@ export async function psql(cfg: StackConfig, args: string[]): Promise<string> {
   return text;
 }
 
-export async function bootstrap(cfg: StackConfig): Promise<void> {
-  await psql(cfg, ["-f", join(ROOT, "shared", "local", "sql", "bootstrap.sql")]);
+/** `root` is the checkout whose bootstrap SQL runs (the bench's A/B passes an older commit's). */
+export async function bootstrap(cfg: StackConfig, root = ROOT): Promise<void> {
+  await psql(cfg, ["-f", join(root, "shared", "local", "sql", "bootstrap.sql")]);
 }
 
-/** Applies supabase/migrations with the real Supabase CLI, exactly as against a hosted project. */
-export async function pushMigrations(cfg: StackConfig): Promise<string> {
+/** Applies supabase/migrations with the real Supabase CLI, exactly as against a hosted project.
+ * `workdir` holds the `supabase` folder to push (the bench's A/B passes an older commit's). */
+export async function pushMigrations(cfg: StackConfig, workdir = ROOT): Promise<string> {
   const out = await new Deno.Command(join(ROOT, "node_modules", ".bin", "supabase"), {
     args: [
       "db",
@@ -173,7 +175,7 @@ export async function pushMigrations(cfg: StackConfig): Promise<string> {
       "--db-url",
       `${dbUrl(cfg)}?sslmode=disable`,
       "--workdir",
-      ROOT,
+      workdir,
       "--include-all",
       "--yes",
     ],
