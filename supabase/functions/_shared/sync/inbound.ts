@@ -5,12 +5,13 @@
 // and written together when they queue up (./feed.ts). Every outcome is closed in
 // crm.sync_log with truthful counts.
 import type { Sql } from "../db.ts";
-import { type ChangePage, type ObjectType, type ProviderName } from "../providers/types.ts";
+import { type ObjectType, type ProviderName } from "../providers/types.ts";
 import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import { PageFeed } from "./feed.ts";
-import { closeRun, mergePages, type PreparedPage, preparePage, savePage } from "./runlog.ts";
+import { closeRun, mergePages, type PreparedPage, savePage } from "./runlog.ts";
 import { RunTally } from "./tally.ts";
+import { deletionPage, listsDeletionsAfter, pageReader, streamMode } from "./walk.ts";
 
 export type InboundMode = "delta" | "full";
 export type Trigger = "cron" | "webhook" | "manual" | "backfill" | "live";
@@ -49,13 +50,9 @@ export interface RunSummary {
   error?: string;
 }
 
-/** Providers whose change walk does not carry deletions: archived records are listed apart. */
-const SEPARATE_DELETE_LISTING = new Set<ProviderName>(["hubspot"]);
 /** Records per crm.save_inbound_page call at most, when pages queue up faster than they are
  * written; also the most records fetched ahead of the writer. */
 const WRITE_BATCH_RECORDS = 2_000;
-/** Deletion listings re-read this far behind the watermark (clock skew, search lag). */
-const DELETE_OVERLAP_MS = 5 * 60_000;
 
 class DryRunRollback extends Error {
   constructor(readonly summary: RunSummary) {
@@ -83,8 +80,8 @@ export async function runInbound(
 async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunSummary> {
   const now = o.now ?? Date.now;
   const { conn, adapter, mapper } = ctx;
-  // Owner listings have no modified filter anywhere: they are always walked whole.
-  const mode: InboundMode = o.object === "owners" ? "full" : o.mode;
+  // Objects the adapter cannot filter by modification time are walked whole.
+  const mode: InboundMode = streamMode(adapter, o.object, o.mode);
   const tally = new RunTally(conn, o.object, ctx.calls);
   const begun = await sql`
     select * from crm.begin_inbound_run(${conn.id}, ${o.object}, ${o.trigger}, ${mode},
@@ -100,13 +97,12 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     ? { modifiedAt: new Date(run.watermark_at).toISOString(), remoteId: run.watermark_id ?? "" }
     : null;
   const checkpoint: unknown = mode === "full" ? run.full_sync_checkpoint : run.delta_checkpoint;
-  const prepare = (page: ChangePage) =>
-    preparePage(page, page.records.map((r) => mapper.inbound(o.object, r)));
-  // Mapped and serialized as they arrive, so the writer never waits for it.
-  const fetchPage = async (cp: unknown) =>
-    prepare(
-      await adapter.changesSince(o.object, from, cp, o.pageSize ? { pageSize: o.pageSize } : {}),
-    );
+  // Mapped and serialized as they arrive, so the writer never waits for it. Every adapter call
+  // (its rate-limit waits, retries and request timeouts) fits the run's deadline.
+  const fetchPage = pageReader(adapter, mapper, o.object, from, {
+    pageSize: o.pageSize,
+    deadline: o.deadline,
+  });
   const target = { runId, connectionId: conn.id, object: o.object, mode };
   const save = (page: PreparedPage, cp: unknown) => savePage(sql, target, tally, page, cp);
 
@@ -131,15 +127,9 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       if (now() >= o.deadline) break;
     }
     feed.stop();
-    if (done && from && SEPARATE_DELETE_LISTING.has(conn.provider)) {
-      const since = new Date(Date.parse(from.modifiedAt) - DELETE_OVERLAP_MS).toISOString();
-      const gone = await adapter.deletedSince(o.object, since);
-      if (gone.length) {
-        await save(
-          prepare({ records: gone, errors: [], checkpoint: null, watermark: null, done: true }),
-          null,
-        );
-      }
+    if (done && listsDeletionsAfter(adapter, mode)) {
+      const gone = await deletionPage(adapter, mapper, o.object, { deadline: o.deadline });
+      if (gone) await save(gone, null);
     }
     if (done && mode === "full") {
       const [{ n }] = await sql`select crm.finish_full_sync_sweep(${conn.id}, ${o.object}) as n`;
