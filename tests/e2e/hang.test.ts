@@ -66,7 +66,9 @@ for (const provider of PROVIDERS) {
           const [cursor] = await sql`select delta_checkpoint from crm.sync_cursors
                                      where connection_id = ${conn} and object = 'contacts'`;
           assert.notEqual(cursor.delta_checkpoint, null, "the checkpoint was saved");
-          const [log] = await sql`select status, error from crm.sync_log where id = ${Number(run.run_id)}`;
+          const [log] = await sql`select status, error from crm.sync_log where id = ${
+            Number(run.run_id)
+          }`;
           assert.equal(log.status, "failed");
 
           // The CRM answers again: the next runs continue from the checkpoint and finish.
