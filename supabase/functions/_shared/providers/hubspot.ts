@@ -22,7 +22,7 @@ import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
-import { apiRequest, timedCall } from "./hubspot_http.ts";
+import { apiRequest, timed } from "./hubspot_http.ts";
 import { isoFromText } from "./iso.ts";
 import { advance, initialState, type KeysetState, nextQuery } from "./keyset.ts";
 import {
@@ -302,9 +302,9 @@ export function createHubSpotAdapter(
       const res = await call(
         "associations",
         () =>
-          hs.crm.associations.v4.batchApi.getPage(object, to, {
+          timed(hs.crm.associations.v4.batchApi).getPage(object, to, {
             inputs: records.map((r) => ({ id: r.remoteId })),
-          }, timedCall),
+          }),
         opts,
       );
       const byId = new Map<string, string[]>();
@@ -325,7 +325,7 @@ export function createHubSpotAdapter(
     const after = typeof checkpoint === "string" ? checkpoint : undefined;
     const page = await call(
       "owners",
-      () => hs.crm.owners.ownersApi.getPage(undefined, after, 500, false, timedCall),
+      () => timed(hs.crm.owners.ownersApi).getPage(undefined, after, 500, false),
       opts,
     );
     const records: RemoteRecord[] = [];
@@ -420,14 +420,13 @@ export function createHubSpotAdapter(
         const page = await call(
           "list-archived",
           () =>
-            api(object).basicApi.getPage(
+            timed(api(object).basicApi).getPage(
               100,
               after,
               [MODIFIED[object]],
               undefined,
               undefined,
               true,
-              timedCall,
             ),
           opts,
         );
@@ -449,7 +448,7 @@ export function createHubSpotAdapter(
         for (const id of ids) {
           const o = await call(
             "owner",
-            () => hs.crm.owners.ownersApi.getById(Number(id), undefined, undefined, timedCall),
+            () => timed(hs.crm.owners.ownersApi).getById(Number(id)),
             opts,
           );
           records.push({
@@ -476,14 +475,13 @@ export function createHubSpotAdapter(
         const res = await call(
           "batch-read",
           () =>
-            api(object).batchApi.read(
+            timed(api(object).batchApi).read(
               {
                 inputs: chunk.map((id) => ({ id })),
                 properties: propsFor(object),
                 propertiesWithHistory: [],
               },
               false,
-              timedCall,
             ),
           opts,
         );

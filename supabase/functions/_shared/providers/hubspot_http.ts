@@ -2,9 +2,10 @@
 // transport calls fetch without a signal, and `apiRequest` takes none. Two ways in keep the
 // SDK's request building and response handling and only add the signal of the call being made
 // (callScope in ./call.ts):
-// - typed calls take a per-call configuration whose `httpApi` replaces the transport: `sendHttp`
-//   below sends the SDK's RequestContext with fetch and the signal, and answers the
-//   ResponseContext members the SDK's response processors read;
+// - typed calls send through their API object's configuration.httpApi (the per-call `httpApi`
+//   option is copied but never used for sending by the SDK's generated code), so `timed(api)`
+//   sets it to `send` below, which sends the SDK's RequestContext with fetch and the signal and
+//   answers the ResponseContext members the SDK's response processors read;
 // - generic requests are built by the SDK's own Request class (URL, auth, headers, JSON body,
 //   exactly what `apiRequest` sends) and sent with fetch and the signal.
 import type { Client } from "@hubspot/api-client";
@@ -64,17 +65,21 @@ async function send(ctx: SdkRequestContext): Promise<Answer> {
   return new Answer(res.status, headers, new Uint8Array(await res.arrayBuffer()));
 }
 
-/** Per-call options for the SDK's typed methods (their last parameter). */
-export const timedCall = {
-  httpApi: {
-    // The SDK's Observable stub only calls toPromise() on what send returns.
-    send: (ctx: SdkRequestContext) => {
-      const p = send(ctx);
-      return { toPromise: () => p, pipe: <U>(f: (a: Answer) => U) => p.then(f) };
-    },
+const timedHttpApi = {
+  // The SDK's Observable stub only calls toPromise() on what send returns.
+  send: (ctx: SdkRequestContext) => {
+    const p = send(ctx);
+    return { toPromise: () => p };
   },
-  // deno-lint-ignore no-explicit-any
-} as any;
+};
+
+/** The SDK's typed API object, sending with the call's signal (see the header). */
+export function timed<T>(api: T): T {
+  const inner = (api as { api?: { configuration?: { httpApi?: unknown } } }).api;
+  if (!inner?.configuration) throw new Error("unexpected HubSpot SDK shape: no api.configuration");
+  inner.configuration.httpApi = timedHttpApi;
+  return api;
+}
 
 /** What `client.apiRequest(opts)` would send, with the call's signal. */
 export function apiRequest(
