@@ -85,8 +85,9 @@ for (const provider of PROVIDERS) {
           primaryId: survivor,
           mergedId: loser,
         });
-        if (provider === "pipedrive") {
-          // API v2 lists omit deleted items: a full walk (the hourly drift check) finds them.
+        if (provider !== "salesforce") {
+          // Pipedrive v2 lists omit deleted items, and HubSpot's archive listing is read by full
+          // walks only (hubspot_deletions.test.ts): the hourly drift check finds them.
           const r = await callFunction("crm-sync-bidirectional", {
             direction: "inbound",
             objects: ["contacts"],

@@ -1,4 +1,4 @@
-import { sleep } from "./retry.ts";
+import { BudgetExhaustedError, sleep } from "./retry.ts";
 
 // Client-side rate limiting per connection: a sliding window of request start times, sized
 // below the provider's documented limit so we never rely on 429s to pace ourselves.
@@ -20,9 +20,11 @@ export class SlidingWindowLimiter {
     if (limit < 1 || windowMs <= 0) throw new RangeError("limit and window must be positive");
   }
 
-  /** Resolves when one more request may start; callers are served in arrival order. */
-  acquire(signal?: AbortSignal): Promise<void> {
-    const turn = this.#queue.then(() => this.#wait(signal));
+  /** Resolves when one more request may start; callers are served in arrival order. With a
+   * deadline (epoch ms), a wait that would end at or past it rejects at once with
+   * BudgetExhaustedError instead of sleeping: the run's budget counts the limiter's waits. */
+  acquire(signal?: AbortSignal, deadline?: number): Promise<void> {
+    const turn = this.#queue.then(() => this.#wait(signal, deadline));
     this.#queue = turn.catch(() => {});
     return turn;
   }
@@ -31,11 +33,19 @@ export class SlidingWindowLimiter {
     this.#pausedUntil = Math.max(this.#pausedUntil, this.clock.now() + ms);
   }
 
-  async #wait(signal?: AbortSignal): Promise<void> {
+  async #wait(signal?: AbortSignal, deadline?: number): Promise<void> {
+    const hold = (until: number, now: number) => {
+      if (deadline !== undefined && until >= deadline) {
+        throw new BudgetExhaustedError(
+          `rate limit wait of ${until - now} ms would end past the run's deadline`,
+        );
+      }
+      return this.clock.sleep(until - now, signal);
+    };
     for (;;) {
       const now = this.clock.now();
       if (now < this.#pausedUntil) {
-        await this.clock.sleep(this.#pausedUntil - now, signal);
+        await hold(this.#pausedUntil, now);
         continue;
       }
       while (this.#starts.length && this.#starts[0] <= now - this.windowMs) this.#starts.shift();
@@ -43,7 +53,7 @@ export class SlidingWindowLimiter {
         this.#starts.push(now);
         return;
       }
-      await this.clock.sleep(this.#starts[0] + this.windowMs - now, signal);
+      await hold(this.#starts[0] + this.windowMs, now);
     }
   }
 }

@@ -1,6 +1,7 @@
 // Bounded retries with exponential backoff and full jitter, honouring the server's
 // Retry-After (seconds or HTTP date) and provider bodies that say how long to wait.
-// Every loop here has a hard cap on attempts and on total wait: no unbounded retry.
+// Every loop here has a hard cap on attempts and on total wait: no unbounded retry, and with a
+// deadline no wait that would end past it is started (the run's budget counts every wait).
 
 export type Classification =
   | { kind: "ok" }
@@ -43,6 +44,9 @@ export interface RetryDeps {
   sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
   signal?: AbortSignal;
+  /** Epoch ms: a retry whose wait would end past it is not started. */
+  deadline?: number;
+  now?: () => number;
   onRetry?: (attempt: number, delayMs: number, reason: string) => void;
 }
 
@@ -50,6 +54,14 @@ export class RetryExhaustedError extends Error {
   constructor(message: string, readonly attempts: number, readonly lastError: unknown) {
     super(message);
     this.name = "RetryExhaustedError";
+  }
+}
+
+/** A wait or a call would end past the run's deadline, so it was not started (or was cut). */
+export class BudgetExhaustedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BudgetExhaustedError";
   }
 }
 
@@ -100,6 +112,14 @@ export async function withRetry<T>(
       );
       if (waited + delay > policy.budgetMs) {
         throw new RetryExhaustedError(`retry budget exhausted: ${c.reason}`, attempt, e);
+      }
+      const now = (deps.now ?? Date.now)();
+      if (deps.deadline !== undefined && now + delay >= deps.deadline) {
+        throw new RetryExhaustedError(
+          `no time left in the run's budget to retry after ${delay} ms: ${c.reason}`,
+          attempt,
+          e,
+        );
       }
       waited += delay;
       deps.onRetry?.(attempt, delay, c.reason);

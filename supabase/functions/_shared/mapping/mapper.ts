@@ -4,6 +4,9 @@
 // Patch semantics: a column whose remote properties are all absent from the record is left out
 // (apply_inbound then leaves it alone), so partial records (webhooks, archived-record listings
 // without associations) never clear values. A property present with null clears the column.
+// Text Postgres cannot store (NUL, lone surrogates) is cleaned from every mapped property before
+// its transform, with a warning naming the record, column and property (./clean.ts); merge ids
+// are cleaned the same way.
 // Limit: Pipedrive v2 omits some optional person fields when unset, so clearing such a field in
 // Pipedrive is not seen until it is set again.
 import { z } from "zod";
@@ -14,6 +17,7 @@ import {
   type ProviderName,
   type RemoteRecord,
 } from "../providers/types.ts";
+import { type Cleaning, cleaningMessage, cleanString, cleanValue } from "./clean.ts";
 import {
   inboundTransform,
   isKnownTransform,
@@ -101,6 +105,23 @@ function resolvePath(
   return cur;
 }
 
+/** One mapped property's value, cleaned of text Postgres rejects; a warning says so. */
+function clean(
+  remoteId: string,
+  m: Compiled,
+  i: number,
+  value: unknown,
+  warnings: MappingWarning[],
+): unknown {
+  if (value === null || value === undefined || typeof value === "number") return value;
+  const found: Cleaning = { nul: false, surrogate: false };
+  const out = cleanValue(value, found);
+  if (out !== value) {
+    warnings.push({ remoteId, column: m.column, message: cleaningMessage(m.properties[i], found) });
+  }
+  return out;
+}
+
 /**
  * Every row is checked against FieldMappingRowSchema (a bad row throws: the mappings are
  * configuration, not data), so database rows can be passed as they come.
@@ -180,10 +201,14 @@ export function createMapper(
         if (m.properties.length === 1) {
           input = resolvePath(r.properties, m.properties[0], m.paths[0]);
           if (input === undefined) continue;
+          input = clean(r.remoteId, m, 0, input, warnings);
           if (m.takesList) input = [input];
         } else {
           const values = m.properties.map((p, i) => resolvePath(r.properties, p, m.paths[i]));
           if (values.every((v) => v === undefined)) continue;
+          for (let i = 0; i < values.length; i++) {
+            values[i] = clean(r.remoteId, m, i, values[i], warnings);
+          }
           input = m.takesList ? values : values[0];
         }
         const t = m.transform(input, m.ctx);
@@ -196,8 +221,10 @@ export function createMapper(
       }
       if (Object.keys(custom).length > 0) record.custom = custom;
       if (r.deleted) record.deleted = true;
-      if (r.mergedIds.length > 0) record.merged_ids = [...r.mergedIds];
-      if (r.mergedInto && r.mergedInto !== r.remoteId) record.merged_into = r.mergedInto;
+      if (r.mergedIds.length > 0) record.merged_ids = r.mergedIds.map((id) => cleanString(id));
+      if (r.mergedInto && r.mergedInto !== r.remoteId) {
+        record.merged_into = cleanString(r.mergedInto);
+      }
       // Routing, not a mapped field: which Salesforce object the row belongs to.
       if (object === "contacts") {
         record.kind = provider === "salesforce" && r.remoteType === "Lead" ? "lead" : "contact";

@@ -5,6 +5,15 @@
 // `lastmodifieddate` and other objects on `hs_lastmodifieddate`.
 // The SDK's own retry and Bottleneck limiter are process-wide singletons, so we disable its
 // retries and do limiting and retrying per connection in ./call.ts.
+// Every request carries the call's timeout and signal (./hubspot_http.ts: the SDK has no option
+// for either).
+// Deletions: search never returns archived records, and the archived listing
+// (GET /crm/v3/objects/{type}?archived=true) pages by id with no sort and no filter on archivedAt,
+// so any "since" can only be applied after reading the whole archive. Listing it after every
+// 5-minute delta made each delta cost O(archive); the adapter therefore declares deletions
+// "listed-on-full": the engine lists the archive once per complete full walk (the hourly drift
+// check), and deltas cost nothing for deletions. Between drift checks, deletion webhooks carry
+// them when subscribed.
 // Associations are not properties: a field selection naming `associations.<toObject>` gets one
 // v4 batch read per target type per page, and the ids arrive as
 // properties["associations.<toObject>"] = ["123", ...] (numeric order; [] when none).
@@ -12,7 +21,8 @@ import { Client } from "@hubspot/api-client";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
-import { guardedCall, isNetworkError } from "./call.ts";
+import { DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
+import { apiRequest, timed } from "./hubspot_http.ts";
 import { isoFromText } from "./iso.ts";
 import { advance, initialState, type KeysetState, nextQuery } from "./keyset.ts";
 import {
@@ -165,6 +175,7 @@ export function createHubSpotAdapter(
         client_id: clientId,
         client_secret: clientSecret,
       }),
+      signal: AbortSignal.timeout(deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
     });
     const body = await res.json().catch(() => ({}));
     if (!res.ok || typeof body.access_token !== "string") {
@@ -185,8 +196,14 @@ export function createHubSpotAdapter(
     });
   }
 
-  const call = <T>(kind: string, fn: () => Promise<T>, signal?: AbortSignal) =>
-    guardedCall(deps, fn, { kind, classify: classifyHubSpot, refresh, signal });
+  const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
+    guardedCall(deps, fn, {
+      kind,
+      classify: classifyHubSpot,
+      refresh,
+      signal: o.signal,
+      deadline: o.deadline,
+    });
 
   function toRecord(object: ObjectType, raw: unknown): RemoteRecord | RecordError {
     const parsed = RawObject.safeParse(raw);
@@ -229,12 +246,13 @@ export function createHubSpotAdapter(
   /**
    * One search page through the SDK's apiRequest rather than the typed searchApi, which turns
    * every result into model instances (a type lookup per property, Date objects): ~10 µs a
-   * record that RawObject validates again anyway. Outcomes keep the typed call's shapes: the
+   * record that RawObject validates again anyway (sent as apiRequest would, with the call's
+   * signal: ./hubspot_http.ts). Outcomes keep the typed call's shapes: the
    * parsed body, and for any other status an ApiException-shaped error (code, parsed body,
    * headers, same message); bodies the SDK cannot parse fail the same way.
    */
   async function search(object: Exclude<ObjectType, "owners">, body: unknown) {
-    const res = await hs.apiRequest({
+    const res = await apiRequest(hs, {
       method: "POST",
       path: `/crm/v3/objects/${object}/search`,
       body: body as Record<string, unknown>,
@@ -277,17 +295,17 @@ export function createHubSpotAdapter(
   async function addAssociations(
     object: Exclude<ObjectType, "owners">,
     records: RemoteRecord[],
-    signal?: AbortSignal,
+    opts: ListOptions,
   ): Promise<void> {
     if (records.length === 0) return;
     for (const to of associationTargets(object)) {
       const res = await call(
         "associations",
         () =>
-          hs.crm.associations.v4.batchApi.getPage(object, to, {
+          timed(hs.crm.associations.v4.batchApi).getPage(object, to, {
             inputs: records.map((r) => ({ id: r.remoteId })),
           }),
-        signal,
+        opts,
       );
       const byId = new Map<string, string[]>();
       for (const row of res.results) {
@@ -307,8 +325,8 @@ export function createHubSpotAdapter(
     const after = typeof checkpoint === "string" ? checkpoint : undefined;
     const page = await call(
       "owners",
-      () => hs.crm.owners.ownersApi.getPage(undefined, after, 500, false),
-      opts.signal,
+      () => timed(hs.crm.owners.ownersApi).getPage(undefined, after, 500, false),
+      opts,
     );
     const records: RemoteRecord[] = [];
     const errors: RecordError[] = [];
@@ -343,6 +361,7 @@ export function createHubSpotAdapter(
 
   return {
     provider: "hubspot",
+    capabilities: { deletions: "listed-on-full", alwaysFull: ["owners"] },
 
     async changesSince(object, from, checkpoint, opts = {}) {
       if (object === "owners") return await owners(checkpoint, opts);
@@ -374,7 +393,7 @@ export function createHubSpotAdapter(
       const res = await call(
         "search",
         () => search(object, { ...request, properties: propsFor(object), limit: size }),
-        opts.signal,
+        opts,
       );
       const { records, errors } = split(object, res.results);
       const keyed = records.map((r) => ({
@@ -384,7 +403,7 @@ export function createHubSpotAdapter(
       }));
       const step = advance(state, keyed, size);
       const fresh = step.fresh.map((k) => k.r);
-      await addAssociations(object, fresh, opts.signal);
+      await addAssociations(object, fresh, opts);
       const last = fresh.at(-1);
       const watermark: Watermark | null = last
         ? { modifiedAt: last.modifiedAt, remoteId: last.remoteId }
@@ -401,7 +420,7 @@ export function createHubSpotAdapter(
         const page = await call(
           "list-archived",
           () =>
-            api(object).basicApi.getPage(
+            timed(api(object).basicApi).getPage(
               100,
               after,
               [MODIFIED[object]],
@@ -409,7 +428,7 @@ export function createHubSpotAdapter(
               undefined,
               true,
             ),
-          opts.signal,
+          opts,
         );
         for (const raw of page.results) {
           const r = toRecord(object, { ...raw, archived: true });
@@ -429,8 +448,8 @@ export function createHubSpotAdapter(
         for (const id of ids) {
           const o = await call(
             "owner",
-            () => hs.crm.owners.ownersApi.getById(Number(id)),
-            opts.signal,
+            () => timed(hs.crm.owners.ownersApi).getById(Number(id)),
+            opts,
           );
           records.push({
             remoteId: String(o.id),
@@ -456,15 +475,18 @@ export function createHubSpotAdapter(
         const res = await call(
           "batch-read",
           () =>
-            api(object).batchApi.read({
-              inputs: chunk.map((id) => ({ id })),
-              properties: propsFor(object),
-              propertiesWithHistory: [],
-            }, false),
-          opts.signal,
+            timed(api(object).batchApi).read(
+              {
+                inputs: chunk.map((id) => ({ id })),
+                properties: propsFor(object),
+                propertiesWithHistory: [],
+              },
+              false,
+            ),
+          opts,
         );
         const got = split(object, res.results);
-        await addAssociations(object, got.records, opts.signal);
+        await addAssociations(object, got.records, opts);
         records.push(...got.records);
         errors.push(...got.errors);
         const found = new Set(got.records.map((r) => r.remoteId));

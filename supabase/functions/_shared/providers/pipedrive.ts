@@ -5,15 +5,18 @@
 // that second, which apply_inbound reports as unchanged). v2 lists never return deleted items,
 // so deletions are found by full walks (drift check) rather than deltas.
 // The SDK rejects with the bare error body (no status, no headers) and never retries; we replace
-// its axios response interceptors so errors keep their status and Retry-After.
+// its axios response interceptors so errors keep their status and Retry-After, and add a request
+// interceptor that gives each request the call's AbortSignal and timeout (./call.ts callScope;
+// the SDK's methods take no request options).
 import * as v1 from "pipedrive/v1";
 import * as v2 from "pipedrive/v2";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
-import { guardedCall, isNetworkError } from "./call.ts";
+import { callScope, guardedCall, isNetworkError } from "./call.ts";
 import {
   type ChangePage,
+  type ListOptions,
   type ObjectType,
   type ProviderAdapter,
   type ProviderDeps,
@@ -83,6 +86,10 @@ type AnyApi = { axios: any };
 
 /** Swap the SDK's interceptors for ones that keep status and headers on errors. */
 function withHttpErrors<T extends AnyApi>(api: T): T {
+  api.axios.interceptors.request.use((config: Record<string, unknown>) => {
+    const scope = callScope.getStore();
+    return scope ? { ...config, signal: scope.signal, timeout: scope.timeoutMs } : config;
+  });
   api.axios.interceptors.response.clear();
   api.axios.interceptors.response.use(
     (res: { data?: unknown }) => res?.data ?? res,
@@ -141,11 +148,12 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
     owners: withHttpErrors(new v1.UsersApi(cfg1) as unknown as v1.UsersApi & AnyApi),
   };
 
-  const call = <T>(kind: string, fn: () => Promise<T>, signal?: AbortSignal) =>
+  const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
     guardedCall(deps, fn, {
       kind,
       classify: classifyPipedrive,
-      signal,
+      signal: o.signal,
+      deadline: o.deadline,
       refresh: () =>
         Promise.reject(new ProviderError("Pipedrive rejected the credentials", "revoked", 401)),
     });
@@ -165,7 +173,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
     object: Exclude<ObjectType, "owners">,
     w: Walk,
     limit: number,
-    signal?: AbortSignal,
+    opts: ListOptions,
   ) {
     const params = {
       sort_by: "update_time" as const,
@@ -182,15 +190,17 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
         : object === "companies"
         ? apis.companies.getOrganizations(params)
         : apis.deals.getDeals(params);
-    return await call("list", fetchPage, signal);
+    return await call("list", fetchPage, opts);
   }
 
   return {
     provider: "pipedrive",
+    // v2 lists never return deleted items and nothing lists them: the full walk's sweep does.
+    capabilities: { deletions: "sweep-only", alwaysFull: ["owners"] },
 
     async changesSince(object, from, checkpoint, opts = {}) {
       if (object === "owners") {
-        const res = await call("users", () => apis.owners.getUsers(), opts.signal) as {
+        const res = await call("users", () => apis.owners.getUsers(), opts) as {
           data?: unknown[] | null;
         };
         const { records, errors } = split("owners", res.data ?? []);
@@ -199,7 +209,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
       const size = Math.min(opts.pageSize ?? PAGE, PAGE);
       const w: Walk = (checkpoint as Walk | null) ??
         { since: from?.modifiedAt ?? null, cursor: null };
-      const res = await page(object, w, size, opts.signal);
+      const res = await page(object, w, size, opts);
       const { records, errors } = split(object, res.data ?? []);
       const next = res.additional_data?.next_cursor ?? null;
       const last = records.at(-1);
@@ -224,7 +234,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
 
     async readByIds(object, ids, opts = {}) {
       if (object === "owners") {
-        const res = await call("users", () => apis.owners.getUsers(), opts.signal) as {
+        const res = await call("users", () => apis.owners.getUsers(), opts) as {
           data?: unknown[] | null;
         };
         const all = split("owners", res.data ?? []);
@@ -244,7 +254,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
               : object === "companies"
               ? apis.companies.getOrganizations(params)
               : apis.deals.getDeals(params),
-          opts.signal,
+          opts,
         );
         const got = split(object, res.data ?? []);
         records.push(...got.records);

@@ -10,15 +10,21 @@
 // with multi-currency, admins delete custom fields), so the selected fields are checked against
 // one describe per sObject per adapter; fields the org lacks are logged and not read, and the
 // mapper then leaves their columns alone.
+// Timeouts: jsforce takes a request timeout only as a transport option (default 30 min) and
+// retries 429/5xx/network errors itself up to 5 times for GETs with its own backoff, outside any
+// budget. `timed` wraps the connection's and OAuth2's transports so every request gets the
+// call's timeout (./call.ts callScope) and no jsforce retries: ./call.ts retries within the
+// run's budget.
 // jsforce's core only (Connection, OAuth2, query, sobject): the package entry point also loads
 // the bulk, metadata, streaming, tooling, ... APIs, ~14 MB of RSS a walk never uses.
 import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
-import { guardedCall, isNetworkError } from "./call.ts";
+import { callScope, DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
 import { isoFromSalesforce } from "./iso.ts";
 import {
   type ChangePage,
+  type ListOptions,
   type ObjectType,
   type ProviderAdapter,
   type ProviderDeps,
@@ -98,6 +104,22 @@ export function classifySalesforce(e: unknown): Classification {
  * instance: a backfill spanning several calls describes each object once, and a field added
  * in the org is picked up within the TTL.
  */
+interface Transport {
+  httpRequest(req: unknown, options?: Record<string, unknown>): unknown;
+}
+
+/** The transport with the call's timeout and jsforce's own retries off (see the header). */
+function timed(inner: Transport, fallbackMs: number): Transport {
+  return {
+    httpRequest: (req, options = {}) =>
+      inner.httpRequest(req, {
+        ...options,
+        timeout: callScope.getStore()?.timeoutMs ?? fallbackMs,
+        retry: { maxRetries: 0 },
+      }),
+  };
+}
+
 const DESCRIBED = new Map<string, { at: number; fields: Promise<string[]> }>();
 const DESCRIBE_TTL_MS = 10 * 60_000;
 
@@ -130,6 +152,7 @@ export function createSalesforceAdapter(
         clientSecret: c.clientSecret,
         loginUrl: c.loginUrl ?? deps.baseUrl,
       });
+      withTimeouts(oauth2 as unknown as { _transport: Transport });
       // The new token is persisted before jsforce may use it: jsforce's own "refresh" event
       // fires asynchronously, so a call could finish (and the function exit) first.
       oauth2.refreshToken(c.refreshToken)
@@ -151,26 +174,31 @@ export function createSalesforceAdapter(
     },
   });
 
-  const call = <T>(kind: string, fn: () => Promise<T>, signal?: AbortSignal) =>
+  function withTimeouts(holder: { _transport: Transport }) {
+    holder._transport = timed(holder._transport, deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+  }
+  withTimeouts(conn as unknown as { _transport: Transport });
+
+  const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
     guardedCall(deps, () => {
       refreshesThisCall = 0;
       return fn();
-    }, { kind, classify: classifySalesforce, signal });
+    }, { kind, classify: classifySalesforce, signal: o.signal, deadline: o.deadline });
 
   type Rows = { records: unknown[] };
   // jsforce's Query is a thenable, not a Promise: await it inside an async function.
-  const query = (soql: string, o: Record<string, unknown>, signal?: AbortSignal) =>
-    call("query", async (): Promise<Rows> => await conn.query(soql, o) as unknown as Rows, signal);
+  const query = (soql: string, o: Record<string, unknown>, opts: ListOptions) =>
+    call("query", async (): Promise<Rows> => await conn.query(soql, o) as unknown as Rows, opts);
 
   /** The selected fields of `type` the org has (`Rel.Field` when the relationship exists). */
-  function selectable(type: string, signal?: AbortSignal): Promise<string[]> {
+  function selectable(type: string, opts: ListOptions): Promise<string[]> {
     const wanted = fields[type] ?? [];
     if (wanted.length === 0) return Promise.resolve([]);
     const key = `${c.instanceUrl ?? deps.baseUrl}|${type}|${wanted.join(",")}`;
     const hit = DESCRIBED.get(key);
     let p = hit && Date.now() - hit.at < DESCRIBE_TTL_MS ? hit.fields : undefined;
     if (!p) {
-      p = call("describe", () => conn.sobject(type).describe(), signal).then((d) => {
+      p = call("describe", () => conn.sobject(type).describe(), opts).then((d) => {
         const names = new Set(d.fields.map((f) => f.name.toLowerCase()));
         const rels = new Set(
           d.fields.flatMap((f) => (f.relationshipName ? [f.relationshipName.toLowerCase()] : [])),
@@ -190,8 +218,8 @@ export function createSalesforceAdapter(
     return p;
   }
 
-  async function fieldList(type: string, signal?: AbortSignal): Promise<string> {
-    const set = new Set(["Id", "SystemModstamp", ...await selectable(type, signal)]);
+  async function fieldList(type: string, opts: ListOptions): Promise<string> {
+    const set = new Set(["Id", "SystemModstamp", ...await selectable(type, opts)]);
     if (type !== "User") {
       set.add("IsDeleted");
       if (type !== "Opportunity") set.add("MasterRecordId");
@@ -228,6 +256,9 @@ export function createSalesforceAdapter(
 
   return {
     provider: "salesforce",
+    // queryAll returns recycle-bin rows (IsDeleted) in the same keyset walk. User has no
+    // deletions but is kept whole like every provider's owners (the daily owners job).
+    capabilities: { deletions: "in-walk", alwaysFull: ["owners"] },
 
     async changesSince(object, from, checkpoint, opts = {}) {
       const types = SOBJECTS[object];
@@ -242,13 +273,13 @@ export function createSalesforceAdapter(
           soqlDateTime(pos.t)
         } AND Id > ${soqlString(pos.id)}))`
         : "";
-      const select = await fieldList(type, opts.signal);
+      const select = await fieldList(type, opts);
       const soql =
         `SELECT ${select} FROM ${type}${where} ORDER BY SystemModstamp ASC, Id ASC LIMIT ${size}`;
       const res = await query(
         soql,
         { scanAll: type !== "User", autoFetch: false, maxFetch: size },
-        opts.signal,
+        opts,
       );
       const records: RemoteRecord[] = [];
       const errors: RecordError[] = [];
@@ -294,14 +325,14 @@ export function createSalesforceAdapter(
       // want only them (drift checks).
       const out: RemoteRecord[] = [];
       for (const type of SOBJECTS[object].filter((t) => t !== "User")) {
-        const select = await fieldList(type, opts.signal);
+        const select = await fieldList(type, opts);
         const soql = `SELECT ${select} FROM ${type} WHERE IsDeleted = true AND SystemModstamp >= ${
           soqlDateTime(since)
         } ORDER BY SystemModstamp ASC, Id ASC`;
         const res = await query(
           soql,
           { scanAll: true, autoFetch: true, maxFetch: 50_000 },
-          opts.signal,
+          opts,
         );
         for (const raw of res.records) {
           const r = toRecord(type, raw);
@@ -321,11 +352,11 @@ export function createSalesforceAdapter(
       for (const type of SOBJECTS[object]) {
         for (let i = 0; i < wanted.length; i += 200) {
           const chunk = wanted.slice(i, i + 200);
-          const select = await fieldList(type, opts.signal);
+          const select = await fieldList(type, opts);
           const soql = `SELECT ${select} FROM ${type} WHERE Id IN (${
             chunk.map(soqlString).join(", ")
           })`;
-          const res = await query(soql, { autoFetch: true, maxFetch: 200 }, opts.signal);
+          const res = await query(soql, { autoFetch: true, maxFetch: 200 }, opts);
           for (const raw of res.records) {
             const r = toRecord(type, raw);
             if ("reason" in r) errors.push(r);

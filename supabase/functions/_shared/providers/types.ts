@@ -48,7 +48,11 @@ export interface ChangePage {
 
 export interface ListOptions {
   pageSize?: number;
+  /** Aborts every request of the call (the run stopped). */
   signal?: AbortSignal;
+  /** Epoch ms, the run's budget: no request, rate-limit wait or retry that would end past it is
+   * started, and a request still open then is aborted. */
+  deadline?: number;
 }
 
 /** Tokens the adapter obtained by refreshing; the caller persists them encrypted. */
@@ -62,16 +66,38 @@ export interface TokenSet {
 export interface ProviderDeps {
   baseUrl: string;
   credentials: Record<string, string>;
-  /** Awaited before every API call: the per-connection rate limiter. */
-  beforeRequest: (kind: string) => Promise<void>;
+  /** Awaited before every API call: the per-connection rate limiter. A wait that would end past
+   * `deadline` rejects (BudgetExhaustedError) instead of sleeping. */
+  beforeRequest: (kind: string, o?: { signal?: AbortSignal; deadline?: number }) => Promise<void>;
+  /** Longest wait for one HTTP answer (default DEFAULT_CALL_TIMEOUT_MS in ./call.ts). */
+  callTimeoutMs?: number;
   onTokens: (tokens: TokenSet) => Promise<void>;
   /** Counts API calls made, for sync_log. */
   countCall: (n?: number) => void;
   log: (msg: string, extra?: Record<string, unknown>) => void;
 }
 
+/**
+ * What the engine must know about a provider's listings, declared by its adapter so the engine
+ * holds no provider names.
+ */
+export interface ProviderCapabilities {
+  /**
+   * How deleted records are found:
+   * - "in-walk": the change walk returns them (deleted = true), in deltas and full walks;
+   * - "listed-on-full": only a separate listing (deletedSince) finds them, and it cannot be
+   *   bounded by time (it costs O(all deleted records)), so the engine runs it after a complete
+   *   full walk (the hourly drift check), never after a delta;
+   * - "sweep-only": nothing lists them; the full walk's sweep finds them.
+   */
+  deletions: "in-walk" | "listed-on-full" | "sweep-only";
+  /** Objects whose listing has no modified-since filter: always walked whole. */
+  alwaysFull: readonly ObjectType[];
+}
+
 export interface ProviderAdapter {
   readonly provider: ProviderName;
+  readonly capabilities: ProviderCapabilities;
   /**
    * Records of `object` changed at or after the watermark, oldest first. `checkpoint` is what
    * the previous page returned (null to start from the watermark). Deleted/archived records

@@ -30,8 +30,15 @@ export async function createSyncContext(
     : undefined;
   const mapper = createMapper(conn.provider, [...mappings], { defaultRegion: region });
   let calls = 0;
+  // settings.request_timeout_ms: the longest wait for one CRM answer (default in
+  // providers/call.ts); runs also cut every request at their deadline.
+  const timeout = conn.settings.request_timeout_ms;
   const adapter = await createAdapter(conn.provider, {
     baseUrl: conn.baseUrl,
+    callTimeoutMs: Number.isInteger(timeout) && (timeout as number) >= 100 &&
+        (timeout as number) <= 120_000
+      ? timeout as number
+      : undefined,
     credentials: conn.credentials,
     beforeRequest: createRateGate(limitsFor(conn.provider, conn.settings)),
     onTokens: (tokens) => persistTokens(sql, key, conn, tokens),

@@ -4,12 +4,12 @@
 // statement), stop at the deadline and continue on the next run from the saved checkpoint;
 // then, time left, retry the records that failed before (./retry.ts). Pages are fetched ahead
 // while earlier ones are written, and written together when they queue up (./feed.ts). Every
-// outcome is closed in crm.sync_log with truthful counts. A run that lost its lease (CRM10) stops at once: the run
-// that took the stream over closed its log row. A dry run takes no lease and writes nothing:
-// each page is previewed by one statement that undoes its own writes, so no transaction is
-// ever open while the CRM is called.
+// outcome is closed in crm.sync_log with truthful counts. A run that lost its lease (CRM10)
+// stops at once: the run that took the stream over closed its log row. A dry run takes no lease
+// and writes nothing: each page is previewed by one statement that undoes its own writes, so no
+// transaction is ever open while the CRM is called.
 import type { Sql } from "../db.ts";
-import { type ChangePage, type ObjectType, type ProviderName } from "../providers/types.ts";
+import { type ObjectType, ProviderError, type ProviderName } from "../providers/types.ts";
 import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import { PageFeed } from "./feed.ts";
@@ -19,11 +19,11 @@ import {
   mergePages,
   type PageTarget,
   type PreparedPage,
-  preparePage,
   savePage,
 } from "./runlog.ts";
 import { retryFailures } from "./retry.ts";
 import { RunTally } from "./tally.ts";
+import { deletionPage, listsDeletionsAfter, pageReader, streamMode } from "./walk.ts";
 
 export type InboundMode = "delta" | "full";
 export type Trigger = "cron" | "webhook" | "manual" | "backfill" | "live";
@@ -66,13 +66,9 @@ export interface RunSummary {
   error?: string;
 }
 
-/** Providers whose change walk does not carry deletions: archived records are listed apart. */
-const SEPARATE_DELETE_LISTING = new Set<ProviderName>(["hubspot"]);
 /** Records per crm.save_inbound_page call at most, when pages queue up faster than they are
  * written; also the most records fetched ahead of the writer. */
 const WRITE_BATCH_RECORDS = 2_000;
-/** Deletion listings re-read this far behind the watermark (clock skew, search lag). */
-const DELETE_OVERLAP_MS = 5 * 60_000;
 
 export async function runInbound(
   sql: Sql,
@@ -140,8 +136,8 @@ async function sweep(
 async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunSummary> {
   const now = o.now ?? Date.now;
   const { conn, adapter, mapper } = ctx;
-  // Owner listings have no modified filter anywhere: they are always walked whole.
-  const mode: InboundMode = o.object === "owners" ? "full" : o.mode;
+  // Objects the adapter cannot filter by modification time are walked whole.
+  const mode: InboundMode = streamMode(adapter, o.object, o.mode);
   const tally = new RunTally(conn, o.object, ctx.calls);
   const run = await openRun(sql, conn.id, o, mode);
   if (!run) {
@@ -154,13 +150,12 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     ? { modifiedAt: new Date(run.watermark_at).toISOString(), remoteId: run.watermark_id ?? "" }
     : null;
   const checkpoint: unknown = mode === "full" ? run.full_sync_checkpoint : run.delta_checkpoint;
-  const prepare = (page: ChangePage) =>
-    preparePage(page, page.records.map((r) => mapper.inbound(o.object, r)));
-  // Mapped and serialized as they arrive, so the writer never waits for it.
-  const fetchPage = async (cp: unknown) =>
-    prepare(
-      await adapter.changesSince(o.object, from, cp, o.pageSize ? { pageSize: o.pageSize } : {}),
-    );
+  // Mapped and serialized as they arrive, so the writer never waits for it. Every adapter call
+  // (its rate-limit waits, retries and request timeouts) fits the run's deadline.
+  const fetchPage = pageReader(adapter, mapper, o.object, from, {
+    pageSize: o.pageSize,
+    deadline: o.deadline,
+  });
   const target: PageTarget = {
     runId,
     leaseToken: run.leaseToken,
@@ -204,15 +199,9 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       if (now() >= o.deadline) break;
     }
     feed.stop();
-    if (done && from && SEPARATE_DELETE_LISTING.has(conn.provider)) {
-      const since = new Date(Date.parse(from.modifiedAt) - DELETE_OVERLAP_MS).toISOString();
-      const gone = await adapter.deletedSince(o.object, since);
-      if (gone.length) {
-        await save(
-          prepare({ records: gone, errors: [], checkpoint: null, watermark: null, done: true }),
-          null,
-        );
-      }
+    if (done && listsDeletionsAfter(adapter, mode)) {
+      const gone = await deletionPage(adapter, mapper, o.object, { deadline: o.deadline });
+      if (gone) await save(gone, null);
     }
     // Records that failed before and that this run has not read again, while time is left.
     if (!o.dryRun && now() < o.deadline) await retryFailures(sql, ctx, target, tally);
@@ -229,15 +218,18 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       return tally.summary(runId, "failed", { error: (e as Error).message });
     }
     const { message, revoked } = await recordFailure(sql, conn, e);
+    // Only a transient failure (out of time, a hung or failing CRM after the retries the budget
+    // allowed) is continued by the next call, from the checkpoint saved before it.
+    const more = e instanceof ProviderError && e.action === "retry";
     if (runId !== null) {
       await closeRun(sql, { runId, leaseToken: run.leaseToken }, "failed", tally, {
         message,
         revoked,
-        more: false,
+        more,
       }).catch((closeError) => {
         if (!isLeaseLost(closeError)) throw closeError;
       });
     }
-    return tally.summary(runId, "failed", { error: message, revoked });
+    return tally.summary(runId, "failed", { error: message, revoked, more });
   }
 }

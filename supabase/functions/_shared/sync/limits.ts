@@ -40,18 +40,19 @@ export function limitsFor(provider: ProviderName, settings: unknown): Record<str
   return out;
 }
 
-/** beforeRequest(kind): every call takes a slot of the default window, and of its own if any. */
+/** beforeRequest(kind): every call takes a slot of the default window, and of its own if any;
+ * a wait that would end past the call's deadline is refused (BudgetExhaustedError). */
 export function createRateGate(
   limits: Record<string, RateLimit>,
   clock: Clock = realClock,
-): (kind: string) => Promise<void> {
+): (kind: string, o?: { signal?: AbortSignal; deadline?: number }) => Promise<void> {
   const gates = new Map<string, SlidingWindowLimiter>();
   for (const [k, l] of Object.entries(limits)) {
     gates.set(k, new SlidingWindowLimiter(l.limit, l.windowMs, clock));
   }
-  return async (kind: string) => {
+  return async (kind, o = {}) => {
     const own = kind !== "default" ? gates.get(kind) : undefined;
-    if (own) await own.acquire();
-    await gates.get("default")?.acquire();
+    if (own) await own.acquire(o.signal, o.deadline);
+    await gates.get("default")?.acquire(o.signal, o.deadline);
   };
 }

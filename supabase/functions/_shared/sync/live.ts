@@ -2,13 +2,20 @@
 // the CRM through the same adapter and mapper as the sync, normalised. With persist they are
 // also written through crm.save_inbound_page in mode "live", which applies them exactly as the
 // sync would but moves no watermark or checkpoint (a timeframe is not a complete walk).
+// Pages are read by the walk's own reader and feed (./walk.ts, ./feed.ts): the same budgeted
+// adapter calls, mapping and fetch-ahead; only what is done with each page differs.
 import type { Sql } from "../db.ts";
 import type { ObjectType, RecordError } from "../providers/types.ts";
 import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import type { RunSummary } from "./inbound.ts";
-import { closeRun, preparePage, savePage } from "./runlog.ts";
+import { PageFeed } from "./feed.ts";
+import { closeRun, mergePages, savePage } from "./runlog.ts";
 import { RunTally, type Warning } from "./tally.ts";
+import { pageReader } from "./walk.ts";
+
+/** Largest page asked of the CRM (each adapter caps it at its own maximum). */
+const LIVE_PAGE = 500;
 
 export const TIMEFRAMES = ["today", "this_week", "this_month", "last_30_days", "all"] as const;
 export type Timeframe = typeof TIMEFRAMES[number];
@@ -72,21 +79,33 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
     }::jsonb) as id`;
     runId = Number(id);
   }
-  // Owners have no modified filter: "since" does not apply to them.
-  const from = o.since && o.object !== "owners"
+  // Objects without a modified filter (adapter.capabilities.alwaysFull) ignore "since".
+  const from = o.since && !adapter.capabilities.alwaysFull.includes(o.object)
     ? { modifiedAt: o.since.toISOString(), remoteId: "" }
     : null;
-  let checkpoint: unknown = null;
+  const readPage = pageReader(adapter, mapper, o.object, from, {
+    pageSize: Math.min(o.limit, LIVE_PAGE),
+    deadline: o.deadline,
+  });
+  // Counted as fetched (not as handed over), so no page past the limit is asked for.
+  let fetched = 0;
+  const read = async (cp: unknown) => {
+    const page = await readPage(cp);
+    fetched += page.count;
+    return page;
+  };
+  const feed = new PageFeed(read, null, {
+    batchRecords: LIVE_PAGE,
+    maxAhead: LIVE_PAGE,
+    mayFetch: () => fetched < o.limit && Date.now() < o.deadline,
+    merge: mergePages,
+  });
   try {
-    for (;;) {
-      const page = await adapter.changesSince(o.object, from, checkpoint, {
-        pageSize: Math.min(o.limit, 500),
-      });
-      const mapped = page.records.map((r) => mapper.inbound(o.object, r));
+    for (let page = await feed.next(); page; page = await feed.next()) {
       out.errors.push(...page.errors);
-      for (const m of mapped) {
-        out.warnings.push(...m.warnings);
-        if (m.record.deleted !== true && out.records.length < o.limit) out.records.push(m.record);
+      out.warnings.push(...page.warnings);
+      for (const record of JSON.parse(page.json) as Record<string, unknown>[]) {
+        if (record.deleted !== true && out.records.length < o.limit) out.records.push(record);
       }
       if (runId !== null) {
         const target = {
@@ -96,16 +115,17 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
           object: o.object,
           mode: "live" as const,
         };
-        await savePage(sql, target, tally, preparePage(page, mapped), null);
+        await savePage(sql, target, tally, page, null);
       }
-      checkpoint = page.checkpoint;
       if (page.done) break;
       if (out.records.length >= o.limit || Date.now() >= o.deadline) {
         out.more = true;
         break;
       }
     }
+    feed.stop();
   } catch (e) {
+    feed.stop();
     out.error = (await recordFailure(sql, conn, e)).message;
   }
   out.api_calls = ctx.calls() - calls0;
