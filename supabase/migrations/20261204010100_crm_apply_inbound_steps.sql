@@ -84,8 +84,6 @@ begin
       target_id uuid,
       link_candidate boolean not null default false,
       linked boolean not null default false,
-      typed jsonb,
-      row_image jsonb,
       row_ts timestamptz,
       row_deleted_at timestamptz,
       row_merged_into text,
@@ -196,6 +194,8 @@ declare
   v_conflict_set text;
   v_full_inserts integer;
   v_full_written integer;
+  v_bulk_written integer;
+  v_refs text;
   ref record;
 begin
   if p_object is null or p_object not in ('contacts', 'companies', 'deals', 'owners') then
@@ -295,37 +295,11 @@ begin
                        v_lo, p_records -> (v_lo - 1) ->> 'remote_id', coalesce(v_problem, sqlerrm));
   end;
 
-  -- 3. One version per remote id: the newest, then the last in the page.
-  insert into pg_temp.crm_inbound_page (ord, remote_id, ts, is_deleted, merged_into, merged_ids, body)
-  select distinct on (e.r ->> 'remote_id')
-         e.ord,
-         e.r ->> 'remote_id',
-         (e.r ->> 'remote_updated_at')::timestamptz,
-         coalesce((e.r ->> 'deleted')::boolean, false) or nullif(e.r ->> 'merged_into', '') is not null,
-         nullif(e.r ->> 'merged_into', ''),
-         coalesce(e.r -> 'merged_ids', '[]'::jsonb),
-         e.r - '{remote_id,remote_updated_at,deleted,merged_into,merged_ids}'::text[]
-  from jsonb_array_elements(p_records) with ordinality as e(r, ord)
-  order by e.r ->> 'remote_id', (e.r ->> 'remote_updated_at')::timestamptz desc, e.ord desc;
-  -- Losers a survivor names (merged_ids) that the page does not carry itself.
-  insert into pg_temp.crm_inbound_loser (alias, survivor)
-  select distinct on (m.alias) m.alias, p.remote_id
-  from pg_temp.crm_inbound_page p
-  cross join lateral jsonb_array_elements_text(p.merged_ids) as m(alias)
-  where p.merged_ids <> '[]'::jsonb and m.alias <> p.remote_id
-    and not exists (select 1 from pg_temp.crm_inbound_page x where x.remote_id = m.alias)
-  order by m.alias, p.ts desc;
-  update pg_temp.crm_inbound_page p set named_loser = true
-  where exists (select 1 from pg_temp.crm_inbound_page s, jsonb_array_elements_text(s.merged_ids) m
-                where s.merged_ids <> '[]'::jsonb and m = p.remote_id);
-  -- Row count and the join keys' statistics for the planner (pg_statistic rows of this session's
-  -- table are rewritten, no relation is created): with them it probes the mirror tables' indexes
-  -- per record for small pages rather than guessing at hundreds of rows.
-  analyze pg_temp.crm_inbound_page (remote_id, ord);
-
-  -- 4. Each record's row by remote id, and whether an unlinked local row (remote_id null, not
-  -- deleted) of the connection could be linked to it. A connection whose local rows are all
-  -- linked (every backfill, most days) skips the link probes.
+  -- 3. One version per remote id (the newest, then the last in the page), with its row by
+  -- remote id and whether an unlinked local row (remote_id null, not deleted) of the connection
+  -- could be linked to it. A connection whose local rows are all linked (every backfill, most
+  -- days) skips the link probes. The probes are correlated subqueries in the select list: one
+  -- index probe per record, whatever the estimates.
   v_link_rules := case p_object
     when 'contacts' then array[array['email', 'lower'], array['phone', 'exact']]
     when 'companies' then array[array['domain', 'lower']]
@@ -342,13 +316,41 @@ begin
                      and t.deleted_at is null and %2$s)',
       p_object, crm._inbound_link_match(v_link_rules[v_rule][1], v_link_rules[v_rule][2], 'p'));
   end loop;
-  -- Correlated subqueries in the SET list: one index probe per record, whatever the estimates.
   execute format(
-    'update pg_temp.crm_inbound_page p set
-       target_id = (select t.id from crm.%1$I t where t.connection_id = $1 and t.remote_id = p.remote_id),
-       link_candidate = not p.is_deleted and (%2$s)',
+    $q$insert into pg_temp.crm_inbound_page (ord, remote_id, ts, is_deleted, merged_into, merged_ids, body,
+                                             target_id, link_candidate)
+       select p.*,
+              (select t.id from crm.%1$I t where t.connection_id = $1 and t.remote_id = p.remote_id),
+              not p.is_deleted and (%2$s)
+       from (
+         select distinct on (e.r ->> 'remote_id')
+                e.ord,
+                e.r ->> 'remote_id' as remote_id,
+                (e.r ->> 'remote_updated_at')::timestamptz as ts,
+                coalesce((e.r ->> 'deleted')::boolean, false) or nullif(e.r ->> 'merged_into', '') is not null
+                  as is_deleted,
+                nullif(e.r ->> 'merged_into', '') as merged_into,
+                coalesce(e.r -> 'merged_ids', '[]'::jsonb) as merged_ids,
+                e.r - '{remote_id,remote_updated_at,deleted,merged_into,merged_ids}'::text[] as body
+         from jsonb_array_elements($2) with ordinality as e(r, ord)
+         order by e.r ->> 'remote_id', (e.r ->> 'remote_updated_at')::timestamptz desc, e.ord desc
+       ) p$q$,
     p_object, v_candidate)
-    using p_connection_id;
+    using p_connection_id, p_records;
+
+  -- 4. Merges named by a survivor (merged_ids): losers the page does not carry itself.
+  if exists (select 1 from pg_temp.crm_inbound_page p where p.merged_ids <> '[]'::jsonb) then
+    insert into pg_temp.crm_inbound_loser (alias, survivor)
+    select distinct on (m.alias) m.alias, p.remote_id
+    from pg_temp.crm_inbound_page p
+    cross join lateral jsonb_array_elements_text(p.merged_ids) as m(alias)
+    where p.merged_ids <> '[]'::jsonb and m.alias <> p.remote_id
+      and not exists (select 1 from pg_temp.crm_inbound_page x where x.remote_id = m.alias)
+    order by m.alias, p.ts desc;
+    update pg_temp.crm_inbound_page p set named_loser = true
+    where exists (select 1 from pg_temp.crm_inbound_page s, jsonb_array_elements_text(s.merged_ids) m
+                  where s.merged_ids <> '[]'::jsonb and m = p.remote_id);
+  end if;
 
   -- 5. Records nobody has seen (no row, nothing to link, no part in a merge) are inserted as they
   -- came, deleted ones as tombstones: nothing local can disagree with them. A concurrent insert
@@ -395,11 +397,18 @@ begin
      from ins i',
     p_object, v_typed, v_set_cols, v_bulk_cols)
     using p_connection_id;
-  delete from pg_temp.crm_inbound_page p
-  using pg_temp.crm_inbound_written w
-  where w.remote_id = p.remote_id;
+  get diagnostics v_bulk_written = row_count;
+  if v_bulk_written > 0 then
+    delete from pg_temp.crm_inbound_page p
+    using pg_temp.crm_inbound_written w
+    where w.remote_id = p.remote_id;
+  end if;
 
-  if exists (select 1 from pg_temp.crm_inbound_page) or exists (select 1 from pg_temp.crm_inbound_loser) then
+  if v_bulk_written < v_n or exists (select 1 from pg_temp.crm_inbound_loser) then
+    -- Row count and the join keys' statistics for the planner (pg_statistic rows of this
+    -- session's table are rewritten, no relation is created): the steps below join the records
+    -- to mirror rows, sync_state and the outbox, and it must see a page of a few records as such.
+    analyze pg_temp.crm_inbound_page (remote_id, ord, target_id);
     -- 6. Lock the rows the steps below can touch (the records' own, merge losers', link
     -- candidates'), in id order, so that every later step reads them as their last writer left
     -- them. Each step reads a new snapshot: a concurrent insert of a remote id committed after
@@ -426,12 +435,14 @@ begin
               case v_link_rules[v_rule][2] when 'lower' then array(select lower(v) from unnest(v_lock_values) v)
                                            else v_lock_values end;
     end loop;
-    execute format(
-      'update pg_temp.crm_inbound_page p
-       set target_id = (select t.id from crm.%1$I t where t.connection_id = $1 and t.remote_id = p.remote_id)
-       where p.target_id is null',
-      p_object)
-      using p_connection_id;
+    if exists (select 1 from pg_temp.crm_inbound_page p where p.target_id is null) then
+      execute format(
+        'update pg_temp.crm_inbound_page p
+         set target_id = (select t.id from crm.%1$I t where t.connection_id = $1 and t.remote_id = p.remote_id)
+         where p.target_id is null',
+        p_object)
+        using p_connection_id;
+    end if;
 
     -- 7. Link: each rule pairs each unlinked local row with at most one record and each record
     -- with at most one row (earliest record, then oldest row, first); later rules take what the
@@ -458,128 +469,162 @@ begin
         using p_connection_id;
     end loop;
 
-    -- 8. The rows as they are, their pending outbox entries, the records' typed values.
-    execute format(
-      'update pg_temp.crm_inbound_page p set
-         row_image = to_jsonb(t), row_ts = t.remote_updated_at, row_deleted_at = t.deleted_at,
-         row_merged_into = t.merged_into_remote_id, row_swept = t.swept_at is not null,
-         typed = to_jsonb(y),
-         ob_state = o.state, ob_op = o.op, pending_cols = coalesce(o.changed_columns, ''{}''::text[])
-       from crm.%1$I t
-       left join crm.outbox o on o.object = $1 and o.record_id = t.id,
-       pg_temp.%2$I y
-       where t.id = p.target_id and y.ord = p.ord',
-      p_object, v_typed)
-      using p_object;
-
-    -- 9. Per field of records that have a row (a new record is inserted from its body as it
+    -- 8. Per field of records that have a row (a new record is inserted from its body as it
     -- came). Stale: older than the field's newest remote version (or, for a field never seen,
     -- the row's). Otherwise: not changed locally -> take; changed locally and equal -> agree;
     -- remote unchanged since the last agreement -> keep local; changed on both sides -> policy.
-    -- An open conflict is settled only by agreement (manual policy semantics).
-    insert into pg_temp.crm_inbound_field (remote_id, target_id, field, val, local_val, ts, agreed_hash,
-                                           local_changed_at, remote_changed_at, has_state, open_conflict_id,
-                                           decision)
-    select f.remote_id, f.target_id, f.field, f.val, f.local_val, f.ts, s.agreed_hash, s.local_changed_at,
-           s.remote_changed_at, s.record_id is not null, k.id,
-           case
-             when f.ts < coalesce(s.remote_changed_at, f.row_ts) then 'stale'
-             when k.id is not null then case when f.val = f.local_val then 'agree' else 'manual' end
-             when f.field <> all (f.pending_cols) then 'take'
-             when f.val = f.local_val then 'agree'
-             when s.agreed_hash is not null and crm._hash(f.val) = s.agreed_hash then 'keep'
-             when v_policy = 'crm_wins' then 'take_conflict'
-             when v_policy = 'app_wins' then 'keep_conflict'
-             when v_policy = 'manual' then 'manual'
-             when f.ts >= coalesce(s.local_changed_at, '-infinity'::timestamptz) then 'take_conflict'
-             else 'keep_conflict'
-           end
-    from (
-      select p.remote_id, p.target_id, p.ts, p.row_ts, p.pending_cols, v.field, v.val,
-             crm._field_value(p.row_image, v.field) as local_val
-      from pg_temp.crm_inbound_page p
-      cross join lateral (
-        select k.key, p.typed -> k.key
-        from jsonb_object_keys(p.body) as k(key)
-        where k.key <> 'custom'
-        union all
-        select 'custom.' || c.key, c.value
-        from jsonb_each(coalesce(p.body -> 'custom', '{}'::jsonb)) as c
-      ) as v(field, val)
-      where p.target_id is not null
-    ) f
-    left join crm.sync_state s on s.object = p_object and s.record_id = f.target_id and s.field = f.field
-    left join crm.conflicts k on k.object = p_object and k.record_id = f.target_id and k.field = f.field
-                             and k.resolution is null;
+    -- An open conflict is settled only by agreement (manual policy semantics). The row images
+    -- are materialized so that each is built once per record, not once per field.
+    execute format(
+      $q$with rec as materialized (
+           select p.remote_id, p.target_id, p.ts, p.body, t.remote_updated_at as row_ts,
+                  coalesce(o.changed_columns, '{}'::text[]) as pending_cols,
+                  to_jsonb(t) as row_image, to_jsonb(y) as typed
+           from pg_temp.crm_inbound_page p
+           join crm.%1$I t on t.id = p.target_id
+           join pg_temp.%2$I y on y.ord = p.ord
+           left join crm.outbox o on o.object = $1 and o.record_id = p.target_id
+         ),
+         fv as (
+           select r.remote_id, r.target_id, r.ts, r.row_ts, r.pending_cols, v.field, v.val,
+                  coalesce(v.local_val, 'null'::jsonb) as local_val
+           from rec r
+           cross join lateral (
+             select k.key, r.typed -> k.key, r.row_image -> k.key
+             from jsonb_object_keys(r.body) as k(key)
+             where k.key <> 'custom'
+             union all
+             select 'custom.' || c.key, c.value, r.row_image -> 'custom' -> c.key
+             from jsonb_each(coalesce(r.body -> 'custom', '{}'::jsonb)) as c
+           ) as v(field, val, local_val)
+         )
+       insert into pg_temp.crm_inbound_field (remote_id, target_id, field, val, local_val, ts, agreed_hash,
+                                              local_changed_at, remote_changed_at, has_state, open_conflict_id,
+                                              decision)
+       select f.remote_id, f.target_id, f.field, f.val, f.local_val, f.ts, s.agreed_hash, s.local_changed_at,
+              s.remote_changed_at, s.record_id is not null, k.id,
+              case
+                when f.ts < coalesce(s.remote_changed_at, f.row_ts) then 'stale'
+                when k.id is not null then case when f.val = f.local_val then 'agree' else 'manual' end
+                when f.field <> all (f.pending_cols) then 'take'
+                when f.val = f.local_val then 'agree'
+                when s.agreed_hash is not null and crm._hash(f.val) = s.agreed_hash then 'keep'
+                when $2 = 'crm_wins' then 'take_conflict'
+                when $2 = 'app_wins' then 'keep_conflict'
+                when $2 = 'manual' then 'manual'
+                when f.ts >= coalesce(s.local_changed_at, '-infinity'::timestamptz) then 'take_conflict'
+                else 'keep_conflict'
+              end
+       from fv f
+       left join crm.sync_state s on s.object = $1 and s.record_id = f.target_id and s.field = f.field
+       left join crm.conflicts k on k.object = $1 and k.record_id = f.target_id and k.field = f.field
+                                and k.resolution is null$q$,
+      p_object, v_typed)
+      using p_object, v_policy;
 
-    -- 10. Per record: the patch (taken fields; the whole body for a new record), the action, and
-    -- what the outbox entry still has to push.
-    update pg_temp.crm_inbound_page p
-    set full_patch = case
-          when p.target_id is null then p.body
-          else coalesce(d.cols, '{}'::jsonb)
-            || case when d.custom_patch is not null
-                 then jsonb_build_object('custom', coalesce(p.row_image -> 'custom', '{}'::jsonb) || d.custom_patch)
-                 else '{}'::jsonb end
-        end,
-        settled = coalesce(d.settled, '{}'::text[])
-    from pg_temp.crm_inbound_page p0
-    left join (
-      select f.remote_id,
-             jsonb_object_agg(f.field, f.val) filter (
-               where f.decision in ('take', 'take_conflict') and not starts_with(f.field, 'custom.')
-                 and f.val is distinct from f.local_val) as cols,
-             jsonb_object_agg(substr(f.field, 8), f.val) filter (
-               where f.decision in ('take', 'take_conflict') and starts_with(f.field, 'custom.')
-                 and f.val is distinct from f.local_val) as custom_patch,
-             array_agg(f.field) filter (where f.decision in ('take', 'take_conflict', 'agree', 'manual')) as settled
-      from pg_temp.crm_inbound_field f
-      group by f.remote_id
-    ) d on d.remote_id = p0.remote_id
-    where p.remote_id = p0.remote_id;
-    -- Local ids of the relations the patch sets.
+    -- 9. Per record: the row's state, the patch (taken fields, custom keys merged into the row's;
+    -- the whole body for a new record; local ids of the relations it sets), the action, and what
+    -- the outbox entry still has to push.
+    v_refs := '';
     for ref in select r.local_col, r.remote_col, r.target from crm._mirror_refs() r where r.tbl = p_object loop
-      execute format(
-        'update pg_temp.crm_inbound_page p
-         set full_patch = p.full_patch || jsonb_build_object(%1$L,
-               (select x.id from crm.%3$I x where x.connection_id = $1 and x.remote_id = p.full_patch ->> %2$L))
-         where p.full_patch ? %2$L',
-        ref.local_col, ref.remote_col, ref.target)
-        using p_connection_id;
+      v_refs := v_refs || format(
+        ' || case when b.patch ? %1$L then jsonb_build_object(%2$L,
+               (select x.id from crm.%3$I x where x.connection_id = $2 and x.remote_id = b.patch ->> %1$L))
+             else ''{}''::jsonb end',
+        ref.remote_col, ref.local_col, ref.target);
     end loop;
-    update pg_temp.crm_inbound_page p
-    set action = a.action,
-        remaining = r.remaining,
-        still_pending = case
-          when p.ob_state is null then false
-          when p.ob_state = 'processing' then true
-          when a.action = 'tombstone' then false
-          when p.ob_op = 'delete' then true
-          else cardinality(r.remaining) > 0
-        end
-    from pg_temp.crm_inbound_page p0
-    cross join lateral (
-      select array(select x from unnest(p0.pending_cols) x where x <> all (p0.settled)) as remaining
-    ) r
-    cross join lateral (
-      select case
-        when p0.target_id is null then case when p0.is_deleted then 'insert_deleted' else 'insert' end
-        when p0.is_deleted and p0.row_deleted_at is null and p0.ts >= coalesce(p0.row_ts, '-infinity'::timestamptz)
-          then 'tombstone'
-        -- A newer version restores a record the CRM had deleted (not a merged one, not one the
-        -- app deleted); a sweep tombstone is restored by any version not older than the row.
-        when not p0.is_deleted and p0.row_deleted_at is not null and p0.row_merged_into is null
-             and p0.ob_op is distinct from 'delete'
-             and (p0.ts > coalesce(p0.row_ts, 'infinity'::timestamptz)
-                  or (p0.row_swept and p0.ts >= coalesce(p0.row_ts, '-infinity'::timestamptz)))
-          then 'restore'
-        when p0.full_patch <> '{}'::jsonb or p0.linked then 'update'
-        when p0.ts > p0.row_ts then 'touch'
-        when p0.ts < p0.row_ts then 'stale'
-        else 'unchanged'
-      end as action
-    ) a
-    where p.remote_id = p0.remote_id;
+    execute format(
+      $q$update pg_temp.crm_inbound_page p set
+           row_ts = r.row_ts, row_deleted_at = r.row_deleted_at, row_merged_into = r.row_merged_into,
+           row_swept = r.row_swept, ob_state = r.ob_state, ob_op = r.ob_op, pending_cols = r.pending_cols,
+           settled = r.settled, full_patch = r.full_patch, action = a.action, remaining = a.remaining,
+           still_pending = case
+             when r.ob_state is null then false
+             when r.ob_state = 'processing' then true
+             when a.action = 'tombstone' then false
+             when r.ob_op = 'delete' then true
+             else cardinality(a.remaining) > 0
+           end
+         from (
+           select p0.remote_id, p0.target_id, p0.ts, p0.is_deleted, p0.linked,
+                  t.remote_updated_at as row_ts, t.deleted_at as row_deleted_at,
+                  t.merged_into_remote_id as row_merged_into, t.swept_at is not null as row_swept,
+                  o.state as ob_state, o.op as ob_op, coalesce(o.changed_columns, '{}'::text[]) as pending_cols,
+                  coalesce(d.settled, '{}'::text[]) as settled, x.full_patch
+           from pg_temp.crm_inbound_page p0
+           left join crm.%1$I t on t.id = p0.target_id
+           left join crm.outbox o on o.object = $1 and o.record_id = p0.target_id
+           left join (
+             select f.remote_id,
+                    jsonb_object_agg(f.field, f.val) filter (
+                      where f.decision in ('take', 'take_conflict') and not starts_with(f.field, 'custom.')
+                        and f.val is distinct from f.local_val) as cols,
+                    jsonb_object_agg(substr(f.field, 8), f.val) filter (
+                      where f.decision in ('take', 'take_conflict') and starts_with(f.field, 'custom.')
+                        and f.val is distinct from f.local_val) as custom_patch,
+                    array_agg(f.field) filter (where f.decision in ('take', 'take_conflict', 'agree', 'manual'))
+                      as settled
+             from pg_temp.crm_inbound_field f
+             group by f.remote_id
+           ) d on d.remote_id = p0.remote_id
+           cross join lateral (
+             select b.patch %2$s
+             from (select case
+                            when p0.target_id is null then p0.body
+                            when d.custom_patch is not null
+                              then coalesce(d.cols, '{}'::jsonb) || jsonb_build_object('custom', t.custom || d.custom_patch)
+                            else coalesce(d.cols, '{}'::jsonb)
+                          end as patch) b
+           ) as x(full_patch)
+         ) r
+         cross join lateral (
+           select array(select c from unnest(r.pending_cols) c where c <> all (r.settled)) as remaining,
+             case
+               when r.target_id is null then case when r.is_deleted then 'insert_deleted' else 'insert' end
+               when r.is_deleted and r.row_deleted_at is null and r.ts >= coalesce(r.row_ts, '-infinity'::timestamptz)
+                 then 'tombstone'
+               -- A newer version restores a record the CRM had deleted (not a merged one, not one
+               -- the app deleted); a sweep tombstone is restored by any version not older than it.
+               when not r.is_deleted and r.row_deleted_at is not null and r.row_merged_into is null
+                    and r.ob_op is distinct from 'delete'
+                    and (r.ts > coalesce(r.row_ts, 'infinity'::timestamptz)
+                         or (r.row_swept and r.ts >= coalesce(r.row_ts, '-infinity'::timestamptz)))
+                 then 'restore'
+               when r.full_patch <> '{}'::jsonb or r.linked then 'update'
+               when r.ts > r.row_ts then 'touch'
+               when r.ts < r.row_ts then 'stale'
+               else 'unchanged'
+             end as action
+         ) a
+         where p.remote_id = r.remote_id$q$,
+      p_object, v_refs)
+      using p_object, p_connection_id;
+
+    -- 10. A field without its own sync_state row was last changed remotely at the row's
+    -- remote_updated_at (sync_state stays empty for records nobody edited). When a patch that
+    -- leaves some fields out moves that time forward, those fields keep the old time in a row of
+    -- their own, so that an older out-of-order change to one of them is still applied. Read from
+    -- the rows before they are updated; the fields are those crm._changed_columns(null, row) lists.
+    execute format(
+      $q$insert into crm.sync_state as s (connection_id, object, record_id, field, remote_changed_at)
+         select $1, $2, p.target_id, h.field, p.row_ts
+         from pg_temp.crm_inbound_page p
+         join crm.%1$I t on t.id = p.target_id
+         cross join lateral (
+           select n.key
+           from jsonb_each(to_jsonb(t) - $3) as n
+           where n.value <> 'null'::jsonb and not p.body ? n.key
+           union all
+           select 'custom.' || c.key
+           from jsonb_each(t.custom) as c
+           where c.value <> 'null'::jsonb and not coalesce(p.body -> 'custom', '{}'::jsonb) ? c.key
+         ) as h(field)
+         where p.action in ('update', 'touch') and p.ts > p.row_ts
+         on conflict (object, record_id, field) do update
+           set remote_changed_at = excluded.remote_changed_at, updated_at = now()
+           where s.remote_changed_at is null$q$,
+      p_object)
+      using p_connection_id, p_object, crm._bookkeeping_columns() || array['custom', 'kind'];
 
     -- 11. Apply. Existing rows: the patch, times, tombstone or restore, what stays pending.
     execute format(
@@ -633,22 +678,8 @@ begin
       using p_connection_id;
     get diagnostics v_full_written = row_count;
 
-    -- 12. Bookkeeping. A field without its own sync_state row was last changed remotely at the
-    -- row's remote_updated_at. When a patch that leaves some fields out moves that time forward,
-    -- those fields keep the old time in a row of their own, so an older out-of-order change to
-    -- one of them is still applied.
-    insert into crm.sync_state as s (connection_id, object, record_id, field, remote_changed_at)
-    select p_connection_id, p_object, p.target_id, h.field, p.row_ts
-    from pg_temp.crm_inbound_page p
-    cross join lateral unnest(crm._changed_columns(null, p.row_image)) as h(field)
-    where p.action in ('update', 'touch') and p.ts > p.row_ts
-      and not p.body ? h.field
-      and not (starts_with(h.field, 'custom.') and coalesce(p.body -> 'custom', '{}'::jsonb) ? substr(h.field, 8))
-    on conflict (object, record_id, field) do update
-      set remote_changed_at = excluded.remote_changed_at, updated_at = now()
-      where s.remote_changed_at is null;
-    -- Agreed hashes, remote change times and the last conflict of the decided fields. Fields
-    -- taken or agreed need a row only when it changes something (sync_state stays empty for
+    -- 12. Bookkeeping: agreed hashes, remote change times and the last conflict of the decided
+    -- fields. Fields taken or agreed need a row only when it changes something (sync_state stays empty for
     -- records nobody edited).
     insert into crm.sync_state as s (connection_id, object, record_id, field, agreed_hash, agreed_at,
                                      remote_changed_at, conflict)
