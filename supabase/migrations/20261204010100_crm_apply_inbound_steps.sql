@@ -473,8 +473,16 @@ begin
     -- came). Stale: older than the field's newest remote version (or, for a field never seen,
     -- the row's). Otherwise: not changed locally -> take; changed locally and equal -> agree;
     -- remote unchanged since the last agreement -> keep local; changed on both sides -> policy.
-    -- An open conflict is settled only by agreement (manual policy semantics). The row images
-    -- are materialized so that each is built once per record, not once per field.
+    -- An open conflict is settled only by agreement (manual policy semantics). A field whose
+    -- value equals the row's, with no sync_state row, no open conflict and nothing pending, has
+    -- nothing to decide and is left out.
+    -- 'held': a field the record leaves out but the row has (non-null), when the record is newer
+    -- than the row. Such a field without its own sync_state row was last changed remotely at the
+    -- row's remote_updated_at (sync_state stays empty for records nobody edited); step 11 keeps
+    -- that time in a row of its own when the record moves the row's time forward, so that an
+    -- older out-of-order change to the field is still applied. These are the fields
+    -- crm._changed_columns(null, row) lists, less the record's.
+    -- The row images are materialized so that each is built once per record, not once per field.
     execute format(
       $q$with rec as materialized (
            select p.remote_id, p.target_id, p.ts, p.body, t.remote_updated_at as row_ts,
@@ -487,16 +495,25 @@ begin
          ),
          fv as (
            select r.remote_id, r.target_id, r.ts, r.row_ts, r.pending_cols, v.field, v.val,
-                  coalesce(v.local_val, 'null'::jsonb) as local_val
+                  coalesce(v.local_val, 'null'::jsonb) as local_val, v.held
            from rec r
            cross join lateral (
-             select k.key, r.typed -> k.key, r.row_image -> k.key
+             select k.key, r.typed -> k.key, r.row_image -> k.key, false
              from jsonb_object_keys(r.body) as k(key)
              where k.key <> 'custom'
              union all
-             select 'custom.' || c.key, c.value, r.row_image -> 'custom' -> c.key
+             select 'custom.' || c.key, c.value, r.row_image -> 'custom' -> c.key, false
              from jsonb_each(coalesce(r.body -> 'custom', '{}'::jsonb)) as c
-           ) as v(field, val, local_val)
+             union all
+             select n.key, null, null, true
+             from jsonb_each(r.row_image - $3) as n
+             where r.ts > r.row_ts and n.value <> 'null'::jsonb and not r.body ? n.key
+             union all
+             select 'custom.' || c.key, null, null, true
+             from jsonb_each(r.row_image -> 'custom') as c
+             where r.ts > r.row_ts and c.value <> 'null'::jsonb
+               and not coalesce(r.body -> 'custom', '{}'::jsonb) ? c.key
+           ) as v(field, val, local_val, held)
          )
        insert into pg_temp.crm_inbound_field (remote_id, target_id, field, val, local_val, ts, agreed_hash,
                                               local_changed_at, remote_changed_at, has_state, open_conflict_id,
@@ -504,6 +521,7 @@ begin
        select f.remote_id, f.target_id, f.field, f.val, f.local_val, f.ts, s.agreed_hash, s.local_changed_at,
               s.remote_changed_at, s.record_id is not null, k.id,
               case
+                when f.held then 'held'
                 when f.ts < coalesce(s.remote_changed_at, f.row_ts) then 'stale'
                 when k.id is not null then case when f.val = f.local_val then 'agree' else 'manual' end
                 when f.field <> all (f.pending_cols) then 'take'
@@ -518,9 +536,11 @@ begin
        from fv f
        left join crm.sync_state s on s.object = $1 and s.record_id = f.target_id and s.field = f.field
        left join crm.conflicts k on k.object = $1 and k.record_id = f.target_id and k.field = f.field
-                                and k.resolution is null$q$,
+                                and k.resolution is null
+       where f.held or f.val <> f.local_val or s.record_id is not null or k.id is not null
+          or f.field = any (f.pending_cols)$q$,
       p_object, v_typed)
-      using p_object, v_policy;
+      using p_object, v_policy, crm._bookkeeping_columns() || array['custom', 'kind'];
 
     -- 9. Per record: the row's state, the patch (taken fields, custom keys merged into the row's;
     -- the whole body for a new record; local ids of the relations it sets), the action, and what
@@ -534,18 +554,7 @@ begin
         ref.remote_col, ref.local_col, ref.target);
     end loop;
     execute format(
-      $q$update pg_temp.crm_inbound_page p set
-           row_ts = r.row_ts, row_deleted_at = r.row_deleted_at, row_merged_into = r.row_merged_into,
-           row_swept = r.row_swept, ob_state = r.ob_state, ob_op = r.ob_op, pending_cols = r.pending_cols,
-           settled = r.settled, full_patch = r.full_patch, action = a.action, remaining = a.remaining,
-           still_pending = case
-             when r.ob_state is null then false
-             when r.ob_state = 'processing' then true
-             when a.action = 'tombstone' then false
-             when r.ob_op = 'delete' then true
-             else cardinality(a.remaining) > 0
-           end
-         from (
+      $q$with r as materialized (
            select p0.remote_id, p0.target_id, p0.ts, p0.is_deleted, p0.linked,
                   t.remote_updated_at as row_ts, t.deleted_at as row_deleted_at,
                   t.merged_into_remote_id as row_merged_into, t.swept_at is not null as row_swept,
@@ -576,7 +585,19 @@ begin
                             else coalesce(d.cols, '{}'::jsonb)
                           end as patch) b
            ) as x(full_patch)
-         ) r
+         )
+         update pg_temp.crm_inbound_page p set
+           row_ts = r.row_ts, row_deleted_at = r.row_deleted_at, row_merged_into = r.row_merged_into,
+           row_swept = r.row_swept, ob_state = r.ob_state, ob_op = r.ob_op, pending_cols = r.pending_cols,
+           settled = r.settled, full_patch = r.full_patch, action = a.action, remaining = a.remaining,
+           still_pending = case
+             when r.ob_state is null then false
+             when r.ob_state = 'processing' then true
+             when a.action = 'tombstone' then false
+             when r.ob_op = 'delete' then true
+             else cardinality(a.remaining) > 0
+           end
+         from r
          cross join lateral (
            select array(select c from unnest(r.pending_cols) c where c <> all (r.settled)) as remaining,
              case
@@ -600,33 +621,7 @@ begin
       p_object, v_refs)
       using p_object, p_connection_id;
 
-    -- 10. A field without its own sync_state row was last changed remotely at the row's
-    -- remote_updated_at (sync_state stays empty for records nobody edited). When a patch that
-    -- leaves some fields out moves that time forward, those fields keep the old time in a row of
-    -- their own, so that an older out-of-order change to one of them is still applied. Read from
-    -- the rows before they are updated; the fields are those crm._changed_columns(null, row) lists.
-    execute format(
-      $q$insert into crm.sync_state as s (connection_id, object, record_id, field, remote_changed_at)
-         select $1, $2, p.target_id, h.field, p.row_ts
-         from pg_temp.crm_inbound_page p
-         join crm.%1$I t on t.id = p.target_id
-         cross join lateral (
-           select n.key
-           from jsonb_each(to_jsonb(t) - $3) as n
-           where n.value <> 'null'::jsonb and not p.body ? n.key
-           union all
-           select 'custom.' || c.key
-           from jsonb_each(t.custom) as c
-           where c.value <> 'null'::jsonb and not coalesce(p.body -> 'custom', '{}'::jsonb) ? c.key
-         ) as h(field)
-         where p.action in ('update', 'touch') and p.ts > p.row_ts
-         on conflict (object, record_id, field) do update
-           set remote_changed_at = excluded.remote_changed_at, updated_at = now()
-           where s.remote_changed_at is null$q$,
-      p_object)
-      using p_connection_id, p_object, crm._bookkeeping_columns() || array['custom', 'kind'];
-
-    -- 11. Apply. Existing rows: the patch, times, tombstone or restore, what stays pending.
+    -- 10. Apply. Existing rows: the patch, times, tombstone or restore, what stays pending.
     execute format(
       'with upd as (
          update crm.%1$I t set
@@ -678,7 +673,16 @@ begin
       using p_connection_id;
     get diagnostics v_full_written = row_count;
 
-    -- 12. Bookkeeping: agreed hashes, remote change times and the last conflict of the decided
+    -- 11. Bookkeeping: held remote change times (see step 8) of records that moved the row's time.
+    insert into crm.sync_state as s (connection_id, object, record_id, field, remote_changed_at)
+    select p_connection_id, p_object, f.target_id, f.field, p.row_ts
+    from pg_temp.crm_inbound_field f
+    join pg_temp.crm_inbound_page p on p.remote_id = f.remote_id
+    where f.decision = 'held' and p.action in ('update', 'touch') and p.ts > p.row_ts
+    on conflict (object, record_id, field) do update
+      set remote_changed_at = excluded.remote_changed_at, updated_at = now()
+      where s.remote_changed_at is null;
+    -- Agreed hashes, remote change times and the last conflict of the decided
     -- fields. Fields taken or agreed need a row only when it changes something (sync_state stays empty for
     -- records nobody edited).
     insert into crm.sync_state as s (connection_id, object, record_id, field, agreed_hash, agreed_at,
@@ -693,7 +697,7 @@ begin
                                          when 'keep_conflict' then 'local' end)
            end
     from pg_temp.crm_inbound_field f
-    where f.decision <> 'stale'
+    where f.decision not in ('stale', 'held')
       and (f.decision not in ('take', 'agree')
            or (f.has_state and (f.agreed_hash is distinct from crm._hash(f.val)
                                 or f.remote_changed_at is null or f.remote_changed_at < f.ts)))
@@ -742,7 +746,7 @@ begin
     where o.object = p_object and o.record_id = p.target_id and o.state <> 'processing'
       and (p.action = 'tombstone' or (o.op <> 'delete' and cardinality(p.remaining) = 0));
 
-    -- 13. Merges: losers named by a survivor become tombstones pointing at it; every merge
+    -- 12. Merges: losers named by a survivor become tombstones pointing at it; every merge
     -- leaves an alias.
     execute format(
       'update pg_temp.crm_inbound_loser l set id = t.id, was_live = t.deleted_at is null
@@ -772,7 +776,7 @@ begin
       set remote_id = excluded.remote_id, merged_at = excluded.merged_at;
   end if;
 
-  -- 14. Rows of the mirror tables that reference a record written here (inserted, linked or
+  -- 13. Rows of the mirror tables that reference a record written here (inserted, linked or
   -- restored) by remote id get its local id: one probe of the partial remote-id index per
   -- written record. Unanalyzed, the written records were guessed at hundreds, and the back-fill
   -- became a hash join over every row of the connection with the relation.
@@ -788,7 +792,7 @@ begin
       using p_connection_id;
   end loop;
 
-  -- 15. Counts. A new record the full insert skipped (a newer row already there) is unchanged.
+  -- 14. Counts. A new record the full insert skipped (a newer row already there) is unchanged.
   return query
     select
       (select count(*) from pg_temp.crm_inbound_written w where w.action = 'insert')::integer,
