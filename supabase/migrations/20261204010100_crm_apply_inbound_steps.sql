@@ -59,9 +59,12 @@ $$;
 -- The previous version's link stage generator is no longer used.
 drop function if exists crm._link_stage(text, text, text);
 
--- Staging tables of this session, created on first use. crm_inbound_<object> has the mirror
--- table's columns and CHECK constraints (not its NOT NULLs: a patch leaves columns out) and the
--- record's position, ord.
+-- Staging tables of this session, created on first use. crm_inbound_<object> holds the page
+-- typed: the mirror table's columns and CHECK constraints (not its NOT NULLs: a patch leaves
+-- columns out), the record's position (ord), what it says about deletes and merges, and what
+-- the load found (its row, a link candidate). crm_inbound_page holds the records the bulk
+-- insert left, with their decisions; crm_inbound_field the per-field decisions;
+-- crm_inbound_written the rows written; crm_inbound_loser the merge losers named by survivors.
 create or replace function crm._inbound_staging(p_object text)
   returns void
   language plpgsql
@@ -126,12 +129,23 @@ begin
   end if;
   if pg_catalog.to_regclass(pg_catalog.format('pg_temp.%I', v_typed)) is null then
     execute pg_catalog.format(
-      'create temporary table %I (like crm.%I including constraints, ord bigint not null) on commit delete rows',
+      'create temporary table %I (
+         like crm.%I including constraints,
+         ord bigint not null,
+         is_deleted boolean not null,
+         merged_into text,
+         merged_ids jsonb not null,
+         named_loser boolean not null default false,
+         target_id uuid,
+         link_candidate boolean not null
+       ) on commit delete rows',
       v_typed, p_object);
     for v_col in
       select a.attname from pg_catalog.pg_attribute a
       where a.attrelid = pg_catalog.format('pg_temp.%I', v_typed)::regclass
-        and a.attnum > 0 and a.attnotnull and a.attname <> 'ord'
+        and a.attnum > 0 and a.attnotnull
+        and a.attname::text in (select c.attname from pg_catalog.pg_attribute c
+                                where c.attrelid = pg_catalog.format('crm.%I', p_object)::regclass)
     loop
       execute pg_catalog.format('alter table pg_temp.%I alter column %I drop not null', v_typed, v_col);
     end loop;
@@ -141,7 +155,7 @@ $$;
 revoke all on function crm._inbound_staging(text) from public;
 grant execute on function crm._inbound_staging(text) to service_role;
 
--- The condition of a link rule between an unlinked local row t and a record's body (alias
+-- The condition of a link rule between an unlinked local row t and a typed record (alias
 -- p_record): the column equal, case-insensitively for 'lower' rules.
 create or replace function crm._inbound_link_match(p_column text, p_compare text, p_record text)
   returns text
@@ -150,8 +164,8 @@ create or replace function crm._inbound_link_match(p_column text, p_compare text
   set search_path = ''
 as $$
   select case p_compare
-    when 'lower' then pg_catalog.format('lower(t.%1$I) = lower(%2$I.body ->> %1$L)', p_column, p_record)
-    else pg_catalog.format('t.%1$I = %2$I.body ->> %1$L', p_column, p_record)
+    when 'lower' then pg_catalog.format('lower(t.%1$I) = lower(%2$I.%1$I)', p_column, p_record)
+    else pg_catalog.format('t.%1$I = %2$I.%1$I', p_column, p_record)
   end
 $$;
 revoke all on function crm._inbound_link_match(text, text, text) from public;
@@ -195,6 +209,8 @@ declare
   v_full_inserts integer;
   v_full_written integer;
   v_bulk_written integer;
+  v_losers integer;
+  v_merges boolean;
   v_refs text;
   ref record;
 begin
@@ -255,51 +271,14 @@ begin
   delete from pg_temp.crm_inbound_loser;
   execute format('delete from pg_temp.%I', v_typed);
 
-  -- 2. Typed load of records $2 .. $3 (positions). jsonb_to_record over the synced columns only:
-  -- jsonb_populate_record over the whole row type costs about twice as much per record.
-  select string_agg(format('%I %s', u.c, format_type(a.atttypid, a.atttypmod)), ', ' order by u.o),
-         string_agg(format('%I', u.c), ', ' order by u.o),
-         string_agg(format('x.%I', u.c), ', ' order by u.o)
-    into v_typed_list, v_typed_cols, v_typed_sel
-  from unnest(array['remote_id', 'remote_updated_at'] || v_cols) with ordinality as u(c, o)
-  join pg_attribute a on a.attrelid = format('crm.%I', p_object)::regclass and a.attname = u.c;
-  v_load := format(
-    'insert into pg_temp.%1$I (ord, %2$s)
-     select e.ord, %3$s
-     from jsonb_array_elements($1) with ordinality as e(r, ord)
-     cross join lateral jsonb_to_record(e.r) as x(%4$s)
-     where e.ord between $2 and $3',
-    v_typed, v_typed_cols, v_typed_sel, v_typed_list);
-  begin
-    execute v_load using p_records, 1, v_n;
-  exception when data_exception or integrity_constraint_violation then
-    -- Some record is invalid: find the first by halving (each try is rolled back on failure).
-    v_lo := 1;
-    v_hi := v_n;
-    while v_lo < v_hi loop
-      v_mid := (v_lo + v_hi) / 2;
-      begin
-        execute v_load using p_records, v_lo, v_mid;
-        v_lo := v_mid + 1;
-      exception when data_exception or integrity_constraint_violation then
-        v_hi := v_mid;
-      end;
-    end loop;
-    begin
-      execute v_load using p_records, v_lo, v_lo;
-    exception when data_exception or integrity_constraint_violation then
-      v_problem := sqlerrm;
-    end;
-    raise exception using errcode = 'CRM03',
-      message = format('invalid inbound record: record %s (remote_id %s): %s',
-                       v_lo, p_records -> (v_lo - 1) ->> 'remote_id', coalesce(v_problem, sqlerrm));
-  end;
-
-  -- 3. One version per remote id (the newest, then the last in the page), with its row by
-  -- remote id and whether an unlinked local row (remote_id null, not deleted) of the connection
-  -- could be linked to it. A connection whose local rows are all linked (every backfill, most
-  -- days) skips the link probes. The probes are correlated subqueries in the select list: one
-  -- index probe per record, whatever the estimates.
+  -- 2. Load the page into crm_inbound_<object>: one version per remote id (the newest, then the
+  -- last in the page), typed by the mirror table's column types and judged by its CHECK
+  -- constraints, before anything is written. With it, each record's row by remote id, and
+  -- whether an unlinked local row (remote_id null, not deleted) of the connection could be
+  -- linked to it. A connection whose local rows are all linked (every backfill, most days)
+  -- skips the link probes. The probes are correlated subqueries in the select list: one index
+  -- probe per record, whatever the estimates. jsonb_to_record reads the synced columns only
+  -- (jsonb_populate_record over the whole row type costs about twice as much per record).
   v_link_rules := case p_object
     when 'contacts' then array[array['email', 'lower'], array['phone', 'exact']]
     when 'companies' then array[array['domain', 'lower']]
@@ -314,51 +293,88 @@ begin
     v_candidate := v_candidate || format(
       ' or exists (select 1 from crm.%1$I t where t.connection_id = $1 and t.remote_id is null
                      and t.deleted_at is null and %2$s)',
-      p_object, crm._inbound_link_match(v_link_rules[v_rule][1], v_link_rules[v_rule][2], 'p'));
+      p_object, crm._inbound_link_match(v_link_rules[v_rule][1], v_link_rules[v_rule][2], 'y'));
   end loop;
-  execute format(
-    $q$insert into pg_temp.crm_inbound_page (ord, remote_id, ts, is_deleted, merged_into, merged_ids, body,
-                                             target_id, link_candidate)
-       select p.*,
-              (select t.id from crm.%1$I t where t.connection_id = $1 and t.remote_id = p.remote_id),
-              not p.is_deleted and (%2$s)
+  select string_agg(format('%I %s', u.c, format_type(a.atttypid, a.atttypmod)), ', ' order by u.o),
+         string_agg(format('%I', u.c), ', ' order by u.o),
+         string_agg(format('x.%I', u.c), ', ' order by u.o)
+    into v_typed_list, v_typed_cols, v_typed_sel
+  from unnest(array['remote_id', 'remote_updated_at'] || v_cols) with ordinality as u(c, o)
+  join pg_attribute a on a.attrelid = format('crm.%I', p_object)::regclass and a.attname = u.c;
+  v_load := format(
+    $q$insert into pg_temp.%1$I (ord, is_deleted, merged_into, merged_ids, %2$s, target_id, link_candidate)
+       select y.*,
+              (select t.id from crm.%5$I t where t.connection_id = $1 and t.remote_id = y.remote_id),
+              not y.is_deleted and (%6$s)
        from (
-         select distinct on (e.r ->> 'remote_id')
+         select distinct on (x.remote_id)
                 e.ord,
-                e.r ->> 'remote_id' as remote_id,
-                (e.r ->> 'remote_updated_at')::timestamptz as ts,
-                coalesce((e.r ->> 'deleted')::boolean, false) or nullif(e.r ->> 'merged_into', '') is not null
-                  as is_deleted,
-                nullif(e.r ->> 'merged_into', '') as merged_into,
-                coalesce(e.r -> 'merged_ids', '[]'::jsonb) as merged_ids,
-                e.r - '{remote_id,remote_updated_at,deleted,merged_into,merged_ids}'::text[] as body
+                coalesce((e.r ->> 'deleted')::boolean, false) or nullif(e.r ->> 'merged_into', '') is not null,
+                nullif(e.r ->> 'merged_into', ''),
+                coalesce(e.r -> 'merged_ids', '[]'::jsonb),
+                %3$s
          from jsonb_array_elements($2) with ordinality as e(r, ord)
-         order by e.r ->> 'remote_id', (e.r ->> 'remote_updated_at')::timestamptz desc, e.ord desc
-       ) p$q$,
-    p_object, v_candidate)
-    using p_connection_id, p_records;
+         cross join lateral jsonb_to_record(e.r) as x(%4$s)
+         where e.ord between $3 and $4
+         order by x.remote_id, x.remote_updated_at desc, e.ord desc
+       ) as y (ord, is_deleted, merged_into, merged_ids, %2$s)$q$,
+    v_typed, v_typed_cols, v_typed_sel, v_typed_list, p_object, v_candidate);
+  begin
+    execute v_load using p_connection_id, p_records, 1, v_n;
+  exception when data_exception or integrity_constraint_violation then
+    -- Some record is invalid: find the first by halving (each try is rolled back on failure).
+    v_lo := 1;
+    v_hi := v_n;
+    while v_lo < v_hi loop
+      v_mid := (v_lo + v_hi) / 2;
+      begin
+        execute v_load using p_connection_id, p_records, v_lo, v_mid;
+        v_lo := v_mid + 1;
+      exception when data_exception or integrity_constraint_violation then
+        v_hi := v_mid;
+      end;
+    end loop;
+    begin
+      execute v_load using p_connection_id, p_records, v_lo, v_lo;
+    exception when data_exception or integrity_constraint_violation then
+      v_problem := sqlerrm;
+    end;
+    raise exception using errcode = 'CRM03',
+      message = format('invalid inbound record: record %s (remote_id %s): %s',
+                       v_lo, p_records -> (v_lo - 1) ->> 'remote_id', coalesce(v_problem, sqlerrm));
+  end;
 
-  -- 4. Merges named by a survivor (merged_ids): losers the page does not carry itself.
-  if exists (select 1 from pg_temp.crm_inbound_page p where p.merged_ids <> '[]'::jsonb) then
-    insert into pg_temp.crm_inbound_loser (alias, survivor)
-    select distinct on (m.alias) m.alias, p.remote_id
-    from pg_temp.crm_inbound_page p
-    cross join lateral jsonb_array_elements_text(p.merged_ids) as m(alias)
-    where p.merged_ids <> '[]'::jsonb and m.alias <> p.remote_id
-      and not exists (select 1 from pg_temp.crm_inbound_page x where x.remote_id = m.alias)
-    order by m.alias, p.ts desc;
-    update pg_temp.crm_inbound_page p set named_loser = true
-    where exists (select 1 from pg_temp.crm_inbound_page s, jsonb_array_elements_text(s.merged_ids) m
-                  where s.merged_ids <> '[]'::jsonb and m = p.remote_id);
+  -- 3. Merges named by a survivor (merged_ids): losers the page does not carry itself, and
+  -- records of the page a survivor names.
+  v_losers := 0;
+  execute format($q$select exists (select 1 from pg_temp.%I y where y.merged_ids <> '[]'::jsonb)$q$, v_typed)
+    into v_merges;
+  if v_merges then
+    execute format(
+      $q$insert into pg_temp.crm_inbound_loser (alias, survivor)
+         select distinct on (m.alias) m.alias, y.remote_id
+         from pg_temp.%1$I y
+         cross join lateral jsonb_array_elements_text(y.merged_ids) as m(alias)
+         where y.merged_ids <> '[]'::jsonb and m.alias <> y.remote_id
+           and not exists (select 1 from pg_temp.%1$I x where x.remote_id = m.alias)
+         order by m.alias, y.remote_updated_at desc$q$,
+      v_typed);
+    get diagnostics v_losers = row_count;
+    execute format(
+      $q$update pg_temp.%1$I y set named_loser = true
+         where exists (select 1 from pg_temp.%1$I s, jsonb_array_elements_text(s.merged_ids) m
+                       where s.merged_ids <> '[]'::jsonb and m = y.remote_id)$q$,
+      v_typed);
   end if;
 
-  -- 5. Records nobody has seen (no row, nothing to link, no part in a merge) are inserted as they
+  -- 4. Records nobody has seen (no row, nothing to link, no part in a merge) are inserted as they
   -- came, deleted ones as tombstones: nothing local can disagree with them. A concurrent insert
   -- of the same remote id makes ON CONFLICT skip the record; the steps below take it.
   select string_agg(
            case
              when r.local_col is not null then
-               format('(select o.id from crm.%I o where o.connection_id = $1 and o.remote_id = y.%I)',
+               format('case when y.%2$I is not null
+                         then (select o.id from crm.%1$I o where o.connection_id = $1 and o.remote_id = y.%2$I) end',
                       r.target, r.remote_col)
              when a.attnotnull and d.adbin is not null then
                format('coalesce(y.%I, %s)', u.c, pg_get_expr(d.adbin, d.adrelid))
@@ -381,30 +397,39 @@ begin
   left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
   left join crm._mirror_refs() r on r.tbl = p_object and r.local_col = u.c;
   execute format(
-    'with ins as (
-       insert into crm.%1$I as t (connection_id, remote_id, remote_updated_at, last_synced_at, deleted_at,
-                                  needs_sync, %3$s)
-       select $1, p.remote_id, p.ts, now(), case when p.is_deleted then now() end, false, %4$s
-       from pg_temp.crm_inbound_page p
-       join pg_temp.%2$I y on y.ord = p.ord
-       where p.target_id is null and not p.link_candidate and not p.named_loser
-         and p.merged_into is null and p.merged_ids = ''[]''::jsonb
-       on conflict (connection_id, remote_id) do nothing
-       returning t.id, t.remote_id, t.deleted_at is not null as born_deleted
-     )
-     insert into pg_temp.crm_inbound_written (id, remote_id, action, backfill)
-     select i.id, i.remote_id, case when i.born_deleted then ''insert_deleted'' else ''insert'' end, true
-     from ins i',
+    $q$with ins as (
+         insert into crm.%1$I as t (connection_id, remote_id, remote_updated_at, last_synced_at, deleted_at,
+                                    needs_sync, %3$s)
+         select $1, y.remote_id, y.remote_updated_at, now(), case when y.is_deleted then now() end, false, %4$s
+         from pg_temp.%2$I y
+         where y.target_id is null and not y.link_candidate and not y.named_loser
+           and y.merged_into is null and y.merged_ids = '[]'::jsonb
+         on conflict (connection_id, remote_id) do nothing
+         returning t.id, t.remote_id, t.deleted_at is not null as born_deleted
+       )
+       insert into pg_temp.crm_inbound_written (id, remote_id, action, backfill)
+       select i.id, i.remote_id, case when i.born_deleted then 'insert_deleted' else 'insert' end, true
+       from ins i$q$,
     p_object, v_typed, v_set_cols, v_bulk_cols)
     using p_connection_id;
   get diagnostics v_bulk_written = row_count;
-  if v_bulk_written > 0 then
-    delete from pg_temp.crm_inbound_page p
-    using pg_temp.crm_inbound_written w
-    where w.remote_id = p.remote_id;
+
+  -- 5. The records left (already seen, to link, in a merge, or inserted concurrently) go on to
+  -- crm_inbound_page, with their bodies as they came.
+  if v_bulk_written < v_n or v_losers > 0 then
+    execute format(
+      $q$insert into pg_temp.crm_inbound_page (ord, remote_id, ts, is_deleted, merged_into, merged_ids,
+                                               named_loser, body, target_id, link_candidate)
+         select y.ord, y.remote_id, y.remote_updated_at, y.is_deleted, y.merged_into, y.merged_ids,
+                y.named_loser, ($1 -> (y.ord - 1)::integer) - '{remote_id,remote_updated_at,deleted,merged_into,merged_ids}'::text[],
+                y.target_id, y.link_candidate
+         from pg_temp.%1$I y
+         where not exists (select 1 from pg_temp.crm_inbound_written w where w.remote_id = y.remote_id)$q$,
+      v_typed)
+      using p_records;
   end if;
 
-  if v_bulk_written < v_n or exists (select 1 from pg_temp.crm_inbound_loser) then
+  if exists (select 1 from pg_temp.crm_inbound_page) or v_losers > 0 then
     -- Row count and the join keys' statistics for the planner (pg_statistic rows of this
     -- session's table are rewritten, no relation is created): the steps below join the records
     -- to mirror rows, sync_state and the outbox, and it must see a page of a few records as such.
@@ -412,7 +437,7 @@ begin
     -- 6. Lock the rows the steps below can touch (the records' own, merge losers', link
     -- candidates'), in id order, so that every later step reads them as their last writer left
     -- them. Each step reads a new snapshot: a concurrent insert of a remote id committed after
-    -- step 4 is found again below.
+    -- step 2 is found again below.
     v_remote_ids := array(select p.remote_id from pg_temp.crm_inbound_page p
                           union all select l.alias from pg_temp.crm_inbound_loser l);
     execute format(
@@ -455,6 +480,7 @@ begin
            from (
              select distinct on (t.id) u.remote_id, t.id as target_id, t.created_at
              from pg_temp.crm_inbound_page u
+             join pg_temp.%3$I y on y.ord = u.ord
              join crm.%1$I t on t.connection_id = $1 and t.remote_id is null and t.deleted_at is null
                             and %2$s
              where u.link_candidate and u.target_id is null
@@ -465,7 +491,7 @@ begin
          ) m
          where p.remote_id = m.remote_id',
         p_object,
-        crm._inbound_link_match(v_link_rules[v_rule][1], v_link_rules[v_rule][2], 'u'))
+        crm._inbound_link_match(v_link_rules[v_rule][1], v_link_rules[v_rule][2], 'y'), v_typed)
         using p_connection_id;
     end loop;
 
