@@ -13,21 +13,24 @@
 --
 -- The steps of one call, top to bottom:
 --    1. check the shape of every record (CRM03 names the first bad one)
---    2. load the page into a typed staging table: the column types and CHECK constraints judge
---       every value here, before any write (a failure is located by halving, CRM03)
---    3. load one version per remote id (the newest, then the last) into crm_inbound_page
---    4. find each record's row by remote id, and whether an unlinked local row could match it
---    5. insert records nobody has seen (no row, no link candidate, no merge) in one INSERT
---    6. lock the rows the remaining records can touch, in id order
+--    2. load the page into crm_inbound_<object>, typed: one version per remote id; the column
+--       types and CHECK constraints judge every value before anything is written (a failure is
+--       located by halving: CRM03 names the record); each record's row by remote id, and
+--       whether an unlinked local row could be linked to it
+--    3. note merges named by survivors (merged_ids)
+--    4. insert the records nobody has seen (no row, nothing to link, no merge) in one INSERT
+--    5. move the records left to crm_inbound_page (none, in a backfill)
+--    6. lock the rows they can touch, in id order
 --    7. link records without a row to unlinked local rows (email, then phone; domain)
---    8. read the rows, their outbox entries and the typed values
---    9. decide per field: three-way merge against crm.sync_state and the outbox entry
---   10. decide per record: patch, action, what stays pending
---   11. apply: update rows, insert the rest
---   12. record held per-field times, agreed hashes and conflicts; reconcile the outbox
---   13. merges: tombstone losers named by survivors, record aliases
---   14. back-fill local ids of rows that reference the records written
---   15. count
+--    8. decide per field: three-way merge against crm.sync_state and the outbox entry
+--    9. decide per record: the patch, the action, what stays pending
+--   10. apply: update the rows, insert the rest
+--   11. bookkeeping: held per-field times, agreed hashes, conflicts, the outbox
+--   12. merges: tombstone losers named by survivors, record aliases
+--   13. back-fill local ids of rows that reference the records written
+--   14. count
+-- No planner fences and no enable_seqscan = off: the staging tables are analyzed where a join
+-- depends on their size, and per-record lookups are correlated subqueries (always index probes).
 -- Staging tables are created once per session (ON COMMIT DELETE ROWS, emptied at the start of
 -- each call), not per page: a CREATE TEMP TABLE per call would add and remove catalog rows on
 -- every page of a busy engine. A session that outlives a change of a mirror table's columns
@@ -427,13 +430,13 @@ begin
          where not exists (select 1 from pg_temp.crm_inbound_written w where w.remote_id = y.remote_id)$q$,
       v_typed)
       using p_records;
-  end if;
-
-  if exists (select 1 from pg_temp.crm_inbound_page) or v_losers > 0 then
     -- Row count and the join keys' statistics for the planner (pg_statistic rows of this
     -- session's table are rewritten, no relation is created): the steps below join the records
     -- to mirror rows, sync_state and the outbox, and it must see a page of a few records as such.
     analyze pg_temp.crm_inbound_page (remote_id, ord, target_id);
+  end if;
+
+  if exists (select 1 from pg_temp.crm_inbound_page) or v_losers > 0 then
     -- 6. Lock the rows the steps below can touch (the records' own, merge losers', link
     -- candidates'), in id order, so that every later step reads them as their last writer left
     -- them. Each step reads a new snapshot: a concurrent insert of a remote id committed after
@@ -708,8 +711,8 @@ begin
     on conflict (object, record_id, field) do update
       set remote_changed_at = excluded.remote_changed_at, updated_at = now()
       where s.remote_changed_at is null;
-    -- Agreed hashes, remote change times and the last conflict of the decided
-    -- fields. Fields taken or agreed need a row only when it changes something (sync_state stays empty for
+    -- Agreed hashes, remote change times and the last conflict of the decided fields. Fields
+    -- taken or agreed need a row only when it changes something (sync_state stays empty for
     -- records nobody edited).
     insert into crm.sync_state as s (connection_id, object, record_id, field, agreed_hash, agreed_at,
                                      remote_changed_at, conflict)
