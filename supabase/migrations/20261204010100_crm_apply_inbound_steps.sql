@@ -123,6 +123,19 @@ begin
       action text not null,
       backfill boolean not null
     ) on commit delete rows;
+    create temporary table crm_inbound_row (
+      id uuid not null,
+      remote_id text,
+      remote_updated_at timestamptz,
+      deleted_at timestamptz,
+      merged_into_remote_id text,
+      swept boolean not null,
+      custom jsonb,
+      image jsonb not null,
+      ob_state text,
+      ob_op text,
+      ob_columns text[] not null
+    ) on commit delete rows;
     create temporary table crm_inbound_loser (
       alias text not null,
       survivor text not null,
@@ -199,8 +212,8 @@ declare
   v_unlinked boolean := false;
   v_candidate text := 'false';
   v_rule integer;
-  v_remote_ids text[];
-  v_lock_values text[];
+  v_lock_ids uuid[];
+  v_more_ids uuid[];
   v_typed_list text;
   v_typed_cols text;
   v_typed_sel text;
@@ -272,6 +285,7 @@ begin
   delete from pg_temp.crm_inbound_field;
   delete from pg_temp.crm_inbound_written;
   delete from pg_temp.crm_inbound_loser;
+  delete from pg_temp.crm_inbound_row;
   execute format('delete from pg_temp.%I', v_typed);
 
   -- 2. Load the page into crm_inbound_<object>: one version per remote id (the newest, then the
@@ -438,38 +452,58 @@ begin
 
   if exists (select 1 from pg_temp.crm_inbound_page) or v_losers > 0 then
     -- 6. Lock the rows the steps below can touch (the records' own, merge losers', link
-    -- candidates'), in id order, so that every later step reads them as their last writer left
-    -- them. Each step reads a new snapshot: a concurrent insert of a remote id committed after
-    -- step 2 is found again below.
-    v_remote_ids := array(select p.remote_id from pg_temp.crm_inbound_page p
-                          union all select l.alias from pg_temp.crm_inbound_loser l);
+    -- candidates'), in id order, and keep each as it is then, with its outbox entry, in
+    -- crm_inbound_row: every later step reads them as their last writer left them. Every row is
+    -- found and locked by its own index probe (a correlated subquery; a locking subquery is
+    -- never flattened into a join), so a page of a few records never scans a table.
+    v_lock_ids := array(
+      select p.target_id from pg_temp.crm_inbound_page p where p.target_id is not null);
     execute format(
-      'select count(*) from (select t.id from crm.%I t where t.connection_id = $1 and t.remote_id = any ($2)
-                             order by t.id for update) locked',
+      $q$select array(
+           select t.id
+           from (select p.remote_id from pg_temp.crm_inbound_page p where p.target_id is null
+                 union all
+                 select l.alias from pg_temp.crm_inbound_loser l) r
+           cross join lateral (select t.id from crm.%1$I t
+                               where t.connection_id = $1 and t.remote_id = r.remote_id) t)$q$,
       p_object)
-      using p_connection_id, v_remote_ids;
+      into v_more_ids using p_connection_id;
+    v_lock_ids := v_lock_ids || v_more_ids;
     for v_rule in 1 .. case when v_unlinked then array_length(v_link_rules, 1) else 0 end loop
-      v_lock_values := array(select p.body ->> v_link_rules[v_rule][1] from pg_temp.crm_inbound_page p
-                             where p.link_candidate and p.target_id is null);
       execute format(
-        'select count(*) from (select t.id from crm.%1$I t
-                               where t.connection_id = $1 and t.remote_id is null and t.deleted_at is null
-                                 and %2$s = any ($2)
-                               order by t.id for update) locked',
-        p_object,
-        case v_link_rules[v_rule][2] when 'lower' then format('lower(t.%I)', v_link_rules[v_rule][1])
-                                     else format('t.%I', v_link_rules[v_rule][1]) end)
-        using p_connection_id,
-              case v_link_rules[v_rule][2] when 'lower' then array(select lower(v) from unnest(v_lock_values) v)
-                                           else v_lock_values end;
+        $q$select array(
+             select t.id
+             from pg_temp.crm_inbound_page p
+             join pg_temp.%2$I y on y.ord = p.ord
+             join crm.%1$I t on t.connection_id = $1 and t.remote_id is null and t.deleted_at is null
+                            and %3$s
+             where p.link_candidate and p.target_id is null)$q$,
+        p_object, v_typed, crm._inbound_link_match(v_link_rules[v_rule][1], v_link_rules[v_rule][2], 'y'))
+        into v_more_ids using p_connection_id;
+      v_lock_ids := v_lock_ids || v_more_ids;
     end loop;
-    if exists (select 1 from pg_temp.crm_inbound_page p where p.target_id is null) then
-      execute format(
-        'update pg_temp.crm_inbound_page p
-         set target_id = (select t.id from crm.%1$I t where t.connection_id = $1 and t.remote_id = p.remote_id)
-         where p.target_id is null',
-        p_object)
-        using p_connection_id;
+    execute format(
+      $q$insert into pg_temp.crm_inbound_row (id, remote_id, remote_updated_at, deleted_at, merged_into_remote_id,
+                                              swept, custom, image, ob_state, ob_op, ob_columns)
+         select l.id, l.remote_id, l.remote_updated_at, l.deleted_at, l.merged_into_remote_id, l.swept, l.custom,
+                l.image, (l.ob).state, (l.ob).op, coalesce((l.ob).changed_columns, '{}'::text[])
+         from (select distinct i.id from unnest($1::uuid[]) as i(id) order by i.id) i
+         cross join lateral (
+           select t.id, t.remote_id, t.remote_updated_at, t.deleted_at, t.merged_into_remote_id,
+                  t.swept_at is not null as swept, t.custom, to_jsonb(t) as image,
+                  (select o from crm.outbox o where o.object = $2 and o.record_id = t.id) as ob
+           from crm.%1$I t
+           where t.id = i.id
+           for update of t
+         ) l$q$,
+      p_object)
+      using v_lock_ids, p_object;
+    analyze pg_temp.crm_inbound_row (id, remote_id);
+    -- A record inserted concurrently since step 2 has its row now.
+    if v_more_ids is not null and exists (select 1 from pg_temp.crm_inbound_page p where p.target_id is null) then
+      update pg_temp.crm_inbound_page p set target_id = r.id
+      from pg_temp.crm_inbound_row r
+      where p.target_id is null and r.remote_id = p.remote_id;
     end if;
 
     -- 7. Link: each rule pairs each unlinked local row with at most one record and each record
@@ -515,12 +549,10 @@ begin
     execute format(
       $q$with rec as materialized (
            select p.remote_id, p.target_id, p.ts, p.body, t.remote_updated_at as row_ts,
-                  coalesce(o.changed_columns, '{}'::text[]) as pending_cols,
-                  to_jsonb(t) as row_image, to_jsonb(y) as typed
+                  t.ob_columns as pending_cols, t.image as row_image, to_jsonb(y) as typed
            from pg_temp.crm_inbound_page p
-           join crm.%1$I t on t.id = p.target_id
+           join pg_temp.crm_inbound_row t on t.id = p.target_id
            join pg_temp.%2$I y on y.ord = p.ord
-           left join crm.outbox o on o.object = $1 and o.record_id = p.target_id
          ),
          fv as (
            select r.remote_id, r.target_id, r.ts, r.row_ts, r.pending_cols, v.field, v.val,
@@ -586,12 +618,11 @@ begin
       $q$with r as materialized (
            select p0.remote_id, p0.target_id, p0.ts, p0.is_deleted, p0.linked,
                   t.remote_updated_at as row_ts, t.deleted_at as row_deleted_at,
-                  t.merged_into_remote_id as row_merged_into, t.swept_at is not null as row_swept,
-                  o.state as ob_state, o.op as ob_op, coalesce(o.changed_columns, '{}'::text[]) as pending_cols,
+                  t.merged_into_remote_id as row_merged_into, coalesce(t.swept, false) as row_swept,
+                  t.ob_state, t.ob_op, coalesce(t.ob_columns, '{}'::text[]) as pending_cols,
                   coalesce(d.settled, '{}'::text[]) as settled, x.full_patch
            from pg_temp.crm_inbound_page p0
-           left join crm.%1$I t on t.id = p0.target_id
-           left join crm.outbox o on o.object = $1 and o.record_id = p0.target_id
+           left join pg_temp.crm_inbound_row t on t.id = p0.target_id
            left join (
              select f.remote_id,
                     jsonb_object_agg(f.field, f.val) filter (
