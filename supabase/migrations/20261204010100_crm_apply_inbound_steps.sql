@@ -211,7 +211,6 @@ declare
   v_link_rules text[][];
   v_unlinked boolean := false;
   v_candidate text := 'false';
-  v_rule integer;
   v_lock_ids uuid[];
   v_more_ids uuid[];
   v_typed_list text;
@@ -281,6 +280,13 @@ begin
   end if;
 
   perform crm._inbound_staging(p_object);
+  -- For plpgsql_check (supabase db lint), which cannot see tables created at run time: the
+  -- staging tables as crm._inbound_staging creates them. A constant, nothing at run time.
+  perform 'PRAGMA:TABLE: pg_temp.crm_inbound_page (ord bigint, remote_id text, ts timestamptz, is_deleted boolean, merged_into text, merged_ids jsonb, named_loser boolean, body jsonb, target_id uuid, link_candidate boolean, linked boolean, row_ts timestamptz, row_deleted_at timestamptz, row_merged_into text, row_swept boolean, ob_state text, ob_op text, pending_cols text[], settled text[], full_patch jsonb, action text, remaining text[], still_pending boolean)';
+  perform 'PRAGMA:TABLE: pg_temp.crm_inbound_field (remote_id text, target_id uuid, field text, val jsonb, local_val jsonb, ts timestamptz, agreed_hash uuid, local_changed_at timestamptz, remote_changed_at timestamptz, has_state boolean, open_conflict_id bigint, decision text)';
+  perform 'PRAGMA:TABLE: pg_temp.crm_inbound_written (id uuid, remote_id text, action text, backfill boolean)';
+  perform 'PRAGMA:TABLE: pg_temp.crm_inbound_loser (alias text, survivor text, id uuid, was_live boolean)';
+  perform 'PRAGMA:TABLE: pg_temp.crm_inbound_row (id uuid, remote_id text, remote_updated_at timestamptz, deleted_at timestamptz, merged_into_remote_id text, swept boolean, custom jsonb, image jsonb, ob_state text, ob_op text, ob_columns text[])';
   delete from pg_temp.crm_inbound_page;
   delete from pg_temp.crm_inbound_field;
   delete from pg_temp.crm_inbound_written;
@@ -705,7 +711,7 @@ begin
        select u.id, u.remote_id, u.action, u.linked or u.action = ''restore'' from upd u',
       p_object, v_set_cols, v_sel_cols);
     -- New records the bulk insert left (merges, unmatched link candidates, concurrent inserts).
-    select count(*) into v_full_inserts
+    select count(*)::integer into v_full_inserts
     from pg_temp.crm_inbound_page p where p.action in ('insert', 'insert_deleted');
     execute format(
       'with ins as (
