@@ -66,8 +66,9 @@ drop function if exists crm._link_stage(text, text, text);
 -- typed: the mirror table's columns and CHECK constraints (not its NOT NULLs: a patch leaves
 -- columns out), the record's position (ord), what it says about deletes and merges, and what
 -- the load found (its row, a link candidate). crm_inbound_page holds the records the bulk
--- insert left, with their decisions; crm_inbound_field the per-field decisions;
--- crm_inbound_written the rows written; crm_inbound_loser the merge losers named by survivors.
+-- insert left, with their decisions; crm_inbound_row the rows they touch as locked, with their
+-- outbox entries; crm_inbound_field the per-field decisions; crm_inbound_written the rows
+-- written; crm_inbound_loser the merge losers named by survivors.
 create or replace function crm._inbound_staging(p_object text)
   returns void
   language plpgsql
@@ -157,7 +158,7 @@ begin
        ) on commit delete rows',
       v_typed, p_object);
     for v_col in
-      select a.attname from pg_catalog.pg_attribute a
+      select a.attname::text from pg_catalog.pg_attribute a
       where a.attrelid = pg_catalog.format('pg_temp.%I', v_typed)::regclass
         and a.attnum > 0 and a.attnotnull
         and a.attname::text in (select c.attname from pg_catalog.pg_attribute c
@@ -281,7 +282,8 @@ begin
 
   perform crm._inbound_staging(p_object);
   -- For plpgsql_check (supabase db lint), which cannot see tables created at run time: the
-  -- staging tables as crm._inbound_staging creates them. A constant, nothing at run time.
+  -- staging tables as crm._inbound_staging creates them (one line each: the pragma parser takes
+  -- no line breaks). A constant, nothing at run time.
   perform 'PRAGMA:TABLE: pg_temp.crm_inbound_page (ord bigint, remote_id text, ts timestamptz, is_deleted boolean, merged_into text, merged_ids jsonb, named_loser boolean, body jsonb, target_id uuid, link_candidate boolean, linked boolean, row_ts timestamptz, row_deleted_at timestamptz, row_merged_into text, row_swept boolean, ob_state text, ob_op text, pending_cols text[], settled text[], full_patch jsonb, action text, remaining text[], still_pending boolean)';
   perform 'PRAGMA:TABLE: pg_temp.crm_inbound_field (remote_id text, target_id uuid, field text, val jsonb, local_val jsonb, ts timestamptz, agreed_hash uuid, local_changed_at timestamptz, remote_changed_at timestamptz, has_state boolean, open_conflict_id bigint, decision text)';
   perform 'PRAGMA:TABLE: pg_temp.crm_inbound_written (id uuid, remote_id text, action text, backfill boolean)';
