@@ -207,9 +207,14 @@ select is((select count(*)::integer from crm.companies c
 -- apply_inbound, a delta page: 50 contacts the mirror has, one field changed remotely; five of
 -- them edited locally first (outbox entries and sync_state rows take part). The mirror rows,
 -- their outbox entries, sync_state and open conflicts are read by key whatever the tables hold
--- (here contacts 3,000+, outbox 5,000+, sync_state 5,000+ rows): no sequential scan of them.
+-- (here contacts 3,000+, outbox 5,000+, sync_state 5,000+, conflicts 5,000 rows, of other
+-- records): no sequential scan of them.
 update crm.contacts set job_title = 'Local ' || remote_id
 where connection_id = '09000000-0000-4000-8000-0000000000c1' and remote_id in ('nct-1', 'nct-2', 'nct-3', 'nct-4', 'nct-5');
+insert into crm.conflicts (connection_id, object, record_id, field, policy, resolution, resolved_by, resolved_at)
+select '09000000-0000-4000-8000-0000000000c1', 'contacts', md5('09-conflict-' || i)::uuid, 'email', 'newest_wins',
+       case when i > 100 then 'remote' end, case when i > 100 then 'policy' end, case when i > 100 then now() end
+from generate_series(1, 5000) i;
 analyze crm.contacts, crm.outbox, crm.sync_state, crm.conflicts;
 select pg_temp.mark('crm.contacts', 'crm.outbox', 'crm.sync_state', 'crm.conflicts');
 select is((select row(a.created, a.updated, a.unchanged, a.deleted, a.stale, a.conflicts)::text
