@@ -553,18 +553,36 @@ begin
     -- that time in a row of its own when the record moves the row's time forward, so that an
     -- older out-of-order change to the field is still applied. These are the fields
     -- crm._changed_columns(null, row) lists, less the record's.
-    -- The row images are materialized so that each is built once per record, not once per field.
+    -- sync_state and the open conflicts are probed by key: once per record (has it any), then per
+    -- field of the records that have some. A join, or an EXISTS (which the planner may turn into
+    -- a hashed subplan), let the planner read whole tables for a page.
+    -- Both CTEs are materialized so that row images and probes are computed once, not once per
+    -- reference.
     execute format(
       $q$with rec as materialized (
            select p.remote_id, p.target_id, p.ts, p.body, t.remote_updated_at as row_ts,
-                  t.ob_columns as pending_cols, t.image as row_image, to_jsonb(y) as typed
+                  t.ob_columns as pending_cols, t.image as row_image, to_jsonb(y) as typed,
+                  coalesce((select true from crm.sync_state s
+                            where s.object = $1 and s.record_id = p.target_id limit 1), false) as any_state,
+                  coalesce((select true from crm.conflicts k
+                            where k.object = $1 and k.record_id = p.target_id and k.resolution is null limit 1),
+                           false) as any_conflict
            from pg_temp.crm_inbound_page p
            join pg_temp.crm_inbound_row t on t.id = p.target_id
-           join pg_temp.%2$I y on y.ord = p.ord
+           join pg_temp.%1$I y on y.ord = p.ord
          ),
-         fv as (
+         fv as materialized (
            select r.remote_id, r.target_id, r.ts, r.row_ts, r.pending_cols, v.field, v.val,
-                  coalesce(v.local_val, 'null'::jsonb) as local_val, v.held
+                  coalesce(v.local_val, 'null'::jsonb) as local_val, v.held,
+                  case when r.any_state then
+                    (select s from crm.sync_state s
+                     where s.object = $1 and s.record_id = r.target_id and s.field = v.field)
+                  end as st,
+                  case when r.any_conflict then
+                    (select k.id from crm.conflicts k
+                     where k.object = $1 and k.record_id = r.target_id and k.field = v.field
+                       and k.resolution is null)
+                  end as open_conflict_id
            from rec r
            cross join lateral (
              select k.key, r.typed -> k.key, r.row_image -> k.key, false
@@ -587,28 +605,26 @@ begin
        insert into pg_temp.crm_inbound_field (remote_id, target_id, field, val, local_val, ts, agreed_hash,
                                               local_changed_at, remote_changed_at, has_state, open_conflict_id,
                                               decision)
-       select f.remote_id, f.target_id, f.field, f.val, f.local_val, f.ts, s.agreed_hash, s.local_changed_at,
-              s.remote_changed_at, s.record_id is not null, k.id,
+       select f.remote_id, f.target_id, f.field, f.val, f.local_val, f.ts, (f.st).agreed_hash,
+              (f.st).local_changed_at, (f.st).remote_changed_at, (f.st).record_id is not null, f.open_conflict_id,
               case
                 when f.held then 'held'
-                when f.ts < coalesce(s.remote_changed_at, f.row_ts) then 'stale'
-                when k.id is not null then case when f.val = f.local_val then 'agree' else 'manual' end
+                when f.ts < coalesce((f.st).remote_changed_at, f.row_ts) then 'stale'
+                when f.open_conflict_id is not null then
+                  case when f.val = f.local_val then 'agree' else 'manual' end
                 when f.field <> all (f.pending_cols) then 'take'
                 when f.val = f.local_val then 'agree'
-                when s.agreed_hash is not null and crm._hash(f.val) = s.agreed_hash then 'keep'
+                when (f.st).agreed_hash is not null and crm._hash(f.val) = (f.st).agreed_hash then 'keep'
                 when $2 = 'crm_wins' then 'take_conflict'
                 when $2 = 'app_wins' then 'keep_conflict'
                 when $2 = 'manual' then 'manual'
-                when f.ts >= coalesce(s.local_changed_at, '-infinity'::timestamptz) then 'take_conflict'
+                when f.ts >= coalesce((f.st).local_changed_at, '-infinity'::timestamptz) then 'take_conflict'
                 else 'keep_conflict'
               end
        from fv f
-       left join crm.sync_state s on s.object = $1 and s.record_id = f.target_id and s.field = f.field
-       left join crm.conflicts k on k.object = $1 and k.record_id = f.target_id and k.field = f.field
-                                and k.resolution is null
-       where f.held or f.val <> f.local_val or s.record_id is not null or k.id is not null
+       where f.held or f.val <> f.local_val or (f.st).record_id is not null or f.open_conflict_id is not null
           or f.field = any (f.pending_cols)$q$,
-      p_object, v_typed)
+      v_typed)
       using p_object, v_policy, crm._bookkeeping_columns() || array['custom', 'kind'];
 
     -- 9. Per record: the row's state, the patch (taken fields, custom keys merged into the row's;
@@ -794,25 +810,27 @@ begin
       updated_at = now();
     update crm.conflicts k
     set resolution = 'remote', resolved_by = 'converged', resolved_at = now(), updated_at = now()
-    from pg_temp.crm_inbound_field f
-    where k.id = f.open_conflict_id and f.decision = 'agree';
+    where k.id = any (array(select f.open_conflict_id from pg_temp.crm_inbound_field f
+                            where f.decision = 'agree' and f.open_conflict_id is not null));
     -- The outbox: an entry keeps the fields still to push (a linked insert becomes an update);
     -- an entry with nothing left, or of a record now tombstoned, goes. A leased entry is left to
-    -- its worker.
-    update crm.outbox o set
-      changed_columns = p.remaining,
-      op = case when o.op = 'insert' and p.linked then 'update' else o.op end,
-      remote_id = coalesce(o.remote_id, p.remote_id),
-      updated_at = now()
-    from pg_temp.crm_inbound_page p
-    where o.object = p_object and o.record_id = p.target_id and o.state <> 'processing'
-      and p.action <> 'tombstone' and o.op <> 'delete'
-      and cardinality(p.remaining) > 0
-      and (p.remaining <> o.changed_columns or (o.op = 'insert' and p.linked));
-    delete from crm.outbox o
-    using pg_temp.crm_inbound_page p
-    where o.object = p_object and o.record_id = p.target_id and o.state <> 'processing'
-      and (p.action = 'tombstone' or (o.op <> 'delete' and cardinality(p.remaining) = 0));
+    -- its worker. Most pages have no record with an entry.
+    if exists (select 1 from pg_temp.crm_inbound_page p where p.ob_state is not null) then
+      update crm.outbox o set
+        changed_columns = p.remaining,
+        op = case when o.op = 'insert' and p.linked then 'update' else o.op end,
+        remote_id = coalesce(o.remote_id, p.remote_id),
+        updated_at = now()
+      from pg_temp.crm_inbound_page p
+      where o.object = p_object and o.record_id = p.target_id and o.state <> 'processing'
+        and p.action <> 'tombstone' and o.op <> 'delete'
+        and cardinality(p.remaining) > 0
+        and (p.remaining <> o.changed_columns or (o.op = 'insert' and p.linked));
+      delete from crm.outbox o
+      using pg_temp.crm_inbound_page p
+      where o.object = p_object and o.record_id = p.target_id and o.state <> 'processing'
+        and (p.action = 'tombstone' or (o.op <> 'delete' and cardinality(p.remaining) = 0));
+    end if;
 
     -- 12. Merges: losers named by a survivor become tombstones pointing at it; every merge
     -- leaves an alias.
