@@ -463,7 +463,9 @@ begin
     -- candidates'), in id order, and keep each as it is then, with its outbox entry, in
     -- crm_inbound_row: every later step reads them as their last writer left them. Every row is
     -- found and locked by its own index probe (a correlated subquery; a locking subquery is
-    -- never flattened into a join), so a page of a few records never scans a table.
+    -- never flattened into a join), so a page never scans a table. Measured with 100k contacts:
+    -- "remote_id = any (page ids) for update" and a join of the page to contacts by id were both
+    -- planned as sequential scans of all 100k rows for a page of 2,000 (about 20 ms a page).
     v_lock_ids := array(
       select p.target_id from pg_temp.crm_inbound_page p where p.target_id is not null);
     execute format(
