@@ -41,7 +41,13 @@ alter table crm.owners add column if not exists swept_at timestamptz;
 alter table crm.companies add column if not exists swept_at timestamptz;
 alter table crm.contacts add column if not exists swept_at timestamptz;
 alter table crm.deals add column if not exists swept_at timestamptz;
+comment on column crm.owners.swept_at is
+  'Set with deleted_at when a completed full walk did not see the record; seeing it again restores the row.';
+comment on column crm.companies.swept_at is
+  'Set with deleted_at when a completed full walk did not see the record; seeing it again restores the row.';
 comment on column crm.contacts.swept_at is
+  'Set with deleted_at when a completed full walk did not see the record; seeing it again restores the row.';
+comment on column crm.deals.swept_at is
   'Set with deleted_at when a completed full walk did not see the record; seeing it again restores the row.';
 
 -- swept_at is engine bookkeeping, never a synced field.
