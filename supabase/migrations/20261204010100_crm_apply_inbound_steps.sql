@@ -871,17 +871,16 @@ begin
   end if;
 
   -- 13. Rows of the mirror tables that reference a record written here (inserted, linked or
-  -- restored) by remote id get its local id: one probe of the partial remote-id index per
-  -- written record. Unanalyzed, the written records were guessed at hundreds, and the back-fill
-  -- became a hash join over every row of the connection with the relation.
-  if exists (select 1 from crm._mirror_refs() r where r.target = p_object) then
-    analyze pg_temp.crm_inbound_written (remote_id);
-  end if;
+  -- restored) by remote id get its local id. The rows are found by one scan of the partial
+  -- remote-id index for the written remote ids (= any): joined to the written records, an
+  -- unanalyzed page of one record was guessed at hundreds and the back-fill became a hash join
+  -- over every row of the connection with the relation.
   for ref in select r.tbl, r.local_col, r.remote_col from crm._mirror_refs() r where r.target = p_object loop
     execute format(
       'update crm.%1$I x set %2$I = w.id
        from pg_temp.crm_inbound_written w
-       where w.backfill and x.%3$I = w.remote_id and x.connection_id = $1 and x.%2$I is distinct from w.id',
+       where x.%3$I = any (array(select b.remote_id from pg_temp.crm_inbound_written b where b.backfill))
+         and x.connection_id = $1 and w.backfill and w.remote_id = x.%3$I and x.%2$I is distinct from w.id',
       ref.tbl, ref.local_col, ref.remote_col)
       using p_connection_id;
   end loop;
