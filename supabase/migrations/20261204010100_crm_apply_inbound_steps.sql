@@ -231,6 +231,7 @@ declare
   v_full_inserts integer;
   v_full_written integer;
   v_bulk_written integer;
+  v_bulk_deleted integer;
   v_losers integer;
   v_merges boolean;
   v_refs text;
@@ -437,13 +438,17 @@ begin
            and y.merged_into is null and y.merged_ids = '[]'::jsonb
          on conflict (connection_id, remote_id) do nothing
          returning t.id, t.remote_id, t.deleted_at is not null as born_deleted
+       ),
+       w as (
+         insert into pg_temp.crm_inbound_written (id, remote_id, action, backfill)
+         select i.id, i.remote_id, case when i.born_deleted then 'insert_deleted' else 'insert' end, true
+         from ins i
+         returning action
        )
-       insert into pg_temp.crm_inbound_written (id, remote_id, action, backfill)
-       select i.id, i.remote_id, case when i.born_deleted then 'insert_deleted' else 'insert' end, true
-       from ins i$q$,
+       select count(*)::integer, (count(*) filter (where w.action = 'insert_deleted'))::integer from w$q$,
     p_object, v_typed, v_set_cols, v_bulk_cols)
+    into v_bulk_written, v_bulk_deleted
     using p_connection_id;
-  get diagnostics v_bulk_written = row_count;
 
   -- 5. The records left (already seen, to link, in a merge, or inserted concurrently) go on to
   -- crm_inbound_page, with their bodies as they came.
@@ -886,6 +891,11 @@ begin
   end loop;
 
   -- 14. Counts. A new record the full insert skipped (a newer row already there) is unchanged.
+  if v_full_inserts is null and v_losers = 0 then
+    -- Only the bulk insert ran (a backfill page).
+    return query select v_bulk_written - v_bulk_deleted, 0, 0, v_bulk_deleted, 0, 0;
+    return;
+  end if;
   return query
     select
       (select count(*) from pg_temp.crm_inbound_written w where w.action = 'insert')::integer,
