@@ -5,7 +5,7 @@
 -- statistics, which count as each statement runs and are flushed only after the transaction.
 -- Tables are filled with thousands of rows so that a walk and a probe by key differ tenfold.
 begin;
-select plan(12);
+select plan(14);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('09000000-0000-4000-8000-0000000000c1', '09000000-0000-4000-8000-0000000000a1', 'hubspot', 'index-test-1');
@@ -203,6 +203,29 @@ select is((select count(*)::integer from crm.companies c
                 or d.company_id = (select o.id from crm.companies o where o.remote_id = 'co-2')
                 or d.primary_contact_id = (select o.id from crm.contacts o where o.remote_id = 'ct-2')),
   27, 'and fills their local ids');
+
+-- apply_inbound, a delta page: 50 contacts the mirror has, one field changed remotely; five of
+-- them edited locally first (outbox entries and sync_state rows take part). The mirror rows,
+-- their outbox entries, sync_state and open conflicts are read by key whatever the tables hold
+-- (here contacts 3,000+, outbox 5,000+, sync_state 5,000+, conflicts 5,000 rows, of other
+-- records): no sequential scan of them.
+update crm.contacts set job_title = 'Local ' || remote_id
+where connection_id = '09000000-0000-4000-8000-0000000000c1' and remote_id in ('nct-1', 'nct-2', 'nct-3', 'nct-4', 'nct-5');
+insert into crm.conflicts (connection_id, object, record_id, field, policy, resolution, resolved_by, resolved_at)
+select '09000000-0000-4000-8000-0000000000c1', 'contacts', md5('09-conflict-' || i)::uuid, 'email', 'newest_wins',
+       case when i > 100 then 'remote' end, case when i > 100 then 'policy' end, case when i > 100 then now() end
+from generate_series(1, 5000) i;
+analyze crm.contacts, crm.outbox, crm.sync_state, crm.conflicts;
+select pg_temp.mark('crm.contacts', 'crm.outbox', 'crm.sync_state', 'crm.conflicts');
+select is((select row(a.created, a.updated, a.unchanged, a.deleted, a.stale, a.conflicts)::text
+           from crm.apply_inbound('09000000-0000-4000-8000-0000000000c1', 'contacts',
+             (select jsonb_agg(jsonb_build_object('remote_id', 'nct-' || i, 'remote_updated_at', '2026-01-02T00:00:00Z',
+                                                  'email', 'n' || i || '@x.test', 'last_name', 'Remote ' || i))
+              from generate_series(1, 50) i)) a),
+  '(0,50,0,0,0,0)', 'a delta page of 50 existing contacts updates them');
+select results_eq($$select rel, scans from pg_temp.counted()$$,
+  $$values ('crm.conflicts', 0::bigint), ('crm.contacts', 0), ('crm.outbox', 0), ('crm.sync_state', 0)$$,
+  'and reads contacts, the outbox, sync_state and conflicts by key only: no sequential scan');
 
 select * from finish();
 rollback;
