@@ -213,8 +213,9 @@ $$;
 
 -- Bisection --------------------------------------------------------------------------------
 
--- Applies records with crm.apply_inbound; when the apply rejects them, each half is applied
--- again in its own subtransaction, down to single records, which come back with their reason.
+-- Applies records with crm.apply_inbound, each try in its own subtransaction; a record the
+-- apply names fails alone, and a rejection that names none splits the records in halves, down
+-- to single records, which come back with their reason.
 -- p_rejected: the caller knows these records fail together (their parent failed and the other
 -- half applied cleanly), so the whole is not tried again: it is split at once (a single record
 -- is always tried, for its reason). apply_calls counts the apply_inbound statements run
@@ -231,44 +232,58 @@ create or replace function crm._apply_in_halves(
   set search_path = ''
 as $$
 declare
-  v_n integer := jsonb_array_length(p_records);
+  v_rest jsonb := p_records;
+  v_named jsonb := '[]'::jsonb;
+  v_n integer;
   v_half integer;
   v_calls integer := 0;
+  v_bad integer;
+  v_reason text;
   a record;
   b record;
 begin
-  if v_n = 0 then
-    return query select 0, 0, 0, 0, 0, 0, '[]'::jsonb, 0;
-    return;
-  end if;
-  if not p_rejected or v_n = 1 then
-    v_calls := 1;
+  -- crm.apply_inbound names the first bad record by its position when it can ("record N: …",
+  -- "record N (remote_id X): …"): that record fails alone and the rest is applied again, so k
+  -- such records cost k + 1 calls (a loop, not recursion: k is not bounded). What an error does
+  -- not name is split in halves.
+  loop
+    v_n := jsonb_array_length(v_rest);
+    if v_n = 0 then
+      return query select 0, 0, 0, 0, 0, 0, v_named, v_calls;
+      return;
+    end if;
+    exit when p_rejected and v_n > 1 and v_calls = 0;
+    v_calls := v_calls + 1;
+    v_bad := null;
     begin
-      select * into a from crm.apply_inbound(p_connection_id, p_object, p_records);
+      select * into a from crm.apply_inbound(p_connection_id, p_object, v_rest);
       return query select a.created, a.updated, a.unchanged, a.deleted, a.stale, a.conflicts,
-                          '[]'::jsonb, 1;
+                          v_named, v_calls;
       return;
     exception when sqlstate 'CRM03' or data_exception or integrity_constraint_violation then
-      if v_n = 1 then
-        return query select 0, 0, 0, 0, 0, 0,
-          jsonb_build_array(jsonb_build_object('remote_id', p_records -> 0 ->> 'remote_id',
-                                               'reason', replace(sqlerrm, 'record 1: ', ''))),
-          1;
-        return;
-      end if;
+      v_bad := case when v_n = 1 then 1
+                    else (regexp_match(sqlerrm, '^invalid inbound record: record (\d+)[ :]'))[1]::integer end;
+      v_reason := regexp_replace(sqlerrm,
+        '^invalid inbound record: record \d+( \(remote_id [^)]*\))?: ', '');
     end;
-  end if;
+    exit when v_bad is null or v_bad not between 1 and v_n;
+    v_named := v_named || jsonb_build_array(jsonb_build_object(
+      'remote_id', v_rest -> (v_bad - 1) ->> 'remote_id', 'reason', v_reason));
+    v_rest := coalesce((select jsonb_agg(x.e order by x.i)
+                        from jsonb_array_elements(v_rest) with ordinality x(e, i)
+                        where x.i <> v_bad), '[]'::jsonb);
+  end loop;
   v_half := v_n / 2;
   select * into a from crm._apply_in_halves(p_connection_id, p_object,
-    (select jsonb_agg(x.e order by x.i) from jsonb_array_elements(p_records) with ordinality x(e, i)
+    (select jsonb_agg(x.e order by x.i) from jsonb_array_elements(v_rest) with ordinality x(e, i)
      where x.i <= v_half));
   select * into b from crm._apply_in_halves(p_connection_id, p_object,
-    (select jsonb_agg(x.e order by x.i) from jsonb_array_elements(p_records) with ordinality x(e, i)
+    (select jsonb_agg(x.e order by x.i) from jsonb_array_elements(v_rest) with ordinality x(e, i)
      where x.i > v_half),
     jsonb_array_length(a.failed) = 0);
   return query select a.created + b.created, a.updated + b.updated, a.unchanged + b.unchanged,
                       a.deleted + b.deleted, a.stale + b.stale, a.conflicts + b.conflicts,
-                      a.failed || b.failed, v_calls + a.apply_calls + b.apply_calls;
+                      v_named || a.failed || b.failed, v_calls + a.apply_calls + b.apply_calls;
 end
 $$;
 
