@@ -77,7 +77,7 @@ function installNpmPackages() {
     throw new Error(
       `npm ci refused package-lock.json or failed (exit ${r.status ?? r.signal}); see npm's ` +
         "message above. Setup does not re-resolve dependencies: commit a package-lock.json " +
-        "that npm ci accepts (README: Development setup).",
+        "that npm ci accepts (README.md, first section).",
     );
   }
 }
