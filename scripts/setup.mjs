@@ -64,14 +64,21 @@ function installNpmPackages() {
     statSync(stamp).mtimeMs >= statSync(lock).mtimeMs;
   if (fresh) return;
   log("installing npm packages (npm ci)");
-  try {
-    sh("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root });
-  } catch {
-    // npm ci refuses a lock that lacks other platforms' optional binaries (@deno/darwin-*,
-    // @supabase/cli-windows-*), which registry mirrors without those packages cannot record.
-    // npm install honours the same lock for everything it does contain.
-    log("npm ci refused the lock file; installing with npm install from the same lock");
-    sh("npm", ["install", "--no-audit", "--no-fund"], { cwd: root });
+  // npm ci installs exactly package-lock.json or refuses. No fallback to npm install: that
+  // re-resolves and rewrites the lock, so a fresh checkout would no longer be the tested one.
+  // The lock lists every platform's optional binaries (@deno/*, @supabase/cli-*); the registry
+  // these machines reach lacks @deno/* 2.1.14 for other platforms, so those entries pin the
+  // version without an integrity hash.
+  const r = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], {
+    cwd: root,
+    stdio: quiet ? ["ignore", "ignore", "inherit"] : ["ignore", "inherit", "inherit"],
+  });
+  if (r.status !== 0) {
+    throw new Error(
+      `npm ci refused package-lock.json or failed (exit ${r.status ?? r.signal}); see npm's ` +
+        "message above. Setup does not re-resolve dependencies: commit a package-lock.json " +
+        "that npm ci accepts (README.md, first section).",
+    );
   }
 }
 

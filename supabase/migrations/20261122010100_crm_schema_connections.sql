@@ -42,9 +42,9 @@ grant execute on function crm.current_account_id() to authenticated, service_rol
 
 -- True inside a transaction the sync engine marked with
 --   set local crm.engine = 'on'   (or select set_config('crm.engine', 'on', true)).
--- Triggers use it to tell engine writes (never queued outbound) from app writes. The flag is
--- ignored for requests made with an anon or authenticated JWT (request.jwt.claims role), so an
--- API caller that manages to set it still writes as the app.
+-- Triggers use it to tell engine writes (never queued outbound) from app writes. Replaced in
+-- 20261204010400_crm_app_write_guards.sql: engine rights come from the database role there;
+-- this first version read the JWT's role claim, which a session can forge.
 create or replace function crm.is_engine()
   returns boolean
   language sql

@@ -6,12 +6,13 @@
 -- transform names (the engine's mapper, supabase/functions/_shared/mapping/transforms.ts):
 --   text (trimmed string; also numeric ids -> text), phone_e164 (with the connection's
 --   default_phone_region), email_lower, number, currency (money as a decimal string, never a
---   float), date, timestamp, boolean, enum:<map> (options.map: remote -> canonical).
---   Named here for shapes a single scalar transform cannot express (the engine must implement
---   them; until then it keeps the raw value and warns): lower, integer, percent (0..100 <->
+--   float), date, timestamp, boolean, enum:<map> (options.map: remote -> canonical), and for
+--   shapes a single scalar transform cannot express: lower, integer, percent (0..100 <->
 --   fraction 0..1), not (negated boolean), deal_status (remote_property lists the "closed,won"
 --   flags -> open|won|lost), association (first associated record's id), primary_email /
---   primary_phone (Pipedrive v2 labelled lists), name_split:first|last, name_join.
+--   primary_phone (Pipedrive v2 labelled lists), name_split:first|last, name_join. The mapper
+--   implements all of them inbound; outbound it skips deal_status, name_split and name_join
+--   (values the CRM derives, or that cannot be split back).
 -- Sources: HubSpot CRM v3 default properties, Salesforce Contact/Lead/Account/Opportunity/User
 -- standard fields (API 62.0), Pipedrive API v2 persons/organizations/deals and v1 users.
 

@@ -11,7 +11,8 @@
 --   crm-inbound-owners           0 6 * * *     owners, full (small, no modified filter everywhere)
 --   crm-drift-check              7 * * * *     full walk of contacts, companies, deals: drift,
 --                                              vanished records
---   crm-retry-failures           37 * * * *    drain inbox leftovers and retry due failures
+--   crm-retry-failures           37 * * * *    mode retry: for now an inbound delta (the
+--                                              function does not drain the inbox yet)
 --   crm-health-check             */5 * * * *   SQL: crm.check_health()
 --   crm-cleanup                  23 3 * * *    SQL: crm.cleanup() (30 days of history)
 --

@@ -83,6 +83,10 @@ export class WebhookQueue {
   #nextRecord = 1;
   #closed = false;
   #abort = new AbortController();
+  // Deliveries use their own connection pool, closed with the queue: in the process-wide pool
+  // the idle keep-alive connections outlived the emulator, and a receiver's graceful shutdown
+  // waited for them (minutes).
+  #client: Deno.HttpClient | undefined = Deno.createHttpClient({});
   #idleWaiters: Array<() => void> = [];
   #records: DeliveryRecord[] = [];
   #maxRecords = 10_000;
@@ -192,6 +196,8 @@ export class WebhookQueue {
     this.#ready = [];
     this.#abort.abort();
     while (this.#inFlight > 0) await sleep(1);
+    this.#client?.close();
+    this.#client = undefined;
     this.#checkIdle();
   }
 
@@ -259,6 +265,7 @@ export class WebhookQueue {
         headers: req.headers,
         body: req.body,
         signal: ctrl.signal,
+        client: this.#client,
       });
       const text = await res.text();
       status = res.status;
