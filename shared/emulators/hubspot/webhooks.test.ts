@@ -259,3 +259,46 @@ Deno.test("webhook settings and subscriptions through the SDK's developer API", 
     await rx.close();
   }
 });
+
+// A delivery connection left in a shared keep-alive pool outlives the emulator;
+// a receiver's graceful `server.shutdown()` could then wait for it forever.
+Deno.test("a closed emulator leaves no delivery connection open to the receiver", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const hs = await startHubSpot({ seed: 35, records: 1 });
+  let conn: Deno.Conn | undefined;
+  let timer: number | undefined;
+  try {
+    await admin(hs.url, "/webhooks", {
+      method: "PUT",
+      json: { targetUrl: `http://127.0.0.1:${listener.addr.port}/hook` },
+    });
+    await admin(hs.url, "/records/contacts", { json: { properties: { email: "ka@ev.test" } } });
+    conn = await listener.accept();
+    // Read one request, answer it on a keep-alive connection.
+    const buf = new Uint8Array(64 * 1024);
+    let text = "";
+    for (;;) {
+      const n = await conn.read(buf);
+      assert(n !== null, "the emulator closed the connection before sending a request");
+      text += new TextDecoder().decode(buf.subarray(0, n));
+      const end = text.indexOf("\r\n\r\n");
+      const length = Number(/content-length:\s*(\d+)/i.exec(text)?.[1] ?? NaN);
+      if (end >= 0 && new TextEncoder().encode(text.slice(end + 4)).length >= length) break;
+    }
+    assert(text.startsWith("POST /hook HTTP/1.1"));
+    await conn.write(new TextEncoder().encode("HTTP/1.1 204 No Content\r\n\r\n"));
+    assertEquals(await hs.webhooks.idle(), true);
+    await hs.close();
+    // The bound only turns a connection that stays open into a failure instead of a hang.
+    const read = await Promise.race([
+      conn.read(buf),
+      new Promise<string>((r) => (timer = setTimeout(() => r("still open"), 5000))),
+    ]);
+    assertEquals(read, null, "the emulator's side of the connection is closed");
+  } finally {
+    clearTimeout(timer);
+    conn?.close();
+    listener.close();
+    await hs.close();
+  }
+});
