@@ -192,7 +192,6 @@ export class WebhookQueue {
 
   /** Stop: cancel timers, abort in-flight requests, wait for them to finish. */
   async close(): Promise<void> {
-    const first = !this.#closed;
     this.#closed = true;
     this.#holds = 0;
     for (const t of this.#timers) clearTimeout(t);
@@ -200,7 +199,7 @@ export class WebhookQueue {
     this.#ready = [];
     this.#abort.abort();
     while (this.#inFlight > 0) await sleep(1);
-    if (first) this.#client.close();
+    this.#client.close();
     this.#checkIdle();
   }
 
