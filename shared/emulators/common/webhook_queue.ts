@@ -83,13 +83,6 @@ export class WebhookQueue {
   #nextRecord = 1;
   #closed = false;
   #abort = new AbortController();
-  /**
-   * Deliveries go through their own connection pool, closed with the queue: a
-   * pooled keep-alive connection (or one a cancelled delivery had just opened)
-   * would otherwise outlive the emulator and keep the receiver's graceful
-   * `server.shutdown()` waiting for it indefinitely.
-   */
-  #client = Deno.createHttpClient({});
   #idleWaiters: Array<() => void> = [];
   #records: DeliveryRecord[] = [];
   #maxRecords = 10_000;
@@ -199,7 +192,6 @@ export class WebhookQueue {
     this.#ready = [];
     this.#abort.abort();
     while (this.#inFlight > 0) await sleep(1);
-    this.#client.close();
     this.#checkIdle();
   }
 
@@ -267,7 +259,6 @@ export class WebhookQueue {
         headers: req.headers,
         body: req.body,
         signal: ctrl.signal,
-        client: this.#client,
       });
       const text = await res.text();
       status = res.status;
