@@ -212,7 +212,9 @@ export function startGateway(opts: GatewayOptions) {
           return json(504, { code: "TIMEOUT", message: "Function exceeded the wall-clock limit" });
         }
         const refused = /connection refused|ECONNREFUSED/i.test(String((e as Error).message));
-        if (refused) retire(slug, worker);
+        // A worker that refused or dropped the connection is dead or dying: retire it now. Left
+        // to its exit status, the next request could still reach the exiting process and fail.
+        retire(slug, worker);
         // Refused means the request never reached the (dead) worker: safe to send it once more.
         if (refused && attempt === 1) continue;
         log(`${slug}: ${(e as Error).message}`);
