@@ -211,11 +211,16 @@ export function startGateway(opts: GatewayOptions) {
         if (timeout.aborted) {
           return json(504, { code: "TIMEOUT", message: "Function exceeded the wall-clock limit" });
         }
-        const refused = /connection refused|ECONNREFUSED/i.test(String((e as Error).message));
-        if (refused) retire(slug, worker);
+        const message = String((e as Error).message);
+        const refused = /connection refused|ECONNREFUSED/i.test(message);
+        // A worker that refused the connection, or closed it before answering, is dead or dying
+        // (Deno.exit, a crash): retire it now. Left to its exit status, the next request could
+        // still reach the exiting process and fail as well. A body the worker stopped reading
+        // (broken pipe) leaves a healthy worker alone.
+        if (refused || /closed before message completed/i.test(message)) retire(slug, worker);
         // Refused means the request never reached the (dead) worker: safe to send it once more.
         if (refused && attempt === 1) continue;
-        log(`${slug}: ${(e as Error).message}`);
+        log(`${slug}: ${message}`);
         return json(502, { code: "WORKER_ERROR", message: "Function exited before it responded" });
       }
     }

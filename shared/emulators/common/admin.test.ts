@@ -9,6 +9,7 @@ const cases = [
   {
     name: "hubspot",
     start: startHubSpot,
+    writePath: "/crm/v3/objects/contacts",
     object: "contacts",
     create: { properties: { email: "adm@example.com", lastname: "Adm" } },
     update: { jobtitle: "CFO" },
@@ -16,6 +17,7 @@ const cases = [
   {
     name: "salesforce",
     start: startSalesforce,
+    writePath: "/services/data/v62.0/sobjects/Lead",
     object: "Contact",
     create: { LastName: "Adm", Email: "adm@example.com" },
     update: { Title: "CFO" },
@@ -23,6 +25,7 @@ const cases = [
   {
     name: "pipedrive",
     start: startPipedrive,
+    writePath: "/api/v2/persons",
     object: "person",
     create: { name: "Ada Adm" },
     update: { job_title: "CFO" },
@@ -74,6 +77,56 @@ for (const c of cases) {
       assertEquals(after.length, 5);
       const counters = await admin(e.url, "/counters") as { total: number };
       assertEquals(counters.total, 0);
+    } finally {
+      await e.close();
+    }
+  });
+}
+
+// jsforce, axios and node-fetch under Deno's node:http send the headers first
+// and the body a moment later; an answer that overtakes the body makes the
+// client drop the half-sent body, and Deno's writer then rejects with
+// "resource closed" outside any caller (an uncaught error in the test run).
+for (const c of cases) {
+  Deno.test(`early answers (${c.name}: bad session, unknown route, injected 5xx) wait for the request body`, async () => {
+    const e = await c.start({ seed: 84, records: 1 });
+    try {
+      const early = async (path: string): Promise<number> => {
+        let bodySent = false;
+        let answeredBeforeBody: boolean | undefined;
+        let release!: () => void;
+        const gate = new Promise<void>((r) => (release = r));
+        const body = new ReadableStream<Uint8Array>({
+          async pull(ctrl) {
+            await gate;
+            bodySent = true;
+            ctrl.enqueue(new TextEncoder().encode(JSON.stringify({ name: "Late Body" })));
+            ctrl.close();
+          },
+        });
+        const answer = fetch(`${e.url}${path}`, {
+          method: "POST",
+          body,
+          headers: { authorization: "Bearer not-a-session", "content-type": "application/json" },
+        }).then((res) => {
+          answeredBeforeBody ??= !bodySent;
+          return res;
+        });
+        // Give an early answer every chance to arrive before the body does.
+        const waited = await Promise.race([
+          answer.then(() => "answer"),
+          new Promise<string>((r) => setTimeout(() => r("gate"), 150)),
+        ]);
+        release();
+        const res = await answer;
+        await res.body?.cancel();
+        assertEquals(answeredBeforeBody, false, `${path}: answered before the body (${waited})`);
+        return res.status;
+      };
+      assertEquals(await early(c.writePath), 401);
+      assertEquals(await early("/no/such/route"), 404);
+      await admin(e.url, "/faults", { method: "PUT", json: { error5xxRate: 1 } });
+      assertGreater(await early(c.writePath), 499);
     } finally {
       await e.close();
     }

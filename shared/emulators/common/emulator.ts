@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { Counters } from "./counters.ts";
 import { type FaultConfigInput, FaultConfigSchema, Faults } from "./faults.ts";
-import { HttpError, json, sleep } from "./http.ts";
+import { drainBody, HttpError, json, sleep } from "./http.ts";
 import { Prng } from "./prng.ts";
 import { type RequestContext, Router } from "./router.ts";
 import { TokenStore } from "./tokens.ts";
@@ -226,7 +226,14 @@ export abstract class Emulator {
 
   // ---- request pipeline ------------------------------------------------------
 
+  /** Answer one request; the answer leaves only after the request body was read. */
   async handle(req: Request): Promise<Response> {
+    const res = await this.#dispatch(req);
+    await drainBody(req);
+    return res;
+  }
+
+  async #dispatch(req: Request): Promise<Response> {
     const url = new URL(req.url);
     if (url.pathname === "/__admin" || url.pathname.startsWith("/__admin/")) {
       return await this.#handleAdmin(req, url);

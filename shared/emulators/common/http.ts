@@ -116,6 +116,32 @@ export function bearerToken(req: Request): string | null {
   return m ? m[1].trim() : null;
 }
 
+/**
+ * Read what is left of a request body (at most `limit` bytes, then give up)
+ * so an answer never overtakes the body it answers. A handler that rejects a
+ * request before reading it (bad session, rate limit, injected fault, 404)
+ * would otherwise let hyper drop the half-sent body; Deno's node:http client
+ * (under jsforce, axios, node-fetch) writes request bodies late, and its
+ * pending `writer.ready` then rejects with "resource closed" where nobody
+ * catches it — an unhandled rejection in the client process.
+ */
+export async function drainBody(req: Request, limit = 16 * 1024 * 1024): Promise<void> {
+  const body = req.body;
+  if (!body || req.bodyUsed || body.locked) return;
+  const reader = body.getReader();
+  let read = 0;
+  try {
+    while (read <= limit) {
+      const chunk = await reader.read();
+      if (chunk.done) return;
+      read += chunk.value.byteLength;
+    }
+    await reader.cancel();
+  } catch {
+    // The client went away; there is nobody left to answer.
+  }
+}
+
 /** Sleep that ends early (resolving `false`) when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
   if (ms <= 0) return Promise.resolve(!signal?.aborted);
