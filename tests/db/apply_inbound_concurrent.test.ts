@@ -34,8 +34,9 @@ Deno.test("apply_inbound: a record inserted concurrently does not fail the page"
       // B loads the page (cc-1 has no committed row), then its INSERT waits for this transaction.
       // (execute(): postgres.js queries are lazy, and this one is awaited only after the commit.)
       applied = b<{ created: number; updated: number }[]>`select created, updated
-                  from crm.apply_inbound(${connectionId}::uuid, 'contacts', ${b.json(page)})`.execute();
-      for (let i = 0; ; i++) {
+                  from crm.apply_inbound(${connectionId}::uuid, 'contacts', ${b.json(page)})`
+        .execute();
+      for (let i = 0;; i++) {
         const [{ waiting }] = await tx`select exists (
             select 1 from pg_stat_activity where pid = ${pid} and wait_event_type = 'Lock') as waiting`;
         if (waiting) break;
@@ -44,7 +45,7 @@ Deno.test("apply_inbound: a record inserted concurrently does not fail the page"
       }
     });
     const [counts] = await applied!;
-    assert.deepEqual({ created: counts.created, updated: counts.updated }, { created: 1, updated: 1 });
+    assert.deepEqual([counts.created, counts.updated], [1, 1], "created, updated");
     const rows = await a`select remote_id, first_name from crm.contacts
                          where connection_id = ${connectionId}::uuid order by remote_id`;
     assert.deepEqual(rows.map((r) => [r.remote_id, r.first_name]), [["cc-1", "Remote"], [
