@@ -23,7 +23,8 @@ for (const provider of PROVIDERS) {
         provider,
         {
           seed: 51,
-          records: 900,
+          // Enough pages that the walk cannot finish between the counter poll and the fault.
+          records: 2_000,
           unlimited: true,
           settings: { request_timeout_ms: REQUEST_TIMEOUT_MS },
         },
