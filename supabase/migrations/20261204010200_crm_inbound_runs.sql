@@ -260,7 +260,10 @@ begin
       return query select a.created, a.updated, a.unchanged, a.deleted, a.stale, a.conflicts,
                           v_named, v_calls;
       return;
-    exception when sqlstate 'CRM03' or data_exception or integrity_constraint_violation then
+    -- program_limit_exceeded: a value too large for an index (a 6 kB remote id) fails at the
+    -- write, names no record, and must fail alone like any other bad value.
+    exception when sqlstate 'CRM03' or data_exception or integrity_constraint_violation
+                or program_limit_exceeded then
       v_bad := case when v_n = 1 then 1
                     else (regexp_match(sqlerrm, '^invalid inbound record: record (\d+)[ :]'))[1]::integer end;
       v_reason := regexp_replace(sqlerrm,

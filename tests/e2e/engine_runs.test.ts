@@ -286,3 +286,41 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  ...opts,
+  name: "engine: a retry that cannot read neither fails the run nor stops its sweep",
+  fn: async () => {
+    await withConnection(
+      "hubspot",
+      { seed: 65, records: 12, unlimited: true },
+      async ({ sb, sql, conn }) => {
+        const ctx = await context(sql, conn);
+        const first = await run(sql, ctx, { object: "contacts", mode: "full" });
+        assert.equal(first.status, "success", JSON.stringify(first));
+        // An earlier failure is due, and the CRM now refuses to read it back (HubSpot answers
+        // 404 for an owner it no longer has, for instance).
+        await sql`insert into crm.inbound_failures (connection_id, object, remote_id, stage, reason)
+                  values (${conn}, 'contacts', 'gone-1', 'apply', 'bad value')`;
+        const [purged] = await sql`select remote_id from crm.contacts
+                                  where connection_id = ${conn} and deleted_at is null
+                                  order by remote_id limit 1`;
+        await admin(sb.url, "POST", `/records/contacts/${purged.remote_id}/gdpr-delete`, {});
+        const refusing = withAdapter(ctx, {
+          readByIds() {
+            return Promise.reject(new Error("404: not found"));
+          },
+        });
+        const r = await run(sql, refusing, { object: "contacts", mode: "full" });
+        assert.equal(r.status, "success", JSON.stringify(r));
+        assert.equal(r.tombstoned, 1, "the sweep ran before the retry");
+        const [log] = await sql`select status, details from crm.sync_log where id = ${r.run_id}`;
+        assert.equal(log.status, "success");
+        assert.match(log.details.retry_error, /not found/);
+        const [kept] = await sql`select remote_id from crm.inbound_failures
+                                 where connection_id = ${conn} and remote_id = 'gone-1'`;
+        assert.ok(kept, "the failure waits for a later run");
+      },
+    );
+  },
+});

@@ -2,7 +2,7 @@
 -- records, failures kept and cleared, the sweep never tombstoning what a walk read, previews
 -- that write nothing. Two real sessions: tests/db/inbound_runs.test.ts.
 begin;
-select plan(44);
+select plan(46);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('10000000-0000-4000-8000-0000000000c1', '10000000-0000-4000-8000-0000000000a1', 'hubspot', 'runs-test-1'),
@@ -34,6 +34,23 @@ select is((select apply_calls from crm.save_inbound_page((select run_id from r1)
     '10000000-0000-4000-8000-0000000000c1', 'contacts', 'delta',
     '[{"remote_id": "h1", "remote_updated_at": "2026-01-01T00:00:00Z"}]', null, null, null)), 1,
   'a clean page takes one apply statement');
+
+-- A value too large for an index (program_limit_exceeded at the write, naming no record) fails
+-- alone: the rest of the page applies and the stream moves on.
+create temporary table p_big as
+  select * from crm.save_inbound_page((select run_id from r1), (select lease_token from r1),
+    '10000000-0000-4000-8000-0000000000c1', 'contacts', 'delta',
+    (select jsonb_agg(jsonb_build_object('remote_id', 'big' || g, 'remote_updated_at', '2026-01-01T00:00:00Z')
+                      || case when g = 3 then jsonb_build_object('company_remote_id',
+                           (select string_agg(md5(g || '-' || x), '') from generate_series(1, 200) x))
+                         else '{}'::jsonb end
+                      order by g)
+     from generate_series(1, 5) g),
+    null, null, null);
+select is((select created from p_big), 4, 'the other records of the page apply');
+select results_eq($$select f ->> 'remote_id' from p_big, jsonb_array_elements(failed) f$$,
+  $$values ('big3')$$, 'the record too large for an index fails alone');
+delete from crm.inbound_failures where remote_id = 'big3';
 
 -- Failures --------------------------------------------------------------------------------------
 select results_eq($$select remote_id, stage, attempts from crm.inbound_failures

@@ -10,7 +10,7 @@
 // transaction is ever open while the CRM is called.
 import type { Sql } from "../db.ts";
 import { type ObjectType, ProviderError, type ProviderName } from "../providers/types.ts";
-import { recordFailure } from "./connections.ts";
+import { errorMessage, recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import { PageFeed } from "./feed.ts";
 import {
@@ -203,9 +203,19 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       const gone = await deletionPage(adapter, mapper, o.object, { deadline: o.deadline });
       if (gone) await save(gone, null);
     }
-    // Records that failed before and that this run has not read again, while time is left.
-    if (!o.dryRun && now() < o.deadline) await retryFailures(sql, ctx, target, tally);
     if (done && mode === "full") await sweep(sql, target, tally, dry);
+    // Records that failed before and that this run has not read again, while time is left: after
+    // the sweep, and never failing the run. A retry that cannot read (the CRM fails now, or
+    // answers 404 for a record it no longer has) leaves the failures for a later run.
+    if (!o.dryRun && now() < o.deadline) {
+      try {
+        await retryFailures(sql, ctx, target, tally, o.deadline);
+      } catch (e) {
+        if (isLeaseLost(e)) throw e;
+        // Kept in the run's sync_log details (retry_error).
+        tally.retryError = errorMessage(e);
+      }
+    }
     const status = tally.failed > 0 ? "partial" : "success";
     if (runId !== null) {
       await closeRun(sql, { runId, leaseToken: run.leaseToken }, status, tally, { more: !done });

@@ -17,13 +17,15 @@ export async function retryFailures(
   ctx: SyncContext,
   target: PageTarget,
   tally: RunTally,
+  /** The run's deadline (epoch ms): the reads' waits, retries and timeouts fit it. */
+  deadline: number,
 ): Promise<number> {
   const due = await sql<{ remote_id: string }[]>`
     select remote_id from crm.due_inbound_failures(${target.connectionId}, ${target.object},
                                                    ${RETRY_BATCH}, ${target.runId})`;
   if (due.length === 0) return 0;
   const ids = due.map((r) => r.remote_id);
-  const got = await ctx.adapter.readByIds(target.object, ids);
+  const got = await ctx.adapter.readByIds(target.object, ids, { deadline });
   const mapped = got.records.map((r) => ctx.mapper.inbound(target.object, r));
   const page = preparePage(
     { records: got.records, errors: got.errors, checkpoint: null, watermark: null, done: false },

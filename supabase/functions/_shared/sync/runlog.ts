@@ -3,6 +3,7 @@
 // the close with the tally's details (warnings, samples, whether more is left), final counts,
 // status and error (crm.close_inbound_run for a leased run, crm.close_sync_run for a live one).
 import type { Sql } from "../db.ts";
+import { cleanString } from "../mapping/clean.ts";
 import type { InboundResult, MappingWarning } from "../mapping/mapper.ts";
 import type { ChangePage, ObjectType, RecordError, Watermark } from "../providers/types.ts";
 import type { RunTally } from "./tally.ts";
@@ -78,7 +79,11 @@ export function preparePage(page: ChangePage, mapped: InboundResult[]): Prepared
     json: JSON.stringify(mapped.map((m) => m.record)),
     ids: page.records.map((r) => r.remoteId),
     warnings: mapped.flatMap((m) => m.warnings),
-    errors: page.errors,
+    // Reasons can quote the CRM's text, which may hold what Postgres cannot store (a NUL).
+    errors: page.errors.map((e) => ({
+      remoteId: e.remoteId === null ? null : cleanString(e.remoteId),
+      reason: cleanString(e.reason),
+    })),
     checkpoint: page.checkpoint,
     watermark: page.watermark,
     done: page.done,

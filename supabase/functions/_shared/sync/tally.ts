@@ -46,6 +46,8 @@ export class RunTally {
   applyCalls = 0;
   /** Why the full walk's sweep tombstoned nothing, when it refused to. */
   sweepSkipped: string | null = null;
+  /** Why the retry of earlier failures did not run to the end (the failures wait for a later run). */
+  retryError: string | null = null;
   failures: { remote_id: string | null; reason: string }[] = [];
   warningSamples: { remote_id: string; column: string; message: string }[] = [];
   #start: number;
@@ -114,6 +116,7 @@ export class RunTally {
       tombstoned: this.tombstoned,
       apply_calls: this.applyCalls,
       ...(this.sweepSkipped ? { sweep_skipped: this.sweepSkipped } : {}),
+      ...(this.retryError ? { retry_error: this.retryError } : {}),
     };
   }
 
