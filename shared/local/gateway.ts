@@ -179,8 +179,18 @@ export function startGateway(opts: GatewayOptions) {
 
     const headers = new Headers(req.headers);
     headers.delete("host");
+    // A preflight reaches the function unauthenticated, so its body (a preflight has none) is
+    // read and dropped chunk by chunk rather than buffered: an anonymous OPTIONS must not make
+    // the gateway hold an arbitrary upload in memory. (Read, not cancelled: an answer before the
+    // body is read breaks clients that are still sending it.)
+    const preflight = req.method === "OPTIONS";
+    if (preflight) {
+      if (req.body) { for await (const _ of req.body) { /* dropped */ } }
+      headers.delete("content-length");
+      headers.delete("transfer-encoding");
+    }
     // Buffered so a request that found a worker which had just died can go to its successor.
-    const body = req.body ? new Uint8Array(await req.arrayBuffer()) : undefined;
+    const body = !preflight && req.body ? new Uint8Array(await req.arrayBuffer()) : undefined;
     const timeout = AbortSignal.timeout(opts.requestTimeoutMs ?? 150_000);
     for (let attempt = 1;; attempt++) {
       const worker = await workerFor(slug, entry);

@@ -127,6 +127,14 @@ Deno.test("verify_jwt lets OPTIONS preflights through to the function, like the 
     });
     assert.equal(pre.status, 200);
     assert.equal(pre.body.method, "OPTIONS", "the function answered the preflight");
+    // Unauthenticated, so a body sent with it is dropped, not buffered and passed on.
+    const loaded = await call(`${gw.url}/functions/v1/hello`, {
+      method: "OPTIONS",
+      headers: { Origin: "http://localhost:5173" },
+      body: "x".repeat(1 << 20),
+    });
+    assert.equal(loaded.status, 200);
+    assert.ok(!loaded.body.body, "the preflight's body never reached the function");
     const get = await call(`${gw.url}/functions/v1/hello`, { method: "GET" });
     assert.equal(get.status, 401, "only OPTIONS skips the check");
     const jwks = await call(`${gw.url}/auth/v1/.well-known/jwks.json`);
