@@ -1,23 +1,29 @@
--- Why: crm-fetch-live with "sync": true let any signed-in user of an account spend that
--- account's CRM API quota without limit (issue 10, item 8). Each such call now takes a grant
--- from a token bucket per account, kept here so every function instance shares it: the bucket
--- holds at most p_burst grants and refills at p_per_hour grants an hour. One INSERT ... ON
--- CONFLICT DO UPDATE takes the grant, so concurrent callers serialise on the account's row and
--- two of them can never spend the same token.
+-- Why: crm-fetch-live let any signed-in user of an account spend that account's CRM API quota
+-- without limit (issue 10, item 8): with "sync": true, and with plain reads, which call the CRM
+-- just the same. Each user call now takes a grant from a token bucket per account and kind
+-- ('read' for every call, 'sync' in addition for sync: true), kept here so every function
+-- instance shares it: the bucket holds at most p_burst grants and refills at p_per_hour grants
+-- an hour. One INSERT ... ON CONFLICT DO UPDATE takes the grant, so concurrent callers
+-- serialise on the bucket's row and two of them can never spend the same token.
 --
 -- The limits are arguments, so crm-fetch-live passes its configuration (CRM_LIVE_SYNC_BURST,
--- CRM_LIVE_SYNC_PER_HOUR); NULL means the defaults below: a burst of 5 and 30 an hour.
+-- CRM_LIVE_SYNC_PER_HOUR, CRM_LIVE_READ_BURST, CRM_LIVE_READ_PER_HOUR); NULL means the
+-- defaults below: sync a burst of 5 and 30 an hour; read a burst of 20 and 360 an hour (a
+-- dashboard refreshing every 10 s).
 
 create table crm.live_fetch_buckets (
-  account_id uuid primary key,
+  account_id uuid not null,
+  kind text not null default 'sync',
   -- Grants left at refilled_at (fractional: refilling is continuous).
   tokens double precision not null,
   refilled_at timestamptz not null,
   -- Whether the last call took a grant (RETURNING sees only the new row).
-  last_granted boolean not null
+  last_granted boolean not null,
+  primary key (account_id, kind),
+  constraint live_fetch_buckets_kind_check check (kind in ('sync', 'read'))
 );
 comment on table crm.live_fetch_buckets is
-  'Token bucket per account limiting crm-fetch-live calls with sync: true (crm.take_live_fetch_grant).';
+  'Token buckets per account and kind (read: every user call of crm-fetch-live; sync: those with sync: true), taken by crm.take_live_fetch_grant.';
 
 alter table crm.live_fetch_buckets enable row level security;
 revoke all on crm.live_fetch_buckets from public, anon, authenticated;
@@ -43,30 +49,32 @@ $$;
 revoke all on function crm._live_fetch_level(double precision, timestamptz, integer, integer) from public, anon, authenticated;
 grant execute on function crm._live_fetch_level(double precision, timestamptz, integer, integer) to service_role;
 
--- Takes one grant for the account if its bucket has one. retry_after_s: whole seconds until the
+-- Takes one grant from the account's bucket of the kind if it has one. retry_after_s: whole seconds until the
 -- next grant (0 when granted); burst and per_hour: the limits applied, for the caller's message.
 create or replace function crm.take_live_fetch_grant(
   p_account_id uuid,
   p_burst integer default null,
-  p_per_hour integer default null
+  p_per_hour integer default null,
+  p_kind text default 'sync'
 )
   returns table (granted boolean, retry_after_s integer, burst integer, per_hour integer)
   language plpgsql
   set search_path = ''
 as $$
 declare
-  v_burst integer := coalesce(p_burst, 5);
-  v_per_hour integer := coalesce(p_per_hour, 30);
+  v_burst integer := coalesce(p_burst, case p_kind when 'read' then 20 else 5 end);
+  v_per_hour integer := coalesce(p_per_hour, case p_kind when 'read' then 360 else 30 end);
 begin
-  if p_account_id is null or v_burst < 1 or v_per_hour < 1 then
+  if p_account_id is null or p_kind is null or p_kind not in ('sync', 'read')
+     or v_burst < 1 or v_per_hour < 1 then
     raise exception using errcode = '22023',
-      message = format('take_live_fetch_grant needs an account and positive limits (burst %s, per_hour %s)',
-                       v_burst, v_per_hour);
+      message = format('take_live_fetch_grant needs an account, a kind (sync, read) and positive limits (kind %s, burst %s, per_hour %s)',
+                       p_kind, v_burst, v_per_hour);
   end if;
   return query
-  insert into crm.live_fetch_buckets as b (account_id, tokens, refilled_at, last_granted)
-  values (p_account_id, v_burst - 1, now(), true)
-  on conflict (account_id) do update
+  insert into crm.live_fetch_buckets as b (account_id, kind, tokens, refilled_at, last_granted)
+  values (p_account_id, p_kind, v_burst - 1, now(), true)
+  on conflict (account_id, kind) do update
   set last_granted = crm._live_fetch_level(b.tokens, b.refilled_at, v_burst, v_per_hour) >= 1,
       tokens = crm._live_fetch_level(b.tokens, b.refilled_at, v_burst, v_per_hour)
                - case when crm._live_fetch_level(b.tokens, b.refilled_at, v_burst, v_per_hour) >= 1
@@ -79,5 +87,5 @@ begin
             v_per_hour;
 end
 $$;
-revoke all on function crm.take_live_fetch_grant(uuid, integer, integer) from public, anon, authenticated;
-grant execute on function crm.take_live_fetch_grant(uuid, integer, integer) to service_role;
+revoke all on function crm.take_live_fetch_grant(uuid, integer, integer, text) from public, anon, authenticated;
+grant execute on function crm.take_live_fetch_grant(uuid, integer, integer, text) to service_role;

@@ -92,12 +92,12 @@ Deno.test({
         const first = await callFunction("crm-fetch-live", body, user);
         assert.equal(first.status, 200, JSON.stringify(first.json));
         const [bucket] = await s.sql`select tokens, last_granted from crm.live_fetch_buckets
-                                     where account_id = ${account_id}`;
+                                     where account_id = ${account_id} and kind = 'sync'`;
         assert.ok(bucket?.last_granted, "the call took a grant from the account's bucket");
 
         // Spend the rest of the bucket the way concurrent callers would.
         await s.sql`update crm.live_fetch_buckets set tokens = 0, refilled_at = now()
-                    where account_id = ${account_id}`;
+                    where account_id = ${account_id} and kind = 'sync'`;
         const res = await fetch(`${need("SUPABASE_URL")}/functions/v1/crm-fetch-live`, {
           method: "POST",
           headers: { authorization: `Bearer ${user}`, "content-type": "application/json" },
@@ -113,9 +113,16 @@ Deno.test({
         assert.equal(n, 1, "the refused call ran nothing");
 
         const read = await callFunction("crm-fetch-live", { ...body, sync: false }, user);
-        assert.equal(read.status, 200, "plain live reads are not limited");
+        assert.equal(read.status, 200, "plain reads have a bucket of their own");
         const service = await callFunction("crm-fetch-live", body);
         assert.equal(service.status, 200, "the service role is not limited");
+
+        // Plain reads call the CRM too: they spend the account's read bucket.
+        await s.sql`update crm.live_fetch_buckets set tokens = 0, refilled_at = now()
+                    where account_id = ${account_id} and kind = 'read'`;
+        const refusedRead = await callFunction("crm-fetch-live", { ...body, sync: false }, user);
+        assert.equal(refusedRead.status, 429, JSON.stringify(refusedRead.json));
+        assert.match(String(refusedRead.json.error), /live fetch limit reached/);
       } finally {
         await s.sql`delete from crm.live_fetch_buckets where account_id = ${account_id}`;
       }

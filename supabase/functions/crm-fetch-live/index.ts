@@ -4,8 +4,9 @@
 //    "sync"?: bool, "connection_id"?: uuid, "limit"?: 1..1000}
 // A signed-in user (JWT with app_metadata.account_id) reads only their account's connections;
 // the service role may read any. Records come oldest change first within the timeframe; with
-// "sync": true they are also persisted through the sync's apply path and logged (trigger live);
-// a user's such calls are limited per account (429 + Retry-After, _shared/http/live_limit.ts).
+// "sync": true they are also persisted through the sync's apply path and logged (trigger live).
+// A user's calls are limited per account, reads and syncs each by their own bucket (429 +
+// Retry-After, _shared/http/live_limit.ts); the service role is not limited.
 // Browsers may call it from the origins in CRM_CORS_ORIGINS (_shared/http/cors.ts).
 import { z } from "zod";
 import { authFromEnv, identify } from "../_shared/auth.ts";
@@ -13,7 +14,7 @@ import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
 import { corsFromEnv, preflight, withCors } from "../_shared/http/cors.ts";
-import { liveLimitFromEnv, takeLiveSyncGrant } from "../_shared/http/live_limit.ts";
+import { liveLimitFromEnv, takeLiveGrant } from "../_shared/http/live_limit.ts";
 import { ObjectTypeSchema } from "../_shared/providers/types.ts";
 import { loadConnections } from "../_shared/sync/connections.ts";
 import { createSyncContext } from "../_shared/sync/context.ts";
@@ -73,8 +74,9 @@ async function handle(req: Request): Promise<Response> {
   if (connections.length === 0 && unusable.length === 0) {
     return Response.json({ error: "no active connection found" }, { status: 404 });
   }
-  if (b.sync && who.kind === "user") {
-    const refused = await takeLiveSyncGrant(sql, who.accountId, liveLimit);
+  if (who.kind === "user") {
+    const refused = await takeLiveGrant(sql, who.accountId, "read", liveLimit) ??
+      (b.sync ? await takeLiveGrant(sql, who.accountId, "sync", liveLimit) : null);
     if (refused) return refused;
   }
   const since = timeframeStart(b.timeframe);

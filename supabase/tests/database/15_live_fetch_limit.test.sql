@@ -1,7 +1,8 @@
--- crm.take_live_fetch_grant: the per-account token bucket behind crm-fetch-live's sync: true.
+-- crm.take_live_fetch_grant: the per-account token buckets behind crm-fetch-live (kind read for
+-- every user call, kind sync for sync: true).
 -- now() is fixed inside this transaction, so refills are simulated by moving refilled_at back.
 begin;
-select plan(22);
+select plan(26);
 
 create function pg_temp.take(p_account uuid, p_burst integer default 3, p_per_hour integer default 60)
   returns text language sql as $$
@@ -45,7 +46,20 @@ select is((select string_agg(pg_temp.take('00000000-0000-4000-8000-000000000003'
            from generate_series(1, 5)),
   'true/0,true/0,true/0,true/0,false/120', 'four more, then a wait of 120 s at 30 an hour');
 
+-- Reads have a bucket of their own per account, with their own defaults (20, 360 an hour).
+select results_eq($$select granted, retry_after_s, burst, per_hour
+                    from crm.take_live_fetch_grant('00000000-0000-4000-8000-000000000003', null, null, 'read')$$,
+  $$values (true, 0, 20, 360)$$, 'a read takes from the read bucket: burst 20, 360 an hour');
+select is((select tokens from crm.live_fetch_buckets
+           where account_id = '00000000-0000-4000-8000-000000000003' and kind = 'read'),
+  19::double precision, 'the read bucket lost one grant');
+select is((select tokens from crm.live_fetch_buckets
+           where account_id = '00000000-0000-4000-8000-000000000003' and kind = 'sync'),
+  0::double precision, 'the empty sync bucket is untouched by reads');
+
 -- Bad arguments.
+select throws_ok($$select * from crm.take_live_fetch_grant('00000000-0000-4000-8000-000000000004', 1, 1, 'write')$$,
+  '22023', null, 'the kind is sync or read');
 select throws_ok($$select * from crm.take_live_fetch_grant(null)$$, '22023', null, 'an account is required');
 select throws_ok($$select * from crm.take_live_fetch_grant('00000000-0000-4000-8000-000000000004', 0, 10)$$,
   '22023', null, 'burst must be positive');
