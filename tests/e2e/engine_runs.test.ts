@@ -324,3 +324,24 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  ...opts,
+  name: "engine: a failed record the CRM no longer has leaves crm.inbound_failures",
+  fn: async () => {
+    await withConnection(
+      "hubspot",
+      { seed: 66, records: 8, unlimited: true },
+      async ({ sql, conn }) => {
+        const ctx = await context(sql, conn);
+        await sql`insert into crm.inbound_failures (connection_id, object, remote_id, stage, reason)
+                  values (${conn}, 'contacts', '987654321', 'apply', 'bad value')`;
+        const r = await run(sql, ctx, { object: "contacts" });
+        assert.equal(r.status, "success", JSON.stringify(r));
+        const left = await sql`select remote_id from crm.inbound_failures
+                               where connection_id = ${conn} and remote_id = '987654321'`;
+        assert.deepEqual([...left], [], "not retried a day for ever");
+      },
+    );
+  },
+});

@@ -216,6 +216,10 @@ Deno.test({
       const read = await adapter.readByIds("deals", [deal.remoteId, seen[1].remoteId]);
       assert.deepEqual(read.errors, []);
       assert.equal(calls() - before, 3, "one batch read plus one per association type");
+      const unknown = await adapter.readByIds("deals", ["987654321"]);
+      assert.deepEqual(unknown.errors, [
+        { remoteId: "987654321", reason: "not found in HubSpot", missing: true },
+      ], "an id HubSpot does not have is reported missing");
       const got = read.records.find((r) => r.remoteId === deal.remoteId)!;
       assert.deepEqual(got.properties["associations.companies"], [
         other,

@@ -76,8 +76,11 @@ Deno.test({
       const live = contacts.find((c: { Id: string }) => c.Id !== victim).Id;
       await admin(sf.url, "POST", "/__admin/tokens/expire");
       await new Promise((r) => setTimeout(r, 5)); // expiry is "before now", in ms
-      const again = await adapter.readByIds("contacts", [live]);
+      const again = await adapter.readByIds("contacts", [live, "003000000000000AAA"]);
       assert.equal(again.records.length, 1);
+      assert.deepEqual(again.errors, [
+        { remoteId: "003000000000000AAA", reason: "not found in Salesforce", missing: true },
+      ], "an id the org does not have is reported missing");
       assert.equal(tokens.length, 1);
 
       await admin(sf.url, "POST", "/__admin/tokens/revoke", { kind: "all" });

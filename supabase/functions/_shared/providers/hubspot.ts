@@ -489,9 +489,12 @@ export function createHubSpotAdapter(
         await addAssociations(object, got.records, opts);
         records.push(...got.records);
         errors.push(...got.errors);
-        const found = new Set(got.records.map((r) => r.remoteId));
+        // Returned but unparseable is not missing.
+        const found = new Set([...got.records, ...got.errors].map((r) => r.remoteId));
         for (const id of chunk) {
-          if (!found.has(id)) errors.push({ remoteId: id, reason: "not found in HubSpot" });
+          if (!found.has(id)) {
+            errors.push({ remoteId: id, reason: "not found in HubSpot", missing: true });
+          }
         }
       }
       return { records, errors };

@@ -260,9 +260,12 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
         records.push(...got.records);
         errors.push(...got.errors);
       }
-      const found = new Set(records.map((r) => r.remoteId));
+      // Returned but unparseable is not missing.
+      const found = new Set([...records, ...errors].map((r) => r.remoteId));
       for (const id of ids) {
-        if (!found.has(id)) errors.push({ remoteId: id, reason: "not found in Pipedrive" });
+        if (!found.has(id)) {
+          errors.push({ remoteId: id, reason: "not found in Pipedrive", missing: true });
+        }
       }
       return { records, errors };
     },

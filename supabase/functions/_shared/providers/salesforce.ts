@@ -364,9 +364,12 @@ export function createSalesforceAdapter(
           }
         }
       }
-      const found = new Set(records.map((r) => r.remoteId));
+      // Returned but unparseable is not missing.
+      const found = new Set([...records, ...errors].map((r) => r.remoteId));
       for (const id of wanted) {
-        if (!found.has(id)) errors.push({ remoteId: id, reason: "not found in Salesforce" });
+        if (!found.has(id)) {
+          errors.push({ remoteId: id, reason: "not found in Salesforce", missing: true });
+        }
       }
       return { records, errors };
     },

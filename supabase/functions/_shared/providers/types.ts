@@ -35,6 +35,8 @@ export interface RemoteRecord {
 export interface RecordError {
   remoteId: string | null;
   reason: string;
+  /** Read by id, and the provider has no such record (deleted, merged away, never existed). */
+  missing?: true;
 }
 
 export interface ChangePage {

@@ -2,8 +2,9 @@
 // or the database rejected them) are read again by id after a run's walk, when time is left,
 // and written like any page, in mode "retry" (no cursor moves). Ids the walk itself read again
 // (and failed again) in this run are not read twice. One that applies leaves the table; one that
-// fails again waits longer (crm.due_inbound_failures hands out only those due). A batch per run
-// bounds the cost: RETRY_BATCH ids, read in the adapter's batch size.
+// fails again waits longer (crm.due_inbound_failures hands out only those due); one the CRM no
+// longer has leaves the table. A batch per run bounds the cost: RETRY_BATCH ids, read in the
+// adapter's batch size.
 import type { Sql } from "../db.ts";
 import type { SyncContext } from "./context.ts";
 import { type PageTarget, preparePage, savePage } from "./runlog.ts";
@@ -27,10 +28,20 @@ export async function retryFailures(
   const ids = due.map((r) => r.remote_id);
   const got = await ctx.adapter.readByIds(target.object, ids, { deadline });
   const mapped = got.records.map((r) => ctx.mapper.inbound(target.object, r));
+  // A record the CRM no longer has cannot apply: its failure ends here (the mirror learns of
+  // the deletion from the walk, the deletion listing or the sweep), instead of a retry a day
+  // for ever.
+  const errors = got.errors.filter((e) => !e.missing);
+  const missing = got.errors.filter((e) => e.missing).map((e) => e.remoteId as string);
   const page = preparePage(
-    { records: got.records, errors: got.errors, checkpoint: null, watermark: null, done: false },
+    { records: got.records, errors, checkpoint: null, watermark: null, done: false },
     mapped,
   );
   await savePage(sql, { ...target, mode: "retry" }, tally, page, null);
+  if (missing.length) {
+    await sql`delete from crm.inbound_failures
+              where connection_id = ${target.connectionId} and object = ${target.object}
+                and remote_id = any(${missing}::text[])`;
+  }
   return ids.length;
 }
