@@ -9,6 +9,7 @@
 // half way through the work. They are refused, not stripped: the caller's input is not
 // silently changed, and the answer names the field.
 import type { z } from "zod";
+import { cleanString } from "../mapping/clean.ts";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 /**
@@ -66,12 +67,12 @@ async function readCapped(req: Request, max: number): Promise<Uint8Array | null>
   return out;
 }
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** What makes `s` unstorable in Postgres, or null. */
+/** What makes `s` unstorable in Postgres, or null (the mapper's cleaner decides, for both). */
 function unstorable(s: string): string | null {
-  if (s.includes("\u0000")) return "a NUL character (\\u0000)";
-  return LONE_SURROGATE.test(s) ? "a lone UTF-16 surrogate" : null;
+  const found = { nul: false, surrogate: false };
+  cleanString(s, found);
+  if (found.nul) return "a NUL character (\\u0000)";
+  return found.surrogate ? "a lone UTF-16 surrogate" : null;
 }
 
 /**

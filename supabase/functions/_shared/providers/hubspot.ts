@@ -22,6 +22,7 @@ import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
+import { missingIds } from "./missing.ts";
 import { apiRequest, timed } from "./hubspot_http.ts";
 import { isoFromText } from "./iso.ts";
 import { advance, initialState, type KeysetState, nextQuery } from "./keyset.ts";
@@ -489,13 +490,7 @@ export function createHubSpotAdapter(
         await addAssociations(object, got.records, opts);
         records.push(...got.records);
         errors.push(...got.errors);
-        // Returned but unparseable is not missing.
-        const found = new Set([...got.records, ...got.errors].map((r) => r.remoteId));
-        for (const id of chunk) {
-          if (!found.has(id)) {
-            errors.push({ remoteId: id, reason: "not found in HubSpot", missing: true });
-          }
-        }
+        errors.push(...missingIds("HubSpot", chunk, [...got.records, ...got.errors]));
       }
       return { records, errors };
     },

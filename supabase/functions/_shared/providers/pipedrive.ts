@@ -14,6 +14,7 @@ import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
 import { callScope, guardedCall, isNetworkError } from "./call.ts";
+import { missingIds } from "./missing.ts";
 import {
   type ChangePage,
   type ListOptions,
@@ -260,13 +261,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
         records.push(...got.records);
         errors.push(...got.errors);
       }
-      // Returned but unparseable is not missing.
-      const found = new Set([...records, ...errors].map((r) => r.remoteId));
-      for (const id of ids) {
-        if (!found.has(id)) {
-          errors.push({ remoteId: id, reason: "not found in Pipedrive", missing: true });
-        }
-      }
+      errors.push(...missingIds("Pipedrive", ids, [...records, ...errors]));
       return { records, errors };
     },
   };

@@ -21,6 +21,7 @@ import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { callScope, DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
+import { missingIds } from "./missing.ts";
 import { isoFromSalesforce } from "./iso.ts";
 import {
   type ChangePage,
@@ -364,13 +365,7 @@ export function createSalesforceAdapter(
           }
         }
       }
-      // Returned but unparseable is not missing.
-      const found = new Set([...records, ...errors].map((r) => r.remoteId));
-      for (const id of wanted) {
-        if (!found.has(id)) {
-          errors.push({ remoteId: id, reason: "not found in Salesforce", missing: true });
-        }
-      }
+      errors.push(...missingIds("Salesforce", wanted, [...records, ...errors]));
       return { records, errors };
     },
   };

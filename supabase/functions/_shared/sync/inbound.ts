@@ -55,8 +55,9 @@ export interface RunSummary {
   warnings: number;
   conflicts: number;
   tombstoned: number;
-  /** The stream stopped at its time budget: calling again continues it. Never set for failed
-   * or skipped runs (calling again would start over, not continue). */
+  /** Calling again continues the stream: it stopped at its time budget, or failed transiently
+   * (out of time, a hung or failing CRM) after saving its checkpoint. Never set for revoked,
+   * fenced-out or skipped runs. */
   more: boolean;
   dry_run?: boolean;
   /** Why the full walk's sweep tombstoned nothing (it read records without a remote id). */

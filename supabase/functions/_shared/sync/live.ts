@@ -10,7 +10,7 @@ import { recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import type { RunSummary } from "./inbound.ts";
 import { PageFeed } from "./feed.ts";
-import { closeRun, mergePages, savePage } from "./runlog.ts";
+import { closeRun, mergePages, type PageTarget, savePage } from "./runlog.ts";
 import { RunTally, type Warning } from "./tally.ts";
 import { pageReader } from "./walk.ts";
 
@@ -94,6 +94,13 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
     fetched += page.count;
     return page;
   };
+  const target: PageTarget | null = runId === null ? null : {
+    runId,
+    leaseToken: null,
+    connectionId: conn.id,
+    object: o.object,
+    mode: "live",
+  };
   const feed = new PageFeed(read, null, {
     batchRecords: LIVE_PAGE,
     maxAhead: LIVE_PAGE,
@@ -107,16 +114,7 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
       for (const record of JSON.parse(page.json) as Record<string, unknown>[]) {
         if (record.deleted !== true && out.records.length < o.limit) out.records.push(record);
       }
-      if (runId !== null) {
-        const target = {
-          runId,
-          leaseToken: null,
-          connectionId: conn.id,
-          object: o.object,
-          mode: "live" as const,
-        };
-        await savePage(sql, target, tally, page, null);
-      }
+      if (target) await savePage(sql, target, tally, page, null);
       if (page.done) break;
       if (out.records.length >= o.limit || Date.now() >= o.deadline) {
         out.more = true;

@@ -7,8 +7,9 @@
 // adapter's batch size.
 import type { Sql } from "../db.ts";
 import type { SyncContext } from "./context.ts";
-import { type PageTarget, preparePage, savePage } from "./runlog.ts";
+import { type PageTarget, savePage } from "./runlog.ts";
 import type { RunTally } from "./tally.ts";
+import { mapPage } from "./walk.ts";
 
 export const RETRY_BATCH = 100;
 
@@ -27,16 +28,18 @@ export async function retryFailures(
   if (due.length === 0) return 0;
   const ids = due.map((r) => r.remote_id);
   const got = await ctx.adapter.readByIds(target.object, ids, { deadline });
-  const mapped = got.records.map((r) => ctx.mapper.inbound(target.object, r));
   // A record the CRM no longer has cannot apply: its failure ends here (the mirror learns of
   // the deletion from the walk, the deletion listing or the sweep), instead of a retry a day
   // for ever.
   const errors = got.errors.filter((e) => !e.missing);
   const missing = got.errors.filter((e) => e.missing).map((e) => e.remoteId as string);
-  const page = preparePage(
-    { records: got.records, errors, checkpoint: null, watermark: null, done: false },
-    mapped,
-  );
+  const page = mapPage(ctx.mapper, target.object, {
+    records: got.records,
+    errors,
+    checkpoint: null,
+    watermark: null,
+    done: false,
+  });
   await savePage(sql, { ...target, mode: "retry" }, tally, page, null);
   if (missing.length) {
     await sql`delete from crm.inbound_failures
