@@ -14,7 +14,7 @@ import { createMapper } from "../../supabase/functions/_shared/mapping/mapper.ts
 import type { RemoteRecord } from "../../supabase/functions/_shared/providers/types.ts";
 import { createRateGate, limitsFor } from "../../supabase/functions/_shared/sync/limits.ts";
 import { naivePages } from "./naive_pages.ts";
-import { clusterCpuMs, cpuMs } from "./procstat.ts";
+import { cpuSince } from "./procstat.ts";
 import type { SandboxInfo } from "./sandboxes.ts";
 
 export interface BaselineResult {
@@ -96,7 +96,7 @@ export async function runBaseline(
   const gate = createRateGate(limitsFor(sb.provider, settings));
   const r = { records: 0, pages: 0, fetchMs: 0, mapMs: 0, insertMs: 0 };
 
-  const cpu0 = { bench: cpuMs(Deno.pid), pg: clusterCpuMs(pgData), sandbox: cpuMs(sb.pid) };
+  const cpuUsed = cpuSince(pgData, sb.pid);
   const t0 = performance.now();
   for (;;) {
     const f0 = performance.now();
@@ -114,14 +114,20 @@ export async function runBaseline(
     r.records += rows.length;
   }
   const wallMs = performance.now() - t0;
-  const cpu = {
-    bench: cpuMs(Deno.pid) - cpu0.bench,
-    pg: clusterCpuMs(pgData) - cpu0.pg,
-    sandbox: cpuMs(sb.pid) - cpu0.sandbox,
-  };
-  const [{ n }] = await sql`select count(*)::int as n from bench.naive_contacts`;
-  if (n !== r.records) throw new Error(`baseline wrote ${n} rows for ${r.records} records`);
-  await sql`drop table bench.naive_contacts`;
-  await sql`drop schema bench`;
+  const cpu = cpuUsed();
+  await dropChecked(sql, "naive_contacts", r.records, "baseline wrote");
   return { ...r, wallMs, cpuMs: cpu };
+}
+
+/** Drops a baseline's table and schema once it holds one row per record it wrote. */
+export async function dropChecked(
+  sql: postgres.Sql,
+  table: string,
+  records: number,
+  what: string,
+): Promise<void> {
+  const [{ n }] = await sql`select count(*)::int as n from ${sql("bench")}.${sql(table)}`;
+  if (n !== records) throw new Error(`${what} ${n} rows for ${records} records`);
+  await sql`drop table ${sql("bench")}.${sql(table)}`;
+  await sql`drop schema bench`;
 }

@@ -18,13 +18,17 @@
 // * Fetch and write do not overlap, as in a plain loop; the report shows each part.
 import type postgres from "postgres";
 import { createRateGate, limitsFor } from "../../supabase/functions/_shared/sync/limits.ts";
-import { baselineMapping, createTable, mapRows } from "./baseline.ts";
+import { baselineMapping, createTable, dropChecked, mapRows } from "./baseline.ts";
+import { HUBSPOT_LIST_PAGE, SALESFORCE_QUERY_PAGE } from "./ceiling.ts";
 import { NAIVE_PAGE, naivePages } from "./naive_pages.ts";
-import { clusterCpuMs, cpuMs } from "./procstat.ts";
+import { cpuSince } from "./procstat.ts";
 import type { SandboxInfo } from "./sandboxes.ts";
 
 /** Records per call of the plain list endpoint: the most each allows. */
-export const CAREFUL_FETCH = { hubspot: 100, salesforce: 2000 } as const;
+export const CAREFUL_FETCH = {
+  hubspot: HUBSPOT_LIST_PAGE,
+  salesforce: SALESFORCE_QUERY_PAGE,
+} as const;
 /** Records per upsert statement. */
 export const CAREFUL_UPSERT = NAIVE_PAGE;
 
@@ -70,7 +74,7 @@ export async function runCareful(
   const gate = createRateGate(limitsFor(sb.provider, settings));
   const r = { records: 0, pages: 0, upserts: 0, fetchMs: 0, mapMs: 0, upsertMs: 0 };
 
-  const cpu0 = { bench: cpuMs(Deno.pid), pg: clusterCpuMs(pgData), sandbox: cpuMs(sb.pid) };
+  const cpuUsed = cpuSince(pgData, sb.pid);
   const t0 = performance.now();
   for (;;) {
     const f0 = performance.now();
@@ -93,14 +97,7 @@ export async function runCareful(
     }
   }
   const wallMs = performance.now() - t0;
-  const cpu = {
-    bench: cpuMs(Deno.pid) - cpu0.bench,
-    pg: clusterCpuMs(pgData) - cpu0.pg,
-    sandbox: cpuMs(sb.pid) - cpu0.sandbox,
-  };
-  const [{ n }] = await sql`select count(*)::int as n from bench.careful_contacts`;
-  if (n !== r.records) throw new Error(`careful baseline holds ${n} rows for ${r.records} records`);
-  await sql`drop table bench.careful_contacts`;
-  await sql`drop schema bench`;
+  const cpu = cpuUsed();
+  await dropChecked(sql, "careful_contacts", r.records, "careful baseline holds");
   return { ...r, wallMs, cpuMs: cpu };
 }

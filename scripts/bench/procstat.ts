@@ -91,3 +91,20 @@ export function clusterCpuMs(pgData: string): number {
 export function loadAverage(): number {
   return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
 }
+
+/** CPU of the bench process, the Postgres cluster and the sandbox from now on: call the result
+ * to read the ms each spent since (read in that order, like every measurement here). */
+export function cpuSince(pgData: string, sandboxPid: number): () => CpuSplit {
+  const start = { bench: cpuMs(Deno.pid), pg: clusterCpuMs(pgData), sandbox: cpuMs(sandboxPid) };
+  return () => ({
+    bench: cpuMs(Deno.pid) - start.bench,
+    pg: clusterCpuMs(pgData) - start.pg,
+    sandbox: cpuMs(sandboxPid) - start.sandbox,
+  });
+}
+
+export interface CpuSplit {
+  bench: number;
+  pg: number;
+  sandbox: number;
+}

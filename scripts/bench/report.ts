@@ -19,10 +19,10 @@ export interface ProviderReport {
   derived: Derived;
 }
 
-const n = (x: number, digits = 0) =>
+export const n = (x: number, digits = 0) =>
   x.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const s = (ms: number) => `${n(ms / 1000, 1)} s`;
-const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
+export const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
 const NAME = { hubspot: "HubSpot", salesforce: "Salesforce" };
 /** Sandbox route patterns by their last segment. */
 const ROUTE: Record<string, string> = {

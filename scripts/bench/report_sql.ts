@@ -3,13 +3,11 @@
 // the same run.
 import type { AbPhase, AbSideResult } from "./ab.ts";
 import { type BadPageResult, median } from "./bad_page.ts";
+import { n, verdict } from "./report.ts";
 
 export const BAD_PAGE_TARGET = 2;
 
-const n = (x: number, digits = 0) =>
-  x.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const ms = (x: number) => `${n(x, x < 100 ? 1 : 0)} ms`;
-const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
 
 export function printBadPage(label: string, r: BadPageResult): void {
   console.log(
