@@ -531,7 +531,7 @@ begin
       using v_lock_ids, p_object;
     analyze pg_temp.crm_inbound_row (id, remote_id);
     -- A record inserted concurrently since step 2 has its row now.
-    if v_more_ids is not null and exists (select 1 from pg_temp.crm_inbound_page p where p.target_id is null) then
+    if exists (select 1 from pg_temp.crm_inbound_page p where p.target_id is null) then
       update pg_temp.crm_inbound_page p set target_id = r.id
       from pg_temp.crm_inbound_row r
       where p.target_id is null and r.remote_id = p.remote_id;

@@ -37,11 +37,6 @@
 -- SQLSTATEs: CRM10 lease lost (new here); CRM01, CRM02, CRM03, CRM06 as before. CRM19 is used
 -- inside the preview functions to undo their writes and never leaves them.
 
-alter table crm.contacts add column if not exists swept_at timestamptz;
-alter table crm.companies add column if not exists swept_at timestamptz;
-alter table crm.deals add column if not exists swept_at timestamptz;
-alter table crm.owners add column if not exists swept_at timestamptz;
-
 -- Records of the full walk in progress that the adapter reported without a remote id: while
 -- this is above zero the walk's sweep does not tombstone.
 alter table crm.sync_cursors add column if not exists full_sync_unidentified integer not null default 0;
