@@ -1,7 +1,7 @@
 // End-to-end harness: the test stack's Postgres, pg_net worker and functions gateway, with
 // CRM sandboxes started in this process (own seed, size and faults per test) and one fresh
-// connection per test pointing at its sandbox. Syncs go through trigger_crm_sync -> pg_net ->
-// gateway -> crm-sync-bidirectional, as an admin's call would.
+// connection per test pointing at its sandbox. Syncs go through trigger_crm_sync -> crm.jobs ->
+// pg_net -> gateway -> crm-sync-bidirectional workers, as an admin's call would.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { startHubSpot } from "../../shared/emulators/hubspot/mod.ts";
@@ -54,13 +54,15 @@ export function db(): Sql {
 let quiet: Promise<unknown> | null = null;
 
 /**
- * The scheduled syncs would pick up the tests' connections (every active connection is synced)
- * and race the tests for their streams' leases, so the e2e tests pause those cron jobs on this
- * stack; tests drive the same commands themselves (see cron.test.ts).
+ * The scheduled syncs would enqueue jobs for the tests' connections (every active connection is
+ * synced) and race the tests for their streams, so the e2e tests pause the cron jobs that
+ * enqueue on this stack (the one that only wakes workers for due jobs stays); tests drive the
+ * same commands themselves (see cron.test.ts).
  */
 function pauseScheduledSyncs(sql: Sql): Promise<unknown> {
   quiet ??= sql`select cron.alter_job(jobid, active := false) from cron.job
-                where active and command like '%crm-sync-bidirectional%'`;
+                where active and (command like '%crm-sync-bidirectional%'
+                                  or command like '%crm.enqueue_inbound%')`;
   return quiet;
 }
 
@@ -90,14 +92,57 @@ export interface SyncAnswer {
   [k: string]: unknown;
 }
 
-/** select trigger_crm_sync(kind, connection) and wait for the function's answer via pg_net. */
+/**
+ * select trigger_crm_sync(kind, connection): it enqueues the streams' jobs and wakes workers
+ * through pg_net; this waits until none of the connection's jobs is running or due (finished,
+ * dead, or waiting for a later retry) and answers with the runs they made, from crm.sync_log,
+ * in the shape of the function's direct answer.
+ */
 export async function triggerSync(
   sql: Sql,
   kind: string,
   connectionId: string,
 ): Promise<SyncAnswer> {
-  const [{ id }] = await sql`select public.trigger_crm_sync(${kind}, ${connectionId}::uuid) as id`;
-  return await awaitResponse(sql, Number(id));
+  const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+  const [{ n }] = await sql`select public.trigger_crm_sync(${kind}, ${connectionId}::uuid) as n`;
+  assert.ok(Number(n) > 0, `trigger_crm_sync(${kind}) enqueued no job`);
+  return await awaitJobs(sql, connectionId, t0);
+}
+
+/** Waits until the connection's jobs are settled, then reports the runs since `since`. */
+export async function awaitJobs(
+  sql: Sql,
+  connectionId: string,
+  since: Date,
+  timeoutMs = 140_000,
+): Promise<SyncAnswer> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const [busy] = await sql`
+      select count(*) filter (where state = 'running' or (state = 'queued' and run_after <= now()))
+               as busy,
+             count(*) filter (where state = 'dead') as dead
+      from crm.jobs where connection_id = ${connectionId}`;
+    if (Number(busy.busy) === 0) break;
+    if (Date.now() > until) throw new Error(`jobs of ${connectionId} did not settle`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  const runs = await sql`
+    select id as run_id, connection_id, object, status, processed, created, updated, unchanged,
+           deleted, failed, api_calls, coalesce((details ->> 'more')::boolean, false) as more,
+           error ->> 'message' as error
+    from crm.sync_log
+    where connection_id = ${connectionId} and direction = 'inbound' and started_at >= ${since}
+    order by id`;
+  const [jobs] = await sql`
+    select count(*) filter (where state = 'dead') as dead,
+           count(*) filter (where state = 'queued') as waiting
+    from crm.jobs where connection_id = ${connectionId}`;
+  return {
+    ok: Number(jobs.dead) === 0 && runs.every((r) => r.status !== "failed"),
+    more: Number(jobs.waiting) > 0,
+    runs: runs.map((r) => ({ ...r, run_id: Number(r.run_id) })) as SyncAnswer["runs"],
+  };
 }
 
 export async function awaitResponse(

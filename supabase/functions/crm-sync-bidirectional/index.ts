@@ -1,22 +1,39 @@
-// crm-sync-bidirectional: the scheduled and manual sync entry point (service role only).
+// crm-sync-bidirectional: the engine's worker and its manual entry point (service role only).
+//   {"worker": true, "worker_id"?: n}: a job worker, woken through pg_net by crm.wake_workers
+//     (cron ticks, enqueues, a predecessor handing over). It claims jobs from crm.jobs one at a
+//     time until the queue is empty or its CPU or wall budget is spent (../_shared/jobs), and
+//     answers with what it did.
 //   {"direction": "inbound"|"outbound"|"both", "objects"?: [...], "connection_id"?: uuid,
-//    "mode"?: "delta"|"full"|"retry", "dry_run"?: bool, "trigger"?: ..., "budget_ms"?: n}
-// Inbound walks every active connection (or the one given) from its watermark and answers
-// with one summary per stream; "more": true means a stream stopped at the time budget and the
-// next call continues it. Outbound push is not built yet: pending changes stay queued in
-// crm.outbox and the answer says so. mode "retry" (the hourly retry job) runs an inbound delta.
+//    "mode"?: "delta"|"full"|"retry", "dry_run"?: bool, "trigger"?: ..., "budget_ms"?: n}:
+//     the direct shape, for admins and tests: walks the connection given (or every active one)
+//     in this request and answers with one summary per stream; "more": true means a stream
+//     stopped at the time or CPU budget and the next call continues it. Scheduled work does not
+//     use it: cron enqueues jobs. Outbound push is not built yet: pending changes stay queued in
+//     crm.outbox and the answer says so. mode "retry" runs an inbound delta.
+// Every request stops starting new pages once its CPU budget (crm.engine_settings, well under
+// the platform's 2 s per request) is spent.
 import { z } from "zod";
 import { authFromEnv, isServiceRole } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
 import { ObjectTypeSchema } from "../_shared/providers/types.ts";
+import { createCpuMeter } from "../_shared/jobs/cpu.ts";
+import { inboundHandler } from "../_shared/jobs/inbound_job.ts";
+import { workerSettings } from "../_shared/jobs/queue.ts";
+import { runWorker } from "../_shared/jobs/worker.ts";
 import { syncInbound } from "../_shared/sync/engine.ts";
 
 /** Well under the platform's 150 s wall clock, leaving time to close runs and answer. */
 const DEFAULT_BUDGET_MS = 90_000;
 
-const Body = z.object({
+const Worker = z.object({
+  worker: z.literal(true),
+  worker_id: z.number().int().positive().optional(),
+  budget_ms: z.number().int().min(1).max(120_000).optional(),
+}).strict();
+
+const Direct = z.object({
   direction: z.enum(["inbound", "outbound", "both"]).default("inbound"),
   objects: z.array(ObjectTypeSchema).min(1).optional(),
   connection_id: z.string().uuid().optional(),
@@ -26,6 +43,8 @@ const Body = z.object({
   budget_ms: z.number().int().min(1).max(120_000).optional(),
   page_size: z.number().int().min(1).max(2_000).optional(),
 }).strict();
+
+const Body = z.union([Worker, Direct]);
 
 const sql = connect();
 const auth = authFromEnv();
@@ -39,7 +58,34 @@ Deno.serve(async (req) => {
   }
   const body = await parseBody(req, Body);
   if (!body.ok) return body.response;
-  const b = body.data;
+  const cpu = createCpuMeter();
+  try {
+    const settings = await workerSettings(sql);
+    const b = body.data;
+    if ("worker" in b) {
+      const key = await keyOrResponse();
+      if (key instanceof Response) return key;
+      const report = await runWorker({
+        sql,
+        log,
+        cpu,
+        now: Date.now,
+        handlers: { inbound: inboundHandler(sql, key, log) },
+      }, {
+        workerId: b.worker_id ?? null,
+        cpuBudgetMs: settings.cpuBudgetMs,
+        wallBudgetMs: b.budget_ms ?? DEFAULT_BUDGET_MS,
+        leaseS: settings.leaseS,
+      });
+      return Response.json({ ok: true, ...report });
+    }
+    return await direct(b, () => cpu.usedMs() >= settings.cpuBudgetMs);
+  } finally {
+    cpu.stop();
+  }
+});
+
+async function direct(b: z.infer<typeof Direct>, exhausted: () => boolean): Promise<Response> {
   const started = Date.now();
   if (b.connection_id) {
     const [conn] = await sql`select status from crm.connections where id = ${b.connection_id}`;
@@ -64,6 +110,7 @@ Deno.serve(async (req) => {
         trigger: b.trigger,
         dryRun: b.dry_run,
         deadline: started + (b.budget_ms ?? DEFAULT_BUDGET_MS),
+        exhausted,
         pageSize: b.page_size,
       }, log);
       out.more = inbound.more;
@@ -87,4 +134,4 @@ Deno.serve(async (req) => {
   }
   out.duration_ms = Date.now() - started;
   return Response.json(out);
-});
+}

@@ -18,6 +18,8 @@ export interface InboundRequest {
   trigger: Trigger;
   dryRun: boolean;
   deadline: number;
+  /** True once the request's CPU budget is spent (no new stream or page is started). */
+  exhausted?: () => boolean;
   pageSize?: number;
 }
 
@@ -54,7 +56,7 @@ export async function syncInbound(
       return runs;
     }
     for (const object of objects) {
-      if (Date.now() >= req.deadline) {
+      if (Date.now() >= req.deadline || req.exhausted?.()) {
         // Truthfully more: the next call starts this stream.
         runs.push(notStarted(conn, object, "time budget used up before this stream", true));
         continue;
@@ -65,6 +67,7 @@ export async function syncInbound(
           mode: req.mode,
           trigger: req.trigger,
           deadline: req.deadline,
+          exhausted: req.exhausted,
           dryRun: req.dryRun,
           pageSize: req.pageSize,
         });

@@ -37,6 +37,21 @@ export interface InboundOptions {
   dryRun?: boolean;
   pageSize?: number;
   now?: () => number;
+  /** True once the caller's CPU budget is spent: no new page is started, as at the deadline. */
+  exhausted?: () => boolean;
+  /** Called after every write with the run's counts so far (a job's heartbeat and progress);
+   * a throw stops the run like any failure. */
+  onProgress?: (p: RunProgress) => Promise<void>;
+}
+
+export interface RunProgress {
+  run_id: number | null;
+  processed: number;
+  created: number;
+  updated: number;
+  deleted: number;
+  failed: number;
+  api_calls: number;
 }
 
 export interface RunSummary {
@@ -64,6 +79,8 @@ export interface RunSummary {
   sweep_skipped?: string;
   /** The CRM refused the credentials: the connection is now in status error. */
   revoked?: boolean;
+  /** The connection's rate budget is paused until then (only its reserve is left). */
+  paused_until?: string;
   error?: string;
 }
 
@@ -179,13 +196,15 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     return savePage(sql, target, tally, page, cp);
   };
 
+  const exhausted = o.exhausted ?? (() => false);
+  const outOfBudget = () => now() >= o.deadline || exhausted();
   let done = false;
   let lastSaveMs = 0;
   const feed = new PageFeed(fetchPage, checkpoint, {
     batchRecords: WRITE_BATCH_RECORDS,
     maxAhead: WRITE_BATCH_RECORDS,
     // A page fetched now is written after the batch being written: not worth it past the deadline.
-    mayFetch: () => now() + lastSaveMs < o.deadline,
+    mayFetch: () => now() + lastSaveMs < o.deadline && !exhausted(),
     merge: mergePages,
   });
   try {
@@ -193,11 +212,20 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       const saveStart = now();
       await save(batch, batch.done ? null : batch.checkpoint);
       lastSaveMs = now() - saveStart;
+      await o.onProgress?.({
+        run_id: runId,
+        processed: tally.processed,
+        created: tally.created,
+        updated: tally.updated,
+        deleted: tally.deleted,
+        failed: tally.failed,
+        api_calls: ctx.calls(),
+      });
       if (batch.done) {
         done = true;
         break;
       }
-      if (now() >= o.deadline) break;
+      if (outOfBudget()) break;
     }
     feed.stop();
     if (done && listsDeletionsAfter(adapter, mode)) {
@@ -208,7 +236,7 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     // Records that failed before and that this run has not read again, while time is left: after
     // the sweep, and never failing the run. A retry that cannot read (the CRM fails now, or
     // answers 404 for a record it no longer has) leaves the failures for a later run.
-    if (!o.dryRun && now() < o.deadline) {
+    if (!o.dryRun && !outOfBudget()) {
       try {
         await retryFailures(sql, ctx, target, tally, o.deadline);
       } catch (e) {
@@ -232,6 +260,9 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     // Only a transient failure (out of time, a hung or failing CRM after the retries the budget
     // allowed) is continued by the next call, from the checkpoint saved before it.
     const more = e instanceof ProviderError && e.action === "retry";
+    const pausedUntil = e instanceof ProviderError
+      ? (e as ProviderError & { pausedUntil?: string }).pausedUntil
+      : undefined;
     if (runId !== null) {
       await closeRun(sql, { runId, leaseToken: run.leaseToken }, "failed", tally, {
         message,
@@ -241,6 +272,7 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
         if (!isLeaseLost(closeError)) throw closeError;
       });
     }
-    return tally.summary(runId, "failed", { error: message, revoked, more });
+    const summary = tally.summary(runId, "failed", { error: message, revoked, more });
+    return pausedUntil ? { ...summary, paused_until: pausedUntil } : summary;
   }
 }

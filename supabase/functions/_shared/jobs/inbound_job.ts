@@ -1,0 +1,93 @@
+// The handler of inbound jobs (connection × object × mode): one resumable inbound run
+// (../sync/inbound.ts) bounded by the worker's budget, its outcome turned into the job's:
+//   finished                      → done
+//   stopped at the budget         → more (a continuation, due now, from the saved checkpoint)
+//   another run holds the stream  → deferred until that run's lease can have expired
+//   rate budget paused            → deferred until the budget reopens, no attempt counted
+//   credentials refused           → dead (the connection is in status error; reconnecting
+//                                   enqueues afresh)
+//   other failures                → retried with backoff, dead after the job's attempts
+// Modes: delta walks from the watermark; full (a backfill) and drift (the hourly check) are
+// full walks, told apart only by their priority in the queue.
+import type { Sql } from "../db.ts";
+import type { ObjectType } from "../providers/types.ts";
+import { loadConnections } from "../sync/connections.ts";
+import { createSyncContext, type Logger, type SyncContext } from "../sync/context.ts";
+import { runInbound, type RunSummary, type Trigger } from "../sync/inbound.ts";
+import type { Job } from "./queue.ts";
+import type { JobBudget, JobHandler, JobOutcome } from "./worker.ts";
+
+/** An inbound run's lease (crm.begin_inbound_run's default): a stream held by a run that died
+ * is free again after at most this long. */
+const STREAM_LEASE_S = 180;
+
+const TRIGGERS: readonly Trigger[] = ["cron", "webhook", "manual", "backfill", "live"];
+
+export function inboundHandler(sql: Sql, key: CryptoKey, log: Logger): JobHandler {
+  // One context per connection and worker invocation: mappings and credentials are loaded
+  // once for all the streams of a connection this worker runs.
+  const contexts = new Map<string, Promise<SyncContext | string>>();
+  const contextFor = (connectionId: string) => {
+    let c = contexts.get(connectionId);
+    if (!c) {
+      c = (async () => {
+        const { connections, unusable } = await loadConnections(sql, key, {
+          connectionId,
+          activeOnly: true,
+        });
+        if (unusable.length) return unusable[0].reason;
+        if (!connections.length) return "the connection is no longer active";
+        return await createSyncContext(sql, key, connections[0], log);
+      })();
+      contexts.set(connectionId, c);
+      c.catch(() => contexts.delete(connectionId));
+    }
+    return c;
+  };
+
+  return async (job: Job, budget: JobBudget): Promise<JobOutcome> => {
+    const ctx = await contextFor(job.connectionId);
+    if (typeof ctx === "string") return { outcome: "dead", error: ctx };
+    const trigger = TRIGGERS.find((t) => t === job.payload.trigger) ?? "cron";
+    const pageSize = Number.isInteger(job.payload.page_size)
+      ? job.payload.page_size as number
+      : undefined;
+    const summary = await runInbound(sql, ctx, {
+      object: job.object as ObjectType,
+      mode: job.mode === "delta" ? "delta" : "full",
+      trigger,
+      deadline: budget.deadline,
+      exhausted: budget.exhausted,
+      pageSize,
+      onProgress: (p) => budget.heartbeat({ ...p, at: new Date().toISOString() }),
+    });
+    return outcomeOf(summary);
+  };
+}
+
+export function outcomeOf(s: RunSummary): JobOutcome {
+  const details = {
+    run_id: s.run_id,
+    status: s.status,
+    processed: s.processed,
+    created: s.created,
+    updated: s.updated,
+    deleted: s.deleted,
+    failed: s.failed,
+    api_calls: s.api_calls,
+  };
+  if (s.status === "skipped") {
+    return {
+      outcome: "defer",
+      until: new Date(Date.now() + STREAM_LEASE_S * 1000),
+      reason: s.error ?? "another inbound run holds this stream",
+    };
+  }
+  if (s.status !== "failed") return { outcome: s.more ? "more" : "done", details };
+  const error = s.error ?? "the inbound run failed";
+  if (s.paused_until) {
+    return { outcome: "defer", until: new Date(s.paused_until), reason: error };
+  }
+  if (s.revoked) return { outcome: "dead", error };
+  return { outcome: "retry", error, details };
+}

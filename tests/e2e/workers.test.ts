@@ -1,0 +1,215 @@
+// Job workers end to end: jobs enqueued in SQL, workers woken through pg_net, each a request
+// of crm-sync-bidirectional through the gateway ({"worker": true}):
+// - several workers drain a backlog of many streams, each job run by one worker at a time,
+//   every record arriving once;
+// - a worker killed mid-job loses nothing: its lease expires, another worker resumes from the
+//   checkpoint, and the old holder's late writes are refused (CRM10 / CRM11);
+// - one tenant's backfill does not delay another tenant's job by more than one slice.
+import assert from "node:assert/strict";
+import { need } from "../_support/env.ts";
+import { admin, awaitJobs, connect, db, type Sql, startSandbox } from "./_harness.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+/** Runs `fn` with crm.engine_settings changed, and puts them back. */
+async function withSettings(
+  sql: Sql,
+  s: { max_workers?: number; worker_cpu_budget_ms?: number; job_lease?: string },
+  fn: () => Promise<void>,
+) {
+  const [before] = await sql`select max_workers, worker_cpu_budget_ms, job_lease::text
+                             from crm.engine_settings`;
+  await sql`update crm.engine_settings
+            set max_workers = coalesce(${s.max_workers ?? null}::int, max_workers),
+                worker_cpu_budget_ms = coalesce(${s.worker_cpu_budget_ms ?? null}::int,
+                                                worker_cpu_budget_ms),
+                job_lease = coalesce(${s.job_lease ?? null}::interval, job_lease)`;
+  try {
+    await fn();
+  } finally {
+    await sql`update crm.engine_settings
+              set max_workers = ${before.max_workers}, worker_cpu_budget_ms =
+                  ${before.worker_cpu_budget_ms}, job_lease = ${before.job_lease}::interval`;
+  }
+}
+
+/** The function processes of crm-sync-bidirectional serving this stack's database. */
+function functionPids(): number[] {
+  const port = new URL(need("SUPABASE_DB_URL")).port;
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      if (!cmd.includes("function_runner.ts") || !cmd.includes("crm-sync-bidirectional")) continue;
+      const env = Deno.readTextFileSync(`/proc/${e.name}/environ`);
+      if (env.includes(`:${port}/`)) pids.push(Number(e.name));
+    } catch { /* process gone */ }
+  }
+  return pids;
+}
+
+async function until(what: string, check: () => Promise<boolean>, ms = 60_000) {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+Deno.test({
+  ...opts,
+  name: "e2e workers: four workers drain twelve streams, one worker per job, every record once",
+  fn: async () => {
+    const sql = db();
+    const sb = await startSandbox("hubspot", { seed: 71, records: 300, unlimited: true });
+    const conns: string[] = [];
+    try {
+      await admin(sb.url, "PUT", "/faults", { latencyMs: 20 });
+      for (let i = 0; i < 6; i++) conns.push(await connect(sql, sb));
+      await withSettings(sql, { max_workers: 4, worker_cpu_budget_ms: 400 }, async () => {
+        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+        for (const c of conns) {
+          await sql`select crm.enqueue_inbound(array['contacts', 'companies'], 'full', ${c}::uuid,
+                                               'backfill')`;
+        }
+        for (const c of conns) {
+          const answer = await awaitJobs(sql, c, t0);
+          assert.equal(answer.ok, true, JSON.stringify(answer));
+        }
+        const jobs = await sql`select state, claims from crm.jobs
+                               where connection_id in ${sql(conns)}`;
+        assert.equal(jobs.length, 12);
+        assert.ok(jobs.every((j) => j.state === "done"), JSON.stringify(jobs));
+        // One stream's runs never overlap: no two workers ran a job at the same time.
+        const [overlap] = await sql`
+          select count(*)::int as n from crm.sync_log a join crm.sync_log b
+            on a.connection_id = b.connection_id and a.object = b.object and a.id < b.id
+           and b.started_at < a.finished_at
+          where a.connection_id in ${sql(conns)}`;
+        assert.equal(overlap.n, 0, "runs of one stream overlapped");
+        const [workers] = await sql`
+          select count(distinct w.id)::int as n from crm.job_workers w
+          where w.started_at >= ${t0} and (w.stats ->> 'jobs')::int > 0`;
+        assert.ok(workers.n >= 2, `several workers took jobs (${workers.n})`);
+        for (const c of conns) {
+          const [n] = await sql`
+            select (select count(*)::int from crm.contacts where connection_id = ${c}) as contacts,
+                   (select count(*)::int from crm.companies where connection_id = ${c}) as companies,
+                   (select sum(processed)::int from crm.sync_log
+                    where connection_id = ${c} and object = 'contacts') as processed`;
+          assert.equal(n.contacts, 300);
+          assert.equal(n.companies, 300);
+          assert.equal(n.processed, 300, "each contact read and written once");
+        }
+      });
+    } finally {
+      for (const c of conns) await sql`delete from crm.connections where id = ${c}`;
+      await sb.close();
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "e2e workers: a worker killed mid-job loses nothing; its late writes are refused",
+  fn: async () => {
+    const sql = db();
+    const sb = await startSandbox("salesforce", { seed: 72, records: 2_000 });
+    try {
+      const conn = await connect(sql, sb);
+      await admin(sb.url, "PUT", "/faults", { latencyMs: 80 });
+      await withSettings(sql, { max_workers: 1, job_lease: "3 seconds" }, async () => {
+        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+        await sql`select crm.enqueue_job('inbound', ${conn}::uuid, 'contacts', 'full',
+                                         '{"page_size": 50, "trigger": "backfill"}'::jsonb)`;
+        let held: Record<string, unknown> | undefined;
+        await until("the worker has written a few pages", async () => {
+          [held] = await sql`
+            select j.lease_token::text as job_token, l.token::text as stream_token, l.run_id,
+                   s.processed
+            from crm.jobs j
+            join crm.inbound_leases l on l.connection_id = j.connection_id and l.object = j.object
+            join crm.sync_log s on s.id = l.run_id
+            where j.connection_id = ${conn} and j.state = 'running' and s.status = 'running'`;
+          return Number(held?.processed ?? 0) >= 200;
+        });
+        for (const pid of functionPids()) Deno.kill(pid, "SIGKILL");
+        // Another worker takes the job over once its lease has expired, and finishes it.
+        await until("the lease expired", async () => {
+          const [j] = await sql`select lease_expires_at < now() as expired from crm.jobs
+                                where connection_id = ${conn}`;
+          return j.expired;
+        });
+        await sql`select crm.wake_workers('test')`;
+        const answer = await awaitJobs(sql, conn, t0);
+        assert.equal(answer.more, false);
+        const [job] = await sql`select state, claims, attempts from crm.jobs
+                                where connection_id = ${conn}`;
+        assert.equal(job.state, "done");
+        assert.ok(job.claims >= 2, "the job was claimed again after the kill");
+        const [n] = await sql`select count(*)::int as n from crm.contacts
+                              where connection_id = ${conn}`;
+        assert.equal(n.n, 2_000, "every contact arrived");
+        // The killed worker's fencing tokens are worthless now.
+        await assert.rejects(
+          sql`select crm.heartbeat_job(j.id, ${held!.job_token as string}::bigint)
+              from crm.jobs j where j.connection_id = ${conn}`,
+          (e: { code?: string }) => e.code === "CRM11",
+        );
+        await assert.rejects(
+          sql`select * from crm.save_inbound_page(${held!.run_id as number}::bigint,
+                ${held!.stream_token as string}::bigint, ${conn}::uuid, 'contacts', 'full',
+                '[]'::jsonb, null, null, null)`,
+          (e: { code?: string }) => e.code === "CRM10",
+        );
+      });
+    } finally {
+      await sb.close();
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "e2e workers: a tenant's backfill delays another tenant's backfill by one slice at most",
+  fn: async () => {
+    const sql = db();
+    const big = await startSandbox("hubspot", { seed: 73, records: 3_000, unlimited: true });
+    const small = await startSandbox("hubspot", { seed: 74, records: 50, unlimited: true });
+    try {
+      const a = await connect(sql, big);
+      const b = await connect(sql, small);
+      await admin(big.url, "PUT", "/faults", { latencyMs: 30 });
+      await withSettings(sql, { max_workers: 1, worker_cpu_budget_ms: 150 }, async () => {
+        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+        await sql`select crm.enqueue_job('inbound', ${a}::uuid, 'contacts', 'full')`;
+        await until("A's backfill is under way", async () => {
+          const [r] = await sql`select count(*)::int as n from crm.sync_log
+                                where connection_id = ${a} and processed > 0`;
+          return r.n > 0;
+        });
+        const [{ t1 }] = await sql`select clock_timestamp() as t1`;
+        await sql`select crm.enqueue_job('inbound', ${b}::uuid, 'contacts', 'full')`;
+        const answerB = await awaitJobs(sql, b, t0);
+        assert.equal(answerB.ok, true);
+        const [bRun] = await sql`select min(started_at) as at from crm.sync_log
+                                 where connection_id = ${b}`;
+        const [between] = await sql`select count(*)::int as n from crm.sync_log
+                                    where connection_id = ${a} and started_at > ${t1}
+                                      and started_at < ${bRun.at}`;
+        assert.ok(between.n <= 1, `A ran ${between.n} slices before B's first`);
+        await awaitJobs(sql, a, t0);
+        const [slices] = await sql`select count(*)::int as n from crm.sync_log
+                                   where connection_id = ${a}`;
+        assert.ok(slices.n >= 3, `A's backfill was handed over in slices (${slices.n})`);
+      });
+    } finally {
+      await big.close();
+      await small.close();
+      await sql.end();
+    }
+  },
+});
