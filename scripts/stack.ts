@@ -57,6 +57,7 @@ async function backfill(env: Record<string, string>): Promise<string> {
     const result = await runBackfill({
       url: env.SUPABASE_URL,
       serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
+      connectionIds: conns.map((c) => c.id),
       onProgress: view.onProgress,
     });
     await view.finish(result);

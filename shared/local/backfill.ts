@@ -1,6 +1,8 @@
-// The initial backfill of `npm start`: calls the sync function over HTTP through the gateway,
-// the way a cron job would (service-role key, JSON body), and repeats while it answers
-// `"more": true`, keeping running totals per connection and object from its answers.
+// The initial backfill of `npm start`: calls the sync function over HTTP through the gateway
+// (service-role key, JSON body) in its direct shape, one connection per request and the
+// connections concurrently, and repeats while it answers `"more": true`, keeping running totals
+// per connection and object from its answers. (Without a connection id the function only
+// enqueues jobs for its workers; the direct shape answers with the runs it made.)
 //
 // Contract of crm-sync-bidirectional this relies on:
 //   200 {"ok": true, "more": bool, "runs": [{connection_id, provider, object, run_id, status,
@@ -57,7 +59,8 @@ export interface BackfillOptions {
   /** SUPABASE_URL of the stack (the gateway). */
   url: string;
   serviceRoleKey: string;
-  connectionId?: string;
+  /** The connections to backfill, concurrently (each its own sequence of requests). */
+  connectionIds: string[];
   onProgress?: (p: BackfillProgress) => void | Promise<void>;
   signal?: AbortSignal;
   /** Pauses before the 1st, 2nd, 3rd retry of a transient failure. */
@@ -116,6 +119,21 @@ export async function runBackfill(opts: BackfillOptions): Promise<BackfillResult
     streams: new Map(),
     retrying: null,
   };
+  const results = await Promise.all(
+    opts.connectionIds.map((id) => backfillOne(opts, id, progress)),
+  );
+  progress.retrying = null;
+  // The first that did not finish says why; "done" only when all are.
+  const worst = results.find((r) => r.outcome !== "done") ?? results[0] ??
+    { outcome: "done" as const, message: "nothing to sync" };
+  return { outcome: worst.outcome, message: worst.message, progress };
+}
+
+async function backfillOne(
+  opts: BackfillOptions,
+  connectionId: string,
+  progress: BackfillProgress,
+): Promise<Omit<BackfillResult, "progress">> {
   const delays = opts.retryDelaysMs ?? [2000, 5000, 10_000];
   const maxIdle = opts.maxIdleAnswers ?? 10;
   const endpoint = `${opts.url.replace(/\/$/, "")}/functions/v1/${SYNC_FUNCTION}`;
@@ -123,12 +141,9 @@ export async function runBackfill(opts: BackfillOptions): Promise<BackfillResult
     direction: "inbound",
     mode: "delta",
     trigger: "backfill",
-    ...(opts.connectionId ? { connection_id: opts.connectionId } : {}),
+    connection_id: connectionId,
   });
-  const end = (outcome: BackfillResult["outcome"], message: string): BackfillResult => {
-    progress.retrying = null;
-    return { outcome, message, progress };
-  };
+  const end = (outcome: BackfillResult["outcome"], message: string) => ({ outcome, message });
   let failures = 0;
   let idle = 0;
   for (;;) {

@@ -63,7 +63,7 @@ Deno.test("backfill repeats while more, sends the cron-shaped request, sums per 
     const r = await runBackfill({
       url: `${url}/`,
       serviceRoleKey: "svc",
-      connectionId: "c1",
+      connectionIds: ["c1"],
       onProgress: (p: BackfillProgress) => {
         snapshots.push(p.streams.get("c1:contacts")!.processed);
       },
@@ -92,10 +92,20 @@ Deno.test("backfill repeats while more, sends the cron-shaped request, sums per 
 });
 
 Deno.test("backfill reports a function that is not deployed (the gateway's 404)", async () => {
-  const r = await runBackfill({ url: "http://127.0.0.1:1", serviceRoleKey: "x", ...fast });
+  const r = await runBackfill({
+    url: "http://127.0.0.1:1",
+    serviceRoleKey: "x",
+    connectionIds: ["c1"],
+    ...fast,
+  });
   assert.equal(r.outcome, "failed", "nothing listening: retried, then failed");
   await withStub([], async (url) => {
-    const gone = await runBackfill({ url: `${url}/elsewhere`, serviceRoleKey: "x", ...fast });
+    const gone = await runBackfill({
+      url: `${url}/elsewhere`,
+      serviceRoleKey: "x",
+      connectionIds: ["c1"],
+      ...fast,
+    });
     assert.equal(gone.outcome, "not_deployed");
     assert.match(backfillSummary(gone), /backfill skipped: crm-sync-bidirectional is not deployed/);
   });
@@ -107,25 +117,25 @@ Deno.test("backfill retries 5xx, then gives up; 4xx and a function's own 404 end
     { status: 504, body: { code: "TIMEOUT" } },
     ok(false, [run("deals", 7, false)]),
   ], async (url) => {
-    const r = await runBackfill({ url, serviceRoleKey: "x", ...fast });
+    const r = await runBackfill({ url, serviceRoleKey: "x", connectionIds: ["c1"], ...fast });
     assert.equal(r.outcome, "done");
     assert.equal(r.progress.requests, 3);
     assert.equal(r.progress.streams.get("c1:deals")!.processed, 7);
   });
   await withStub([{ status: 500, body: { error: "boom" } }], async (url) => {
-    const r = await runBackfill({ url, serviceRoleKey: "x", ...fast });
+    const r = await runBackfill({ url, serviceRoleKey: "x", connectionIds: ["c1"], ...fast });
     assert.equal(r.outcome, "failed");
     assert.equal(r.progress.requests, 4, "one try and three retries");
     assert.match(r.message, /HTTP 500: boom/);
   });
   await withStub([{ status: 400, body: { error: "unknown direction" } }], async (url) => {
-    const r = await runBackfill({ url, serviceRoleKey: "x", ...fast });
+    const r = await runBackfill({ url, serviceRoleKey: "x", connectionIds: ["c1"], ...fast });
     assert.equal(r.outcome, "failed");
     assert.equal(r.progress.requests, 1);
     assert.match(r.message, /HTTP 400: unknown direction/);
   });
   await withStub([{ status: 404, body: { error: "connection not found" } }], async (url) => {
-    const r = await runBackfill({ url, serviceRoleKey: "x", ...fast });
+    const r = await runBackfill({ url, serviceRoleKey: "x", connectionIds: ["c1"], ...fast });
     assert.equal(r.outcome, "failed");
     assert.match(r.message, /connection not found/);
   });
@@ -135,7 +145,13 @@ Deno.test("backfill stops when the function keeps saying more but processes noth
   await withStub(
     [ok(true, [run("contacts", 0, true, { status: "failed", error: "bad" })])],
     async (url) => {
-      const r = await runBackfill({ url, serviceRoleKey: "x", maxIdleAnswers: 3, ...fast });
+      const r = await runBackfill({
+        url,
+        serviceRoleKey: "x",
+        connectionIds: ["c1"],
+        maxIdleAnswers: 3,
+        ...fast,
+      });
       assert.equal(r.outcome, "stalled");
       assert.equal(r.progress.requests, 3);
       assert.equal(r.progress.streams.get("c1:contacts")!.error, "bad");
@@ -149,19 +165,19 @@ Deno.test("backfill calls again after a failed stream (it answers more: false), 
     ok(false, [failed]),
     ok(false, [run("contacts", 40, false)]),
   ], async (url) => {
-    const r = await runBackfill({ url, serviceRoleKey: "svc", ...fast });
+    const r = await runBackfill({ url, serviceRoleKey: "svc", connectionIds: ["c1"], ...fast });
     assert.equal(r.outcome, "done");
     assert.equal(r.progress.requests, 2);
   });
   await withStub([ok(false, [failed])], async (url) => {
-    const r = await runBackfill({ url, serviceRoleKey: "svc", ...fast });
+    const r = await runBackfill({ url, serviceRoleKey: "svc", connectionIds: ["c1"], ...fast });
     assert.equal(r.outcome, "failed");
     assert.equal(r.progress.requests, 4);
     assert.match(r.message, /contacts: HTTP 503 from hubspot/);
   });
   const revoked = run("contacts", 0, false, { status: "failed", revoked: true, error: "refused" });
   await withStub([ok(false, [revoked])], async (url) => {
-    const r = await runBackfill({ url, serviceRoleKey: "svc", ...fast });
+    const r = await runBackfill({ url, serviceRoleKey: "svc", connectionIds: ["c1"], ...fast });
     assert.equal(r.outcome, "done", "revoked credentials are not retried");
     assert.equal(r.progress.requests, 1);
   });

@@ -17,7 +17,7 @@ import { authFromEnv, isServiceRole } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
-import { ObjectTypeSchema } from "../_shared/providers/types.ts";
+import { OBJECT_TYPES, ObjectTypeSchema } from "../_shared/providers/types.ts";
 import { createCpuMeter } from "../_shared/jobs/cpu.ts";
 import { inboundHandler } from "../_shared/jobs/inbound_job.ts";
 import { workerSettings } from "../_shared/jobs/queue.ts";
@@ -45,6 +45,11 @@ const Direct = z.object({
 }).strict();
 
 const Body = z.union([Worker, Direct]);
+
+const OUTBOUND_NOT_BUILT = {
+  status: "not_available",
+  message: "outbound push is not built yet; local changes stay queued in crm.outbox",
+};
 
 const sql = connect();
 const auth = authFromEnv();
@@ -87,6 +92,7 @@ Deno.serve(async (req) => {
 
 async function direct(b: z.infer<typeof Direct>, exhausted: () => boolean): Promise<Response> {
   const started = Date.now();
+  if (!b.connection_id) return await enqueueAll(b);
   if (b.connection_id) {
     const [conn] = await sql`select status from crm.connections where id = ${b.connection_id}`;
     if (!conn) {
@@ -127,11 +133,26 @@ async function direct(b: z.infer<typeof Direct>, exhausted: () => boolean): Prom
     }
   }
   if (b.direction !== "inbound") {
-    out.outbound = {
-      status: "not_available",
-      message: "outbound push is not built yet; local changes stay queued in crm.outbox",
-    };
+    out.outbound = OUTBOUND_NOT_BUILT;
   }
   out.duration_ms = Date.now() - started;
+  return Response.json(out);
+}
+
+/** Without a connection id the direct shape does not walk every connection in one request: it
+ * enqueues their streams as jobs and wakes workers, as a cron tick does. */
+async function enqueueAll(b: z.infer<typeof Direct>): Promise<Response> {
+  if (b.dry_run) {
+    return Response.json({ error: "dry_run needs a connection_id" }, { status: 400 });
+  }
+  const out: Record<string, unknown> = { ok: true, more: false, runs: [] };
+  if (b.direction !== "outbound") {
+    const [r] = await sql`
+      select crm.enqueue_inbound(${b.objects ?? OBJECT_TYPES}::text[],
+                                 ${b.mode === "full" ? "full" : "delta"}, null,
+                                 ${b.trigger}) as n`;
+    out.enqueued = Number(r.n);
+  }
+  if (b.direction !== "inbound") out.outbound = OUTBOUND_NOT_BUILT;
   return Response.json(out);
 }

@@ -1,7 +1,7 @@
-// The inbound side of crm-sync-bidirectional for a whole request: every active connection (or
-// the one asked for) in parallel, its enabled objects in dependency order (owners before the
-// records that point at them, companies before contacts and deals), each stream resumable and
-// bounded by one shared deadline.
+// The inbound side of crm-sync-bidirectional's direct shape: one connection's enabled objects
+// in dependency order (owners before the records that point at them, companies before contacts
+// and deals), each stream resumable and bounded by one shared deadline and CPU budget. Work over
+// many connections goes through the job queue instead (../jobs).
 import type { Sql } from "../db.ts";
 import { OBJECT_TYPES, type ObjectType, ProviderError } from "../providers/types.ts";
 import { type Connection, errorMessage, loadConnections } from "./connections.ts";
@@ -13,7 +13,7 @@ const ORDER: ObjectType[] = ["owners", "companies", "contacts", "deals"];
 
 export interface InboundRequest {
   objects?: ObjectType[];
-  connectionId?: string;
+  connectionId: string;
   mode: InboundMode;
   trigger: Trigger;
   dryRun: boolean;
@@ -40,53 +40,63 @@ export async function syncInbound(
     connectionId: req.connectionId,
     activeOnly: true,
   });
-  const perConnection = await Promise.all(connections.map(async (conn) => {
-    const enabled = Array.isArray(conn.settings.objects)
-      ? conn.settings.objects as string[]
-      : [...OBJECT_TYPES];
-    const objects = ORDER.filter((o) =>
-      (req.objects ?? OBJECT_TYPES).includes(o) && enabled.includes(o)
-    );
-    const runs: RunSummary[] = [];
-    let ctx;
-    try {
-      ctx = await createSyncContext(sql, key, conn, log);
-    } catch (e) {
-      unusable.push({ id: conn.id, provider: conn.provider, reason: errorMessage(e) });
-      return runs;
-    }
-    for (const object of objects) {
-      if (Date.now() >= req.deadline || req.exhausted?.()) {
-        // Truthfully more: the next call starts this stream.
-        runs.push(notStarted(conn, object, "time budget used up before this stream", true));
-        continue;
-      }
-      try {
-        const r = await runInbound(sql, ctx, {
-          object,
-          mode: req.mode,
-          trigger: req.trigger,
-          deadline: req.deadline,
-          exhausted: req.exhausted,
-          dryRun: req.dryRun,
-          pageSize: req.pageSize,
-        });
-        runs.push(r);
-        if (r.revoked) break;
-      } catch (e) {
-        // Database-side failures (the run could not even be opened or closed).
-        log("inbound stream failed", { connection_id: conn.id, object, error: errorMessage(e) });
-        runs.push({
-          ...notStarted(conn, object, errorMessage(e), false),
-          status: "failed",
-        });
-        if (e instanceof ProviderError && e.action === "revoked") break;
-      }
-    }
-    return runs;
-  }));
-  const runs = perConnection.flat();
+  const conn = connections[0];
+  if (!conn) return { more: false, runs: [], unusable };
+  const runs = await syncConnection(sql, key, conn, req, log, unusable);
   return { more: runs.some((r) => r.more), runs, unusable };
+}
+
+async function syncConnection(
+  sql: Sql,
+  key: CryptoKey,
+  conn: Connection,
+  req: InboundRequest,
+  log: Logger,
+  unusable: InboundResult["unusable"],
+): Promise<RunSummary[]> {
+  const enabled = Array.isArray(conn.settings.objects)
+    ? conn.settings.objects as string[]
+    : [...OBJECT_TYPES];
+  const objects = ORDER.filter((o) =>
+    (req.objects ?? OBJECT_TYPES).includes(o) && enabled.includes(o)
+  );
+  const runs: RunSummary[] = [];
+  let ctx;
+  try {
+    ctx = await createSyncContext(sql, key, conn, log);
+  } catch (e) {
+    unusable.push({ id: conn.id, provider: conn.provider, reason: errorMessage(e) });
+    return runs;
+  }
+  for (const object of objects) {
+    if (Date.now() >= req.deadline || req.exhausted?.()) {
+      // Truthfully more: the next call starts this stream.
+      runs.push(notStarted(conn, object, "time budget used up before this stream", true));
+      continue;
+    }
+    try {
+      const r = await runInbound(sql, ctx, {
+        object,
+        mode: req.mode,
+        trigger: req.trigger,
+        deadline: req.deadline,
+        exhausted: req.exhausted,
+        dryRun: req.dryRun,
+        pageSize: req.pageSize,
+      });
+      runs.push(r);
+      if (r.revoked) break;
+    } catch (e) {
+      // Database-side failures (the run could not even be opened or closed).
+      log("inbound stream failed", { connection_id: conn.id, object, error: errorMessage(e) });
+      runs.push({
+        ...notStarted(conn, object, errorMessage(e), false),
+        status: "failed",
+      });
+      if (e instanceof ProviderError && e.action === "revoked") break;
+    }
+  }
+  return runs;
 }
 
 function notStarted(
