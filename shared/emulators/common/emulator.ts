@@ -493,8 +493,11 @@ export abstract class Emulator {
       return json(this.faults.update(body));
     });
     a.patch("/__admin/faults", async ({ req }) => {
-      const body = FaultConfigSchema.partial().parse(await this.adminBody(req));
-      return json(this.faults.update(body));
+      const raw = z.record(z.string(), z.unknown()).parse(await this.adminBody(req));
+      // partial() keeps the fields' defaults: merge only the keys the caller sent.
+      const parsed = FaultConfigSchema.partial().parse(raw);
+      const sent = Object.fromEntries(Object.entries(parsed).filter(([k]) => k in raw));
+      return json(this.faults.update(sent));
     });
     a.delete("/__admin/faults", () => {
       this.faults.reset(this.seed);
