@@ -187,3 +187,17 @@ Deno.test("GET /_gateway/stats reports each process; DELETE starts the counters 
     assert.equal((await call(`${gw.url}/functions/v1/_gateway`, bearer(anon))).status, 404);
   }, { cpuLimitMs: LIMIT });
 });
+
+Deno.test("a caller that gives up does not leave its process busy", async () => {
+  await withGateway(async (gw, { anon }) => {
+    const gaveUp = fetch(`${gw.url}/functions/v1/burn?wait=300`, {
+      ...bearer(anon),
+      signal: AbortSignal.timeout(100),
+    });
+    await assert.rejects(gaveUp);
+    const [pid] = gw.workerPids("burn");
+    await until("the process is free again", () => proc(gw, pid).state === "idle");
+    const next = await call(`${gw.url}/functions/v1/burn`, bearer(anon));
+    assert.equal(next.body.pid, pid, "the same process serves the next request");
+  }, { cpuLimitMs: LIMIT });
+});
