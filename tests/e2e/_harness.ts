@@ -250,3 +250,27 @@ export async function withConnection(
     await sb.close();
   }
 }
+
+export interface GatewayProcess {
+  pid: number;
+  state: string;
+  requests: number;
+  cpuMsMax: number;
+  peakRssMb: number;
+  exit?: string | null;
+}
+
+/** The local gateway's per-function process stats (GET /_gateway/stats, loopback only). */
+export async function gatewayStats(): Promise<
+  Record<string, { processes: GatewayProcess[]; kills: Record<string, number>; cpuMsMax: number }>
+> {
+  const res = await fetch(`${need("SUPABASE_URL")}/_gateway/stats`);
+  assert.equal(res.status, 200);
+  return (await res.json()).functions;
+}
+
+/** The processes of function `slug` serving a request right now. */
+export async function busyFunctionPids(slug: string): Promise<number[]> {
+  const fns = await gatewayStats();
+  return (fns[slug]?.processes ?? []).filter((p) => p.state === "busy").map((p) => p.pid);
+}

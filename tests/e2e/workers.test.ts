@@ -6,8 +6,15 @@
 //   checkpoint, and the old holder's late writes are refused (CRM10 / CRM11);
 // - one tenant's backfill does not delay another tenant's job by more than one slice.
 import assert from "node:assert/strict";
-import { need } from "../_support/env.ts";
-import { admin, awaitJobs, connect, db, type Sql, startSandbox } from "./_harness.ts";
+import {
+  admin,
+  awaitJobs,
+  busyFunctionPids,
+  connect,
+  db,
+  type Sql,
+  startSandbox,
+} from "./_harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -31,22 +38,6 @@ async function withSettings(
               set max_workers = ${before.max_workers}, worker_cpu_budget_ms =
                   ${before.worker_cpu_budget_ms}, job_lease = ${before.job_lease}::interval`;
   }
-}
-
-/** The function processes of crm-sync-bidirectional serving this stack's database. */
-function functionPids(): number[] {
-  const port = new URL(need("SUPABASE_DB_URL")).port;
-  const pids: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-      if (!cmd.includes("function_runner.ts") || !cmd.includes("crm-sync-bidirectional")) continue;
-      const env = Deno.readTextFileSync(`/proc/${e.name}/environ`);
-      if (env.includes(`:${port}/`)) pids.push(Number(e.name));
-    } catch { /* process gone */ }
-  }
-  return pids;
 }
 
 async function until(what: string, check: () => Promise<boolean>, ms = 60_000) {
@@ -135,7 +126,9 @@ Deno.test({
             where j.connection_id = ${conn} and j.state = 'running' and s.status = 'running'`;
           return Number(held?.processed ?? 0) >= 200;
         });
-        for (const pid of functionPids()) Deno.kill(pid, "SIGKILL");
+        for (const pid of await busyFunctionPids("crm-sync-bidirectional")) {
+          Deno.kill(pid, "SIGKILL");
+        }
         // Another worker takes the job over once its lease has expired, and finishes it.
         await until("the lease expired", async () => {
           const [j] = await sql`select lease_expires_at < now() as expired from crm.jobs
