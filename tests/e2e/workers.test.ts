@@ -206,3 +206,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...opts,
+  name: "e2e workers: a 100k backfill is handed over between requests, none over the CPU limit",
+  fn: async () => {
+    const sql = db();
+    // Salesforce seeds `records` Contacts and as many Leads: 100,000 rows of crm.contacts.
+    const sb = await startSandbox("salesforce", { seed: 75, records: 50_000 });
+    try {
+      const conn = await connect(sql, sb, { objects: ["contacts"] });
+      const before = (await gatewayStats())["crm-sync-bidirectional"];
+      const killsBefore = before?.kills.cpu ?? 0;
+      const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+      await sql`select crm.enqueue_job('inbound', ${conn}::uuid, 'contacts', 'full',
+                                       '{"trigger": "backfill"}'::jsonb)`;
+      const answer = await awaitJobs(sql, conn, t0, 300_000);
+      assert.equal(answer.ok, true, JSON.stringify(answer.runs.at(-1)));
+      const [n] = await sql`select count(*)::int as n from crm.contacts
+                            where connection_id = ${conn}`;
+      assert.equal(n.n, 100_000);
+      const workers = await sql`
+        select (stats ->> 'cpu_ms')::int as cpu_ms from crm.job_workers
+        where started_at >= ${t0} and (stats ->> 'jobs')::int > 0`;
+      assert.ok(answer.runs.length >= 2, `handed over (${answer.runs.length} runs)`);
+      const limit = 2_000;
+      assert.ok(
+        workers.every((w) => w.cpu_ms < limit),
+        `worker CPU: ${workers.map((w) => w.cpu_ms).join(", ")}`,
+      );
+      const after = (await gatewayStats())["crm-sync-bidirectional"];
+      assert.equal(after.kills.cpu, killsBefore, "the gateway killed no request for CPU");
+      assert.ok(after.cpuMsMax < limit, `the gateway measured at most ${after.cpuMsMax} ms`);
+    } finally {
+      await sb.close();
+      await sql.end();
+    }
+  },
+});
