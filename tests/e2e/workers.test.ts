@@ -12,6 +12,7 @@ import {
   busyFunctionPids,
   connect,
   db,
+  gatewayStats,
   type Sql,
   startSandbox,
 } from "./_harness.ts";
