@@ -45,9 +45,12 @@ create table if not exists crm.engine_settings (
   -- (https://supabase.com/docs/guides/cron: "no more than 8 jobs concurrently"); raise it on
   -- a larger compute size. 0 stops waking workers (jobs stay queued).
   max_workers integer not null default 8,
-  -- A worker stops claiming once it has used this much CPU, well under the hosted 2 s of CPU
-  -- per request (https://supabase.com/docs/guides/functions/limits), which terminates it.
-  worker_cpu_budget_ms integer not null default 1200,
+  -- A worker stops claiming once it has used this much CPU. The hosted runtime terminates an
+  -- isolate at 2 s of CPU (https://supabase.com/docs/guides/functions/limits) counted over the
+  -- isolate's life, and retires it after a request that took it past 1 s, so a request that
+  -- lands on a reused isolate is sure of about 1 s only (supabase/edge-runtime,
+  -- strategy_per_worker.rs): 800 ms leaves room for the page in flight when it stops.
+  worker_cpu_budget_ms integer not null default 800,
   -- How long a claim holds a job without a heartbeat; also how long a worker counts as alive
   -- after it was last seen.
   job_lease interval not null default '2 minutes',
