@@ -51,8 +51,7 @@ create table if not exists crm.engine_settings (
   -- lands on a reused isolate is sure of about 1 s only (supabase/edge-runtime,
   -- strategy_per_worker.rs): 800 ms leaves room for the page in flight when it stops.
   worker_cpu_budget_ms integer not null default 800,
-  -- How long a claim holds a job without a heartbeat; also how long a worker counts as alive
-  -- after it was last seen.
+  -- How long a claim holds a job without a heartbeat.
   job_lease interval not null default '2 minutes',
   updated_at timestamptz not null default now(),
   constraint engine_settings_single_row check (id),
@@ -252,21 +251,25 @@ as $$
   returning j.id
 $$;
 
--- Live workers: not finished, and seen (claim, heartbeat) within the job lease, or woken less
--- than a minute ago and not started yet (a wake whose request failed stops counting after a
--- minute). idle: live workers holding no unexpired running job (starting, or between jobs).
+-- Live workers: not finished, and holding an unexpired running job, or seen (start, claim) in
+-- the last 30 seconds (between jobs a worker claims at once), or woken less than a minute ago
+-- and not started yet (a wake whose request failed stops counting after a minute). A worker
+-- killed mid-job stops counting when its job's lease expires, so it never holds a slot of
+-- max_workers longer than that. idle: live workers holding no unexpired running job.
 create or replace function crm._worker_counts()
   returns table (live integer, idle integer)
   language sql
   stable
   set search_path = ''
 as $$
-  with s as (select e.job_lease from crm.engine_settings e where e.id),
-  live as (
+  with live as (
     select w.id
-    from crm.job_workers w, s
+    from crm.job_workers w
     where w.finished_at is null
-      and (greatest(w.started_at, w.last_seen_at) > now() - s.job_lease
+      and (exists (select 1 from crm.jobs j
+                   where j.worker_id = w.id and j.state = 'running'
+                     and j.lease_expires_at >= now())
+           or greatest(w.started_at, w.last_seen_at) > now() - interval '30 seconds'
            or (w.started_at is null and w.woken_at > now() - interval '1 minute'))
   )
   select (select count(*) from live)::integer,
