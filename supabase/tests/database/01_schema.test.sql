@@ -6,7 +6,8 @@ select has_schema('crm');
 select tables_are('crm', array[
   'connections', 'owners', 'companies', 'contacts', 'deals', 'record_aliases', 'sync_state',
   'conflicts', 'field_mappings', 'outbox', 'webhook_events', 'sync_log', 'sync_cursors',
-  'health_alerts', 'full_sync_seen', 'live_fetch_buckets', 'inbound_leases', 'inbound_failures'
+  'health_alerts', 'full_sync_seen', 'live_fetch_buckets', 'inbound_leases', 'inbound_failures',
+  'rate_budgets'
 ]);
 
 -- RLS on every table in crm, now and for any table added later.
