@@ -135,6 +135,9 @@ export class ProviderError extends Error {
     readonly action: "retry" | "reauth" | "revoked" | "fatal",
     readonly status?: number,
     readonly retryAfterMs?: number,
+    /** ISO time before which the connection's rate budget grants nothing (a 429 until the
+     * window clears, the daily limit spent, only the reserve left): defer the job until then. */
+    readonly pausedUntil?: string,
   ) {
     super(message);
     this.name = "ProviderError";
