@@ -540,6 +540,16 @@ begin
     where ((j.state = 'queued' and j.run_after <= now())
         or (j.state = 'running' and j.lease_expires_at < now() and j.attempts + 1 < j.max_attempts))
       and (p_connection_id is null or j.connection_id = p_connection_id)
+      -- Inbound streams of one connection run in dependency order (owners, companies,
+      -- contacts, deals) so references resolve, as one request walking them in turn did: a
+      -- stream waits while an earlier one of its connection is running or due (not while that
+      -- one waits out a backoff).
+      and not (j.kind = 'inbound' and exists (
+        select 1 from crm.jobs d
+        where d.connection_id = j.connection_id and d.kind = 'inbound' and d.id <> j.id
+          and d.state in ('queued', 'running') and d.run_after <= now()
+          and array_position(array['owners', 'companies', 'contacts', 'deals'], d.object)
+            < array_position(array['owners', 'companies', 'contacts', 'deals'], j.object)))
     order by j.priority, a.last_served_at nulls first, j.run_after, j.id
     limit 1
     for update of j skip locked

@@ -130,7 +130,7 @@ export async function awaitJobs(
   const runs = await sql`
     select id as run_id, connection_id, object, status, processed, created, updated, unchanged,
            deleted, failed, api_calls, coalesce((details ->> 'more')::boolean, false) as more,
-           error ->> 'message' as error
+           error ->> 'message' as error, coalesce((error ->> 'revoked')::boolean, false) as revoked
     from crm.sync_log
     where connection_id = ${connectionId} and direction = 'inbound' and started_at >= ${since}
     order by id`;

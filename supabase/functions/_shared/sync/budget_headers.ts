@@ -97,7 +97,15 @@ function salesforce(o: ObservedResponse): RateObservation[] {
   // An org without a limit (a sandbox) says N/0: nothing to learn.
   if (m && Number(m[2]) > 0) out.push({ class: "daily", used: Number(m[1]), limit: Number(m[2]) });
   if (o.status === 403 && /REQUEST_LIMIT_EXCEEDED/.test(JSON.stringify(o.body ?? ""))) {
-    out.push({ class: "daily", throttled: true });
+    // The same code answers a spent allocation and a passing org limit (concurrent long-running
+    // requests); the Sforce-Limit-Info of that answer tells them apart. Below the allocation the
+    // class only pauses briefly, as for a 429.
+    const spent = !m || Number(m[2]) <= 0 || Number(m[1]) >= Number(m[2]);
+    out.push(spent ? { class: "daily", throttled: true } : {
+      class: "daily",
+      throttled: true,
+      retry_ms: 1000,
+    });
   }
   return out;
 }
