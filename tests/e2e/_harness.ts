@@ -26,6 +26,8 @@ export interface SandboxOptions {
   records?: number;
   /** Lift the sandbox's rate limits (tests that are about something else run faster). */
   unlimited?: boolean;
+  /** HubSpot's 10-second window, shortened with the same shape (tests of the rate budget). */
+  hubspotWindow?: { tenSecondly: number; intervalMs: number };
 }
 
 export async function startSandbox(
@@ -36,7 +38,7 @@ export async function startSandbox(
   const sb = provider === "hubspot"
     ? await startHubSpot({
       ...base,
-      rateLimit: o.unlimited ? { tenSecondly: 100_000, searchPerSecond: 10_000 } : undefined,
+      rateLimit: o.unlimited ? { tenSecondly: 100_000, searchPerSecond: 10_000 } : o.hubspotWindow,
     })
     : provider === "salesforce"
     ? await startSalesforce(base)

@@ -10,11 +10,13 @@ import {
   admin,
   awaitJobs,
   busyFunctionPids,
+  callFunction,
   connect,
   db,
   gatewayStats,
   type Sql,
   startSandbox,
+  withConnection,
 } from "./_harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -245,5 +247,57 @@ Deno.test({
       await sb.close();
       await sql.end();
     }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "e2e workers: a backfill worker and live reads share one budget: no 429, every call counted",
+  fn: async () => {
+    // HubSpot's 100 requests / 10 s shortened to 40 / 2 s: the same rolling window, 5× faster.
+    const window = { tenSecondly: 40, intervalMs: 2_000 };
+    await withConnection(
+      "hubspot",
+      { seed: 76, records: 3_000, hubspotWindow: window },
+      async (s) => {
+        const { sb, sql, conn } = s;
+        await admin(sb.url, "DELETE", "/counters");
+        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+        await sql`select crm.enqueue_job('inbound', ${conn}::uuid, 'contacts', 'full')`;
+        // Live reads of the same connection while the backfill runs.
+        let reads = 0;
+        let liveCalls = 0;
+        let done = false;
+        const jobs = awaitJobs(sql, conn, t0).finally(() => done = true);
+        while (!done) {
+          const r = await callFunction("crm-fetch-live", {
+            type: "companies",
+            connection_id: conn,
+            limit: 10,
+          });
+          if (r.status === 200) {
+            reads++;
+            for (const res of r.json.results as Array<{ api_calls: number }>) {
+              liveCalls += res.api_calls;
+            }
+          } else assert.equal(r.status, 429, JSON.stringify(r.json)); // the account's own live limit
+          await new Promise((res) => setTimeout(res, 250));
+        }
+        const answer = await jobs;
+        assert.equal(answer.ok, true, JSON.stringify(answer.runs.at(-1)));
+        assert.ok(reads > 0, "live reads ran during the backfill");
+        const [n] =
+          await sql`select count(*)::int as n from crm.contacts where connection_id = ${conn}`;
+        assert.equal(n.n, 3_000);
+        const counters = await admin(sb.url, "GET", "/counters");
+        assert.equal(counters.byStatus["429"] ?? 0, 0, JSON.stringify(counters.byStatus));
+        const [calls] = await sql`select sum(api_calls)::int as n from crm.sync_log
+                                where connection_id = ${conn}`;
+        const served = Object.values(counters.byStatus as Record<string, number>)
+          .reduce((a, b) => a + b, 0);
+        assert.equal(served, calls.n + liveCalls, "the sandbox counted every call we made");
+      },
+    );
   },
 });
