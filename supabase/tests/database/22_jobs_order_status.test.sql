@@ -2,7 +2,7 @@
 -- scale-out columns of crm.sync_status(): the stream's job, dead jobs, the oldest due age, the
 -- connection's rate budget and live workers.
 begin;
-select plan(13);
+select plan(14);
 
 delete from crm.jobs;
 delete from crm.job_workers;
