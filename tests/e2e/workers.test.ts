@@ -112,8 +112,10 @@ Deno.test({
     const sql = db();
     // 2,000 Contacts and 2,000 Leads.
     const sb = await startSandbox("salesforce", { seed: 72, records: 2_000 });
+    const conns: string[] = [];
     try {
       const conn = await connect(sql, sb);
+      conns.push(conn);
       await admin(sb.url, "PUT", "/faults", { latencyMs: 80 });
       await withSettings(sql, { max_workers: 1, job_lease: "3 seconds" }, async () => {
         const [{ t0 }] = await sql`select clock_timestamp() as t0`;
@@ -163,6 +165,7 @@ Deno.test({
         );
       });
     } finally {
+      for (const c of conns) await sql`delete from crm.connections where id = ${c}`;
       await sb.close();
       await sql.end();
     }
@@ -176,9 +179,11 @@ Deno.test({
     const sql = db();
     const big = await startSandbox("hubspot", { seed: 73, records: 3_000, unlimited: true });
     const small = await startSandbox("hubspot", { seed: 74, records: 50, unlimited: true });
+    const conns: string[] = [];
     try {
       const a = await connect(sql, big);
       const b = await connect(sql, small);
+      conns.push(a, b);
       await admin(big.url, "PUT", "/faults", { latencyMs: 30 });
       await withSettings(sql, { max_workers: 1, worker_cpu_budget_ms: 40 }, async () => {
         const [{ t0 }] = await sql`select clock_timestamp() as t0`;
@@ -205,6 +210,7 @@ Deno.test({
         assert.ok(bRun.at < slices.last, "B ran between A's slices, not after its backfill");
       });
     } finally {
+      for (const c of conns) await sql`delete from crm.connections where id = ${c}`;
       await big.close();
       await small.close();
       await sql.end();
@@ -219,8 +225,10 @@ Deno.test({
     const sql = db();
     // Salesforce seeds `records` Contacts and as many Leads: 100,000 rows of crm.contacts.
     const sb = await startSandbox("salesforce", { seed: 75, records: 50_000 });
+    const conns: string[] = [];
     try {
       const conn = await connect(sql, sb, { objects: ["contacts"] });
+      conns.push(conn);
       const before = (await gatewayStats())["crm-sync-bidirectional"];
       const killsBefore = before?.kills.cpu ?? 0;
       const [{ t0 }] = await sql`select clock_timestamp() as t0`;
@@ -244,6 +252,7 @@ Deno.test({
       assert.equal(after.kills.cpu, killsBefore, "the gateway killed no request for CPU");
       assert.ok(after.cpuMsMax < limit, `the gateway measured at most ${after.cpuMsMax} ms`);
     } finally {
+      for (const c of conns) await sql`delete from crm.connections where id = ${c}`;
       await sb.close();
       await sql.end();
     }
