@@ -252,10 +252,11 @@ as $$
 $$;
 
 -- Live workers: not finished, and holding an unexpired running job, or seen (start, claim) in
--- the last 30 seconds (between jobs a worker claims at once), or woken less than a minute ago
--- and not started yet (a wake whose request failed stops counting after a minute). A worker
--- killed mid-job stops counting when its job's lease expires, so it never holds a slot of
--- max_workers longer than that. idle: live workers holding no unexpired running job.
+-- the last 30 seconds without a job whose lease expired (between jobs a worker claims at
+-- once), or woken less than a minute ago and not started yet (a wake whose request failed stops
+-- counting after a minute). A worker killed mid-job stops counting when its job's lease
+-- expires, so it never holds a slot of max_workers longer than that. idle: live workers
+-- holding no unexpired running job.
 create or replace function crm._worker_counts()
   returns table (live integer, idle integer)
   language sql
@@ -269,7 +270,10 @@ as $$
       and (exists (select 1 from crm.jobs j
                    where j.worker_id = w.id and j.state = 'running'
                      and j.lease_expires_at >= now())
-           or greatest(w.started_at, w.last_seen_at) > now() - interval '30 seconds'
+           or (greatest(w.started_at, w.last_seen_at) > now() - interval '30 seconds'
+               and not exists (select 1 from crm.jobs j
+                               where j.worker_id = w.id and j.state = 'running'
+                                 and j.lease_expires_at < now()))
            or (w.started_at is null and w.woken_at > now() - interval '1 minute'))
   )
   select (select count(*) from live)::integer,
