@@ -572,7 +572,20 @@ begin
     from picked p
     where j.id = p.id
     returning j.id, j.kind, j.connection_id, p.account_id, j.object, j.mode, j.payload,
-              j.lease_token, j.lease_expires_at, j.attempts, j.claims, p.prev_state
+              j.lease_token, j.lease_expires_at, j.attempts, j.claims, p.prev_state,
+              p.prev_worker
+  ),
+  -- The worker whose lease expired is gone (killed, or stuck past its lease): it no longer
+  -- counts as live, so it does not hold a slot of max_workers. Were it still running, its next
+  -- verb gets CRM11 and it finishes as usual.
+  gone as (
+    update crm.job_workers w
+    set finished_at = now(),
+        stats = coalesce(w.stats, '{}'::jsonb) || jsonb_build_object('lost_job', t.id)
+    from claimed t
+    where t.prev_state = 'running' and w.id = t.prev_worker and w.id <> p_worker_id
+      and w.finished_at is null
+    returning w.id
   ),
   lost_streams as (
     select t.connection_id, t.object from claimed t where t.prev_state = 'running' and t.kind = 'inbound'

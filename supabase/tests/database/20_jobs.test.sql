@@ -4,7 +4,7 @@
 -- inbound stream fenced (CRM11 / CRM10), engine_status and job_status, purge. Two real sessions
 -- claiming at once: tests/db/jobs.test.ts.
 begin;
-select plan(137);
+select plan(138);
 
 -- The stack's own connections and jobs stay out of this transaction's claims and counts
 -- (all rolled back).
@@ -323,6 +323,9 @@ select results_eq(
   $$values (1, 2, true)$$, 'the lost claim counts as a failed attempt; newer token');
 select results_eq($$select worker_id, last_error ~ '^lease expired' from crm.jobs where id = pg_temp.id('t1')$$,
   $$select pg_temp.id('wb'), true$$, 'held by B, saying why');
+select results_eq($$select finished_at is not null, (stats ->> 'lost_job')::bigint from crm.job_workers
+                    where id = pg_temp.id('wa')$$,
+  $$select true, pg_temp.id('t1')$$, 'worker A is gone: it no longer holds a slot of max_workers');
 select results_eq(
   $$select run_id, token from crm.inbound_leases
     where connection_id = '20000000-0000-4000-8000-0000000000c1' and object = 'contacts'$$,
