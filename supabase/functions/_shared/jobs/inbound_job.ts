@@ -24,6 +24,9 @@ const STREAM_LEASE_S = 180;
 
 const TRIGGERS: readonly Trigger[] = ["cron", "webhook", "manual", "backfill", "live"];
 
+/** Connection contexts a worker keeps between jobs. */
+const KEPT_CONTEXTS = 4;
+
 export interface InboundJobs {
   handle: JobHandler;
   /** Sends the rate-limit observations still buffered; call before the request ends. */
@@ -31,13 +34,30 @@ export interface InboundJobs {
 }
 
 export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs {
-  // One context per connection and lane for this worker invocation: mappings and credentials
-  // are loaded once for all the streams of a connection this worker runs.
+  // Contexts (mappings, credentials, SDK clients) are kept for the next few jobs only: a worker
+  // runs a connection's streams one after another, while keeping every connection it served
+  // would grow its memory with the number of tenants. An evicted context sends its budget
+  // observations first.
   const contexts = new Map<string, Promise<SyncContext | string>>();
+  const flushing = new Set<Promise<void>>();
+  const evict = () => {
+    while (contexts.size > KEPT_CONTEXTS) {
+      const [oldest, c] = contexts.entries().next().value!;
+      contexts.delete(oldest);
+      const sent = c.then((ctx) => typeof ctx === "string" ? undefined : ctx.budget.flush())
+        .catch(() => {})
+        .finally(() => flushing.delete(sent));
+      flushing.add(sent);
+    }
+  };
   const contextFor = (connectionId: string, lane: Lane) => {
     const id = `${connectionId}:${lane}`;
     let c = contexts.get(id);
-    if (!c) {
+    if (c) {
+      // Most recently used last.
+      contexts.delete(id);
+      contexts.set(id, c);
+    } else {
       c = (async () => {
         const { connections, unusable } = await loadConnections(sql, key, {
           connectionId,
@@ -49,6 +69,7 @@ export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs 
       })();
       contexts.set(id, c);
       c.catch(() => contexts.delete(id));
+      evict();
     }
     return c;
   };
@@ -77,6 +98,7 @@ export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs 
   return {
     handle,
     async flush() {
+      await Promise.all(flushing);
       for (const c of contexts.values()) {
         const ctx = await c.catch(() => null);
         if (ctx && typeof ctx !== "string") await ctx.budget.flush();
