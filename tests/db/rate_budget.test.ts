@@ -153,7 +153,8 @@ Deno.test({
       return await res.json();
     };
     const before = await adminCall("GET");
-    // HubSpot's 100 / 10 s with the default 400 ms margin, scaled by 1/5 in time: 50 / 2 s, 80 ms.
+    // HubSpot's 100 / 10 s scaled by 1/5 in time: 50 / 2 s, with an 80 ms margin (4 % of the
+    // window; the default is 250 ms of 10 s, 2.5 %).
     await adminCall("PUT", { tenSecondly: 50, intervalMs: 2000 });
     const a = open();
     const b = open();

@@ -27,7 +27,7 @@ $$;
 
 -- ---- Classes, costs and settings ---------------------------------------------------------
 select results_eq($$select class, ceiling, window_ms, margin_ms, pace_burst from crm._rate_classes('hubspot', '{}') order by class$$,
-  $$values ('burst', 100, 10000, 400, 5), ('daily', 250000, 86400000, 0, null::integer), ('search', 5, 1000, 150, 2)$$,
+  $$values ('burst', 100, 10000, 250, 5), ('daily', 250000, 86400000, 0, null::integer), ('search', 5, 1000, 80, 2)$$,
   'hubspot: burst 100 / 10 s, search 5 / s, daily 250k');
 select results_eq($$select class, cost from crm._rate_costs('hubspot', 'search') order by class$$,
   $$values ('daily', 1), ('search', 1)$$, 'hubspot search spends search and daily, not burst');
@@ -51,22 +51,22 @@ select results_eq($$select reserve from crm._rate_limits('00000000-0000-4000-800
   $$values (5)$$, 'rate_reserve as a number of calls');
 
 -- ---- Pacing and the window ---------------------------------------------------------------
--- A cold backfill gets the pacing burst (5), then one grant per span / limit = 104 ms.
+-- A cold backfill gets the pacing burst (5), then one grant per span / limit = 102.5 ms.
 select is(pg_temp.take('b001', 'list', 10, 'backfill', 0), '5/0/-', 'cold start: the pacing burst of 5');
-select is(pg_temp.take('b001', 'list', 10, 'backfill', 1), '0/103/pacing', 'then the pacing rate: next in 103 ms');
-select is(pg_temp.take('b001', 'list', 10, 'backfill', 105), '1/0/-', 'one grant per 104 ms');
+select is(pg_temp.take('b001', 'list', 10, 'backfill', 1), '0/102/pacing', 'then the pacing rate: next in 102 ms');
+select is(pg_temp.take('b001', 'list', 10, 'backfill', 105), '1/0/-', 'one grant per 102.5 ms');
 -- Interactive grants skip pacing (but never the window).
 select is(pg_temp.take('b001', 'list', 94, 'interactive', 106), '94/0/-', 'interactive skips pacing');
-select is(pg_temp.take('b001', 'list', 1, 'interactive', 107), '0/10293/window', 'the window (10 s + 400 ms margin) is full: 100 grants');
--- The first grants leave the log 10.4 s after they were taken.
-select is(pg_temp.take('b001', 'list', 10, 'interactive', 10399), '0/1/window', 'not one instant early');
-select is(pg_temp.take('b001', 'list', 10, 'interactive', 10401), '5/0/-', 'the first five free at 10.4 s');
+select is(pg_temp.take('b001', 'list', 1, 'interactive', 107), '0/10143/window', 'the window (10 s + 250 ms margin) is full: 100 grants');
+-- The first grants leave the log 10.25 s after they were taken.
+select is(pg_temp.take('b001', 'list', 10, 'interactive', 10249), '0/1/window', 'not one instant early');
+select is(pg_temp.take('b001', 'list', 10, 'interactive', 10251), '5/0/-', 'the first five free at 10.25 s');
 
 -- ---- Lanes -------------------------------------------------------------------------------
 -- A refused interactive call holds lower lanes back until its retry (plus 100 ms).
-select is(pg_temp.take('b001', 'list', 1, 'interactive', 10402), '0/104/window', 'interactive waits for the next slot');
-select is(pg_temp.take('b001', 'list', 1, 'backfill', 10510), '0/96/lane', 'a slot freed, but interactive waits: backfill is held');
-select is(pg_temp.take('b001', 'list', 1, 'interactive', 10511), '1/0/-', 'interactive takes the slot');
+select is(pg_temp.take('b001', 'list', 1, 'interactive', 10252), '0/104/window', 'interactive waits for the next slot');
+select is(pg_temp.take('b001', 'list', 1, 'backfill', 10360), '0/96/lane', 'a slot freed, but interactive waits: backfill is held');
+select is(pg_temp.take('b001', 'list', 1, 'interactive', 10361), '1/0/-', 'interactive takes the slot');
 select is((select waiting[1] from crm.rate_budgets where connection_id = '00000000-0000-4000-8000-00000000b001' and class = 'burst'),
   null, 'a granted lane no longer waits');
 
@@ -110,9 +110,9 @@ select pg_temp.simulate('00000000-0000-4000-8000-00000000b006', 'list', 60000);
 select cmp_ok((select max(w) from (select (select sum(b.n) from sim_grants b where b.at >= a.at and b.at < a.at + interval '10 seconds') w
                                    from sim_grants a) x)::numeric, '<=', 100::numeric,
   'no 10-second window holds more than 100 grants');
-select cmp_ok((select max(w) from (select (select sum(b.n) from sim_grants b where b.at >= a.at and b.at < a.at + interval '10.4 seconds') w
+select cmp_ok((select max(w) from (select (select sum(b.n) from sim_grants b where b.at >= a.at and b.at < a.at + interval '10.25 seconds') w
                                    from sim_grants a) x)::numeric, '<=', 100::numeric,
-  'nor any window of 10 s + the 400 ms margin');
+  'nor any window of 10 s + the 250 ms margin');
 select cmp_ok((select sum(n) from sim_grants)::numeric / 600, '>=', 0.95::numeric,
   'the three callers together get >= 95 % of 100 / 10 s');
 select cmp_ok((select max(wait_ms) from sim_waits where lane = 'interactive')::numeric, '<', 2000::numeric,
@@ -151,15 +151,15 @@ select is(crm._observe_rate_limits('00000000-0000-4000-8000-00000000b001',
   '[{"class": "search", "throttled": true, "retry_ms": 1000}]', pg_temp.t(30000)), 1, 'a 429 on search');
 select is(pg_temp.take('b001', 'search', 1, 'interactive', 30500), '0/500/throttled', 'search paused after the 429');
 select is(pg_temp.take('b001', 'list', 1, 'interactive', 30500), '1/0/-', 'the burst class is not');
-select is(pg_temp.take('b001', 'search', 1, 'interactive', 31000), '0/150/window', 'after the pause the full window (1 s + 150 ms) still holds it');
-select is(pg_temp.take('b001', 'search', 1, 'interactive', 31150), '1/0/-', 'granted once the window cleared');
+select is(pg_temp.take('b001', 'search', 1, 'interactive', 31000), '0/80/window', 'after the pause the full window (1 s + 80 ms) still holds it');
+select is(pg_temp.take('b001', 'search', 1, 'interactive', 31080), '1/0/-', 'granted once the window cleared');
 -- A burst 429 (HubSpot names no wait): 1 s of pause, and the window counts as full, so the class
 -- gets back only what leaves it.
 select is(pg_temp.take('b007', 'list', 10, 'interactive', 0), '10/0/-', 'ten calls');
 select is(crm._observe_rate_limits('00000000-0000-4000-8000-00000000b007',
   '[{"class": "burst", "throttled": true}]', pg_temp.t(100)), 1, 'then a 429');
 select is(pg_temp.take('b007', 'list', 1, 'interactive', 600), '0/500/throttled', 'paused for 1 s');
-select is(pg_temp.take('b007', 'list', 10, 'interactive', 1100), '0/9300/window', 'then nothing until our first calls leave the window');
+select is(pg_temp.take('b007', 'list', 10, 'interactive', 1100), '0/9150/window', 'then nothing until our first calls leave the window');
 
 -- ---- Salesforce: the reserve and the paused state -----------------------------------------
 -- Ceiling 100 (settings), reserve 5: 95 calls, then paused until the first grants age out.
