@@ -87,3 +87,24 @@ export function ceilingNotes(provider: "hubspot" | "salesforce"): string[] {
     "default pacing is 25 requests/s × 2,000 = 50,000 records/s)",
   ];
 }
+
+/** HubSpot's search route and its plain list route, as the sandbox's counters name them. */
+export const HUBSPOT_ROUTES = {
+  search: "POST /crm/v3/objects/:objectType/search",
+  list: "GET /crm/v3/objects/:objectType",
+};
+
+/**
+ * The documented ceiling of the API a HubSpot walk actually used, read from the sandbox's
+ * per-route counters: the plain list (Free/Starter burst × 100, the sandbox's own limit) when it
+ * made more list calls than searches, else search (5/s × 200).
+ */
+export function hubspotWalkCeiling(
+  routes: Record<string, { total: number }>,
+): Ceiling & { api: "list" | "search" } {
+  const [search, list] = ceilings("hubspot");
+  const n = (r: string) => routes[r]?.total ?? 0;
+  return n(HUBSPOT_ROUTES.list) > n(HUBSPOT_ROUTES.search)
+    ? { ...list, api: "list" }
+    : { ...search, api: "search" };
+}

@@ -108,3 +108,21 @@ export interface CpuSplit {
   pg: number;
   sandbox: number;
 }
+
+/**
+ * CPU used so far by a process group led by `pgid` (a service started with setsid, e.g. the
+ * gateway and the function processes it spawns), ms: the leader's own, and the rest — its live
+ * group members plus the children it already reaped (their CPU moves into its cutime/cstime).
+ */
+export function groupCpuMs(pgid: number): { leader: number; rest: number } {
+  const leader = cpuMs(pgid);
+  let rest = cpuMs(pgid, true) - leader;
+  for (const pid of pids()) {
+    if (pid === pgid) continue;
+    try {
+      const f = statFields(pid);
+      if (Number(f[2]) === pgid && f[0] !== "Z") rest += cpuMs(pid);
+    } catch { /* gone meanwhile */ }
+  }
+  return { leader, rest };
+}

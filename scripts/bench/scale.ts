@@ -1,0 +1,245 @@
+// The scale part (issue 11): many connections, each its own CRM account in the multi-tenant
+// sandboxes (documented limits on) and its own app tenant, about `perTenant` changed contacts
+// each, all due at once. One round per worker cap (crm.engine_settings.max_workers): reset every
+// stream, enqueue one delta per connection the way cron does (crm.enqueue_inbound, one wake),
+// and wait until the queue drains; workers run as real requests (pg_net -> gateway ->
+// crm-sync-bidirectional {"worker": true}). A small round first (a few connections) gives the
+// peak RSS per worker process the full rounds must not exceed by more than the flatness target.
+// Per round: time until every stream is synced (enqueue to the last job's finish, database
+// clock), each tenant's wait (enqueue to its job's finish), rows landed, dead jobs, 429s the
+// sandboxes served, worker processes and their peak RSS (the gateway's stats), and the CPU each
+// part of the stack spent.
+import type postgres from "postgres";
+import type { StackConfig } from "../../shared/local/config.ts";
+import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
+import { SYNC_FUNCTION } from "./engine_run.ts";
+import {
+  cpuDelta,
+  enqueueInbound,
+  enqueueJob,
+  gatewayStats,
+  jobRows,
+  resetStreams,
+  setMaxWorkers,
+  type StackCpu,
+  stackCpu,
+  waitDrained,
+  waitWorkersGone,
+  wakeWorkers,
+} from "./queue_ops.ts";
+import { fairnessRatio, quantile } from "./scale_figures.ts";
+import {
+  type Account,
+  dropConnections,
+  listAccounts,
+  registerTenants,
+  startTenantSandboxes,
+  type TenantSpec,
+  throttledByAccount,
+} from "./tenants.ts";
+
+export interface ScaleOptions {
+  connections: number;
+  perTenant: number;
+  workerCounts: number[];
+  providers: ProviderName[];
+  /** Connections of the small round that calibrates the per-process peak RSS. */
+  small: number;
+  roundTimeoutMs: number;
+}
+
+export interface ScaleRound {
+  label: string;
+  workers: number;
+  connections: number;
+  makespanMs: number;
+  waitsMs: number[];
+  fairness: number;
+  jobs: { done: number; dead: number; other: number; claims: number; errors: string[] };
+  landed: { total: number; minPerConnection: number; empty: number };
+  throttled: number;
+  memory: {
+    source: "gateway" | "job_workers";
+    processes: number;
+    peakMaxMb: number;
+    peakMedianMb: number;
+    cpuKills: number;
+  };
+  invocations: number;
+  cpuMs: StackCpu;
+}
+
+export interface ScaleResult {
+  options: ScaleOptions;
+  seededMs: number;
+  accounts: Record<string, number>;
+  small: ScaleRound;
+  rounds: ScaleRound[];
+}
+
+/** Records per object for each provider so a connection's contacts walk meets ~`n` records:
+ * Salesforce's contacts stream walks Contacts and Leads, seeded `records` each. */
+function recordsFor(provider: ProviderName, n: number): number {
+  return provider === "salesforce" ? Math.max(1, Math.round(n / 2)) : n;
+}
+
+function split(total: number, parts: number): number[] {
+  return Array.from(
+    { length: parts },
+    (_, i) => Math.floor(total / parts) + (i < total % parts ? 1 : 0),
+  );
+}
+
+export interface ScaleStack {
+  cfg: StackConfig;
+  url: string;
+  encryptionKey: string;
+}
+
+export async function runScale(
+  sql: postgres.Sql,
+  stack: ScaleStack,
+  o: ScaleOptions,
+  log: (line: string) => void,
+): Promise<ScaleResult> {
+  const counts = split(o.connections, o.providers.length);
+  const specs: Partial<Record<ProviderName, TenantSpec>> = {};
+  for (const [i, p] of o.providers.entries()) {
+    const r = recordsFor(p, o.perTenant);
+    specs[p] = { accounts: counts[i], records: r, tenantRecords: r };
+  }
+  const sandboxes = await startTenantSandboxes(specs);
+  let ids: string[] = [];
+  try {
+    log(
+      `sandboxes up in ${(sandboxes.seededMs / 1000).toFixed(1)} s (pid ${sandboxes.pid}): ${
+        o.providers.map((p, i) => `${p} ${counts[i]} accounts`).join(", ")
+      }`,
+    );
+    const accounts: Account[] = [];
+    for (const [i, p] of o.providers.entries()) {
+      accounts.push(...await listAccounts(p, sandboxes.urls[p]!, counts[i]));
+    }
+    const registered = await registerTenants(sql, stack.encryptionKey, accounts, {});
+    ids = registered.map((r) => r.id);
+    log(`${ids.length} connections registered, one per sandbox account and app tenant`);
+
+    const round = async (label: string, workers: number, subset: string[] | null) => {
+      const roundIds = subset ?? ids;
+      const roundAccounts = subset ? accounts.filter((_, i) => subset.includes(ids[i])) : accounts;
+      await waitWorkersGone(sql, 60_000);
+      await resetStreams(sql, ids);
+      await setMaxWorkers(sql, workers);
+      const gatewayOk = await gatewayStats(stack.url, true).then(() => true, () => false);
+      const throttled0 = await throttledByAccount(roundAccounts);
+      const cpu0 = stackCpu(stack.cfg, sandboxes.pid);
+      let at: Date;
+      if (subset) {
+        const [r] = await sql`select now() as at`;
+        at = r.at;
+        for (const id of subset) await enqueueJob(sql, id, "contacts", "delta");
+        await wakeWorkers(sql);
+      } else {
+        const e = await enqueueInbound(sql, ["contacts"], "delta");
+        if (e.jobs !== ids.length) {
+          throw new Error(`crm.enqueue_inbound enqueued ${e.jobs} jobs for ${ids.length} streams`);
+        }
+        at = e.at;
+      }
+      const t0 = performance.now();
+      let lastLog = t0;
+      await waitDrained(sql, roundIds, {
+        timeoutMs: o.roundTimeoutMs,
+        pollMs: 500,
+        tick: (s) => {
+          if (performance.now() - lastLog < 10_000) return;
+          lastLog = performance.now();
+          log(
+            `  ${((lastLog - t0) / 1000).toFixed(0)} s: ${s.done} done, ${s.running} running, ` +
+              `${s.queued} queued, ${s.dead} dead; ${s.liveWorkers} live workers`,
+          );
+        },
+      });
+      const cpu = cpuDelta(cpu0, stackCpu(stack.cfg, sandboxes.pid));
+      await waitWorkersGone(sql, 60_000);
+      const jobs = await jobRows(sql, roundIds);
+      const waitsMs = jobs.filter((j) => j.state === "done" && j.finishedAt)
+        .map((j) => j.finishedAt!.getTime() - at.getTime());
+      const [landed] = await sql`
+        select coalesce(sum(n), 0)::int as total, coalesce(min(n), 0)::int as min,
+               count(*) filter (where n = 0)::int as empty
+        from (select c.id, count(x.connection_id)::int as n
+              from unnest(${roundIds}::uuid[]) as c(id)
+              left join crm.contacts x on x.connection_id = c.id
+              group by c.id) t`;
+      const [inv] = await sql`
+        select count(*)::int as n, max((stats->>'rss_mb')::float8) as rss_max,
+               percentile_cont(0.5) within group (order by (stats->>'rss_mb')::float8) as rss_med
+        from crm.job_workers`;
+      let memory: ScaleRound["memory"];
+      if (gatewayOk) {
+        const fn = (await gatewayStats(stack.url))[SYNC_FUNCTION];
+        const peaks = (fn?.processes ?? []).map((p) => p.peakRssMb).filter((x) => x > 0);
+        memory = {
+          source: "gateway",
+          processes: fn?.spawned ?? 0,
+          peakMaxMb: Math.max(0, ...peaks),
+          peakMedianMb: quantile(peaks, 0.5),
+          cpuKills: fn?.kills?.cpu ?? 0,
+        };
+      } else {
+        memory = {
+          source: "job_workers",
+          processes: inv.n,
+          peakMaxMb: Number(inv.rss_max ?? NaN),
+          peakMedianMb: Number(inv.rss_med ?? NaN),
+          cpuKills: NaN,
+        };
+      }
+      const r: ScaleRound = {
+        label,
+        workers,
+        connections: roundIds.length,
+        makespanMs: Math.max(...waitsMs),
+        waitsMs,
+        fairness: fairnessRatio(waitsMs),
+        jobs: {
+          done: jobs.filter((j) => j.state === "done").length,
+          dead: jobs.filter((j) => j.state === "dead").length,
+          other: jobs.filter((j) => !["done", "dead"].includes(j.state)).length,
+          claims: jobs.reduce((a, j) => a + j.claims, 0),
+          errors: [...new Set(jobs.flatMap((j) => j.lastError ? [j.lastError] : []))].slice(0, 3),
+        },
+        landed: { total: landed.total, minPerConnection: landed.min, empty: landed.empty },
+        throttled: (await throttledByAccount(roundAccounts)) - throttled0,
+        memory,
+        invocations: inv.n,
+        cpuMs: cpu,
+      };
+      log(
+        `${label}: ${r.connections} streams synced in ${(r.makespanMs / 1000).toFixed(1)} s, ` +
+          `${r.jobs.done} done / ${r.jobs.dead} dead, ${r.landed.total} rows, ` +
+          `${r.invocations} worker invocations, peak RSS ${r.memory.peakMaxMb} MB`,
+      );
+      return r;
+    };
+
+    const smallIds = ids.slice(0, Math.min(o.small, ids.length));
+    const small = await round(`small round (${smallIds.length} connections)`, 8, smallIds);
+    const rounds: ScaleRound[] = [];
+    for (const w of o.workerCounts) {
+      log(`round: max_workers = ${w}, ${ids.length} connections due at once`);
+      rounds.push(await round(`max_workers ${w}`, w, null));
+    }
+    return {
+      options: o,
+      seededMs: sandboxes.seededMs,
+      accounts: Object.fromEntries(o.providers.map((p, i) => [p, counts[i]])),
+      small,
+      rounds,
+    };
+  } finally {
+    if (ids.length) await dropConnections(sql, ids).catch(() => {});
+    await sandboxes.close();
+  }
+}
