@@ -6,7 +6,8 @@ select has_schema('crm');
 select tables_are('crm', array[
   'connections', 'owners', 'companies', 'contacts', 'deals', 'record_aliases', 'sync_state',
   'conflicts', 'field_mappings', 'outbox', 'webhook_events', 'sync_log', 'sync_cursors',
-  'health_alerts', 'full_sync_seen', 'live_fetch_buckets', 'inbound_leases', 'inbound_failures'
+  'health_alerts', 'full_sync_seen', 'live_fetch_buckets', 'inbound_leases', 'inbound_failures',
+  'jobs', 'job_accounts', 'job_workers', 'engine_settings'
 ]);
 
 -- RLS on every table in crm, now and for any table added later.
@@ -33,11 +34,12 @@ select col_is_pk('crm', 'sync_state', array['object', 'record_id', 'field'], 'sy
 select col_is_pk('crm', 'sync_cursors', array['connection_id', 'object'], 'sync_cursors: per connection and object');
 
 -- Every mirror-ish table in crm is tied to a connection (RLS keys on it). live_fetch_buckets
--- limits a whole account and only the engine can read it.
+-- limits a whole account and only the engine can read it; so does job_accounts (claim fairness,
+-- readable by its own account); job_workers and engine_settings belong to the engine.
 select is(
   (select array_agg(c.relname::text order by c.relname) from pg_class c
    where c.relnamespace = 'crm'::regnamespace and c.relkind = 'r'
-     and c.relname not in ('connections', 'live_fetch_buckets')
+     and c.relname not in ('connections', 'live_fetch_buckets', 'job_accounts', 'job_workers', 'engine_settings')
      and not exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'connection_id')),
   null,
   'every crm table except connections has a connection_id');

@@ -1,7 +1,7 @@
 -- pg_cron jobs, trigger_crm_sync (the HTTP request it queues), sync_status, pause/resume,
 -- requeue, health check and cleanup.
 begin;
-select plan(52);
+select plan(56);
 
 -- Known Vault secrets for this transaction (rolled back): the trailing slash must not double.
 delete from vault.secrets where name in ('project_url', 'service_role_key');
@@ -24,38 +24,52 @@ end
 $$;
 
 -- Cron jobs -------------------------------------------------------------------------------------
+-- The inbound jobs enqueue in SQL (20261204020200); crm-outbound still calls the function.
 select results_eq(
   $$select jobname::text collate "default", schedule from cron.job where jobname like 'crm-%' and jobname <> 'crm-platform-ping'
     order by jobname$$,
   $$values ('crm-cleanup', '23 3 * * *'), ('crm-drift-check', '7 * * * *'), ('crm-health-check', '*/5 * * * *'),
            ('crm-inbound-companies-deals', '*/15 * * * *'), ('crm-inbound-contacts', '*/5 * * * *'),
-           ('crm-inbound-owners', '0 6 * * *'), ('crm-outbound', '*/10 * * * *'), ('crm-retry-failures', '37 * * * *')$$,
-  'the eight crm jobs with their schedules');
-select is((select count(*)::integer from cron.job where jobname like 'crm-%' and jobname <> 'crm-platform-ping'
-           and command like '%net.http_post%'
-           and command like '%vault.decrypted_secrets where name = ''project_url''%'
-           and command like '%vault.decrypted_secrets%where name = ''service_role_key''%'), 6,
-  'the six HTTP jobs read URL and key from Vault at run time');
+           ('crm-inbound-owners', '0 6 * * *'), ('crm-outbound', '*/10 * * * *'), ('crm-retry-failures', '37 * * * *'),
+           ('crm-workers', '* * * * *')$$,
+  'the nine crm jobs with their schedules');
+select results_eq(
+  $$select jobname::text collate "default" from cron.job where jobname like 'crm-%'
+    and command like '%net.http_post%'
+    and command like '%vault.decrypted_secrets where name = ''project_url''%'
+    and command like '%vault.decrypted_secrets%where name = ''service_role_key''%'$$,
+  $$values ('crm-outbound')$$,
+  'the outbound job (the only HTTP job) reads URL and key from Vault at run time');
 select is((select count(*)::integer from cron.job where command like '%sk-test-service-role%'
            or command like '%eyJ%'), 0, 'no key is stored in a job');
 select results_eq(
-  $$select r.url, r.auth, r.body, r.timeout from pg_temp.request(pg_temp.run_job('crm-inbound-contacts')) r$$,
-  $$values ('https://proj-ref.supabase.test/functions/v1/crm-sync-bidirectional', 'Bearer sk-test-service-role',
-            '{"direction": "inbound", "objects": ["contacts"], "mode": "delta", "trigger": "cron"}'::jsonb, 150000)$$,
-  'contacts job: POST to crm-sync-bidirectional with the service key and the contacts delta body');
-select is((select r.body from pg_temp.request(pg_temp.run_job('crm-inbound-companies-deals')) r),
-  '{"direction": "inbound", "objects": ["companies", "deals"], "mode": "delta", "trigger": "cron"}'::jsonb,
-  'companies and deals job body');
+  $$select jobname::text collate "default", command from cron.job
+    where jobname like 'crm-%' and jobname not in ('crm-platform-ping', 'crm-outbound') order by jobname$$,
+  $$values ('crm-cleanup', 'select crm.cleanup() || crm.purge_jobs()'),
+           ('crm-drift-check', 'select crm.enqueue_inbound(array[''contacts'', ''companies'', ''deals''], ''drift'')'),
+           ('crm-health-check', 'select count(*) from crm.check_health()'),
+           ('crm-inbound-companies-deals', 'select crm.enqueue_inbound(array[''companies'', ''deals''], ''delta'')'),
+           ('crm-inbound-contacts', 'select crm.enqueue_inbound(array[''contacts''], ''delta'')'),
+           ('crm-inbound-owners', 'select crm.enqueue_inbound(array[''owners''], ''full'')'),
+           ('crm-retry-failures', 'select crm.enqueue_inbound(array[''owners'', ''companies'', ''contacts'', ''deals''], ''delta'')'),
+           ('crm-workers', 'select crm.wake_workers(''cron'')')$$,
+  'the other jobs are SQL: the inbound ones enqueue, crm-workers wakes workers');
+select is(pg_temp.run_job('crm-inbound-contacts'),
+  (select count(*) from crm.connections
+   where status = 'active' and (settings -> 'objects' is null or settings -> 'objects' ? 'contacts')),
+  'the contacts job enqueues one job per active connection syncing contacts');
+select is((select count(*)::integer from crm.connections c
+           where c.status = 'active' and (c.settings -> 'objects' is null or c.settings -> 'objects' ? 'contacts')
+             and not exists (select 1 from crm.jobs j where j.connection_id = c.id and j.kind = 'inbound'
+                             and j.object = 'contacts' and j.mode = 'delta' and j.state in ('queued', 'running'))),
+  0, 'each of them has a live contacts delta job');
 select is((select r.body from pg_temp.request(pg_temp.run_job('crm-outbound')) r),
-  '{"direction": "outbound", "trigger": "cron"}'::jsonb, 'outbound job body');
-select is((select r.body from pg_temp.request(pg_temp.run_job('crm-inbound-owners')) r),
-  '{"direction": "inbound", "objects": ["owners"], "mode": "full", "trigger": "cron"}'::jsonb, 'owners job body');
-select is((select r.body from pg_temp.request(pg_temp.run_job('crm-drift-check')) r),
-  '{"direction": "inbound", "objects": ["contacts", "companies", "deals"], "mode": "full", "trigger": "cron"}'::jsonb,
-  'drift check job: full mode');
-select is((select r.body from pg_temp.request(pg_temp.run_job('crm-retry-failures')) r),
-  '{"direction": "both", "mode": "retry", "trigger": "cron"}'::jsonb, 'retry job body');
-select is((select r.method from pg_temp.request(pg_temp.run_job('crm-outbound')) r), 'POST', 'jobs POST');
+  '{"direction": "outbound", "trigger": "cron"}'::jsonb, 'outbound job body (as before)');
+select results_eq(
+  $$select r.method, r.url, r.auth, r.timeout from pg_temp.request(pg_temp.run_job('crm-outbound')) r$$,
+  $$values ('POST', 'https://proj-ref.supabase.test/functions/v1/crm-sync-bidirectional', 'Bearer sk-test-service-role', 150000)$$,
+  'the outbound job POSTs to crm-sync-bidirectional with the service key');
+select lives_ok((select command from cron.job where jobname = 'crm-workers'), 'the workers job runs');
 select lives_ok((select command from cron.job where jobname = 'crm-health-check'), 'the health check job runs');
 select lives_ok((select command from cron.job where jobname = 'crm-cleanup'), 'the cleanup job runs');
 select lives_ok(
@@ -66,21 +80,10 @@ select is((select count(*)::integer from cron.job where jobname = 'crm-outbound'
 
 -- trigger_crm_sync ----------------------------------------------------------------------------------
 select results_eq(
-  $$select r.method, r.url, r.auth, r.body from pg_temp.request(public.trigger_crm_sync('deals')) r$$,
+  $$select r.method, r.url, r.auth, r.body from pg_temp.request(public.trigger_crm_sync('outbound')) r$$,
   $$values ('POST', 'https://proj-ref.supabase.test/functions/v1/crm-sync-bidirectional', 'Bearer sk-test-service-role',
-            '{"direction": "inbound", "objects": ["deals"], "mode": "delta", "trigger": "manual"}'::jsonb)$$,
-  'trigger_crm_sync(deals) queues the POST with URL, Authorization and body; returns the request id');
-select is((select r.body from pg_temp.request(public.trigger_crm_sync('contacts')) r),
-  '{"direction": "inbound", "objects": ["contacts"], "mode": "delta", "trigger": "manual"}'::jsonb, 'contacts');
-select is((select r.body from pg_temp.request(public.trigger_crm_sync('companies')) r),
-  '{"direction": "inbound", "objects": ["companies"], "mode": "delta", "trigger": "manual"}'::jsonb, 'companies');
-select is((select r.body from pg_temp.request(public.trigger_crm_sync('owners')) r),
-  '{"direction": "inbound", "objects": ["owners"], "mode": "full", "trigger": "manual"}'::jsonb, 'owners');
-select is((select r.body from pg_temp.request(public.trigger_crm_sync('outbound')) r),
-  '{"direction": "outbound", "trigger": "manual"}'::jsonb, 'outbound');
-select is((select r.body from pg_temp.request(public.trigger_crm_sync('all')) r),
-  '{"direction": "both", "objects": ["contacts", "companies", "deals", "owners"], "mode": "delta", "trigger": "manual"}'::jsonb,
-  'all');
+            '{"direction": "outbound", "trigger": "manual"}'::jsonb)$$,
+  'trigger_crm_sync(outbound) still queues the POST with URL, Authorization and body; returns the request id');
 select throws_ok($$select public.trigger_crm_sync('tickets')$$, 'CRM01',
   'unknown sync kind ''tickets''', 'unknown kind: CRM01 with a clear message');
 select throws_ok($$select public.trigger_crm_sync(null)$$, 'CRM01', null, 'NULL kind: CRM01');
@@ -89,12 +92,31 @@ select throws_ok($$select public.trigger_crm_sync('Deals')$$, 'CRM01', null, 'ki
 insert into crm.connections (id, account_id, provider, remote_account_id, created_at) values
   ('07000000-0000-4000-8000-0000000000c1', '07000000-0000-4000-8000-0000000000a1', 'hubspot', 'admin-test-1', now() - interval '1 day'),
   ('07000000-0000-4000-8000-0000000000c2', '07000000-0000-4000-8000-0000000000a1', 'salesforce', 'admin-test-2', now() - interval '1 day');
-select is((select r.body from pg_temp.request(public.trigger_crm_sync('deals', '07000000-0000-4000-8000-0000000000c1')) r),
-  '{"direction": "inbound", "objects": ["deals"], "mode": "delta", "trigger": "manual",
-    "connection_id": "07000000-0000-4000-8000-0000000000c1"}'::jsonb,
-  'a connection id narrows the run');
+select is(public.trigger_crm_sync('deals', '07000000-0000-4000-8000-0000000000c1'), 1::bigint,
+  'trigger_crm_sync(deals, connection) enqueues one job and returns the count');
+select results_eq(
+  $$select kind, object, mode, payload from crm.jobs where connection_id = '07000000-0000-4000-8000-0000000000c1'$$,
+  $$values ('inbound', 'deals', 'delta', '{"trigger": "manual"}'::jsonb)$$,
+  'an inbound delta job of that connection, triggered manually');
+select is(public.trigger_crm_sync('owners', '07000000-0000-4000-8000-0000000000c1'), 1::bigint, 'owners: one job');
+select is((select mode from crm.jobs where connection_id = '07000000-0000-4000-8000-0000000000c1' and object = 'owners'),
+  'full', 'owners are walked in full');
+select is(public.trigger_crm_sync('all', '07000000-0000-4000-8000-0000000000c1'), 4::bigint,
+  'all: one job per object (the deals and owners jobs merge)');
+select is((select count(*)::integer from crm.jobs where connection_id = '07000000-0000-4000-8000-0000000000c1'), 4,
+  'four live jobs, no duplicates');
+select is((select count(*)::integer from net.http_request_queue q
+           where convert_from(q.body, 'UTF8')::jsonb = '{"direction": "outbound", "trigger": "manual",
+             "connection_id": "07000000-0000-4000-8000-0000000000c1"}'::jsonb), 1,
+  'all also queues the outbound push of that connection');
+select is(public.trigger_crm_sync('contacts'),
+  (select count(*) from crm.connections
+   where status = 'active' and (settings -> 'objects' is null or settings -> 'objects' ? 'contacts')),
+  'without a connection: one job per active connection');
 select throws_ok($$select public.trigger_crm_sync('deals', '07000000-0000-4000-8000-00000000dead')$$, 'CRM02', null,
   'unknown connection: CRM02');
+select throws_ok($$select public.trigger_crm_sync('outbound', '07000000-0000-4000-8000-00000000dead')$$, 'CRM02', null,
+  'unknown connection (outbound): CRM02');
 
 set local role service_role;
 select lives_ok($$select public.trigger_crm_sync('outbound')$$, 'service_role may trigger syncs');
@@ -105,6 +127,8 @@ select is(crm.pause_connection('07000000-0000-4000-8000-0000000000c2'), 'paused'
 select is((select status from crm.connections where id = '07000000-0000-4000-8000-0000000000c2'), 'paused', 'paused');
 select throws_ok($$select public.trigger_crm_sync('deals', '07000000-0000-4000-8000-0000000000c2')$$, 'CRM06', null,
   'a paused connection cannot be triggered: CRM06');
+select throws_ok($$select public.trigger_crm_sync('outbound', '07000000-0000-4000-8000-0000000000c2')$$, 'CRM06', null,
+  'nor pushed: CRM06');
 select is(crm.resume_connection('07000000-0000-4000-8000-0000000000c2'), 'active', 'resume');
 update crm.connections set status = 'disconnected' where id = '07000000-0000-4000-8000-0000000000c2';
 select throws_ok($$select crm.resume_connection('07000000-0000-4000-8000-0000000000c2')$$, 'CRM06', null,
@@ -114,7 +138,9 @@ select throws_ok($$select crm.pause_connection('07000000-0000-4000-8000-00000000
 
 -- Vault not configured: a clear error.
 delete from vault.secrets where name = 'service_role_key';
-select throws_ok($$select public.trigger_crm_sync('deals')$$, 'CRM04', null, 'missing Vault secret: CRM04');
+select throws_ok($$select public.trigger_crm_sync('outbound')$$, 'CRM04', null, 'missing Vault secret: CRM04');
+select is(public.trigger_crm_sync('companies', '07000000-0000-4000-8000-0000000000c1'), 1::bigint,
+  'without Vault secrets an enqueue still stores its job (the wake is skipped with a warning)');
 
 -- sync_status ------------------------------------------------------------------------------------
 set local crm.engine = 'on';
