@@ -25,6 +25,8 @@ export interface StackConfig {
   stackSecretsFile: string;
   /** Records per object each CRM sandbox is seeded with (the emulators' --records). */
   sandboxRecords: number;
+  /** CPU a function request may use before the gateway terminates it (546), ms; 0: no limit. */
+  functionCpuLimitMs: number;
 }
 
 // The Supabase CLI's well-known local JWT secret; keys minted from it are local-only.
@@ -51,6 +53,17 @@ function portBase(profile: Profile): number {
     : PORT_BASE[profile];
 }
 
+// Every profile enforces the hosted platform's 2 s of CPU per request
+// (supabase.com/docs/guides/functions/limits), so what runs locally also runs there.
+// CRM_FUNCTION_CPU_LIMIT_MS changes it (0 turns it off, e.g. to profile a slow function).
+export const FUNCTION_CPU_LIMIT_MS = 2000;
+
+function functionCpuLimitMs(): number {
+  const raw = Deno.env.get("CRM_FUNCTION_CPU_LIMIT_MS");
+  const v = Number(raw);
+  return raw && Number.isInteger(v) && v >= 0 ? v : FUNCTION_CPU_LIMIT_MS;
+}
+
 export function stackConfig(profile: Profile = "dev"): StackConfig {
   const base = portBase(profile);
   const dir = join(ROOT, ".local", profile === "dev" ? "" : profile);
@@ -73,6 +86,7 @@ export function stackConfig(profile: Profile = "dev"): StackConfig {
     // Never in supabase/functions/.env, which belongs to the developer.
     stackSecretsFile: join(dir, "function_secrets.env"),
     sandboxRecords: profile === "dev" ? DEV_SANDBOX_RECORDS : TEST_SANDBOX_RECORDS,
+    functionCpuLimitMs: functionCpuLimitMs(),
   };
 }
 

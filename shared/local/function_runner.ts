@@ -2,6 +2,13 @@
 // function a user worker: the function's index.ts calls Deno.serve(handler) as on the platform;
 // we capture that handler, serve it on a loopback port chosen here, report the port on stdout
 // and provide EdgeRuntime.waitUntil. A crash here never reaches the gateway process.
+//
+// Protocol with the gateway (shared/local/function_pool.ts), beside the port line: it sends one
+// request at a time and, once it has relayed the whole response, asks GET /__runner/settled,
+// which answers 204 when no handler is running and every waitUntil task has settled. Until then
+// the request's CPU is still counted, as the hosted runtime keeps an isolate until its waitUntil
+// promises resolve. Callers never reach that path: the gateway forwards /<slug>/..., and a slug
+// cannot start with "_".
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -14,11 +21,30 @@ if (!entry) {
 }
 
 const pending = new Set<Promise<unknown>>();
+let running = 0;
+let settledWaiters: (() => void)[] = [];
+
+function settleCheck() {
+  if (running > 0 || pending.size > 0) return;
+  for (const resolve of settledWaiters) resolve();
+  settledWaiters = [];
+}
+
+function whenSettled(): Promise<void> {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  settledWaiters.push(resolve);
+  settleCheck();
+  return promise;
+}
+
 (globalThis as Record<string, unknown>).EdgeRuntime = {
   waitUntil<T>(promise: Promise<T>): Promise<T> {
     const tracked = Promise.resolve(promise)
       .catch((e) => console.error("EdgeRuntime.waitUntil task failed:", e))
-      .finally(() => pending.delete(tracked));
+      .finally(() => {
+        pending.delete(tracked);
+        settleCheck();
+      });
     pending.add(tracked);
     return promise;
   },
@@ -67,6 +93,11 @@ const server = realServe({
   port: 0,
   onListen: ({ port }) => console.log(JSON.stringify({ port })),
 }, async (req, info) => {
+  if (new URL(req.url).pathname === "/__runner/settled") {
+    await whenSettled();
+    return new Response(null, { status: 204 });
+  }
+  running++;
   try {
     return await fn(req, info);
   } catch (e) {
@@ -75,6 +106,9 @@ const server = realServe({
       { code: "FUNCTION_ERROR", message: "The function threw an uncaught exception" },
       { status: 500 },
     );
+  } finally {
+    running--;
+    settleCheck();
   }
 });
 

@@ -1,7 +1,8 @@
 // Local stand-in for Supabase's functions gateway (Kong + edge-runtime main worker):
-// POST/GET /functions/v1/<slug>[/...] → supabase/functions/<slug>/index.ts, each function in
-// its own Deno process (shared/local/function_runner.ts) started on first use and restarted
-// after a crash or a source change. verify_jwt comes from config.toml per function (default
+// POST/GET /functions/v1/<slug>[/...] → supabase/functions/<slug>/index.ts, run in Deno
+// processes of its own (shared/local/function_runner.ts), one request per process at a time
+// from a pool per function (shared/local/function_pool.ts), with the hosted limits: CPU per
+// request (546 when exceeded), wall clock (504), memory (546). verify_jwt comes from config.toml per function (default
 // true, as on the platform); keys are checked against the stack's JWT secret. As in the
 // Supabase CLI's main worker, OPTIONS (CORS preflights, which carry no credentials) reaches the
 // function without that check; the function answers it. Functions get the JWT secret as
@@ -12,6 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import { readEnvFile } from "./env_file.ts";
+import { BootError, type CpuPolicy, createPool, type Proc } from "./function_pool.ts";
 import { verifyJwt } from "./jwt.ts";
 
 export interface GatewayOptions {
@@ -30,14 +32,20 @@ export interface GatewayOptions {
   requestTimeoutMs?: number;
   /** V8 heap cap per function process; the hosted platform allows 256 MB. */
   memoryMb?: number;
+  /** CPU per request, ms (hosted: 2 s, "does not include async I/O"); 0 disables CPU limits. */
+  cpuLimitMs?: number;
+  /** per_worker (hosted): a process that has used this much CPU retires after its request.
+   * Default: half of cpuLimitMs, as the hosted isolates do. */
+  cpuSoftLimitMs?: number;
+  /** per_worker (default, hosted): CPU counts over the process's life from its first request;
+   * per_request: the count restarts at each request (edge-runtime's per_request policy). */
+  cpuPolicy?: CpuPolicy;
+  /** Processes per function (default 16); further requests wait for a free one. */
+  maxProcessesPerFunction?: number;
+  /** Idle processes beyond one per function are stopped after this long (default 30 s). */
+  idleTimeoutMs?: number;
   watch?: boolean;
   log?: (msg: string) => void;
-}
-
-interface Worker {
-  child: Deno.ChildProcess;
-  port: Promise<number>;
-  exited: boolean;
 }
 
 const RUNNER = fileURLToPath(new URL("./function_runner.ts", import.meta.url).href);
@@ -50,9 +58,19 @@ function json(status: number, body: unknown): Response {
   return Response.json(body, { status });
 }
 
+// What a hosted caller gets when the worker is terminated at a resource limit (CPU or memory):
+// status 546 with this body (supabase.com/docs/guides/functions/status-codes, and the
+// troubleshooting page "546 - WORKER_LIMIT Exceeded"; the code was WORKER_LIMIT until the docs
+// renamed it in supabase/supabase#46051, so clients should match the status). The log names the
+// limit ("CPU Time exceeded", "Memory limit exceeded"); the answer does not.
+const RESOURCE_LIMIT = {
+  code: "WORKER_RESOURCE_LIMIT",
+  message: "Function failed due to not having enough compute resources (please check logs)",
+};
+const LOOPBACK = new Set(["127.0.0.1", "::1", "::ffff:127.0.0.1"]);
+
 export function startGateway(opts: GatewayOptions) {
   const log = opts.log ?? ((m: string) => console.error(`[gateway] ${m}`));
-  const workers = new Map<string, Worker>();
   let config: { mtime: number; verify: Record<string, boolean> } = { mtime: -1, verify: {} };
 
   function verifyJwtFor(slug: string): boolean {
@@ -88,77 +106,83 @@ export function startGateway(opts: GatewayOptions) {
     return { ...env, JWT_SECRET: opts.jwtSecret, ...opts.env };
   }
 
-  async function spawn(slug: string, entry: string): Promise<Worker> {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--no-prompt",
-        `--config=${DENO_CONFIG}`,
-        `--v8-flags=--max-old-space-size=${opts.memoryMb ?? 256}`,
-        RUNNER,
-        entry,
-      ],
-      clearEnv: true,
-      env: await functionEnv(),
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const worker: Worker = { child, port: Promise.resolve(0), exited: false };
-    worker.port = readPort(slug, child.stdout);
-    child.status.then((s) => {
-      worker.exited = true;
-      if (workers.get(slug) === worker) workers.delete(slug);
-      if (!stopping) log(`${slug} exited (code ${s.code}${s.signal ? `, ${s.signal}` : ""})`);
-    });
-    return worker;
+  function command(_slug: string, entry: string): Promise<Deno.Command> {
+    return functionEnv().then((env) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--no-prompt",
+          `--config=${DENO_CONFIG}`,
+          `--v8-flags=--max-old-space-size=${opts.memoryMb ?? 256}`,
+          RUNNER,
+          entry,
+        ],
+        clearEnv: true,
+        env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "inherit",
+      })
+    );
   }
 
-  /** First stdout line is the runner's {"port":N}; the rest is the function's own output. */
-  async function readPort(slug: string, stdout: ReadableStream<Uint8Array>): Promise<number> {
-    const reader = stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("function exited before it started serving");
-      buf += value;
-      const nl = buf.indexOf("\n");
-      if (nl < 0) continue;
-      const port = Number(JSON.parse(buf.slice(0, nl)).port);
-      const rest = buf.slice(nl + 1);
-      if (rest) Deno.stdout.writeSync(new TextEncoder().encode(rest));
-      (async () => {
-        for (;;) {
-          const r = await reader.read().catch(() => ({ done: true, value: "" }));
-          if (r.done) return;
-          await Deno.stdout.write(new TextEncoder().encode(`[${slug}] ${r.value}`));
-        }
-      })();
-      return port;
+  const cpuLimitMs = opts.cpuLimitMs ?? 2000;
+  const limits = {
+    cpuLimitMs,
+    cpuSoftLimitMs: opts.cpuSoftLimitMs ?? cpuLimitMs / 2,
+    cpuPolicy: opts.cpuPolicy ?? "per_worker",
+    requestTimeoutMs: opts.requestTimeoutMs ?? 150_000,
+    memoryMb: opts.memoryMb ?? 256,
+    maxProcessesPerFunction: opts.maxProcessesPerFunction ?? 16,
+    idleTimeoutMs: opts.idleTimeoutMs ?? 30_000,
+  };
+  const pool = createPool({
+    command,
+    cpuLimitMs: limits.cpuLimitMs,
+    cpuSoftLimitMs: limits.cpuSoftLimitMs,
+    cpuPolicy: limits.cpuPolicy,
+    maxProcesses: limits.maxProcessesPerFunction,
+    idleTimeoutMs: limits.idleTimeoutMs,
+    log,
+  });
+
+  function stats() {
+    return { limits, functions: pool.stats() };
+  }
+
+  /** The end of the response (or the caller leaving), then of the process's background work:
+   * only then is the process free for another request. */
+  async function settle(proc: Proc, deadline: AbortSignal) {
+    pool.responded(proc);
+    try {
+      const r = await fetch(`http://127.0.0.1:${proc.port}/__runner/settled`, { signal: deadline });
+      await r.body?.cancel();
+      pool.release(proc);
+    } catch {
+      if (proc.exit) return; // killed at a limit or crashed: the pool logged it
+      if (deadline.aborted) {
+        pool.kill(proc, "wall_clock", "wall clock time limit reached (EdgeRuntime.waitUntil)");
+      } else pool.kill(proc, "crash");
     }
   }
 
-  // Requests that arrive while a worker is starting share that start: spawning per request
-  // left orphan processes running beside the one in `workers`.
-  const starting = new Map<string, Promise<Worker>>();
-  function workerFor(slug: string, entry: string): Promise<Worker> {
-    const w = workers.get(slug);
-    if (w && !w.exited) return Promise.resolve(w);
-    let next = starting.get(slug);
-    if (!next) {
-      next = spawn(slug, entry).then((nw) => {
-        workers.set(slug, nw);
-        return nw;
-      }).finally(() => starting.delete(slug));
-      starting.set(slug, next);
-    }
-    return next;
-  }
-
-  async function handle(req: Request): Promise<Response> {
+  async function handle(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const url = new URL(req.url);
     if (url.pathname === "/__health") return json(200, { ok: true });
+    // Operator route (benchmarks, tests), never exposed beyond this machine.
+    if (url.pathname === "/_gateway/stats") {
+      const remote = (info.remoteAddr as Deno.NetAddr).hostname;
+      if (!LOOPBACK.has(remote)) {
+        return json(404, { code: "NOT_FOUND", message: "no route matched" });
+      }
+      if (req.method === "GET") return json(200, stats());
+      if (req.method === "DELETE") {
+        pool.resetStats();
+        return json(200, stats());
+      }
+      return json(405, { code: "METHOD_NOT_ALLOWED", message: "GET or DELETE" });
+    }
     // No auth server runs locally and its keys are all HS256: the asymmetric key set is empty.
     if (url.pathname === "/auth/v1/.well-known/jwks.json") return json(200, { keys: [] });
     const m = url.pathname.match(/^\/functions\/v1\/([^/]+)(\/.*)?$/);
@@ -191,66 +215,72 @@ export function startGateway(opts: GatewayOptions) {
     }
     // Buffered so a request that found a worker which had just died can go to its successor.
     const body = !preflight && req.body ? new Uint8Array(await req.arrayBuffer()) : undefined;
-    const timeout = AbortSignal.timeout(opts.requestTimeoutMs ?? 150_000);
+    // The wall clock runs from here: waiting for a free process, the response, then the
+    // request's background work.
+    const deadline = AbortSignal.timeout(limits.requestTimeoutMs);
+    const timedOut = () =>
+      json(504, { code: "TIMEOUT", message: "Function exceeded the wall-clock limit" });
     for (let attempt = 1;; attempt++) {
-      const worker = await workerFor(slug, entry);
-      let port: number;
+      let proc: Proc;
       try {
-        port = await worker.port;
+        proc = await pool.acquire(slug, entry, deadline);
       } catch (e) {
-        log(`${slug} failed to boot: ${(e as Error).message}`);
+        if (deadline.aborted) return timedOut();
+        if (!(e instanceof BootError)) throw e;
+        log(`${slug} failed to boot: ${e.message}`);
         return json(503, {
           code: "BOOT_ERROR",
           message: "Function failed to start (please check logs)",
         });
       }
+      let res: Response;
       try {
-        const res = await fetch(`http://127.0.0.1:${port}/${slug}${m[2] ?? ""}${url.search}`, {
+        res = await fetch(`http://127.0.0.1:${proc.port}/${slug}${m[2] ?? ""}${url.search}`, {
           method: req.method,
           headers,
           body,
           redirect: "manual",
-          signal: timeout,
-        });
-        return new Response(res.body, {
-          status: res.status,
-          statusText: res.statusText,
-          headers: res.headers,
+          signal: deadline,
         });
       } catch (e) {
-        if (timeout.aborted) {
-          return json(504, { code: "TIMEOUT", message: "Function exceeded the wall-clock limit" });
+        if (deadline.aborted && !proc.exit) {
+          pool.kill(proc, "wall_clock", "wall clock time limit reached");
+          return timedOut();
         }
         const message = String((e as Error).message);
         const refused = /connection refused|ECONNREFUSED/i.test(message);
-        // A worker that refused the connection, or closed it before answering, is dead or dying
-        // (Deno.exit, a crash): retire it now. Left to its exit status, the next request could
-        // still reach the exiting process and fail as well. A body the worker stopped reading
-        // (broken pipe) leaves a healthy worker alone.
-        if (refused || /closed before message completed/i.test(message)) retire(slug, worker);
-        // Refused means the request never reached the (dead) worker: safe to send it once more.
+        // A process that died on its own: its exit status says whether it hit the heap cap.
+        if (!proc.exit) {
+          let timer: number | undefined;
+          await Promise.race([
+            proc.child.status,
+            new Promise((r) => timer = setTimeout(r, 300)),
+          ]);
+          clearTimeout(timer);
+        }
+        if (proc.exit === "cpu" || proc.exit === "memory") return json(546, RESOURCE_LIMIT);
+        // Any other failure leaves the process unfit for the next request.
+        pool.kill(proc, "crash");
+        // Refused means the request never reached the (dead) process: safe to send it once more.
         if (refused && attempt === 1) continue;
         log(`${slug}: ${message}`);
         return json(502, { code: "WORKER_ERROR", message: "Function exited before it responded" });
       }
+      const done = () => void settle(proc, deadline);
+      return new Response(res.body ? relay(res.body, done) : (done(), null), {
+        status: res.status,
+        statusText: res.statusText,
+        headers: res.headers,
+      });
     }
   }
 
-  function retire(slug: string, w: Worker) {
-    if (workers.get(slug) === w) workers.delete(slug);
-    w.exited = true;
-    try {
-      w.child.kill("SIGKILL");
-    } catch { /* already gone */ }
-  }
-
-  let stopping = false;
   const server = Deno.serve({
     port: opts.port,
     hostname: opts.hostname ?? "127.0.0.1",
     onListen: () => {},
-  }, (req) =>
-    handle(req).catch((e) => {
+  }, (req, info) =>
+    handle(req, info).catch((e) => {
       log(`internal error: ${e.stack ?? e}`);
       return json(500, { code: "GATEWAY_ERROR", message: "gateway error" });
     }));
@@ -260,13 +290,7 @@ export function startGateway(opts: GatewayOptions) {
     watcher = Deno.watchFs(opts.functionsDir, { recursive: true });
     (async () => {
       for await (const ev of watcher!) {
-        if (ev.kind === "access") continue;
-        for (const [slug, w] of workers) {
-          workers.delete(slug);
-          try {
-            w.child.kill("SIGTERM");
-          } catch { /* gone */ }
-        }
+        if (ev.kind !== "access") pool.retireAll();
       }
     })();
   }
@@ -274,34 +298,53 @@ export function startGateway(opts: GatewayOptions) {
   return {
     port: server.addr.port,
     url: `http://127.0.0.1:${server.addr.port}`,
-    /** Pids of live function processes (tests use this to prove isolation). */
+    /** Pid of a live process of `slug` (tests use this to prove isolation). */
     workerPid(slug: string): number | undefined {
-      const w = workers.get(slug);
-      return w && !w.exited ? w.child.pid : undefined;
+      return pool.pids(slug)[0];
     },
+    /** Pids of the live processes of `slug`. */
+    workerPids(slug: string): number[] {
+      return pool.pids(slug);
+    },
+    /** What GET /_gateway/stats answers. */
+    stats,
     async close() {
-      stopping = true;
       watcher?.close();
       await server.shutdown();
-      const all = [...workers.values()];
-      workers.clear();
-      for (const w of all) {
-        try {
-          w.child.kill("SIGTERM");
-        } catch { /* gone */ }
-      }
-      await Promise.all(all.map(async (w) => {
-        const t = setTimeout(() => {
-          try {
-            w.child.kill("SIGKILL");
-          } catch { /* gone */ }
-        }, 12_000);
-        await w.child.status;
-        clearTimeout(t);
-        await w.child.stdout.cancel().catch(() => {});
-      }));
+      await pool.close();
     },
   };
+}
+
+/** Passes a response body through, calling `done` once when it ends, fails or is cancelled. */
+function relay(body: ReadableStream<Uint8Array>, done: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let ended = false;
+  const end = () => {
+    if (!ended) {
+      ended = true;
+      done();
+    }
+  };
+  return new ReadableStream({
+    async pull(controller) {
+      try {
+        const r = await reader.read();
+        if (r.done) {
+          controller.close();
+          end();
+        } else controller.enqueue(r.value);
+      } catch (e) {
+        // The process was killed mid-body (a limit): the caller gets a truncated answer.
+        controller.error(e);
+        end();
+      }
+    },
+    cancel(reason) {
+      end();
+      return reader.cancel(reason);
+    },
+  });
 }
 
 if (import.meta.main) {
@@ -311,6 +354,8 @@ if (import.meta.main) {
     return v;
   };
   const root = fileURLToPath(new URL("../../", import.meta.url).href);
+  const cpuLimit = Deno.env.get("GATEWAY_CPU_LIMIT_MS");
+  if (cpuLimit && !(Number(cpuLimit) >= 0)) throw new Error("GATEWAY_CPU_LIMIT_MS: ms, 0 = off");
   const gw = startGateway({
     port: Number(need("GATEWAY_PORT")),
     functionsDir: Deno.env.get("FUNCTIONS_DIR") ?? join(root, "supabase", "functions"),
@@ -319,6 +364,7 @@ if (import.meta.main) {
     envFile: Deno.env.get("FUNCTIONS_ENV_FILE"),
     stackEnvFile: Deno.env.get("FUNCTIONS_STACK_ENV_FILE"),
     watch: Deno.env.get("GATEWAY_WATCH") === "1",
+    cpuLimitMs: cpuLimit ? Number(cpuLimit) : undefined,
     env: {
       SUPABASE_URL: need("SUPABASE_URL"),
       SUPABASE_DB_URL: need("SUPABASE_DB_URL"),

@@ -124,6 +124,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     FUNCTIONS_ENV_FILE: cfg.functionsEnvFile,
     FUNCTIONS_STACK_ENV_FILE: cfg.stackSecretsFile,
     GATEWAY_WATCH: opts.watch ? "1" : "0",
+    GATEWAY_CPU_LIMIT_MS: String(cfg.functionCpuLimitMs),
   });
   let emulators: Record<string, string> = {};
   const withEmulators = (opts.emulators ?? true) && existsSync(EMULATORS_MAIN);

@@ -1,65 +1,7 @@
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-import { startGateway } from "../../shared/local/gateway.ts";
-import { KEY_EPOCH_S, mintKey } from "../../shared/local/jwt.ts";
+import { mintKey } from "../../shared/local/jwt.ts";
 import { isAlive } from "../../shared/local/processes.ts";
-
-const FIXTURES = fileURLToPath(new URL("./fixtures", import.meta.url).href);
-const SECRET = "gateway-test-secret-with-at-least-32-characters";
-
-async function withGateway(
-  fn: (
-    gw: ReturnType<typeof startGateway>,
-    keys: { anon: string; service: string },
-  ) => Promise<void>,
-  extra: { requestTimeoutMs?: number } = {},
-) {
-  const envFile = await Deno.makeTempFile();
-  await Deno.writeTextFile(
-    envFile,
-    "MY_SECRET=s3cret\nSUPABASE_URL=http://evil.example\nJWT_SECRET=not-the-project-secret\n",
-  );
-  // The stack's own secrets: the developer's envFile wins on a shared name.
-  const stackEnvFile = await Deno.makeTempFile();
-  await Deno.writeTextFile(stackEnvFile, "STACK_SECRET=from-stack\nMY_SECRET=loses\n");
-  const anon = await mintKey(SECRET, { role: "anon" }, undefined, KEY_EPOCH_S);
-  const service = await mintKey(SECRET, { role: "service_role" }, undefined, KEY_EPOCH_S);
-  const gw = startGateway({
-    port: 0,
-    functionsDir: `${FIXTURES}/functions`,
-    configToml: `${FIXTURES}/config.toml`,
-    jwtSecret: SECRET,
-    envFile,
-    stackEnvFile,
-    env: {
-      SUPABASE_URL: "http://127.0.0.1:1",
-      SUPABASE_DB_URL: "postgresql://fixture",
-      SUPABASE_ANON_KEY: anon,
-      SUPABASE_SERVICE_ROLE_KEY: service,
-    },
-    log: () => {},
-    ...extra,
-  });
-  try {
-    await fn(gw, { anon, service });
-  } finally {
-    await gw.close();
-    await Deno.remove(envFile);
-    await Deno.remove(stackEnvFile);
-  }
-}
-
-async function call(url: string, init: RequestInit = {}) {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch { /* not json */ }
-  return { status: res.status, body: body as Record<string, unknown> };
-}
-
-const bearer = (t: string) => ({ headers: { Authorization: `Bearer ${t}` } });
+import { bearer, call, SECRET, withGateway } from "./gateway_harness.ts";
 
 Deno.test("gateway routes /functions/v1/<slug>/rest with query, method and body", async () => {
   await withGateway(async (gw, { anon }) => {
@@ -208,14 +150,41 @@ Deno.test("a hanging function hits the wall-clock limit with 504", async () => {
   }, { requestTimeoutMs: 500 });
 });
 
-Deno.test("requests that arrive while a function starts share one process", async () => {
+Deno.test("concurrent requests get a process each; later ones reuse the idle processes", async () => {
+  await withGateway(async (gw, { anon }) => {
+    const round = () =>
+      Promise.all(
+        Array.from(
+          { length: 4 },
+          () => call(`${gw.url}/functions/v1/burn?wait=300`, bearer(anon)),
+        ),
+      );
+    const first = await round();
+    assert.deepEqual(first.map((c) => c.status), Array(4).fill(200));
+    const pids = new Set(first.map((c) => c.body.pid as number));
+    assert.equal(pids.size, 4, "one request per process at a time");
+    assert.deepEqual(new Set(gw.workerPids("burn")), pids, "every process started is tracked");
+    const second = await round();
+    assert.deepEqual(new Set(second.map((c) => c.body.pid)), pids, "idle processes are reused");
+    assert.equal((gw.stats().functions.burn as { spawned: number }).spawned, 4);
+  });
+});
+
+Deno.test("a function's pool is capped: requests beyond it wait for a free process", async () => {
   await withGateway(async (gw, { anon }) => {
     const calls = await Promise.all(
-      Array.from({ length: 6 }, () => call(`${gw.url}/functions/v1/crasher?mode=ok`, bearer(anon))),
+      Array.from({ length: 3 }, () => call(`${gw.url}/functions/v1/burn?wait=300`, bearer(anon))),
     );
-    const pids = new Set(calls.map((c) => c.body.pid));
-    assert.deepEqual(calls.map((c) => c.status), Array(6).fill(200));
-    assert.equal(pids.size, 1, `one worker, not ${pids.size}`);
-    assert.equal(gw.workerPid("crasher"), [...pids][0]);
-  });
+    assert.deepEqual(calls.map((c) => c.status), [200, 200, 200]);
+    assert.equal(new Set(calls.map((c) => c.body.pid)).size, 2);
+    // The idle extra goes after idleTimeoutMs; one process stays warm.
+    const deadline = Date.now() + 5000;
+    while (gw.workerPids("burn").length > 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(gw.workerPids("burn").length, 1);
+    const [exited] = (gw.stats().functions.burn as { processes: { exit: string | null }[] })
+      .processes.filter((p) => p.exit);
+    assert.equal(exited.exit, "reaped");
+  }, { maxProcessesPerFunction: 2, idleTimeoutMs: 200 });
 });
