@@ -1,13 +1,18 @@
 // The HubSpot adapter against the HubSpot sandbox through the official SDK: a full walk
-// returns every record once, bulk-edited identical timestamps are handled, deletes and
-// merges surface, 429s are absorbed by the limiter and retries, and deal associations arrive
-// with one v4 batch read per page and target type.
+// lists every record once (list endpoint, no search), its watermark lets the next delta find
+// changes made to pages it had already read, bulk-edited identical timestamps are handled by
+// the delta's search, deletes and merges surface, 429s are absorbed by the limiter and retries,
+// and deal associations arrive with one v4 batch read per page and target type.
 import assert from "node:assert/strict";
 import { admin, walkChanges } from "./_support.ts";
+import { initialState } from "../../supabase/functions/_shared/providers/keyset.ts";
 import { startHubSpot } from "../../shared/emulators/hubspot/mod.ts";
 import { realClock, SlidingWindowLimiter } from "../../supabase/functions/_shared/http/limiter.ts";
 import { createHubSpotAdapter } from "../../supabase/functions/_shared/providers/hubspot.ts";
 import type { RemoteRecord } from "../../supabase/functions/_shared/providers/types.ts";
+
+const LIST = "GET /crm/v3/objects/:objectType";
+const SEARCH = "POST /crm/v3/objects/:objectType/search";
 
 function setup(
   sandbox: Awaited<ReturnType<typeof startHubSpot>>,
@@ -58,7 +63,10 @@ Deno.test({
         r: { archived?: boolean },
       ) => !r.archived);
       assert.equal(ids.size, live.length, "every live contact delivered");
-      assert.ok(calls() <= Math.ceil(live.length / 199) + 2, `api calls ${calls()}`);
+      assert.equal(calls(), Math.ceil(live.length / 100), "one list call per 100 records");
+      const routes = (await admin(sandbox.url, "GET", "/__admin/counters")).routes;
+      assert.equal(routes[LIST]?.total, calls(), "the full walk listed");
+      assert.equal(routes[SEARCH]?.total ?? 0, 0, "the full walk never searched");
 
       // A bulk edit: 450 contacts share one modified timestamp (more than two search pages).
       const t = Date.now() + 60_000;
@@ -187,7 +195,7 @@ Deno.test({
       }
       assert.equal(seen.length, store.filter((d) => !d.archived).length);
       assert.ok(nonEmpty >= 5, `${nonEmpty} pages with records`);
-      assert.equal(calls(), pages + 2 * nonEmpty, "one search plus two association reads a page");
+      assert.equal(calls(), pages + 2 * nonEmpty, "one list plus two association reads a page");
       let none = 0;
       for (const r of seen) {
         assert.ok("dealname" in r.properties);
@@ -225,6 +233,92 @@ Deno.test({
         other,
         expected(deal.remoteId, "companies")[0],
       ]);
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "hubspot adapter: a list walk's watermark is its start, so the next delta finds changes to pages it had read",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const sandbox = await startHubSpot({
+      port: 0,
+      seed: 14,
+      records: 400,
+      rateLimit: { searchPerSecond: 50 },
+    });
+    try {
+      const { adapter } = setup(sandbox);
+      const before = Date.now();
+      const first = await adapter.changesSince("contacts", null, null, { pageSize: 50 });
+      assert.equal(first.records.length, 50);
+      assert.equal(first.done, false);
+      assert.equal(first.watermark, null, "a page of a list walk moves no watermark");
+      const cp = first.checkpoint as { walk: string; after: string; startedAt: string };
+      assert.equal(cp.walk, "list");
+      // HubSpot's Date header: whole seconds, at or before the first page was answered.
+      const started = Date.parse(cp.startedAt);
+      assert.ok(started >= Math.floor(before / 1000) * 1000 - 1000 && started <= Date.now());
+
+      // Edited after its page was read: the walk cannot see it again.
+      await new Promise((r) => setTimeout(r, 20));
+      const edited = first.records[3].remoteId;
+      await admin(sandbox.url, "PATCH", `/__admin/records/contacts/${edited}`, {
+        properties: { firstname: "Edited mid-walk" },
+      });
+      // Edited later, on a page not read yet, two minutes ahead of the clock (as another
+      // integration's write may be): the walk lists it; a watermark at the newest record seen
+      // would start the next delta past the page-1 edit, even with its overlap.
+      const store = (await admin(sandbox.url, "GET", "/__admin/records/contacts")) as {
+        id: string;
+        archived?: boolean;
+      }[];
+      const ahead = store.filter((r) => !r.archived).map((r) => r.id)
+        .sort((a, b) => a.length - b.length || a.localeCompare(b))[300];
+      await new Promise((r) => setTimeout(r, 20));
+      await admin(sandbox.url, "PATCH", `/__admin/records/contacts/${ahead}`, {
+        properties: { firstname: "Edited ahead" },
+      });
+      await admin(sandbox.url, "POST", "/__admin/records/contacts/set-modified", {
+        ids: [ahead],
+        modifiedAt: Date.now() + 120_000,
+      });
+
+      const seen = [...first.records];
+      let checkpoint: unknown = cp;
+      let last = first;
+      while (!last.done) {
+        last = await adapter.changesSince("contacts", null, checkpoint, { pageSize: 50 });
+        if (!last.done) assert.equal(last.watermark, null);
+        seen.push(...last.records);
+        checkpoint = last.checkpoint;
+      }
+      assert.equal(new Set(seen.map((r) => r.remoteId)).size, seen.length, "no duplicates");
+      assert.equal(last.checkpoint, null);
+      assert.deepEqual(last.watermark, { modifiedAt: cp.startedAt, remoteId: "" });
+      const aheadRead = seen.find((r) => r.remoteId === ahead)!;
+      assert.equal(aheadRead.properties.firstname, "Edited ahead");
+      assert.ok(
+        aheadRead.modifiedAt > cp.startedAt,
+        "the walk listed a record newer than its start",
+      );
+
+      // The delta from the walk's watermark reads the edit.
+      const delta = (await walkChanges(adapter, "contacts", last.watermark)).seen;
+      const got = delta.find((r) => r.remoteId === edited);
+      assert.equal(got?.properties.firstname, "Edited mid-walk");
+
+      // A search checkpoint saved before full walks listed continues as a search.
+      const routes0 = (await admin(sandbox.url, "GET", "/__admin/counters")).routes;
+      const resumed = await adapter.changesSince("contacts", null, initialState(0));
+      assert.ok(resumed.records.length > 0);
+      const routes1 = (await admin(sandbox.url, "GET", "/__admin/counters")).routes;
+      assert.equal(routes1[SEARCH].total - (routes0[SEARCH]?.total ?? 0), 1);
+      assert.equal(routes1[LIST].total, routes0[LIST].total);
     } finally {
       await sandbox.close();
     }

@@ -44,7 +44,19 @@ function silentServer() {
 }
 
 const CALLS: Array<[ProviderName, string, (a: ProviderAdapter, d: number) => Promise<unknown>]> = [
-  ["hubspot", "search", (a, d) => a.changesSince("contacts", null, null, { deadline: d })],
+  [
+    "hubspot",
+    "list (typed call)",
+    (a, d) => a.changesSince("contacts", null, null, { deadline: d }),
+  ],
+  [
+    "hubspot",
+    "search",
+    (a, d) =>
+      a.changesSince("contacts", { modifiedAt: new Date(0).toISOString(), remoteId: "" }, null, {
+        deadline: d,
+      }),
+  ],
   [
     "hubspot",
     "owners (typed call)",

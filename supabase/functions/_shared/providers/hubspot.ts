@@ -3,6 +3,22 @@
 // app, search 5 requests / s, ≤ 200 results per search page, paging past 10,000 results of a
 // query answers 400, batch endpoints take ≤ 100 inputs. Search filters contacts on
 // `lastmodifieddate` and other objects on `hs_lastmodifieddate`.
+// Walks: a walk from nothing (full walks, drift checks, a stream's first delta) reads the list
+// endpoint (GET /crm/v3/objects/{type}, ≤ 100 a page, by id, `after` cursor): no 10,000 cap and
+// only the 10-second burst limit, so 100-190 requests × 100 records / 10 s, where search is
+// 5/s × 200 and its own class. Deltas search by modification time (keyset, ./keyset.ts), the
+// one thing the list cannot do. The list is not ordered by time, so its pages carry no
+// watermark: a mid-walk watermark would let the next delta skip changes on pages not read yet.
+// The last page's watermark is the walk's start on HubSpot's clock (the first answer's Date
+// header, whole seconds, ≤ the time that page was read): every change before it was read, since
+// each record's page was read after it; a change after it on a page already read is what the
+// next delta (from the watermark, less SEARCH_OVERLAP_MS) reads. advance_cursor never moves
+// the cursor back, so a later delta watermark stays.
+// Call kinds (beforeRequest and observe): "list" (the walk's list pages), "search" (delta
+// pages; its own 5/s class, without X-HubSpot-RateLimit-* headers), "associations" (v4 batch
+// reads), "owners" (owner pages), "owner" (one owner by id), "batch-read" (records by id),
+// "list-archived" (the archive listing). Token refreshes are reported to observe only, as
+// "oauth-token" (not gated by beforeRequest).
 // The SDK's own retry and Bottleneck limiter are process-wide singletons, so we disable its
 // retries and do limiting and retrying per connection in ./call.ts.
 // Every request carries the call's timeout and signal (./hubspot_http.ts: the SDK has no option
@@ -24,6 +40,7 @@ import { parseRetryAfter } from "../http/retry.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
 import { missingIds } from "./missing.ts";
 import { apiRequest, timed } from "./hubspot_http.ts";
+import { observeResponse, observing, parseErrorBody } from "./observe.ts";
 import { isoFromText } from "./iso.ts";
 import { advance, initialState, type KeysetState, nextQuery } from "./keyset.ts";
 import {
@@ -47,6 +64,26 @@ const SEARCH_PAGE = 200;
 const ASSOCIATIONS = "associations.";
 /** Search lags recent writes by seconds; every delta re-reads this much before the watermark. */
 export const SEARCH_OVERLAP_MS = 30_000;
+/** The list endpoint's largest page. */
+const LIST_PAGE = 100;
+
+/** A list walk's checkpoint: the next page's cursor and the walk's start (see the header). */
+interface ListWalk {
+  walk: "list";
+  after: string;
+  startedAt: string;
+}
+
+function isListWalk(c: unknown): c is ListWalk {
+  const w = c as ListWalk | null;
+  return w?.walk === "list" && typeof w.after === "string" && typeof w.startedAt === "string";
+}
+
+/** HubSpot's time of an answer (its Date header), else ours when the request was made. */
+function answeredAt(date: string | undefined, askedMs: number): string {
+  const ms = date ? Date.parse(date) : NaN;
+  return new Date(Number.isNaN(ms) ? askedMs : ms).toISOString();
+}
 
 /** Property values are text or null; checked in place (z.record copied every page's objects). */
 function isPropertyMap(v: unknown): v is Record<string, string | null> {
@@ -178,7 +215,19 @@ export function createHubSpotAdapter(
       }),
       signal: AbortSignal.timeout(deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
     });
-    const body = await res.json().catch(() => ({}));
+    const text = await res.text().catch(() => "");
+    // Reported under its own kind: the token endpoint is not an API call beforeRequest gates.
+    observeResponse(res.status, res.headers, res.ok ? undefined : parseErrorBody(text), {
+      kind: "oauth-token",
+      deps,
+    });
+    const body = (() => {
+      try {
+        return JSON.parse(text) ?? {};
+      } catch {
+        return {};
+      }
+    })();
     if (!res.ok || typeof body.access_token !== "string") {
       throw new ProviderError(
         `HubSpot token refresh failed (${res.status}): ${body.message ?? "no token"}`,
@@ -198,7 +247,7 @@ export function createHubSpotAdapter(
   }
 
   const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
-    guardedCall(deps, fn, {
+    guardedCall(deps, observing(deps, kind, fn), {
       kind,
       classify: classifyHubSpot,
       refresh,
@@ -258,7 +307,7 @@ export function createHubSpotAdapter(
       path: `/crm/v3/objects/${object}/search`,
       body: body as Record<string, unknown>,
     });
-    const data = parseLikeSdk(await res.text(), res.headers.get("content-type") ?? undefined);
+    const data = parseLikeSdk(res.text, res.headers.get("content-type") ?? undefined);
     if (res.status < 200 || res.status > 299) {
       const headers: Record<string, string> = {};
       res.headers.forEach((v, k) => headers[k] = v);
@@ -322,6 +371,42 @@ export function createHubSpotAdapter(
     }
   }
 
+  /** One page of a list walk (see the header): properties and associations as search pages. */
+  async function listPage(
+    object: Exclude<ObjectType, "owners">,
+    walk: ListWalk | null,
+    opts: ListOptions,
+  ): Promise<ChangePage> {
+    const size = Math.min(opts.pageSize ?? LIST_PAGE, LIST_PAGE);
+    const askedMs = Date.now();
+    const res = await call(
+      "list",
+      () => timed(api(object).basicApi).getPageWithHttpInfo(size, walk?.after, propsFor(object)),
+      opts,
+    );
+    const startedAt = walk?.startedAt ?? answeredAt(res.headers["date"], askedMs);
+    const { records, errors } = split(object, res.data.results);
+    await addAssociations(object, records, opts);
+    const after = res.data.paging?.next?.after;
+    if (after) {
+      return {
+        records,
+        errors,
+        checkpoint: { walk: "list", after, startedAt } satisfies ListWalk,
+        watermark: null,
+        done: false,
+      };
+    }
+    // remoteId "": nothing at the start's own instant is claimed read (ids sort after "").
+    return {
+      records,
+      errors,
+      checkpoint: null,
+      watermark: { modifiedAt: startedAt, remoteId: "" },
+      done: true,
+    };
+  }
+
   async function owners(checkpoint: unknown, opts: ListOptions): Promise<ChangePage> {
     const after = typeof checkpoint === "string" ? checkpoint : undefined;
     const page = await call(
@@ -366,6 +451,10 @@ export function createHubSpotAdapter(
 
     async changesSince(object, from, checkpoint, opts = {}) {
       if (object === "owners") return await owners(checkpoint, opts);
+      // A walk from nothing lists; a list walk continues as one. A search checkpoint (a delta's,
+      // or a full walk saved before walks listed) continues its search.
+      if (isListWalk(checkpoint)) return await listPage(object, checkpoint, opts);
+      if (checkpoint == null && from === null) return await listPage(object, null, opts);
       const size = Math.min(opts.pageSize ?? SEARCH_PAGE, SEARCH_PAGE);
       const state: KeysetState = (checkpoint as KeysetState | null) ??
         initialState(from ? Math.max(0, Date.parse(from.modifiedAt) - SEARCH_OVERLAP_MS) : 0);

@@ -8,9 +8,12 @@
 //   answers the ResponseContext members the SDK's response processors read;
 // - generic requests are built by the SDK's own Request class (URL, auth, headers, JSON body,
 //   exactly what `apiRequest` sends) and sent with fetch and the signal.
+// Both report every response to the call's observer (./observe.ts): status and headers, and
+// for an error status its parsed body (a 429's policyName).
 import type { Client } from "@hubspot/api-client";
 import { Request as SdkRequest } from "@hubspot/api-client/lib/src/services/http/Request.js";
 import { callScope } from "./call.ts";
+import { observeResponse, parseErrorBody } from "./observe.ts";
 
 interface SdkRequestContext {
   getUrl(): string;
@@ -62,7 +65,13 @@ async function send(ctx: SdkRequestContext): Promise<Answer> {
   });
   const headers: Record<string, string> = {};
   res.headers.forEach((v, k) => headers[k] = v);
-  return new Answer(res.status, headers, new Uint8Array(await res.arrayBuffer()));
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  observeResponse(
+    res.status,
+    res.headers,
+    res.status >= 400 ? parseErrorBody(new TextDecoder().decode(bytes)) : undefined,
+  );
+  return new Answer(res.status, headers, bytes);
 }
 
 const timedHttpApi = {
@@ -81,11 +90,18 @@ export function timed<T>(api: T): T {
   return api;
 }
 
-/** What `client.apiRequest(opts)` would send, with the call's signal. */
-export function apiRequest(
+/** What `client.apiRequest(opts)` would send, with the call's signal; answered with the body
+ * read, so that the observer saw an error's body before the caller handles it. */
+export async function apiRequest(
   client: Client,
   opts: { method: string; path: string; body?: Record<string, unknown> },
-): Promise<Response> {
+): Promise<{ status: number; headers: Headers; text: string }> {
   const req = new SdkRequest(client.config, opts);
-  return fetch(req.getUrl(), { ...req.getSendData(), signal: callScope.getStore()?.signal });
+  const res = await fetch(req.getUrl(), {
+    ...req.getSendData(),
+    signal: callScope.getStore()?.signal,
+  });
+  const text = await res.text();
+  observeResponse(res.status, res.headers, res.status >= 400 ? parseErrorBody(text) : undefined);
+  return { status: res.status, headers: res.headers, text };
 }

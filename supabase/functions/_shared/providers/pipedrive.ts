@@ -7,13 +7,19 @@
 // The SDK rejects with the bare error body (no status, no headers) and never retries; we replace
 // its axios response interceptors so errors keep their status and Retry-After, and add a request
 // interceptor that gives each request the call's AbortSignal and timeout (./call.ts callScope;
-// the SDK's methods take no request options).
+// the SDK's methods take no request options). The response interceptors also report every
+// response (./observe.ts): status, headers (x-ratelimit-limit/-remaining/-reset, and the daily
+// budget's headers when the account has one) and, for errors, the body (a 429's envelope).
+// Call kinds (beforeRequest and observe): "list" (v2 list pages), "list-ids" (v2 lists by
+// ids), "users" (v1 users). A token's daily budget charges list calls more than reads by id
+// and v1 more than v2, so the kinds name the cost class.
 import * as v1 from "pipedrive/v1";
 import * as v2 from "pipedrive/v2";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
 import { callScope, guardedCall, isNetworkError } from "./call.ts";
+import { observeResponse, observing } from "./observe.ts";
 import { missingIds } from "./missing.ts";
 import {
   type ChangePage,
@@ -85,7 +91,24 @@ export function classifyPipedrive(e: unknown): Classification {
 // deno-lint-ignore no-explicit-any
 type AnyApi = { axios: any };
 
-/** Swap the SDK's interceptors for ones that keep status and headers on errors. */
+/** axios response headers (AxiosHeaders) as plain name → value. */
+function plainHeaders(h: unknown): Record<string, string> {
+  const raw = (h as { toJSON?: () => unknown })?.toJSON?.() ?? h ?? {};
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (v !== undefined && v !== null) out[k] = Array.isArray(v) ? v.join(", ") : String(v);
+  }
+  return out;
+}
+
+interface AxiosAnswer {
+  status: number;
+  headers: unknown;
+  data?: unknown;
+}
+
+/** Swap the SDK's interceptors for ones that keep status and headers on errors and report
+ * every response (see the header). */
 function withHttpErrors<T extends AnyApi>(api: T): T {
   api.axios.interceptors.request.use((config: Record<string, unknown>) => {
     const scope = callScope.getStore();
@@ -93,17 +116,18 @@ function withHttpErrors<T extends AnyApi>(api: T): T {
   });
   api.axios.interceptors.response.clear();
   api.axios.interceptors.response.use(
-    (res: { data?: unknown }) => res?.data ?? res,
-    (err: { response?: { status: number; headers: Record<string, string>; data: unknown } }) =>
-      Promise.reject(
-        err.response
-          ? new PipedriveHttpError(
-            err.response.status,
-            { ...err.response.headers },
-            err.response.data,
-          )
-          : err,
-      ),
+    (res: AxiosAnswer) => {
+      if (res) observeResponse(res.status, plainHeaders(res.headers));
+      return res?.data ?? res;
+    },
+    (err: { response?: AxiosAnswer }) => {
+      if (!err.response) return Promise.reject(err);
+      const headers = plainHeaders(err.response.headers);
+      observeResponse(err.response.status, headers, err.response.data);
+      return Promise.reject(
+        new PipedriveHttpError(err.response.status, headers, err.response.data),
+      );
+    },
   );
   return api;
 }
@@ -150,7 +174,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
   };
 
   const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
-    guardedCall(deps, fn, {
+    guardedCall(deps, observing(deps, kind, fn), {
       kind,
       classify: classifyPipedrive,
       signal: o.signal,

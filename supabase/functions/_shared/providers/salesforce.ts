@@ -17,10 +17,20 @@
 // run's budget.
 // jsforce's core only (Connection, OAuth2, query, sobject): the package entry point also loads
 // the bulk, metadata, streaming, tooling, ... APIs, ~14 MB of RSS a walk never uses.
+// Observe: the same transport wrapper reports every response (./observe.ts) as jsforce's
+// transport hands it over (status, headers with Sforce-Limit-Info: api-usage=N/M, the body
+// parsed for errors), before jsforce turns an error status into an exception. jsforce's own
+// HttpApi 'response' event would not do: HttpApi objects are created per request inside
+// Connection. Salesforce has no 429: its org limit answers 403 REQUEST_LIMIT_EXCEEDED.
+// Call kinds (beforeRequest and observe): "query" (SOQL pages, reads by id, deletion listings),
+// "describe" (field checks, one per sObject per 10 minutes). A 401 refreshed inside a call
+// reports the 401 and the retried answer under the call's kind, and the token endpoint's answer
+// as "oauth-token" (observe only, not gated by beforeRequest).
 import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { callScope, DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
+import { observeResponse, observing, parseErrorBody } from "./observe.ts";
 import { missingIds } from "./missing.ts";
 import { isoFromSalesforce } from "./iso.ts";
 import {
@@ -109,15 +119,37 @@ interface Transport {
   httpRequest(req: unknown, options?: Record<string, unknown>): unknown;
 }
 
-/** The transport with the call's timeout and jsforce's own retries off (see the header). */
-function timed(inner: Transport, fallbackMs: number): Transport {
+/** What jsforce's transport resolves to (its request.js): headers lower-cased, body as text. */
+interface SfResponse {
+  statusCode: number;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+/**
+ * The transport with the call's timeout and jsforce's own retries off, reporting each response
+ * (see the header); `own` gives the token endpoint's transport its own observe kind. The
+ * StreamPromise jsforce expects is returned as it is: the report hangs off it.
+ */
+function timed(
+  inner: Transport,
+  fallbackMs: number,
+  own?: Parameters<typeof observeResponse>[3],
+): Transport {
   return {
-    httpRequest: (req, options = {}) =>
-      inner.httpRequest(req, {
+    httpRequest: (req, options = {}) => {
+      const p = inner.httpRequest(req, {
         ...options,
         timeout: callScope.getStore()?.timeoutMs ?? fallbackMs,
         retry: { maxRetries: 0 },
-      }),
+      }) as Promise<SfResponse | undefined>;
+      p.then((res) => {
+        if (!res) return;
+        const error = res.statusCode >= 400 ? parseErrorBody(res.body ?? "") : undefined;
+        observeResponse(res.statusCode, res.headers ?? {}, error, own);
+      }, () => {});
+      return p;
+    },
   };
 }
 
@@ -153,7 +185,11 @@ export function createSalesforceAdapter(
         clientSecret: c.clientSecret,
         loginUrl: c.loginUrl ?? deps.baseUrl,
       });
-      withTimeouts(oauth2 as unknown as { _transport: Transport });
+      (oauth2 as unknown as { _transport: Transport })._transport = timed(
+        (oauth2 as unknown as { _transport: Transport })._transport,
+        deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS,
+        deps.observe ? { kind: "oauth-token", deps } : undefined,
+      );
       // The new token is persisted before jsforce may use it: jsforce's own "refresh" event
       // fires asynchronously, so a call could finish (and the function exit) first.
       oauth2.refreshToken(c.refreshToken)
@@ -181,10 +217,14 @@ export function createSalesforceAdapter(
   withTimeouts(conn as unknown as { _transport: Transport });
 
   const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
-    guardedCall(deps, () => {
-      refreshesThisCall = 0;
-      return fn();
-    }, { kind, classify: classifySalesforce, signal: o.signal, deadline: o.deadline });
+    guardedCall(
+      deps,
+      observing(deps, kind, () => {
+        refreshesThisCall = 0;
+        return fn();
+      }),
+      { kind, classify: classifySalesforce, signal: o.signal, deadline: o.deadline },
+    );
 
   type Rows = { records: unknown[] };
   // jsforce's Query is a thenable, not a Promise: await it inside an async function.

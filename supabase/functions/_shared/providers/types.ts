@@ -76,6 +76,14 @@ export interface ProviderDeps {
   onTokens: (tokens: TokenSet) => Promise<void>;
   /** Counts API calls made, for sync_log. */
   countCall: (n?: number) => void;
+  /**
+   * Called with every CRM response (success or error, 429s included) of every adapter call, with
+   * the `kind` the call passed to beforeRequest (each adapter's header lists its kinds), the
+   * response's headers (rate-limit headers: X-HubSpot-RateLimit-*, Sforce-Limit-Info,
+   * x-ratelimit-*) and, for errors, the parsed body when there is one (HubSpot's 429 policyName).
+   * Synchronous: an observer that throws is logged, the request goes on (./observe.ts).
+   */
+  observe?: (o: { kind: string; status: number; headers: Headers; body?: unknown }) => void;
   log: (msg: string, extra?: Record<string, unknown>) => void;
 }
 
