@@ -1,7 +1,8 @@
 // The shared-budget part (issue 11): three concurrent consumers of one HubSpot portal with the
-// sandbox's documented limits on — a backfill (contacts, full job), a delta (companies, delta
-// job from no watermark: every company is a change) and an open-loop stream of live reads
-// (crm-fetch-live through the gateway, deals, one page each, lane 'interactive' of the shared
+// sandbox's documented limits on — a backfill (contacts, full job: the list endpoint, burst
+// class), a delta (companies, delta job: search, after a set-up backfill of the companies and a
+// change to every one of them in the CRM) and an open-loop stream of live reads (crm-fetch-live
+// through the gateway, deals, timeframe all: one list page each, lane 'interactive' of the shared
 // budget) — all taking grants from the one SQL budget of the connection. The sandbox's counters
 // are sampled every second; the measured interval starts one window after the start (the fresh
 // rolling window's burst is spent) and ends when the first of the two jobs finishes, trimmed to
@@ -12,7 +13,7 @@ import type postgres from "postgres";
 import { HUBSPOT_ROUTES, HUBSPOT_SEARCH, HUBSPOT_TEN_SECONDLY } from "./ceiling.ts";
 import { HUBSPOT_WINDOW_MS, type PortalStack, startPortal } from "./ceiling_run.ts";
 import { enqueueJob, wakeWorkers } from "./queue_ops.ts";
-import { counters, resetCounters } from "./sandboxes.ts";
+import { admin, counters, resetCounters } from "./sandboxes.ts";
 import {
   combinedRatio,
   quantile,
@@ -59,6 +60,25 @@ export interface BudgetOptions {
   timeoutMs: number;
 }
 
+const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** Marks every record of `object` modified, in batches of 1,000 a few ms apart (distinct
+ * modification times, all after the backfill's watermark and none in the future). */
+async function changeAll(url: string, object: string, records: number): Promise<number> {
+  const batches = Math.ceil(records / 1000);
+  const end = Date.now();
+  let changed = 0;
+  for (let k = 0; k < batches; k++) {
+    const r = await admin(url, "POST", `/records/${object}/set-modified`, {
+      count: 1000,
+      pick: "oldest",
+      modifiedAt: end - (batches - k) * 10,
+    }) as { updated: number };
+    changed += r.updated;
+  }
+  return changed;
+}
+
 async function liveRead(stack: PortalStack, connectionId: string, t0: number): Promise<LiveRead> {
   const at = performance.now() - t0;
   const s = performance.now();
@@ -95,6 +115,22 @@ export async function runBudget(
   try {
     log(`sandbox seeded in ${(portal.sb.seededMs / 1000).toFixed(1)} s (pid ${portal.sb.pid})`);
     const conn = portal.connectionId;
+    // Set-up, not measured: the companies are backfilled, then all of them change in the CRM,
+    // so the delta has every company to fetch (by search, from the backfill's watermark).
+    const setup = await enqueueJob(sql, conn, "companies", "full");
+    await wakeWorkers(sql);
+    const s0 = performance.now();
+    for (;;) {
+      const [j] = await sql`select state from crm.jobs where id = ${setup}`;
+      if (j.state === "done") break;
+      if (j.state !== "queued" && j.state !== "running") {
+        throw new Error(`the companies backfill (set-up) ended ${j.state}`);
+      }
+      if (performance.now() - s0 > o.timeoutMs) throw new Error("the set-up backfill timed out");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const changed = await changeAll(portal.url, "companies", o.records);
+    log(`set-up: companies backfilled in ${s(performance.now() - s0)}, ${changed} changed since`);
     await sql`delete from crm.job_workers`;
     await resetCounters(portal.url);
     const backfill = await enqueueJob(sql, conn, "contacts", "full");
