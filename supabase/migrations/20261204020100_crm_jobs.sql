@@ -160,12 +160,15 @@ revoke all on crm.jobs from public, anon, authenticated;
 grant select on crm.jobs to authenticated;
 grant select, insert, update, delete on crm.jobs to service_role;
 
+-- Rows are created by enqueue (never served: NULL), so a claim only updates one, skipping it
+-- when a concurrent claim of the same account holds it (that claim marks it served just as
+-- well): claimers never wait for each other here.
 create table if not exists crm.job_accounts (
   account_id uuid primary key,
-  last_served_at timestamptz not null
+  last_served_at timestamptz
 );
 comment on table crm.job_accounts is
-  'When each app account last had a job claimed: claims prefer the least recently served account within a priority.';
+  'When each app account last had a job claimed (NULL: never): claims prefer the least recently served account within a priority.';
 alter table crm.job_accounts enable row level security;
 drop policy if exists job_accounts_select_own on crm.job_accounts;
 create policy job_accounts_select_own on crm.job_accounts for select to authenticated
@@ -224,6 +227,12 @@ create or replace function crm._enqueue_jobs(
   volatile
   set search_path = ''
 as $$
+  with accounts as (
+    insert into crm.job_accounts as n (account_id)
+    select distinct c.account_id from crm.connections c where c.id = any (p_connection_ids)
+    on conflict on constraint job_accounts_pkey do nothing
+    returning n.account_id
+  )
   insert into crm.jobs as j (kind, connection_id, object, mode, priority, payload, run_after)
   select p_kind, c.id, p_object, p_mode, crm._job_priority(p_kind, p_mode),
          coalesce(p_payload, '{}'::jsonb), coalesce(p_run_after, now())
@@ -478,7 +487,9 @@ comment on function crm.enqueue_inbound(text[], text, uuid, text) is
 -- become dead letters instead. A taken-over or dead-lettered inbound job's stream is freed
 -- (crm.inbound_leases: no holder, so its old run's writes fail with CRM10) and its run closed.
 -- The claim also marks the account served and the worker seen. p_lease NULL: the engine
--- setting job_lease.
+-- setting job_lease. A claim waits for nothing another claimer holds, with one exception: a
+-- takeover of an inbound job waits for the old holder's page write in flight (it holds the
+-- stream's lease row), then frees the stream.
 create or replace function crm.claim_job(
   p_worker_id bigint,
   p_lease interval default null,
@@ -571,10 +582,19 @@ begin
     returning s.id
   ),
   served as (
-    insert into crm.job_accounts as a (account_id, last_served_at)
-    select t.account_id, now() from claimed t
-    on conflict on constraint job_accounts_pkey do update set last_served_at = excluded.last_served_at
+    update crm.job_accounts a set last_served_at = now()
+    where a.account_id in (select x.account_id from crm.job_accounts x
+                           join claimed t on t.account_id = x.account_id
+                           for update of x skip locked)
     returning a.account_id
+  ),
+  -- Jobs not queued through enqueue (inserted by hand) may have no account row yet.
+  first_served as (
+    insert into crm.job_accounts as n (account_id, last_served_at)
+    select t.account_id, now() from claimed t
+    where not exists (select 1 from crm.job_accounts x where x.account_id = t.account_id)
+    on conflict on constraint job_accounts_pkey do nothing
+    returning n.account_id
   ),
   seen as (
     update crm.job_workers w set last_seen_at = now()

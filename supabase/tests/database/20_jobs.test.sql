@@ -4,7 +4,7 @@
 -- inbound stream fenced (CRM11 / CRM10), engine_status and job_status, purge. Two real sessions
 -- claiming at once: tests/db/jobs.test.ts.
 begin;
-select plan(135);
+select plan(136);
 
 -- The stack's own connections and jobs stay out of this transaction's claims and counts
 -- (all rolled back).
@@ -152,8 +152,12 @@ insert into ids values
 insert into crm.jobs (kind, connection_id, object, mode, priority)
 values ('inbound', '20000000-0000-4000-8000-0000000000c3', 'contacts', 'delta', 30);
 -- Account a1 was served a minute ago, a2 ten minutes ago, a3 never.
-insert into crm.job_accounts values ('20000000-0000-4000-8000-0000000000a1', now() - interval '1 minute'),
-                                    ('20000000-0000-4000-8000-0000000000a2', now() - interval '10 minutes');
+update crm.job_accounts set last_served_at = now() - interval '1 minute'
+where account_id = '20000000-0000-4000-8000-0000000000a1';
+update crm.job_accounts set last_served_at = now() - interval '10 minutes'
+where account_id = '20000000-0000-4000-8000-0000000000a2';
+select is((select last_served_at from crm.job_accounts where account_id = '20000000-0000-4000-8000-0000000000a3'), null,
+  'enqueue registers the account, not yet served');
 insert into ids values ('w', crm.worker_started());
 select is((select reason from crm.job_workers where id = pg_temp.id('w')), 'manual',
   'worker_started(null) registers a worker nobody woke');
