@@ -81,7 +81,8 @@ async function handle(req: Request): Promise<Response> {
   }
   const since = timeframeStart(b.timeframe);
   const results = await Promise.all(connections.map(async (conn) => {
-    const ctx = await createSyncContext(sql, key, conn, log);
+    // Live reads go first on the account's shared rate budget.
+    const ctx = await createSyncContext(sql, key, conn, log, { lane: "interactive" });
     return await fetchLive(sql, ctx, {
       object: b.type,
       since,

@@ -1,7 +1,19 @@
 import { BudgetExhaustedError, sleep } from "./retry.ts";
 
-// Client-side rate limiting per connection: a sliding window of request start times, sized
-// below the provider's documented limit so we never rely on 429s to pace ourselves.
+/** The shared rate budget is paused (a 429 until the window clears, the daily limit spent, only
+ * the reserve left) for longer than a caller should sleep: its job is deferred until
+ * `pausedUntil` (ISO) instead. guardedCall turns it into ProviderError(…, "retry") with
+ * pausedUntil. */
+export class BudgetPausedError extends BudgetExhaustedError {
+  constructor(message: string, readonly pausedUntil: string, readonly reason: string) {
+    super(message);
+    this.name = "BudgetPausedError";
+  }
+}
+
+// In-process rate limiting: a sliding window of request start times. The engine's calls take
+// grants from the shared SQL budget instead (../sync/budget.ts); this limiter paces tools that
+// run without a database (scripts/bench) and the adapter tests.
 // (HubSpot private apps: 100-190 / 10 s; search 5 / s. Salesforce: daily org budget, no
 // burst window. Pipedrive: burst per 2 s by plan.) A 429 can still come (other apps share
 // the budget): `pause` stops all callers until the server's wait has passed.

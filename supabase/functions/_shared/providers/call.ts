@@ -1,4 +1,4 @@
-// Every provider API call goes through here: the per-connection limiter, a call counter for
+// Every provider API call goes through here: the connection's rate budget, a call counter for
 // sync_log, a timeout per HTTP request, and bounded retries classified by the provider (429
 // honours the server's wait, 5xx, network errors and timeouts back off, 401 refreshes once,
 // revoked credentials stop the run).
@@ -18,6 +18,7 @@ import {
   sleep,
   withRetry,
 } from "../http/retry.ts";
+import { BudgetPausedError } from "../http/limiter.ts";
 import { type ProviderDeps, ProviderError } from "./types.ts";
 
 /** Longest wait for one HTTP answer when the connection sets none. CRM list pages answer in
@@ -145,6 +146,10 @@ export async function guardedCall<T>(
     const message = e instanceof Error ? e.message : String(e);
     if (c.kind === "reauth") {
       throw new ProviderError(`credentials rejected: ${c.reason}`, "revoked");
+    }
+    // A paused rate budget: retry, not before it ends (the worker defers its job until then).
+    if (last instanceof BudgetPausedError) {
+      throw new ProviderError(message, "retry", undefined, undefined, last.pausedUntil);
     }
     // Out of time is transient: the next run continues from the saved checkpoint.
     const outOfTime = last instanceof BudgetExhaustedError || last instanceof CallAbortedError;

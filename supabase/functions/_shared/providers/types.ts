@@ -71,6 +71,7 @@ export interface ProviderDeps {
   /** Awaited before every API call: the per-connection rate limiter. A wait that would end past
    * `deadline` rejects (BudgetExhaustedError) instead of sleeping. */
   beforeRequest: (kind: string, o?: { signal?: AbortSignal; deadline?: number }) => Promise<void>;
+  observe?: (o: { kind: string; status: number; headers: Headers; body?: unknown }) => void;
   /** Longest wait for one HTTP answer (default DEFAULT_CALL_TIMEOUT_MS in ./call.ts). */
   callTimeoutMs?: number;
   onTokens: (tokens: TokenSet) => Promise<void>;
@@ -135,6 +136,9 @@ export class ProviderError extends Error {
     readonly action: "retry" | "reauth" | "revoked" | "fatal",
     readonly status?: number,
     readonly retryAfterMs?: number,
+    /** ISO time before which the connection's rate budget grants nothing (a 429 until the
+     * window clears, the daily limit spent, only the reserve left): defer the job until then. */
+    readonly pausedUntil?: string,
   ) {
     super(message);
     this.name = "ProviderError";

@@ -1,17 +1,19 @@
 // Everything one connection's sync needs, built once per request: its field mappings, the
-// mapper over them, and the provider adapter wired to this connection's rate gate, call
-// counter and token persistence.
+// mapper over them, and the provider adapter wired to this connection's rate budget (shared in
+// SQL by every caller of the account, ./budget.ts), call counter and token persistence.
 import type { Sql } from "../db.ts";
 import { createMapper, type Mapper } from "../mapping/mapper.ts";
 import { createAdapter } from "../providers/registry.ts";
 import type { ProviderAdapter } from "../providers/types.ts";
 import { type Connection, persistTokens } from "./connections.ts";
-import { createRateGate, limitsFor } from "./limits.ts";
+import { type BudgetGate, createBudgetGate, type Lane } from "./budget.ts";
 
 export interface SyncContext {
   conn: Connection;
   adapter: ProviderAdapter;
   mapper: Mapper;
+  /** The rate budget gate of this context's calls (stats; flush before the request ends). */
+  budget: BudgetGate;
   /** API calls made so far through this context. */
   calls(): number;
 }
@@ -23,6 +25,7 @@ export async function createSyncContext(
   key: CryptoKey,
   conn: Connection,
   log: Logger,
+  opts: { lane?: Lane } = {},
 ): Promise<SyncContext> {
   const mappings = await sql`select * from crm.effective_field_mappings(${conn.id})`;
   const region = typeof conn.settings.default_phone_region === "string"
@@ -33,6 +36,11 @@ export async function createSyncContext(
   // settings.request_timeout_ms: the longest wait for one CRM answer (default in
   // providers/call.ts); runs also cut every request at their deadline.
   const timeout = conn.settings.request_timeout_ms;
+  const withConn = (msg: string, extra?: Record<string, unknown>) =>
+    log(msg, { connection_id: conn.id, provider: conn.provider, ...extra });
+  // Lane: the caller's precedence on the shared budget (live reads interactive; inbound walks
+  // delta unless the caller says backfill).
+  const budget = createBudgetGate(sql, conn, { lane: opts.lane ?? "delta", log: withConn });
   const adapter = await createAdapter(conn.provider, {
     baseUrl: conn.baseUrl,
     callTimeoutMs: Number.isInteger(timeout) && (timeout as number) >= 100 &&
@@ -40,12 +48,13 @@ export async function createSyncContext(
       ? timeout as number
       : undefined,
     credentials: conn.credentials,
-    beforeRequest: createRateGate(limitsFor(conn.provider, conn.settings)),
+    beforeRequest: budget.beforeRequest,
+    observe: budget.observe,
     onTokens: (tokens) => persistTokens(sql, key, conn, tokens),
     countCall: (n = 1) => {
       calls += n;
     },
-    log: (msg, extra) => log(msg, { connection_id: conn.id, provider: conn.provider, ...extra }),
+    log: withConn,
   }, mapper.fields());
-  return { conn, adapter, mapper, calls: () => calls };
+  return { conn, adapter, mapper, budget, calls: () => calls };
 }

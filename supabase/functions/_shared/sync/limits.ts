@@ -1,8 +1,9 @@
-// Per-connection request pacing, kept under each provider's documented limits so we do not
-// depend on 429s to slow down (they still happen when other apps share the budget; the retry
-// layer honours them). A connection may lower or raise them in settings.rate_limits, e.g. for
-// a HubSpot account with the API limit increase:
+// In-process request pacing for tools that call a CRM without the database (scripts/bench, the
+// adapter probes). The engine and every function take grants from the connection's shared rate
+// budget in SQL instead (./budget.ts, migration 20261204020300), which reads the same
+// settings.rate_limits override, e.g. for a HubSpot account with the API limit increase:
 //   {"rate_limits": {"default": {"limit": 180, "window_ms": 10000}}}
+// ("default" is the provider's burst class there; "search" and "daily" are classes too).
 // Sources: HubSpot private apps 100 / 10 s (Free/Starter) and search 5 / s; Pipedrive 80
 // requests / 2 s per token on most plans; Salesforce has no burst window (a daily org budget
 // of 100,000+ calls), so we only keep a polite ceiling.

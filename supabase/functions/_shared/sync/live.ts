@@ -3,7 +3,9 @@
 // also written through crm.save_inbound_page in mode "live", which applies them exactly as the
 // sync would but moves no watermark or checkpoint (a timeframe is not a complete walk).
 // Pages are read by the walk's own reader and feed (./walk.ts, ./feed.ts): the same budgeted
-// adapter calls, mapping and fetch-ahead; only what is done with each page differs.
+// adapter calls, mapping and fetch-ahead; only what is done with each page differs. The context
+// given should take the 'interactive' lane of the shared rate budget (crm-fetch-live does), so a
+// live read waits for no delta or backfill of the same account.
 import type { Sql } from "../db.ts";
 import type { ObjectType, RecordError } from "../providers/types.ts";
 import { recordFailure } from "./connections.ts";
@@ -127,6 +129,8 @@ export async function fetchLive(sql: Sql, ctx: SyncContext, o: LiveOptions): Pro
     out.error = (await recordFailure(sql, conn, e)).message;
   }
   out.api_calls = ctx.calls() - calls0;
+  // What the CRM said about its limits reaches the shared budget before the request ends.
+  await ctx.budget.flush();
   if (runId !== null) {
     const status = out.error ? "failed" : tally.failed ? "partial" : "success";
     await closeRun(sql, { runId, leaseToken: null }, status, tally, {
