@@ -1,7 +1,7 @@
 /** main.ts: one ready line with URLs and credentials, clean exit on SIGTERM. */
 import { assert, assertEquals } from "./common/assert.ts";
 
-Deno.test("main.ts prints one ready line, serves all three, exits 0 on SIGTERM", async () => {
+Deno.test("main.ts prints one ready line, serves all three with --accounts, exits 0 on SIGTERM", async () => {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -17,6 +17,10 @@ Deno.test("main.ts prints one ready line, serves all three, exits 0 on SIGTERM",
       "5",
       "--records",
       "10",
+      "--accounts",
+      "3",
+      "--tenant-records",
+      "2",
     ],
     stdout: "piped",
     stderr: "piped",
@@ -28,8 +32,13 @@ Deno.test("main.ts prints one ready line, serves all three, exits 0 on SIGTERM",
     if (done) break;
     out += value;
   }
-  const ready = JSON.parse(out.split("\n")[0]) as { ready: boolean; env: Record<string, string> };
+  const ready = JSON.parse(out.split("\n")[0]) as {
+    ready: boolean;
+    accounts: number;
+    env: Record<string, string>;
+  };
   assert(ready.ready);
+  assertEquals(ready.accounts, 3);
   const env = ready.env;
   for (
     const k of [
@@ -71,6 +80,24 @@ Deno.test("main.ts prints one ready line, serves all three, exits 0 on SIGTERM",
   });
   assertEquals(pd.status, 200);
   await pd.body?.cancel();
+  // Account 2 of each sandbox: listed by the admin API, served through the same port.
+  for (const [base, key] of [["HUBSPOT", "HUBSPOT_PRIVATE_APP_TOKEN"], ["PIPEDRIVE", ""]]) {
+    const url = env[`${base}_API_URL`];
+    const listed = await (await fetch(`${url}/__admin/accounts?from=2&limit=1`)).json() as {
+      count: number;
+      accounts: Array<{ credentials: Record<string, string> }>;
+    };
+    assertEquals(listed.count, 3);
+    const c = listed.accounts[0].credentials;
+    const res = key
+      ? await fetch(`${url}/crm/v3/objects/contacts?limit=10`, {
+        headers: { authorization: `Bearer ${c[key]}` },
+      })
+      : await fetch(`${url}/api/v2/persons?limit=10&api_token=${c.PIPEDRIVE_API_TOKEN}`);
+    assertEquals(res.status, 200);
+    const body = await res.json() as { results?: unknown[]; data?: unknown[] };
+    assertEquals((body.results ?? body.data)?.length, 2, "account 2 has --tenant-records 2");
+  }
 
   child.kill("SIGTERM");
   let rest = "";

@@ -3,11 +3,15 @@
  *
  *   deno run -A shared/emulators/main.ts [--hubspot-port N] [--salesforce-port N]
  *     [--pipedrive-port N] [--seed N] [--records N] [--hostname H] [--time-scale X]
+ *     [--accounts N] [--tenant-records N]
  *
  * Ports default to 54330 (HubSpot), 54331 (Salesforce), 54332 (Pipedrive);
  * 0 picks a free port. Once all three listen, exactly one line of JSON goes to
- * stdout: {"ready":true,"env":{"HUBSPOT_API_URL":…,"SALESFORCE_API_URL":…,
- * "PIPEDRIVE_API_URL":…, …credentials}}. Logs go to stderr. SIGTERM/SIGINT
+ * stdout: {"ready":true,"accounts":N,"env":{"HUBSPOT_API_URL":…,"SALESFORCE_API_URL":…,
+ * "PIPEDRIVE_API_URL":…, …credentials of account 0}}. `--accounts N` (default 1) makes each
+ * sandbox host N accounts (portals / orgs / companies), created on first use, with
+ * `--tenant-records` records per object each (default 10) except account 0 (`--records`);
+ * GET /__admin/accounts lists their credentials. Logs go to stderr. SIGTERM/SIGINT
  * close the servers and exit 0; a start-up failure exits 1.
  */
 import { parseArgs } from "node:util";
@@ -38,6 +42,8 @@ async function main(): Promise<void> {
       "records": { type: "string" },
       "hostname": { type: "string" },
       "time-scale": { type: "string" },
+      "accounts": { type: "string" },
+      "tenant-records": { type: "string" },
     },
     strict: true,
   });
@@ -49,7 +55,13 @@ async function main(): Promise<void> {
     log(`--time-scale must be a positive number`);
     Deno.exit(2);
   }
-  const common = { seed, records, hostname, timeScale, log };
+  const accounts = intArg(values.accounts, "accounts", 1);
+  if (accounts < 1) {
+    log(`--accounts must be at least 1`);
+    Deno.exit(2);
+  }
+  const tenantRecords = intArg(values["tenant-records"], "tenant-records", 10);
+  const common = { seed, records, hostname, timeScale, log, accounts, tenantRecords };
 
   const started: Array<{ close(): Promise<void> }> = [];
   try {
@@ -69,7 +81,7 @@ async function main(): Promise<void> {
     });
     started.push(pipedrive);
     log(
-      `HubSpot ${hubspot.url}, Salesforce ${salesforce.url}, Pipedrive ${pipedrive.url} (seed ${seed}, ${records} records per object)`,
+      `HubSpot ${hubspot.url}, Salesforce ${salesforce.url}, Pipedrive ${pipedrive.url} (seed ${seed}, ${records} records per object, ${accounts} account(s) each)`,
     );
     const env = {
       HUBSPOT_API_URL: hubspot.url,
@@ -79,7 +91,7 @@ async function main(): Promise<void> {
       ...salesforce.credentials,
       ...pipedrive.credentials,
     };
-    console.log(JSON.stringify({ ready: true, env }));
+    console.log(JSON.stringify({ ready: true, accounts, env }));
   } catch (e) {
     log(`start-up failed: ${(e as Error).message}`);
     for (const s of started) await s.close().catch(() => {});

@@ -11,6 +11,7 @@ import { type FaultConfigInput, FaultConfigSchema, Faults } from "./faults.ts";
 import { drainBody, HttpError, json, sleep } from "./http.ts";
 import { Prng } from "./prng.ts";
 import { type RequestContext, Router } from "./router.ts";
+import { type AccountDescriptor, accountSeed, Tenancy } from "./tenancy.ts";
 import { TokenStore } from "./tokens.ts";
 import { WebhookQueue } from "./webhook_queue.ts";
 
@@ -31,6 +32,12 @@ export interface BaseOptions {
   log?: (line: string) => void;
   /** Keep bodies of the last N webhook deliveries for inspection (default 1000). */
   keepWebhookBodies?: number;
+  /** Accounts (portals / orgs / companies) served by this process (default 1). */
+  accounts?: number;
+  /** Records per object of accounts 1..N-1 (default 10); account 0 has `records`. */
+  tenantRecords?: number;
+  /** Which account this instance is (set by the tenancy; default 0). */
+  account?: number;
 }
 
 export interface StartedEmulator<S> {
@@ -106,8 +113,21 @@ export function parseTime(v: number | string): number {
 
 export type FaultKind = "5xx" | "429" | "401";
 
+/** Query parameter selecting the account of an admin request (default 0; `all` for writes). */
+export const ACCOUNT_PARAM = "account";
+
+const AccountsQuerySchema = z.object({
+  from: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(10_000).default(100),
+});
+
 export abstract class Emulator {
   readonly name: string;
+  /** Account number within the process (0 = the one printed on the ready line). */
+  readonly account: number;
+  /** The process seed (account seeds derive from it). */
+  readonly rootSeed: number;
+  readonly options: BaseOptions;
   seed: number;
   records: number;
   readonly prng: Prng;
@@ -125,11 +145,15 @@ export abstract class Emulator {
   #server?: Deno.HttpServer;
   #closing = new AbortController();
   #startOptions: { port: number; hostname: string };
+  #tenancy?: Tenancy<Emulator>;
 
   constructor(name: string, opts: BaseOptions, tokenTtlMs: number | null) {
     this.name = name;
-    this.seed = opts.seed ?? 1;
-    this.records = opts.records ?? 25;
+    this.options = opts;
+    this.account = opts.account ?? 0;
+    this.rootSeed = opts.seed ?? 1;
+    this.seed = this.account === 0 ? this.rootSeed : accountSeed(this.rootSeed, this.account);
+    this.records = this.account === 0 ? opts.records ?? 25 : opts.tenantRecords ?? 10;
     this.timeScale = opts.timeScale ?? 1;
     this.now = opts.now ?? Date.now;
     this.log = opts.log ?? (() => {});
@@ -164,6 +188,36 @@ export abstract class Emulator {
 
   /** Provider state reset (tokens, rate limits, …) on admin reset. */
   protected resetProviderState(): void {}
+
+  /** Credentials and routing keys of account `i`, without creating it. */
+  protected abstract describeAccount(account: number): AccountDescriptor;
+  /** A new instance for account `i` (same options, `account: i`). */
+  protected abstract createAccount(account: number): Emulator;
+  /** Routing keys an API request carries (bearer token, client id, …). */
+  protected abstract routingKeys(req: Request, url: URL): string[] | Promise<string[]>;
+
+  /** The accounts of this process; only account 0 (the one that serves) has it. */
+  get tenancy(): Tenancy<Emulator> | undefined {
+    if (this.account !== 0) return undefined;
+    this.#tenancy ??= new Tenancy<Emulator>(Math.max(1, this.options.accounts ?? 1), this, {
+      describe: (i) => this.describeAccount(i),
+      create: (i) => {
+        const a = this.createAccount(i);
+        a.url = this.url;
+        a.port = this.port;
+        a.onStarted();
+        return a;
+      },
+    });
+    return this.#tenancy;
+  }
+
+  /** Account `i` of this process (created on first use). */
+  accountAt(account: number): Emulator {
+    const t = this.tenancy;
+    if (!t) throw new Error("only account 0 hosts the accounts");
+    return t.get(account);
+  }
 
   // ---- lifecycle -------------------------------------------------------------
 
@@ -200,6 +254,12 @@ export abstract class Emulator {
    * e.g. main.ts, simply exits).
    */
   async close(graceMs = 3000): Promise<void> {
+    for (const a of this.#tenancy?.created() ?? []) {
+      if (a === this) continue;
+      a.beforeClose();
+      a.#closing.abort();
+      await a.queue.close();
+    }
     this.beforeClose();
     this.#closing.abort();
     await this.queue.close();
@@ -228,9 +288,18 @@ export abstract class Emulator {
 
   /** Answer one request; the answer leaves only after the request body was read. */
   async handle(req: Request): Promise<Response> {
-    const res = await this.#dispatch(req);
+    const res = await (await this.#accountFor(req)).#dispatch(req);
     await drainBody(req);
     return res;
+  }
+
+  /** The account an API request is for (admin requests choose theirs with ?account=). */
+  async #accountFor(req: Request): Promise<Emulator> {
+    const t = this.tenancy;
+    if (!t || t.count === 1) return this;
+    const url = new URL(req.url);
+    if (url.pathname === "/__admin" || url.pathname.startsWith("/__admin/")) return this;
+    return t.resolve(await this.routingKeys(req, url));
   }
 
   async #dispatch(req: Request): Promise<Response> {
@@ -273,6 +342,58 @@ export abstract class Emulator {
   }
 
   async #handleAdmin(req: Request, url: URL): Promise<Response> {
+    const t = this.tenancy;
+    const selected = url.searchParams.get(ACCOUNT_PARAM);
+    if (!t) return await this.#handleAdminHere(req, url);
+    if (url.pathname === "/__admin/accounts" && req.method === "GET") {
+      const q = AccountsQuerySchema.safeParse(Object.fromEntries(url.searchParams));
+      if (!q.success) return json({ error: q.error.issues.map((i) => i.message).join("; ") }, 400);
+      return json({
+        count: t.count,
+        from: q.data.from,
+        limit: q.data.limit,
+        accounts: t.list(q.data.from, q.data.limit),
+      });
+    }
+    if (selected === null || selected === "0") return await this.#handleAdminHere(req, url);
+    if (selected === "all") return await this.#handleAdminAll(t, req, url);
+    const i = Number(selected);
+    if (!t.has(i)) {
+      return json({ error: `no account ${selected} (accounts: 0..${t.count - 1} or all)` }, 404);
+    }
+    return await t.get(i).#handleAdminHere(req, url);
+  }
+
+  /**
+   * `?account=all`: the same admin write on every account in turn (creating them all), e.g.
+   * faults, rate limits or a reset for a whole scale test. Reads are per account.
+   */
+  async #handleAdminAll(t: Tenancy<Emulator>, req: Request, url: URL): Promise<Response> {
+    if (req.method === "GET" || req.method === "HEAD") {
+      return json({ error: "account=all applies to writes only; read one account at a time" }, 400);
+    }
+    const body = await req.text();
+    const byStatus: Record<string, number> = {};
+    const errors: Array<{ account: number; status: number; body: unknown }> = [];
+    for (let i = 0; i < t.count; i++) {
+      const one = new Request(req.url, {
+        method: req.method,
+        headers: req.headers,
+        body: body === "" ? undefined : body,
+      });
+      const res = await t.get(i).#handleAdminHere(one, url);
+      byStatus[res.status] = (byStatus[res.status] ?? 0) + 1;
+      if (res.status >= 400 && errors.length < 10) {
+        errors.push({ account: i, status: res.status, body: await res.json().catch(() => null) });
+      } else await res.body?.cancel();
+    }
+    return json(
+      { accounts: t.count, byStatus, errors },
+      errors.length > 0 ? errors[0].status : 200,
+    );
+  }
+
+  async #handleAdminHere(req: Request, url: URL): Promise<Response> {
     const m = this.admin.match(req.method, url.pathname);
     if (!("handler" in m)) {
       return json({
@@ -324,6 +445,7 @@ export abstract class Emulator {
     a.get("/__admin", () =>
       json({
         name: this.name,
+        account: this.account,
         url: this.url,
         seed: this.seed,
         records: this.records,
@@ -371,8 +493,11 @@ export abstract class Emulator {
       return json(this.faults.update(body));
     });
     a.patch("/__admin/faults", async ({ req }) => {
-      const body = FaultConfigSchema.partial().parse(await this.adminBody(req));
-      return json(this.faults.update(body));
+      const raw = z.record(z.string(), z.unknown()).parse(await this.adminBody(req));
+      // partial() keeps the fields' defaults: merge only the keys the caller sent.
+      const parsed = FaultConfigSchema.partial().parse(raw);
+      const sent = Object.fromEntries(Object.entries(parsed).filter(([k]) => k in raw));
+      return json(this.faults.update(sent));
     });
     a.delete("/__admin/faults", () => {
       this.faults.reset(this.seed);

@@ -32,6 +32,8 @@ export class TokenStore {
   #tokens = new Map<string, TokenInfo>();
   /** TTL for newly issued access tokens (ms); null = no expiry. */
   accessTtlMs: number | null;
+  /** Told of every token added (the tenancy routes requests by token). */
+  onAdd?: (token: string) => void;
 
   constructor(private prng: Prng, accessTtlMs: number | null) {
     this.accessTtlMs = accessTtlMs;
@@ -45,6 +47,7 @@ export class TokenStore {
   add(info: Omit<TokenInfo, "revoked"> & { revoked?: boolean }): TokenInfo {
     const full: TokenInfo = { revoked: false, ...info };
     this.#tokens.set(full.token, full);
+    this.onAdd?.(full.token);
     return full;
   }
 

@@ -30,6 +30,14 @@ import { registerWebhookSettingsRoutes } from "./webhooks_api.ts";
 import { type HubSpotWebhookConfigInput, HubSpotWebhooks } from "./webhooks.ts";
 import { HubSpotStore } from "./store.ts";
 import { seedHubSpot } from "./seed.ts";
+import {
+  hubspotAccount,
+  type HubSpotCredentials,
+  hubspotCredentials,
+  hubspotEnv,
+  hubspotRoutingKeys,
+} from "./account.ts";
+import type { AccountDescriptor } from "../common/tenancy.ts";
 
 export interface HubSpotRateLimit {
   /** Requests per rolling interval (default 100, Free/Starter private apps). */
@@ -78,16 +86,7 @@ export class HubSpotEmulator extends Emulator {
   searchLagMs: number;
   fault429Policy: "TEN_SECONDLY_ROLLING" | "SECONDLY";
   readonly issuedTokenTtlMs: number;
-  readonly creds: {
-    accessToken: string;
-    refreshToken: string;
-    privateAppToken: string;
-    clientId: string;
-    clientSecret: string;
-    developerApiKey: string;
-    portalId: number;
-    appId: number;
-  };
+  readonly creds: HubSpotCredentials;
   #initialTtlMs: number | null;
   #admin: HubSpotAdminStore;
 
@@ -97,17 +96,7 @@ export class HubSpotEmulator extends Emulator {
     this.#initialTtlMs = opts.initialTokenTtlSeconds == null
       ? null
       : opts.initialTokenTtlSeconds * 1000;
-    const c = this.prng.fork("credentials");
-    this.creds = {
-      accessToken: `C${c.alnum(10).toUpperCase()}${c.alnum(50)}`,
-      refreshToken: c.uuid(),
-      privateAppToken: `pat-na1-${c.uuid()}`,
-      clientId: c.uuid(),
-      clientSecret: c.uuid(),
-      developerApiKey: c.uuid(),
-      portalId: 10_000_000 + c.int(0, 89_999_999),
-      appId: 1_000_000 + c.int(0, 8_999_999),
-    };
+    this.creds = hubspotCredentials(this.rootSeed, this.account);
     this.errors = new HsErrors(this.prng.fork("correlation"));
     const rl = opts.rateLimit ?? {};
     this.limiter = new RollingWindowLimiter(rl.tenSecondly ?? 100, rl.intervalMs ?? 10_000);
@@ -169,17 +158,19 @@ export class HubSpotEmulator extends Emulator {
   }
 
   credentials(): Record<string, string> {
-    const c = this.creds;
-    return {
-      HUBSPOT_ACCESS_TOKEN: c.accessToken,
-      HUBSPOT_REFRESH_TOKEN: c.refreshToken,
-      HUBSPOT_CLIENT_ID: c.clientId,
-      HUBSPOT_CLIENT_SECRET: c.clientSecret,
-      HUBSPOT_PORTAL_ID: String(c.portalId),
-      HUBSPOT_APP_ID: String(c.appId),
-      HUBSPOT_PRIVATE_APP_TOKEN: c.privateAppToken,
-      HUBSPOT_DEVELOPER_API_KEY: c.developerApiKey,
-    };
+    return hubspotEnv(this.creds);
+  }
+
+  protected describeAccount(account: number): AccountDescriptor {
+    return hubspotAccount(this.rootSeed, account);
+  }
+
+  protected createAccount(account: number): HubSpotEmulator {
+    return new HubSpotEmulator({ ...this.options, account });
+  }
+
+  protected routingKeys(req: Request, url: URL): Promise<string[]> {
+    return hubspotRoutingKeys(req, url);
   }
 
   protected override beforeClose(): void {

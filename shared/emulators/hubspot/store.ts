@@ -4,6 +4,7 @@
  * merges, archive/restore, GDPR purge). Every change is reported through
  * `onChange`, which the webhook module turns into HubSpot events.
  */
+import { compactJson } from "../common/compact.ts";
 import type { Prng } from "../common/prng.ts";
 import { type Row, Table } from "../common/table.ts";
 import type { ModifiedSelection } from "../common/emulator.ts";
@@ -330,7 +331,10 @@ export class HubSpotStore {
 
   /** Sort the modification indexes after seeding. */
   finishSeeding(): void {
-    for (const t of OBJECT_TYPES) this.tables[t].reindex();
+    for (const t of OBJECT_TYPES) {
+      for (const r of this.tables[t].bySeq) r.properties = compactJson(r.properties);
+      this.tables[t].reindex();
+    }
   }
 
   /** Link two seeded records without events or timestamp changes. */

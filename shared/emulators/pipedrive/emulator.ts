@@ -24,6 +24,14 @@ import { registerV1Routes } from "./v1.ts";
 import { registerOAuthRoutes } from "./oauth.ts";
 import { PipedriveWebhooks } from "./webhooks.ts";
 import { PipedriveAdminStore, registerPipedriveAdmin } from "./admin.ts";
+import type { AccountDescriptor } from "../common/tenancy.ts";
+import {
+  pipedriveAccount,
+  type PipedriveCredentials,
+  pipedriveCredentials,
+  pipedriveEnv,
+  pipedriveRoutingKeys,
+} from "./account.ts";
 
 export interface PipedriveRateLimit {
   /** Requests per token per `windowMs` (default 80 per 2 s). */
@@ -65,31 +73,13 @@ export class PipedriveEmulator extends Emulator {
   readonly limiter: RollingWindowLimiter;
   readonly daily: DailyBudget;
   readonly issuedTokenTtlMs: number;
-  readonly creds: {
-    apiToken: string;
-    clientId: string;
-    clientSecret: string;
-    companyId: number;
-    companyDomain: string;
-    accessToken: string;
-    refreshToken: string;
-  };
+  readonly creds: PipedriveCredentials;
   #admin: PipedriveAdminStore;
 
   constructor(opts: PipedriveOptions = {}) {
     super("pipedrive", opts, (opts.tokenTtlSeconds ?? 3599) * 1000);
     this.issuedTokenTtlMs = (opts.tokenTtlSeconds ?? 3599) * 1000;
-    const c = this.prng.fork("credentials");
-    const companyId = 10_000_000 + c.int(0, 9_999_999);
-    this.creds = {
-      apiToken: c.hex(40),
-      clientId: c.hex(16),
-      clientSecret: c.hex(40),
-      companyId,
-      companyDomain: `sandbox-${companyId}`,
-      accessToken: `${companyId}:1:${c.hex(40)}`,
-      refreshToken: `${companyId}:1:${c.hex(40)}`,
-    };
+    this.creds = pipedriveCredentials(this.rootSeed, this.account);
     const rl = opts.rateLimit ?? {};
     this.limiter = new RollingWindowLimiter(rl.burst ?? 80, rl.windowMs ?? 2000);
     this.daily = new DailyBudget(rl.dailyTokens ?? 0);
@@ -144,17 +134,19 @@ export class PipedriveEmulator extends Emulator {
   }
 
   credentials(): Record<string, string> {
-    const c = this.creds;
-    return {
-      PIPEDRIVE_API_TOKEN: c.apiToken,
-      PIPEDRIVE_CLIENT_ID: c.clientId,
-      PIPEDRIVE_CLIENT_SECRET: c.clientSecret,
-      PIPEDRIVE_COMPANY_ID: String(c.companyId),
-      PIPEDRIVE_COMPANY_DOMAIN: c.companyDomain,
-      PIPEDRIVE_ACCESS_TOKEN: c.accessToken,
-      PIPEDRIVE_REFRESH_TOKEN: c.refreshToken,
-      PIPEDRIVE_USER_ID: "1",
-    };
+    return pipedriveEnv(this.creds);
+  }
+
+  protected describeAccount(account: number): AccountDescriptor {
+    return pipedriveAccount(this.rootSeed, account);
+  }
+
+  protected createAccount(account: number): PipedriveEmulator {
+    return new PipedriveEmulator({ ...this.options, account });
+  }
+
+  protected routingKeys(req: Request, url: URL): Promise<string[]> {
+    return pipedriveRoutingKeys(req, url);
   }
 
   protected override resetProviderState(): void {

@@ -5,6 +5,7 @@
  * `merged_to_id`. Every change is reported through `onChange` with the
  * previous values of the changed fields (what webhooks v2 send as `previous`).
  */
+import { compactJson } from "../common/compact.ts";
 import type { ModifiedSelection } from "../common/emulator.ts";
 import { isoSeconds } from "../common/time_format.ts";
 import type { Prng } from "../common/prng.ts";
@@ -460,7 +461,13 @@ export class PipedriveStore {
   }
 
   finishSeeding(): void {
-    for (const t of Object.values(this.tables)) t.reindex();
+    for (const t of Object.values(this.tables)) {
+      for (const r of t.bySeq) {
+        r.data = compactJson(r.data);
+        r.custom = compactJson(r.custom);
+      }
+      t.reindex();
+    }
   }
 
   setModified(entity: PdEntity, sel: ModifiedSelection, at: number): string[] {

@@ -15,7 +15,14 @@ import { DailyBudget } from "../common/rate_limit.ts";
 import type { RequestContext } from "../common/router.ts";
 import type { TokenInfo } from "../common/tokens.ts";
 import { invalidSession, notFound, SfError } from "./errors.ts";
-import { KEY_PREFIX, makeId } from "./ids.ts";
+import type { AccountDescriptor } from "../common/tenancy.ts";
+import {
+  salesforceAccount,
+  type SalesforceCredentials,
+  salesforceCredentials,
+  salesforceEnv,
+  salesforceRoutingKeys,
+} from "./account.ts";
 import { SalesforceStore } from "./store.ts";
 import { seedSalesforce } from "./seed.ts";
 import { registerOAuthRoutes } from "./oauth.ts";
@@ -51,16 +58,7 @@ export class SalesforceEmulator extends Emulator {
   readonly outbound: OutboundMessages;
   readonly issuedTokenTtlMs: number;
   queryBatchSize: number;
-  readonly creds: {
-    accessToken: string;
-    refreshToken: string;
-    clientId: string;
-    clientSecret: string;
-    orgId: string;
-    userId: string;
-    username: string;
-    password: string;
-  };
+  readonly creds: SalesforceCredentials;
   #initialTtlMs: number | null;
   #admin: SalesforceAdminStore;
 
@@ -70,18 +68,7 @@ export class SalesforceEmulator extends Emulator {
     this.#initialTtlMs = opts.initialTokenTtlSeconds == null
       ? null
       : opts.initialTokenTtlSeconds * 1000;
-    const c = this.prng.fork("credentials");
-    const orgId = makeId(KEY_PREFIX.Organization, c.int(1, 1_000_000), "0D");
-    this.creds = {
-      accessToken: `${orgId.slice(0, 15)}!${c.alnum(20).toUpperCase()}${c.alnum(60)}`,
-      refreshToken: `5Aep861${c.alnum(80)}`,
-      clientId: `3MVG9${c.alnum(80)}`,
-      clientSecret: c.digits(19).replace(/^0/, "1") + c.hex(45).toUpperCase(),
-      orgId,
-      userId: makeId(KEY_PREFIX.User, 1),
-      username: `integration@sandbox-${c.alnum(6)}.example`,
-      password: `pw-${c.alnum(12)}`,
-    };
+    this.creds = salesforceCredentials(this.rootSeed, this.account);
     this.daily = new DailyBudget(opts.dailyApiRequests ?? 15_000);
     this.queryBatchSize = opts.queryBatchSize ?? 2000;
     this.store = new SalesforceStore(this.now, this.prng.fork("store"));
@@ -130,20 +117,19 @@ export class SalesforceEmulator extends Emulator {
   }
 
   credentials(): Record<string, string> {
-    const c = this.creds;
-    return {
-      SALESFORCE_ACCESS_TOKEN: c.accessToken,
-      SALESFORCE_REFRESH_TOKEN: c.refreshToken,
-      SALESFORCE_CLIENT_ID: c.clientId,
-      SALESFORCE_CLIENT_SECRET: c.clientSecret,
-      SALESFORCE_ORG_ID: c.orgId,
-      SALESFORCE_INSTANCE_URL: this.url,
-      SALESFORCE_LOGIN_URL: this.url,
-      SALESFORCE_USER_ID: c.userId,
-      SALESFORCE_USERNAME: c.username,
-      SALESFORCE_PASSWORD: c.password,
-      SALESFORCE_API_VERSION: "62.0",
-    };
+    return salesforceEnv(this.creds, this.url);
+  }
+
+  protected describeAccount(account: number): AccountDescriptor {
+    return salesforceAccount(this.rootSeed, account, this.url);
+  }
+
+  protected createAccount(account: number): SalesforceEmulator {
+    return new SalesforceEmulator({ ...this.options, account });
+  }
+
+  protected routingKeys(req: Request, url: URL): Promise<string[]> {
+    return salesforceRoutingKeys(req, url);
   }
 
   protected override beforeClose(): void {

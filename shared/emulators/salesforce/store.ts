@@ -4,6 +4,7 @@
  * soft delete to the recycle bin (IsDeleted, visible to queryAll and
  * /deleted), undelete and merge (loser deleted with MasterRecordId).
  */
+import { compactJson } from "../common/compact.ts";
 import type { ModifiedSelection } from "../common/emulator.ts";
 import type { Prng } from "../common/prng.ts";
 import { type Row, Table } from "../common/table.ts";
@@ -412,7 +413,10 @@ export class SalesforceStore {
   }
 
   finishSeeding(): void {
-    for (const t of SOBJECTS) this.tables[t].reindex();
+    for (const t of SOBJECTS) {
+      for (const r of this.tables[t].bySeq) r.fields = compactJson(r.fields);
+      this.tables[t].reindex();
+    }
   }
 
   setModified(type: SfObject, sel: ModifiedSelection, at: number): string[] {
