@@ -9,11 +9,15 @@
 // 5/s × 200 and its own class. Deltas search by modification time (keyset, ./keyset.ts), the
 // one thing the list cannot do. The list is not ordered by time, so its pages carry no
 // watermark: a mid-walk watermark would let the next delta skip changes on pages not read yet.
-// The last page's watermark is the walk's start on HubSpot's clock (the first answer's Date
-// header, whole seconds, ≤ the time that page was read): every change before it was read, since
-// each record's page was read after it; a change after it on a page already read is what the
-// next delta (from the watermark, less SEARCH_OVERLAP_MS) reads. advance_cursor never moves
-// the cursor back, so a later delta watermark stays.
+// The last page's watermark is the earlier of the walk's start on HubSpot's clock (the first
+// answer's Date header, whole seconds, ≤ the time that page was read) and the newest
+// modification the walk listed. Every change before the start was read, since each record's
+// page was read after it; a change after it on a page already read is what the next delta
+// (from the watermark, less SEARCH_OVERLAP_MS) reads. Any earlier watermark is as safe, and the
+// newest modification listed costs the delta nothing more (nothing else is modified between it
+// and the start) while also catching a write whose modification time HubSpot set earlier than
+// it became visible (search index lag, imports) when the walk ran on an idle portal.
+// advance_cursor never moves the cursor back, so a later delta watermark stays.
 // Call kinds (beforeRequest and observe): "list" (the walk's list pages), "search" (delta
 // pages; its own 5/s class, without X-HubSpot-RateLimit-* headers), "associations" (v4 batch
 // reads), "owners" (owner pages), "owner" (one owner by id), "batch-read" (records by id),
@@ -67,11 +71,13 @@ export const SEARCH_OVERLAP_MS = 30_000;
 /** The list endpoint's largest page. */
 const LIST_PAGE = 100;
 
-/** A list walk's checkpoint: the next page's cursor and the walk's start (see the header). */
+/** A list walk's checkpoint: the next page's cursor, the walk's start and the newest
+ * modification listed so far (see the header). */
 interface ListWalk {
   walk: "list";
   after: string;
   startedAt: string;
+  newest: string | null;
 }
 
 function isListWalk(c: unknown): c is ListWalk {
@@ -387,22 +393,28 @@ export function createHubSpotAdapter(
     const startedAt = walk?.startedAt ?? answeredAt(res.headers["date"], askedMs);
     const { records, errors } = split(object, res.data.results);
     await addAssociations(object, records, opts);
+    // ISO 8601 UTC with milliseconds (iso()): text order is time order.
+    const newest = records.reduce<string | null>(
+      (n, r) => (n === null || r.modifiedAt > n ? r.modifiedAt : n),
+      walk?.newest ?? null,
+    );
     const after = res.data.paging?.next?.after;
     if (after) {
       return {
         records,
         errors,
-        checkpoint: { walk: "list", after, startedAt } satisfies ListWalk,
+        checkpoint: { walk: "list", after, startedAt, newest } satisfies ListWalk,
         watermark: null,
         done: false,
       };
     }
-    // remoteId "": nothing at the start's own instant is claimed read (ids sort after "").
+    // remoteId "": nothing at that instant is claimed read (ids sort after "").
+    const at = newest !== null && newest < startedAt ? newest : startedAt;
     return {
       records,
       errors,
       checkpoint: null,
-      watermark: { modifiedAt: startedAt, remoteId: "" },
+      watermark: { modifiedAt: at, remoteId: "" },
       done: true,
     };
   }
