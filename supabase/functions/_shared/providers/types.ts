@@ -71,7 +71,6 @@ export interface ProviderDeps {
   /** Awaited before every API call: the per-connection rate limiter. A wait that would end past
    * `deadline` rejects (BudgetExhaustedError) instead of sleeping. */
   beforeRequest: (kind: string, o?: { signal?: AbortSignal; deadline?: number }) => Promise<void>;
-  observe?: (o: { kind: string; status: number; headers: Headers; body?: unknown }) => void;
   /** Longest wait for one HTTP answer (default DEFAULT_CALL_TIMEOUT_MS in ./call.ts). */
   callTimeoutMs?: number;
   onTokens: (tokens: TokenSet) => Promise<void>;
