@@ -336,7 +336,7 @@ async function issue11Parts(
           perTenant: scaleRecords,
           workerCounts: scaleWorkers,
           providers: scaleProviders,
-          small: Math.min(10, scaleConnections),
+          small: Math.max(2, Math.round(scaleConnections / 10)),
           roundTimeoutMs: 30 * 60_000,
         }, log);
         return () => printScale(r);

@@ -50,9 +50,9 @@ export function printScale(r: ScaleResult): Verdict[] {
   console.log(
     `small round: ${sm.connections} connections, max_workers ${sm.workers}: synced in ${
       s(sm.makespanMs)
-    }; peak RSS per worker process ${n(sm.memory.peakMaxMb, 1)} MB (median ${
-      n(sm.memory.peakMedianMb, 1)
-    } MB over ${sm.memory.processes} processes)`,
+    } by ${sm.invocations} worker invocations; peak RSS per worker process ${
+      n(sm.memory.peakMaxMb, 1)
+    } MB (median ${n(sm.memory.peakMedianMb, 1)} MB)`,
   );
   const su = speedUps(r.rounds);
   const rows = r.rounds.map((x) => {
@@ -71,6 +71,7 @@ export function printScale(r: ScaleResult): Verdict[] {
       `${x.memory.processes} / ${x.invocations}`,
       Object.values(u.shares).map((v) => pct(v)).join(" / "),
       pct(u.total),
+      `${n(x.load[0], 1)} → ${n(x.load[1], 1)}`,
     ];
   });
   table([
@@ -84,7 +85,13 @@ export function printScale(r: ScaleResult): Verdict[] {
     "processes / invocations",
     `CPU ${Object.keys(r.rounds[0]?.cpuMs ?? {}).join(" / ")}`,
     `busy (${CPUS} CPUs)`,
+    "load avg",
   ], rows);
+  console.log(
+    "(wait: enqueue to the tenant's job done, database clock; peak RSS: VmHWM of each worker " +
+      "process that served the round; CPU: each part's user + system time over the round ÷ " +
+      "(wall × CPUs); load avg: the machine's, other sessions included)",
+  );
   const flat = flattensAt(su);
   const at = r.rounds.find((x) => x.workers === flat);
   console.log(
@@ -112,16 +119,19 @@ export function printScale(r: ScaleResult): Verdict[] {
     value: `${n(worst, 2)}×`,
     met: worst <= SCALE_TARGETS.fairness,
   });
-  const peak = Math.max(...r.rounds.map((x) => x.memory.peakMaxMb));
+  const same = r.rounds.find((x) => x.workers === sm.workers);
+  const peak = same?.memory.peakMaxMb ?? NaN;
   const growth = peak / sm.memory.peakMaxMb;
   console.log(
     `memory: peak RSS per worker process with ${n(o.connections)} connections ${n(peak, 1)} MB vs ${
       n(sm.memory.peakMaxMb, 1)
-    } MB with ${sm.connections} → ${
+    } MB with ${sm.connections} (both at max_workers ${sm.workers}, each invocation up to its CPU budget) → ${
       n(growth, 2)
     }× — target ≤ ${SCALE_TARGETS.memoryGrowth}× (flat): ${
       verdict(growth <= SCALE_TARGETS.memoryGrowth)
-    } (source: ${
+    }; highest in any round ${
+      n(Math.max(...r.rounds.map((x) => x.memory.peakMaxMb)), 1)
+    } MB (source: ${
       r.rounds[0]?.memory.source === "gateway"
         ? "the gateway's VmHWM per process"
         : "RSS at exit in crm.job_workers.stats; the gateway's stats were unavailable"

@@ -13,6 +13,7 @@ import type postgres from "postgres";
 import type { StackConfig } from "../../shared/local/config.ts";
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
 import { SYNC_FUNCTION } from "./engine_run.ts";
+import { loadAverage } from "./procstat.ts";
 import {
   cpuDelta,
   enqueueInbound,
@@ -43,7 +44,10 @@ export interface ScaleOptions {
   perTenant: number;
   workerCounts: number[];
   providers: ProviderName[];
-  /** Connections of the small round that calibrates the per-process peak RSS. */
+  /** Connections of the small round that calibrates the per-process peak RSS: run with the
+   * fewest workers, compared with the full round of the same worker count, so that in both a
+   * worker invocation runs until its CPU budget (the work per process is the same; only the
+   * number of connections differs). */
   small: number;
   roundTimeoutMs: number;
 }
@@ -67,6 +71,8 @@ export interface ScaleRound {
   };
   invocations: number;
   cpuMs: StackCpu;
+  /** 1-minute load average at the start and the end (other work shares the CPUs). */
+  load: [number, number];
 }
 
 export interface ScaleResult {
@@ -133,6 +139,7 @@ export async function runScale(
       const gatewayOk = await gatewayStats(stack.url, true).then(() => true, () => false);
       const throttled0 = await throttledByAccount(roundAccounts);
       const cpu0 = stackCpu(stack.cfg, sandboxes.pid);
+      const load0 = loadAverage();
       let at: Date;
       if (subset) {
         const [r] = await sql`select now() as at`;
@@ -161,6 +168,7 @@ export async function runScale(
         },
       });
       const cpu = cpuDelta(cpu0, stackCpu(stack.cfg, sandboxes.pid));
+      const load1 = loadAverage();
       await waitWorkersGone(sql, 60_000);
       const jobs = await jobRows(sql, roundIds);
       const waitsMs = jobs.filter((j) => j.state === "done" && j.finishedAt)
@@ -215,6 +223,7 @@ export async function runScale(
         memory,
         invocations: inv.n,
         cpuMs: cpu,
+        load: [load0, load1],
       };
       log(
         `${label}: ${r.connections} streams synced in ${(r.makespanMs / 1000).toFixed(1)} s, ` +
@@ -225,7 +234,8 @@ export async function runScale(
     };
 
     const smallIds = ids.slice(0, Math.min(o.small, ids.length));
-    const small = await round(`small round (${smallIds.length} connections)`, 8, smallIds);
+    const fewest = Math.min(...o.workerCounts);
+    const small = await round(`small round (${smallIds.length} connections)`, fewest, smallIds);
     const rounds: ScaleRound[] = [];
     for (const w of o.workerCounts) {
       log(`round: max_workers = ${w}, ${ids.length} connections due at once`);
