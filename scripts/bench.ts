@@ -336,7 +336,7 @@ async function issue11Parts(
           perTenant: scaleRecords,
           workerCounts: scaleWorkers,
           providers: scaleProviders,
-          small: Math.max(2, Math.round(scaleConnections / 10)),
+          small: Math.max(2, Math.round(scaleConnections / 4)),
           roundTimeoutMs: 30 * 60_000,
         }, log);
         return () => printScale(r);

@@ -36,7 +36,7 @@ function table(head: string[], rows: string[][]): void {
 }
 
 function busy(r: ScaleRound) {
-  return utilisation({ ...r.cpuMs }, r.makespanMs, CPUS);
+  return utilisation({ ...r.cpuMs }, r.busyMs, CPUS);
 }
 
 export function printScale(r: ScaleResult): Verdict[] {
@@ -61,6 +61,7 @@ export function printScale(r: ScaleResult): Verdict[] {
     return [
       String(x.workers),
       s(x.makespanMs),
+      `${s(x.p99Ms)}${x.takenOver ? ` (${x.takenOver} taken over)` : ""}`,
       `${n(sp.speedUp, 2)}×`,
       Number.isFinite(sp.gain) ? `${n(sp.gain, 2)}×` : "–",
       `${s(quantile(x.waitsMs, 0.5))} / ${s(quantile(x.waitsMs, 0.95))} / ${
@@ -77,6 +78,7 @@ export function printScale(r: ScaleResult): Verdict[] {
   table([
     "max_workers",
     "all synced in",
+    "99 % synced in",
     "speed-up",
     "vs previous",
     "tenant wait p50 / p95 / max",
@@ -89,8 +91,9 @@ export function printScale(r: ScaleResult): Verdict[] {
   ], rows);
   console.log(
     "(wait: enqueue to the tenant's job done, database clock; peak RSS: VmHWM of each worker " +
-      "process that served the round; CPU: each part's user + system time over the round ÷ " +
-      "(wall × CPUs); load avg: the machine's, other sessions included)",
+      "process that served the round; CPU: each part's user + system time until 99 % were " +
+      "synced ÷ (that time × CPUs); taken over: jobs resumed by another worker after their " +
+      "worker's lease expired; load avg: the machine's, other sessions included)",
   );
   const flat = flattensAt(su);
   const at = r.rounds.find((x) => x.workers === flat);
@@ -103,7 +106,7 @@ export function printScale(r: ScaleResult): Verdict[] {
         n(su.find((x) => x.workers === flat)!.gain, 2)
       }× ` +
         `over ${su[su.findIndex((x) => x.workers === flat) - 1].workers}): ${
-          flattenReason(busy(at!))
+          flattenReason(busy(at!), at)
         }`,
   );
   const out: Verdict[] = [];

@@ -90,17 +90,38 @@ export function utilisation(
 /** A share of the CPUs at or above which the machine counts as saturated. */
 export const SATURATED = 0.85;
 
-/** Why the speed-up stops growing, in words, from the utilisation of the round where it
- * flattened: the machine's CPUs are full, or which component is busiest when they are not. */
-export function flattenReason(u: { shares: Record<string, number>; total: number }): string {
+/** Streams of a round that waited for a lease takeover (their worker died mid-job), and how
+ * long the round took for all but the slowest 1 %. */
+export interface Stragglers {
+  takenOver: number;
+  p99Ms: number;
+  makespanMs: number;
+}
+
+/**
+ * Why the speed-up stops growing, in words, from the round where it flattened: streams that
+ * waited for a lease takeover set its makespan, or else the utilisation of the CPUs while the
+ * work ran (full, or which component is busiest when they are not).
+ */
+export function flattenReason(
+  u: { shares: Record<string, number>; total: number },
+  st?: Stragglers,
+): string {
   const top = Object.entries(u.shares).sort((a, b) => b[1] - a[1]);
   const pct = (x: number) => `${Math.round(x * 100)} %`;
   const list = top.map(([k, v]) => `${k} ${pct(v)}`).join(", ");
-  return u.total >= SATURATED
+  const cpu = u.total >= SATURATED
     ? `the CPUs are saturated (${pct(u.total)} busy: ${list}); more workers only queue for them`
     : `the CPUs are not saturated (${
       pct(u.total)
     } busy: ${list}); the limit is elsewhere (waits on I/O, the queue, wake-ups)`;
+  if (st && st.takenOver > 0) {
+    const sec = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    return `${st.takenOver} stream(s) waited for a lease takeover after their worker died ` +
+      `mid-job, which sets the makespan (${sec(st.makespanMs)}; 99 % of the streams were synced ` +
+      `in ${sec(st.p99Ms)}); while the work ran, ${cpu}`;
+  }
+  return cpu;
 }
 
 export interface Sample {

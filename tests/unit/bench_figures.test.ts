@@ -108,6 +108,13 @@ Deno.test("utilisation and flattenReason: shares of the CPUs, saturated from 85 
   assert.match(flattenReason(u), /^the CPUs are saturated \(90 % busy: postgres 50 %/);
   const idle = utilisation({ postgres: 2_000, functions: 1_000 }, 10_000, 2);
   assert.match(flattenReason(idle), /^the CPUs are not saturated \(15 % busy/);
+  // A round whose makespan is set by streams that waited for a lease takeover says so first.
+  const st = { takenOver: 2, p99Ms: 26_000, makespanMs: 178_400 };
+  assert.match(
+    flattenReason(idle, st),
+    /^2 stream\(s\) waited for a lease takeover .*\(178\.4 s; 99 % of the streams were synced in 26\.0 s\); while the work ran, the CPUs are not saturated/,
+  );
+  assert.equal(flattenReason(idle, { ...st, takenOver: 0 }), flattenReason(idle));
 });
 
 Deno.test("countAt, wholeWindows, rateBetween: rates over whole rolling windows only", () => {
