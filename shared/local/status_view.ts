@@ -1,5 +1,6 @@
-// The foreground view of `npm start`: services, database, cron, every connection's streams
-// (rows in Postgres, latest run, pending outbound, errors) and recent function calls, redrawn
+// The foreground view of `npm start`: services, database, cron, the job queue and its workers
+// (crm.engine_status()), every connection's streams (rows in Postgres, latest run, pending
+// outbound, errors) and rate budget (crm.budget_status()), and recent function calls, redrawn
 // every two seconds on a terminal (every 30 s in a log) until Ctrl-C.
 import postgres from "postgres";
 import type { StackConfig } from "./config.ts";
@@ -78,6 +79,42 @@ async function connectionLines(sql: postgres.Sql): Promise<string[]> {
   return lines;
 }
 
+const age = (v: string | null) => v ? v.replace(/\.\d+$/, "") : "-";
+
+/** The job queue: workers live of the most allowed, and jobs by state. */
+async function engineLines(sql: postgres.Sql): Promise<string[]> {
+  const [e] = await sql`select * from crm.engine_status()`;
+  return [
+    "jobs (crm.engine_status())",
+    `  workers ${e.live_workers}/${e.max_workers} live · ${count(e.queued)} due · ${
+      count(e.running)
+    } running · ${count(e.waiting)} waiting · ${count(e.dead)} dead · oldest due ${
+      age(e.oldest_due_age)
+    }`,
+  ];
+}
+
+/** Each connection's rate budget per limit class, used of its ceiling. */
+async function budgetLines(sql: postgres.Sql): Promise<string[]> {
+  const rows = await sql`
+    select b.*, coalesce(c.name, c.provider) as name
+    from crm.budget_status() b join crm.connections c on c.id = b.connection_id
+    order by c.provider, name, b.connection_id, b.class`;
+  const lines = ["rate budgets (crm.budget_status(): used of the ceiling per window)"];
+  if (rows.length === 0) lines.push("  none used yet");
+  const by = new Map<string, string[]>();
+  for (const r of rows) {
+    const parts = by.get(r.name) ?? [];
+    const paused = r.paused_until && new Date(r.paused_until) > new Date()
+      ? ` PAUSED until ${time(r.paused_until)}`
+      : "";
+    parts.push(`${r.class} ${count(r.used)}/${count(r.ceiling)}${paused}`);
+    by.set(r.name, parts);
+  }
+  for (const [name, parts] of by) lines.push(`  ${name.padEnd(24)} ${parts.join(" · ")}`);
+  return lines;
+}
+
 async function snapshot(
   sql: postgres.Sql,
   cfg: StackConfig,
@@ -102,8 +139,13 @@ async function snapshot(
   for (const k of ["HUBSPOT_API_URL", "SALESFORCE_API_URL", "PIPEDRIVE_API_URL"]) {
     if (env[k]) lines.push(`  ${k.padEnd(18)} ${env[k]}`);
   }
-  const [{ has }] = await sql`select to_regprocedure('crm.sync_status()') is not null as has`;
-  if (has) lines.push("", ...await connectionLines(sql));
+  const [has] = await sql`
+    select to_regprocedure('crm.sync_status()') is not null as status,
+           to_regprocedure('crm.engine_status()') is not null as engine,
+           to_regprocedure('crm.budget_status()') is not null as budget`;
+  if (has.engine) lines.push("", ...await engineLines(sql));
+  if (has.status) lines.push("", ...await connectionLines(sql));
+  if (has.budget) lines.push("", ...await budgetLines(sql));
   lines.push("", "pg_cron jobs");
   const jobs = await sql`
     select j.jobname, j.schedule, d.status, d.start_time

@@ -45,11 +45,13 @@ create table if not exists crm.engine_settings (
   -- (https://supabase.com/docs/guides/cron: "no more than 8 jobs concurrently"); raise it on
   -- a larger compute size. 0 stops waking workers (jobs stay queued).
   max_workers integer not null default 8,
-  -- A worker stops claiming once it has used this much CPU, well under the hosted 2 s of CPU
-  -- per request (https://supabase.com/docs/guides/functions/limits), which terminates it.
-  worker_cpu_budget_ms integer not null default 1200,
-  -- How long a claim holds a job without a heartbeat; also how long a worker counts as alive
-  -- after it was last seen.
+  -- A worker stops claiming once it has used this much CPU. The hosted runtime terminates an
+  -- isolate at 2 s of CPU (https://supabase.com/docs/guides/functions/limits) counted over the
+  -- isolate's life, and retires it after a request that took it past 1 s, so a request that
+  -- lands on a reused isolate is sure of about 1 s only (supabase/edge-runtime,
+  -- strategy_per_worker.rs): 800 ms leaves room for the page in flight when it stops.
+  worker_cpu_budget_ms integer not null default 800,
+  -- How long a claim holds a job without a heartbeat.
   job_lease interval not null default '2 minutes',
   updated_at timestamptz not null default now(),
   constraint engine_settings_single_row check (id),
@@ -249,21 +251,25 @@ as $$
   returning j.id
 $$;
 
--- Live workers: not finished, and seen (claim, heartbeat) within the job lease, or woken less
--- than a minute ago and not started yet (a wake whose request failed stops counting after a
--- minute). idle: live workers holding no unexpired running job (starting, or between jobs).
+-- Live workers: not finished, and holding an unexpired running job, or seen (start, claim) in
+-- the last 30 seconds (between jobs a worker claims at once), or woken less than a minute ago
+-- and not started yet (a wake whose request failed stops counting after a minute). A worker
+-- killed mid-job stops counting when its job's lease expires, so it never holds a slot of
+-- max_workers longer than that. idle: live workers holding no unexpired running job.
 create or replace function crm._worker_counts()
   returns table (live integer, idle integer)
   language sql
   stable
   set search_path = ''
 as $$
-  with s as (select e.job_lease from crm.engine_settings e where e.id),
-  live as (
+  with live as (
     select w.id
-    from crm.job_workers w, s
+    from crm.job_workers w
     where w.finished_at is null
-      and (greatest(w.started_at, w.last_seen_at) > now() - s.job_lease
+      and (exists (select 1 from crm.jobs j
+                   where j.worker_id = w.id and j.state = 'running'
+                     and j.lease_expires_at >= now())
+           or greatest(w.started_at, w.last_seen_at) > now() - interval '30 seconds'
            or (w.started_at is null and w.woken_at > now() - interval '1 minute'))
   )
   select (select count(*) from live)::integer,
@@ -534,6 +540,16 @@ begin
     where ((j.state = 'queued' and j.run_after <= now())
         or (j.state = 'running' and j.lease_expires_at < now() and j.attempts + 1 < j.max_attempts))
       and (p_connection_id is null or j.connection_id = p_connection_id)
+      -- Inbound streams of one connection run in dependency order (owners, companies,
+      -- contacts, deals) so references resolve, as one request walking them in turn did: a
+      -- stream waits while an earlier one of its connection is running or due (not while that
+      -- one waits out a backoff).
+      and not (j.kind = 'inbound' and exists (
+        select 1 from crm.jobs d
+        where d.connection_id = j.connection_id and d.kind = 'inbound' and d.id <> j.id
+          and d.state in ('queued', 'running') and d.run_after <= now()
+          and array_position(array['owners', 'companies', 'contacts', 'deals'], d.object)
+            < array_position(array['owners', 'companies', 'contacts', 'deals'], j.object)))
     order by j.priority, a.last_served_at nulls first, j.run_after, j.id
     limit 1
     for update of j skip locked

@@ -50,8 +50,10 @@
 --   unless settings.rate_limits sets the class; usage the provider reports above our own log
 --   (another app or process on the same bucket) is added to the log; a daily usage report is
 --   trusted for 15 minutes (our own grants since are added to it), then our own log counts
---   again until the next report. A 429 (or Salesforce's 403) pauses the class until the
---   provider's window clears.
+--   again until the next report. A 429 (or Salesforce's 403) pauses the class for the wait the
+--   provider names (1 s when it names none, as HubSpot's burst 429s) and fills its window: it
+--   then gets grants only as fast as its earlier ones leave the window, so it never bursts into
+--   the same wall again; a daily 429 pauses it until the provider's day ends.
 --
 -- Settings (crm.connections.settings):
 --   rate_limits: {"<class>": {"limit": n, "window_ms": ms, "margin_ms": ms, "burst": n}} -
@@ -600,10 +602,21 @@ begin
       end if;
     end if;
     if (o ->> 'throttled')::boolean is true then
+      -- Nothing for the wait the provider names (else 1 s, at most the window; a daily limit:
+      -- 15 minutes, then a probe), and the window counts as full from now on: the class gets
+      -- back only what leaves it, never a burst into the same wall.
       v_pause_ms := case when pg_catalog.jsonb_typeof(o -> 'retry_ms') = 'number'
                          then greatest(0, (o ->> 'retry_ms')::numeric)
                          when l.daily then 15 * 60000
-                         else l.span_ms end;
+                         else least(1000, l.window_ms) end;
+      if not l.daily then
+        v_own := crm._rate_used(b.log_at, b.log_n, v_now - make_interval(secs => l.span_ms / 1000.0));
+        if v_own < l.ceiling then
+          v_log := crm._rate_log_append(b, (l.ceiling - v_own)::integer, l.span_ms, v_now);
+          b.log_at := v_log.log_at;
+          b.log_n := v_log.log_n;
+        end if;
+      end if;
       b.throttled := b.throttled + 1;
       b.last_throttled_at := v_at;
       b.throttled_until := greatest(b.throttled_until, v_at + make_interval(secs => v_pause_ms / 1000.0));

@@ -26,6 +26,8 @@ export interface SandboxOptions {
   records?: number;
   /** Lift the sandbox's rate limits (tests that are about something else run faster). */
   unlimited?: boolean;
+  /** HubSpot's 10-second window, shortened with the same shape (tests of the rate budget). */
+  hubspotWindow?: { tenSecondly: number; intervalMs: number };
 }
 
 export async function startSandbox(
@@ -36,7 +38,7 @@ export async function startSandbox(
   const sb = provider === "hubspot"
     ? await startHubSpot({
       ...base,
-      rateLimit: o.unlimited ? { tenSecondly: 100_000, searchPerSecond: 10_000 } : undefined,
+      rateLimit: o.unlimited ? { tenSecondly: 100_000, searchPerSecond: 10_000 } : o.hubspotWindow,
     })
     : provider === "salesforce"
     ? await startSalesforce(base)
@@ -130,7 +132,7 @@ export async function awaitJobs(
   const runs = await sql`
     select id as run_id, connection_id, object, status, processed, created, updated, unchanged,
            deleted, failed, api_calls, coalesce((details ->> 'more')::boolean, false) as more,
-           error ->> 'message' as error
+           error ->> 'message' as error, coalesce((error ->> 'revoked')::boolean, false) as revoked
     from crm.sync_log
     where connection_id = ${connectionId} and direction = 'inbound' and started_at >= ${since}
     order by id`;
@@ -249,4 +251,28 @@ export async function withConnection(
     await sql.end();
     await sb.close();
   }
+}
+
+export interface GatewayProcess {
+  pid: number;
+  state: string;
+  requests: number;
+  cpuMsMax: number;
+  peakRssMb: number;
+  exit?: string | null;
+}
+
+/** The local gateway's per-function process stats (GET /_gateway/stats, loopback only). */
+export async function gatewayStats(): Promise<
+  Record<string, { processes: GatewayProcess[]; kills: Record<string, number>; cpuMsMax: number }>
+> {
+  const res = await fetch(`${need("SUPABASE_URL")}/_gateway/stats`);
+  assert.equal(res.status, 200);
+  return (await res.json()).functions;
+}
+
+/** The processes of function `slug` serving a request right now. */
+export async function busyFunctionPids(slug: string): Promise<number[]> {
+  const fns = await gatewayStats();
+  return (fns[slug]?.processes ?? []).filter((p) => p.state === "busy").map((p) => p.pid);
 }

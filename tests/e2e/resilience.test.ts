@@ -3,8 +3,14 @@
 // state with a readable reason; a function process killed mid-walk resumes where it stopped.
 import assert from "node:assert/strict";
 import { PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
-import { need } from "../_support/env.ts";
-import { admin, callFunction, syncUntilDone, triggerSync, withConnection } from "./_harness.ts";
+import {
+  admin,
+  busyFunctionPids,
+  callFunction,
+  syncUntilDone,
+  triggerSync,
+  withConnection,
+} from "./_harness.ts";
 import { expectedContacts } from "./_expect.ts";
 
 for (const provider of PROVIDERS) {
@@ -66,23 +72,6 @@ for (const provider of PROVIDERS) {
   });
 }
 
-/** The function processes of crm-sync-bidirectional serving this stack's database (one, unless
- * the gateway regresses into spawning one per concurrent first request). */
-function functionPids(): number[] {
-  const port = new URL(need("SUPABASE_DB_URL")).port;
-  const pids: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-      if (!cmd.includes("function_runner.ts") || !cmd.includes("crm-sync-bidirectional")) continue;
-      const env = Deno.readTextFileSync(`/proc/${e.name}/environ`);
-      if (env.includes(`:${port}/`)) pids.push(Number(e.name));
-    } catch { /* process gone */ }
-  }
-  return pids;
-}
-
 for (const provider of PROVIDERS) {
   Deno.test({
     name: `e2e ${provider}: a function killed mid-walk resumes without gaps or duplicates`,
@@ -114,7 +103,7 @@ for (const provider of PROVIDERS) {
           const [run] = await sql`select processed from crm.sync_log
                                   where connection_id = ${conn} and status = 'running'`;
           if (run && run.processed >= 300) {
-            const pids = functionPids();
+            const pids = await busyFunctionPids("crm-sync-bidirectional");
             assert.deepEqual(pids.length, 1, `one function process (${pids.join(", ")})`);
             Deno.kill(pids[0], "SIGKILL");
             killed = true;

@@ -6,8 +6,18 @@
 //   checkpoint, and the old holder's late writes are refused (CRM10 / CRM11);
 // - one tenant's backfill does not delay another tenant's job by more than one slice.
 import assert from "node:assert/strict";
-import { need } from "../_support/env.ts";
-import { admin, awaitJobs, connect, db, type Sql, startSandbox } from "./_harness.ts";
+import {
+  admin,
+  awaitJobs,
+  busyFunctionPids,
+  callFunction,
+  connect,
+  db,
+  gatewayStats,
+  type Sql,
+  startSandbox,
+  withConnection,
+} from "./_harness.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -31,22 +41,6 @@ async function withSettings(
               set max_workers = ${before.max_workers}, worker_cpu_budget_ms =
                   ${before.worker_cpu_budget_ms}, job_lease = ${before.job_lease}::interval`;
   }
-}
-
-/** The function processes of crm-sync-bidirectional serving this stack's database. */
-function functionPids(): number[] {
-  const port = new URL(need("SUPABASE_DB_URL")).port;
-  const pids: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-      if (!cmd.includes("function_runner.ts") || !cmd.includes("crm-sync-bidirectional")) continue;
-      const env = Deno.readTextFileSync(`/proc/${e.name}/environ`);
-      if (env.includes(`:${port}/`)) pids.push(Number(e.name));
-    } catch { /* process gone */ }
-  }
-  return pids;
 }
 
 async function until(what: string, check: () => Promise<boolean>, ms = 60_000) {
@@ -116,6 +110,7 @@ Deno.test({
   name: "e2e workers: a worker killed mid-job loses nothing; its late writes are refused",
   fn: async () => {
     const sql = db();
+    // 2,000 Contacts and 2,000 Leads.
     const sb = await startSandbox("salesforce", { seed: 72, records: 2_000 });
     try {
       const conn = await connect(sql, sb);
@@ -135,7 +130,9 @@ Deno.test({
             where j.connection_id = ${conn} and j.state = 'running' and s.status = 'running'`;
           return Number(held?.processed ?? 0) >= 200;
         });
-        for (const pid of functionPids()) Deno.kill(pid, "SIGKILL");
+        for (const pid of await busyFunctionPids("crm-sync-bidirectional")) {
+          Deno.kill(pid, "SIGKILL");
+        }
         // Another worker takes the job over once its lease has expired, and finishes it.
         await until("the lease expired", async () => {
           const [j] = await sql`select lease_expires_at < now() as expired from crm.jobs
@@ -151,7 +148,7 @@ Deno.test({
         assert.ok(job.claims >= 2, "the job was claimed again after the kill");
         const [n] = await sql`select count(*)::int as n from crm.contacts
                               where connection_id = ${conn}`;
-        assert.equal(n.n, 2_000, "every contact arrived");
+        assert.equal(n.n, 4_000, "every contact and lead arrived");
         // The killed worker's fencing tokens are worthless now.
         await assert.rejects(
           sql`select crm.heartbeat_job(j.id, ${held!.job_token as string}::bigint)
@@ -183,7 +180,7 @@ Deno.test({
       const a = await connect(sql, big);
       const b = await connect(sql, small);
       await admin(big.url, "PUT", "/faults", { latencyMs: 30 });
-      await withSettings(sql, { max_workers: 1, worker_cpu_budget_ms: 150 }, async () => {
+      await withSettings(sql, { max_workers: 1, worker_cpu_budget_ms: 40 }, async () => {
         const [{ t0 }] = await sql`select clock_timestamp() as t0`;
         await sql`select crm.enqueue_job('inbound', ${a}::uuid, 'contacts', 'full')`;
         await until("A's backfill is under way", async () => {
@@ -202,14 +199,105 @@ Deno.test({
                                       and started_at < ${bRun.at}`;
         assert.ok(between.n <= 1, `A ran ${between.n} slices before B's first`);
         await awaitJobs(sql, a, t0);
-        const [slices] = await sql`select count(*)::int as n from crm.sync_log
-                                   where connection_id = ${a}`;
-        assert.ok(slices.n >= 3, `A's backfill was handed over in slices (${slices.n})`);
+        const [slices] = await sql`select count(*)::int as n, max(started_at) as last
+                                   from crm.sync_log where connection_id = ${a}`;
+        assert.ok(slices.n >= 2, `A's backfill was handed over in slices (${slices.n})`);
+        assert.ok(bRun.at < slices.last, "B ran between A's slices, not after its backfill");
       });
     } finally {
       await big.close();
       await small.close();
       await sql.end();
     }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "e2e workers: a 100k backfill is handed over between requests, none over the CPU limit",
+  fn: async () => {
+    const sql = db();
+    // Salesforce seeds `records` Contacts and as many Leads: 100,000 rows of crm.contacts.
+    const sb = await startSandbox("salesforce", { seed: 75, records: 50_000 });
+    try {
+      const conn = await connect(sql, sb, { objects: ["contacts"] });
+      const before = (await gatewayStats())["crm-sync-bidirectional"];
+      const killsBefore = before?.kills.cpu ?? 0;
+      const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+      await sql`select crm.enqueue_job('inbound', ${conn}::uuid, 'contacts', 'full',
+                                       '{"trigger": "backfill"}'::jsonb)`;
+      const answer = await awaitJobs(sql, conn, t0, 300_000);
+      assert.equal(answer.ok, true, JSON.stringify(answer.runs.at(-1)));
+      const [n] = await sql`select count(*)::int as n from crm.contacts
+                            where connection_id = ${conn}`;
+      assert.equal(n.n, 100_000);
+      const workers = await sql`
+        select (stats ->> 'cpu_ms')::int as cpu_ms from crm.job_workers
+        where started_at >= ${t0} and (stats ->> 'jobs')::int > 0`;
+      assert.ok(answer.runs.length >= 2, `handed over (${answer.runs.length} runs)`);
+      const limit = 2_000;
+      assert.ok(
+        workers.every((w) => w.cpu_ms < limit),
+        `worker CPU: ${workers.map((w) => w.cpu_ms).join(", ")}`,
+      );
+      const after = (await gatewayStats())["crm-sync-bidirectional"];
+      assert.equal(after.kills.cpu, killsBefore, "the gateway killed no request for CPU");
+      assert.ok(after.cpuMsMax < limit, `the gateway measured at most ${after.cpuMsMax} ms`);
+    } finally {
+      await sb.close();
+      await sql.end();
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "e2e workers: a backfill worker and live reads share one budget: no 429, every call counted",
+  fn: async () => {
+    // HubSpot's 100 requests / 10 s shortened to 40 / 2 s: the same rolling window, 5× faster.
+    const window = { tenSecondly: 40, intervalMs: 2_000 };
+    await withConnection(
+      "hubspot",
+      { seed: 76, records: 3_000, hubspotWindow: window },
+      async (s) => {
+        const { sb, sql, conn } = s;
+        await admin(sb.url, "DELETE", "/counters");
+        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+        await sql`select crm.enqueue_job('inbound', ${conn}::uuid, 'contacts', 'full')`;
+        // Live reads of the same connection while the backfill runs.
+        let reads = 0;
+        let liveCalls = 0;
+        let done = false;
+        const jobs = awaitJobs(sql, conn, t0).finally(() => done = true);
+        while (!done) {
+          const r = await callFunction("crm-fetch-live", {
+            type: "companies",
+            connection_id: conn,
+            limit: 10,
+          });
+          if (r.status === 200) {
+            reads++;
+            for (const res of r.json.results as Array<{ api_calls: number }>) {
+              liveCalls += res.api_calls;
+            }
+          } else assert.equal(r.status, 429, JSON.stringify(r.json)); // the account's own live limit
+          await new Promise((res) => setTimeout(res, 250));
+        }
+        const answer = await jobs;
+        assert.equal(answer.ok, true, JSON.stringify(answer.runs.at(-1)));
+        assert.ok(reads > 0, "live reads ran during the backfill");
+        const [n] =
+          await sql`select count(*)::int as n from crm.contacts where connection_id = ${conn}`;
+        assert.equal(n.n, 3_000);
+        const counters = await admin(sb.url, "GET", "/counters");
+        assert.equal(counters.byStatus["429"] ?? 0, 0, JSON.stringify(counters.byStatus));
+        const [calls] = await sql`select sum(api_calls)::int as n from crm.sync_log
+                                where connection_id = ${conn}`;
+        const served = Object.values(counters.byStatus as Record<string, number>)
+          .reduce((a, b) => a + b, 0);
+        assert.equal(served, calls.n + liveCalls, "the sandbox counted every call we made");
+      },
+    );
   },
 });

@@ -333,6 +333,15 @@ Deno.test("headers: Salesforce api-usage and REQUEST_LIMIT_EXCEEDED", () => {
     }, now),
     [{ class: "daily", throttled: true, at }],
   );
+  assert.deepEqual(
+    observationsFor("salesforce", {
+      kind: "query",
+      status: 200,
+      headers: new Headers({ "Sforce-Limit-Info": "api-usage=90000/0" }),
+    }, now),
+    [],
+    "an org without a limit (a sandbox) says N/0: nothing learnt",
+  );
 });
 
 Deno.test("headers: Pipedrive burst, its 429 and the daily token budget", () => {

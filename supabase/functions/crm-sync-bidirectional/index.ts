@@ -19,7 +19,7 @@ import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
 import { OBJECT_TYPES, ObjectTypeSchema } from "../_shared/providers/types.ts";
 import { createCpuMeter } from "../_shared/jobs/cpu.ts";
-import { inboundHandler } from "../_shared/jobs/inbound_job.ts";
+import { inboundJobs } from "../_shared/jobs/inbound_job.ts";
 import { workerSettings } from "../_shared/jobs/queue.ts";
 import { runWorker } from "../_shared/jobs/worker.ts";
 import { syncInbound } from "../_shared/sync/engine.ts";
@@ -70,19 +70,24 @@ Deno.serve(async (req) => {
     if ("worker" in b) {
       const key = await keyOrResponse();
       if (key instanceof Response) return key;
-      const report = await runWorker({
-        sql,
-        log,
-        cpu,
-        now: Date.now,
-        handlers: { inbound: inboundHandler(sql, key, log) },
-      }, {
-        workerId: b.worker_id ?? null,
-        cpuBudgetMs: settings.cpuBudgetMs,
-        wallBudgetMs: b.budget_ms ?? DEFAULT_BUDGET_MS,
-        leaseS: settings.leaseS,
-      });
-      return Response.json({ ok: true, ...report });
+      const inbound = inboundJobs(sql, key, log);
+      try {
+        const report = await runWorker({
+          sql,
+          log,
+          cpu,
+          now: Date.now,
+          handlers: { inbound: inbound.handle },
+        }, {
+          workerId: b.worker_id ?? null,
+          cpuBudgetMs: settings.cpuBudgetMs,
+          wallBudgetMs: b.budget_ms ?? DEFAULT_BUDGET_MS,
+          leaseS: settings.leaseS,
+        });
+        return Response.json({ ok: true, ...report });
+      } finally {
+        await inbound.flush();
+      }
     }
     return await direct(b, () => cpu.usedMs() >= settings.cpuBudgetMs);
   } finally {

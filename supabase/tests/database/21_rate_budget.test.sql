@@ -2,7 +2,7 @@
 -- connection and limit class. The clock is simulated through crm._take_rate_grant and
 -- crm._observe_rate_limits (p_now), so windows, pacing and pauses are checked exactly.
 begin;
-select plan(49);
+select plan(54);
 
 insert into crm.connections (id, account_id, provider, remote_account_id, settings) values
   ('00000000-0000-4000-8000-00000000b001', '00000000-0000-4000-8000-00000000a001', 'hubspot', 'rb-hs', '{}'),
@@ -13,7 +13,8 @@ insert into crm.connections (id, account_id, provider, remote_account_id, settin
   ('00000000-0000-4000-8000-00000000b004', '00000000-0000-4000-8000-00000000a001', 'pipedrive', 'rb-pd2', '{}'),
   ('00000000-0000-4000-8000-00000000b005', '00000000-0000-4000-8000-00000000a001', 'hubspot', 'rb-hs2',
    '{"rate_limits": {"default": {"limit": 50, "window_ms": 5000}}}'),
-  ('00000000-0000-4000-8000-00000000b006', '00000000-0000-4000-8000-00000000a001', 'hubspot', 'rb-hs3', '{}');
+  ('00000000-0000-4000-8000-00000000b006', '00000000-0000-4000-8000-00000000a001', 'hubspot', 'rb-hs3', '{}'),
+  ('00000000-0000-4000-8000-00000000b007', '00000000-0000-4000-8000-00000000a001', 'hubspot', 'rb-hs4', '{}');
 
 create function pg_temp.t(p_ms double precision) returns timestamptz language sql as $$
   select '2030-01-01 00:00:00+00'::timestamptz + make_interval(secs => p_ms / 1000.0)
@@ -150,7 +151,15 @@ select is(crm._observe_rate_limits('00000000-0000-4000-8000-00000000b001',
   '[{"class": "search", "throttled": true, "retry_ms": 1000}]', pg_temp.t(30000)), 1, 'a 429 on search');
 select is(pg_temp.take('b001', 'search', 1, 'interactive', 30500), '0/500/throttled', 'search paused after the 429');
 select is(pg_temp.take('b001', 'list', 1, 'interactive', 30500), '1/0/-', 'the burst class is not');
-select is(pg_temp.take('b001', 'search', 1, 'interactive', 31000), '1/0/-', 'granted once the window cleared');
+select is(pg_temp.take('b001', 'search', 1, 'interactive', 31000), '0/150/window', 'after the pause the full window (1 s + 150 ms) still holds it');
+select is(pg_temp.take('b001', 'search', 1, 'interactive', 31150), '1/0/-', 'granted once the window cleared');
+-- A burst 429 (HubSpot names no wait): 1 s of pause, and the window counts as full, so the class
+-- gets back only what leaves it.
+select is(pg_temp.take('b007', 'list', 10, 'interactive', 0), '10/0/-', 'ten calls');
+select is(crm._observe_rate_limits('00000000-0000-4000-8000-00000000b007',
+  '[{"class": "burst", "throttled": true}]', pg_temp.t(100)), 1, 'then a 429');
+select is(pg_temp.take('b007', 'list', 1, 'interactive', 600), '0/500/throttled', 'paused for 1 s');
+select is(pg_temp.take('b007', 'list', 10, 'interactive', 1100), '0/9300/window', 'then nothing until our first calls leave the window');
 
 -- ---- Salesforce: the reserve and the paused state -----------------------------------------
 -- Ceiling 100 (settings), reserve 5: 95 calls, then paused until the first grants age out.

@@ -12,6 +12,7 @@
 import type { Sql } from "../db.ts";
 import type { ObjectType } from "../providers/types.ts";
 import { loadConnections } from "../sync/connections.ts";
+import type { Lane } from "../sync/budget.ts";
 import { createSyncContext, type Logger, type SyncContext } from "../sync/context.ts";
 import { runInbound, type RunSummary, type Trigger } from "../sync/inbound.ts";
 import type { Job } from "./queue.ts";
@@ -23,12 +24,19 @@ const STREAM_LEASE_S = 180;
 
 const TRIGGERS: readonly Trigger[] = ["cron", "webhook", "manual", "backfill", "live"];
 
-export function inboundHandler(sql: Sql, key: CryptoKey, log: Logger): JobHandler {
-  // One context per connection and worker invocation: mappings and credentials are loaded
-  // once for all the streams of a connection this worker runs.
+export interface InboundJobs {
+  handle: JobHandler;
+  /** Sends the rate-limit observations still buffered; call before the request ends. */
+  flush(): Promise<void>;
+}
+
+export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs {
+  // One context per connection and lane for this worker invocation: mappings and credentials
+  // are loaded once for all the streams of a connection this worker runs.
   const contexts = new Map<string, Promise<SyncContext | string>>();
-  const contextFor = (connectionId: string) => {
-    let c = contexts.get(connectionId);
+  const contextFor = (connectionId: string, lane: Lane) => {
+    const id = `${connectionId}:${lane}`;
+    let c = contexts.get(id);
     if (!c) {
       c = (async () => {
         const { connections, unusable } = await loadConnections(sql, key, {
@@ -37,16 +45,17 @@ export function inboundHandler(sql: Sql, key: CryptoKey, log: Logger): JobHandle
         });
         if (unusable.length) return unusable[0].reason;
         if (!connections.length) return "the connection is no longer active";
-        return await createSyncContext(sql, key, connections[0], log);
+        return await createSyncContext(sql, key, connections[0], log, { lane });
       })();
-      contexts.set(connectionId, c);
-      c.catch(() => contexts.delete(connectionId));
+      contexts.set(id, c);
+      c.catch(() => contexts.delete(id));
     }
     return c;
   };
 
-  return async (job: Job, budget: JobBudget): Promise<JobOutcome> => {
-    const ctx = await contextFor(job.connectionId);
+  const handle = async (job: Job, budget: JobBudget): Promise<JobOutcome> => {
+    // Backfills and drift checks yield the shared rate budget to deltas (and both to live reads).
+    const ctx = await contextFor(job.connectionId, job.mode === "delta" ? "delta" : "backfill");
     if (typeof ctx === "string") return { outcome: "dead", error: ctx };
     const trigger = TRIGGERS.find((t) => t === job.payload.trigger) ?? "cron";
     const pageSize = Number.isInteger(job.payload.page_size)
@@ -62,6 +71,16 @@ export function inboundHandler(sql: Sql, key: CryptoKey, log: Logger): JobHandle
       onProgress: (p) => budget.heartbeat({ ...p, at: new Date().toISOString() }),
     });
     return outcomeOf(summary);
+  };
+
+  return {
+    handle,
+    async flush() {
+      for (const c of contexts.values()) {
+        const ctx = await c.catch(() => null);
+        if (ctx && typeof ctx !== "string") await ctx.budget.flush();
+      }
+    },
   };
 }
 

@@ -125,7 +125,7 @@ export async function workerSettings(sql: Sql): Promise<WorkerSettings> {
     select worker_cpu_budget_ms, extract(epoch from job_lease)::float8 as lease_s
     from crm.engine_settings`;
   return {
-    cpuBudgetMs: Number(rows[0]?.worker_cpu_budget_ms ?? 1_200),
+    cpuBudgetMs: Number(rows[0]?.worker_cpu_budget_ms ?? 800),
     leaseS: Number(rows[0]?.lease_s ?? 120),
   };
 }

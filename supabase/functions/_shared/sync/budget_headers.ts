@@ -84,12 +84,8 @@ function hubspot(o: ObservedResponse, now: number): RateObservation[] {
     } else if (policy === "SECONDLY" || (!policy && o.kind === "search")) {
       out.push({ class: "search", throttled: true, retry_ms: 1000 });
     } else {
-      // The rolling window clears gradually and HubSpot names no wait: the whole window.
-      out.push({
-        class: "burst",
-        throttled: true,
-        window_ms: int(h.get("x-hubspot-ratelimit-interval-milliseconds")) || undefined,
-      });
+      // HubSpot names no wait: the budget pauses briefly and counts the window as full.
+      out.push({ class: "burst", throttled: true });
     }
   }
   return out;
@@ -98,9 +94,18 @@ function hubspot(o: ObservedResponse, now: number): RateObservation[] {
 function salesforce(o: ObservedResponse): RateObservation[] {
   const out: RateObservation[] = [];
   const m = /api-usage=(\d+)\/(\d+)/.exec(o.headers.get("sforce-limit-info") ?? "");
-  if (m) out.push({ class: "daily", used: Number(m[1]), limit: Number(m[2]) });
+  // An org without a limit (a sandbox) says N/0: nothing to learn.
+  if (m && Number(m[2]) > 0) out.push({ class: "daily", used: Number(m[1]), limit: Number(m[2]) });
   if (o.status === 403 && /REQUEST_LIMIT_EXCEEDED/.test(JSON.stringify(o.body ?? ""))) {
-    out.push({ class: "daily", throttled: true });
+    // The same code answers a spent allocation and a passing org limit (concurrent long-running
+    // requests); the Sforce-Limit-Info of that answer tells them apart. Below the allocation the
+    // class only pauses briefly, as for a 429.
+    const spent = !m || Number(m[2]) <= 0 || Number(m[1]) >= Number(m[2]);
+    out.push(spent ? { class: "daily", throttled: true } : {
+      class: "daily",
+      throttled: true,
+      retry_ms: 1000,
+    });
   }
   return out;
 }

@@ -5,7 +5,7 @@
 import type { Sql } from "../db.ts";
 import { OBJECT_TYPES, type ObjectType, ProviderError } from "../providers/types.ts";
 import { type Connection, errorMessage, loadConnections } from "./connections.ts";
-import { createSyncContext, type Logger } from "./context.ts";
+import { createSyncContext, type Logger, type SyncContext } from "./context.ts";
 import { RunTally } from "./tally.ts";
 import { type InboundMode, runInbound, type RunSummary, type Trigger } from "./inbound.ts";
 
@@ -63,11 +63,30 @@ async function syncConnection(
   const runs: RunSummary[] = [];
   let ctx;
   try {
-    ctx = await createSyncContext(sql, key, conn, log);
+    ctx = await createSyncContext(sql, key, conn, log, {
+      lane: req.mode === "full" ? "backfill" : "delta",
+    });
   } catch (e) {
     unusable.push({ id: conn.id, provider: conn.provider, reason: errorMessage(e) });
     return runs;
   }
+  try {
+    await syncObjects(sql, ctx, conn, objects, req, log, runs);
+  } finally {
+    await ctx.budget.flush();
+  }
+  return runs;
+}
+
+async function syncObjects(
+  sql: Sql,
+  ctx: SyncContext,
+  conn: Connection,
+  objects: ObjectType[],
+  req: InboundRequest,
+  log: Logger,
+  runs: RunSummary[],
+): Promise<void> {
   for (const object of objects) {
     if (Date.now() >= req.deadline || req.exhausted?.()) {
       // Truthfully more: the next call starts this stream.
@@ -96,7 +115,6 @@ async function syncConnection(
       if (e instanceof ProviderError && e.action === "revoked") break;
     }
   }
-  return runs;
 }
 
 function notStarted(
