@@ -30,7 +30,7 @@ import {
   waitWorkersGone,
   wakeWorkers,
 } from "./queue_ops.ts";
-import { fairnessRatio, quantile } from "./scale_figures.ts";
+import { fairnessRatio, type ProcPeak, quantile } from "./scale_figures.ts";
 import {
   type Account,
   dropConnections,
@@ -70,6 +70,8 @@ export interface ScaleRound {
     peakMaxMb: number;
     peakMedianMb: number;
     cpuKills: number;
+    /** Each process that served the round: requests and peak RSS (gateway stats only). */
+    perProcess: ProcPeak[];
   };
   invocations: number;
   /** Jobs taken over after their worker stopped heartbeating (its process died mid-job). */
@@ -207,6 +209,10 @@ export async function runScale(
           peakMaxMb: Math.max(0, ...peaks),
           peakMedianMb: quantile(peaks, 0.5),
           cpuKills: fn?.kills?.cpu ?? 0,
+          perProcess: (fn?.processes ?? []).map((p) => ({
+            requests: p.requests ?? 0,
+            peakMb: p.peakRssMb,
+          })),
         };
       } else {
         memory = {
@@ -215,6 +221,7 @@ export async function runScale(
           peakMaxMb: Number(inv.rss_max ?? NaN),
           peakMedianMb: Number(inv.rss_med ?? NaN),
           cpuKills: NaN,
+          perProcess: [],
         };
       }
       const r: ScaleRound = {

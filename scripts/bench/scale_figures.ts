@@ -218,3 +218,40 @@ export function combinedRatio(
   const ceiling = inUse.reduce((a, c) => a + c.ceilingPerSecond, 0);
   return { rate, ceiling, ratio: rate / ceiling };
 }
+
+/** One function process: requests it served in a round and its peak RSS. */
+export interface ProcPeak {
+  requests: number;
+  peakMb: number;
+}
+
+/**
+ * Peak RSS growth from a small round to a full one, like for like: a process's peak grows with
+ * the work it does in its life (how many requests it served), so processes are compared with
+ * those that served as many requests; the largest ratio over the request counts both rounds have
+ * is the growth (the conservative one). Without a common count, the rounds' maxima are compared.
+ */
+export function memoryGrowth(
+  small: readonly ProcPeak[],
+  full: readonly ProcPeak[],
+): { ratio: number; requests: number | null; smallMb: number; fullMb: number } {
+  const maxBy = (ps: readonly ProcPeak[]) => {
+    const m = new Map<number, number>();
+    for (const p of ps) m.set(p.requests, Math.max(m.get(p.requests) ?? 0, p.peakMb));
+    return m;
+  };
+  const a = maxBy(small.filter((p) => p.peakMb > 0 && p.requests > 0));
+  const b = maxBy(full.filter((p) => p.peakMb > 0 && p.requests > 0));
+  let best: { ratio: number; requests: number | null; smallMb: number; fullMb: number } | null =
+    null;
+  for (const [k, fullMb] of b) {
+    const smallMb = a.get(k);
+    if (smallMb === undefined) continue;
+    const ratio = fullMb / smallMb;
+    if (!best || ratio > best.ratio) best = { ratio, requests: k, smallMb, fullMb };
+  }
+  if (best) return best;
+  const smallMb = Math.max(0, ...a.values());
+  const fullMb = Math.max(0, ...b.values());
+  return { ratio: fullMb / smallMb, requests: null, smallMb, fullMb };
+}

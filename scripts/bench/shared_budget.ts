@@ -1,18 +1,23 @@
 // The shared-budget part (issue 11): three concurrent consumers of one HubSpot portal with the
-// sandbox's documented limits on — a backfill (contacts, full job: the list endpoint, burst
-// class), a delta (companies, delta job: search, after a set-up backfill of the companies and a
-// change to every one of them in the CRM) and an open-loop stream of live reads (crm-fetch-live
+// sandbox's documented limits on — a backfill (contacts, a full job run by the workers: the
+// list endpoint, burst class), a delta (companies: search, after a set-up backfill of the
+// companies and a change to every one of them in the CRM; through the direct shape of
+// crm-sync-bidirectional, because the queue runs one connection's streams one at a time, in
+// dependency order) and an open-loop stream of live reads (crm-fetch-live
 // through the gateway, deals, timeframe all: one list page each, lane 'interactive' of the shared
 // budget) — all taking grants from the one SQL budget of the connection. The sandbox's counters
 // are sampled every second; the measured interval starts one window after the start (the fresh
-// rolling window's burst is spent) and ends when the first of the two jobs finishes, trimmed to
+// rolling window's burst is spent) and ends when the backfill or the delta finishes, trimmed to
 // whole windows; within it, the requests served per class are compared with the documented
-// ceilings of the classes that had demand. 429s are counted over the whole part (nobody else
+// ceilings of the classes that had demand (each class's, not the budget's own ceiling, which
+// keeps a margin under the documented one). 429s are counted over the whole part (nobody else
 // calls this sandbox, so every one is our own traffic).
 import type postgres from "postgres";
 import { HUBSPOT_ROUTES, HUBSPOT_SEARCH, HUBSPOT_TEN_SECONDLY } from "./ceiling.ts";
 import { HUBSPOT_WINDOW_MS, type PortalStack, startPortal } from "./ceiling_run.ts";
-import { enqueueJob, wakeWorkers } from "./queue_ops.ts";
+import { post } from "./engine_run.ts";
+import { loadAverage } from "./procstat.ts";
+import { cpuDelta, enqueueJob, type StackCpu, stackCpu, wakeWorkers } from "./queue_ops.ts";
 import { admin, counters, resetCounters } from "./sandboxes.ts";
 import {
   combinedRatio,
@@ -50,14 +55,43 @@ export interface BudgetResult {
   used: string[];
   throttled: number;
   live: { reads: LiveRead[]; p50: number; p99: number; max: number; failed: number };
-  jobs: { object: string; mode: string; state: string; endedAt: number; rows: number }[];
+  jobs: {
+    consumer: string;
+    object: string;
+    mode: string;
+    state: string;
+    endedAt: number;
+    rows: number;
+  }[];
   totalRequests: number;
+  /** CPU of each part of the stack over the measured interval, ms, and the load average. */
+  cpuMs: StackCpu | null;
+  cpuWallMs: number;
+  /** Share of the samples in the interval where a lane was waiting on a class
+   * ("class: lane" → share), from crm.budget_status(). */
+  waiting: Record<string, number>;
+  load: number;
 }
 
 export interface BudgetOptions {
   records: number;
   liveEveryMs: number;
   timeoutMs: number;
+}
+
+/** "class: lane" for every lane crm.budget_status() says is waiting on a class now. */
+async function waitingLanes(sql: postgres.Sql, connectionId: string): Promise<string[]> {
+  const rows = await sql`
+    select class, waiting_lanes from crm.budget_status(${connectionId}::uuid)`;
+  return rows.flatMap((r) => (r.waiting_lanes as string[]).map((l) => `${r.class}: ${l}`));
+}
+
+/** How often each value occurs across samples, as a share of the samples. */
+function shares(samples: string[][]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of samples) for (const v of new Set(s)) out[v] = (out[v] ?? 0) + 1;
+  for (const k of Object.keys(out)) out[k] /= Math.max(1, samples.length);
+  return out;
 }
 
 const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -134,9 +168,36 @@ export async function runBudget(
     await sql`delete from crm.job_workers`;
     await resetCounters(portal.url);
     const backfill = await enqueueJob(sql, conn, "contacts", "full");
-    const delta = await enqueueJob(sql, conn, "companies", "delta");
     const t0 = performance.now();
     await wakeWorkers(sql);
+    // The delta: the job queue runs one connection's streams one at a time (dependency order),
+    // so it goes through the direct shape, as an admin's trigger does, called again while it
+    // answers "more" (each call stops at the request's CPU budget).
+    const ended = new Map<string, { state: string; at: number }>();
+    let deltaError: unknown = null;
+    const deltaRun = (async () => {
+      const fn = { url: stack.url, serviceRoleKey: stack.serviceRoleKey, pgPort: 0, pgData: "" };
+      for (;;) {
+        const r = await post(fn, {
+          direction: "inbound",
+          objects: ["companies"],
+          connection_id: conn,
+          mode: "delta",
+          trigger: "manual",
+        });
+        const a = r.json as { more?: boolean; runs?: { status?: string }[] };
+        if (r.status !== 200 || !Array.isArray(a.runs)) {
+          ended.set("delta", { state: `failed: ${r.status}`, at: performance.now() - t0 });
+          throw new Error(`the delta call answered ${r.status}: ${JSON.stringify(r.json)}`);
+        }
+        if (!a.more) break;
+      }
+      const at = performance.now() - t0;
+      ended.set("delta", { state: "done", at });
+      log(`  ${(at / 1000).toFixed(0)} s: delta done`);
+    })().catch((e) => {
+      deltaError = e;
+    });
 
     // Live reads: one every liveEveryMs, each on its own (open loop: a slow read does not
     // delay the next), until both jobs have finished.
@@ -153,7 +214,8 @@ export async function runBudget(
     const served: Record<string, Sample[]> = Object.fromEntries(
       REQUEST_CLASSES.map((c) => [c.name, []]),
     );
-    const ended = new Map<number, { state: string; at: number }>();
+    const cpuAt: { t: number; cpu: StackCpu }[] = [];
+    const lanes: { t: number; waiting: string[] }[] = [];
     let lastLog = t0;
     try {
       for (;;) {
@@ -161,17 +223,12 @@ export async function runBudget(
         const t = performance.now() - t0;
         const byClass = servedByClass(c.routes, REQUEST_CLASSES);
         for (const k of REQUEST_CLASSES) served[k.name].push({ t, count: byClass[k.name] });
-        const states = await sql`
-          select id, state from crm.jobs where id = any(${[backfill, delta]}::bigint[])`;
-        for (const s of states) {
-          if (!["queued", "running"].includes(s.state) && !ended.has(Number(s.id))) {
-            ended.set(Number(s.id), { state: s.state, at: t });
-            log(
-              `  ${(t / 1000).toFixed(0)} s: ${
-                Number(s.id) === backfill ? "backfill" : "delta"
-              } ${s.state}`,
-            );
-          }
+        cpuAt.push({ t, cpu: stackCpu(stack.cfg, portal.sb.pid) });
+        lanes.push({ t, waiting: await waitingLanes(sql, conn) });
+        const [job] = await sql`select state from crm.jobs where id = ${backfill}`;
+        if (!["queued", "running"].includes(job.state) && !ended.has("backfill")) {
+          ended.set("backfill", { state: job.state, at: t });
+          log(`  ${(t / 1000).toFixed(0)} s: backfill ${job.state}`);
         }
         if (ended.size === 2) break;
         if (t > o.timeoutMs) throw new Error(`the jobs did not finish in ${o.timeoutMs / 1000} s`);
@@ -184,7 +241,9 @@ export async function runBudget(
     } finally {
       stop = true;
       await stream;
+      await deltaRun;
     }
+    if (deltaError) throw deltaError;
     const done = await Promise.all(reads);
     const final = await counters(portal.url);
     const firstEnd = Math.min(...[...ended.values()].map((e) => e.at));
@@ -205,11 +264,14 @@ export async function runBudget(
       if (perClass[k.name] > 0) used.add(k.name);
     }
     const ok = done.filter((r) => r.ok).map((r) => r.ms);
-    const rows = await sql`
-      select j.object, j.mode, j.state, j.id,
-             (select count(*)::int from crm.contacts where connection_id = ${conn}) as contacts,
-             (select count(*)::int from crm.companies where connection_id = ${conn}) as companies
-      from crm.jobs j where j.id = any(${[backfill, delta]}::bigint[]) order by j.id`;
+    // CPU between the samples nearest the interval's ends.
+    const near = (t: number) =>
+      cpuAt.reduce((a, b) => Math.abs(b.t - t) < Math.abs(a.t - t) ? b : a, cpuAt[0]);
+    const c0 = window ? near(window.from) : null;
+    const c1 = window ? near(window.to) : null;
+    const [landed] = await sql`
+      select (select count(*)::int from crm.contacts where connection_id = ${conn}) as contacts,
+             (select count(*)::int from crm.companies where connection_id = ${conn}) as companies`;
     return {
       seededMs: portal.sb.seededMs,
       window,
@@ -224,14 +286,31 @@ export async function runBudget(
         max: Math.max(0, ...ok),
         failed: done.length - ok.length,
       },
-      jobs: rows.map((r) => ({
-        object: r.object,
-        mode: r.mode,
-        state: r.state,
-        endedAt: ended.get(Number(r.id))?.at ?? NaN,
-        rows: r.object === "contacts" ? r.contacts : r.companies,
-      })),
+      jobs: [
+        {
+          consumer: "backfill (a job)",
+          object: "contacts",
+          mode: "full",
+          state: ended.get("backfill")?.state ?? "?",
+          endedAt: ended.get("backfill")?.at ?? NaN,
+          rows: landed.contacts,
+        },
+        {
+          consumer: "delta (direct shape)",
+          object: "companies",
+          mode: "delta",
+          state: ended.get("delta")?.state ?? "?",
+          endedAt: ended.get("delta")?.at ?? NaN,
+          rows: landed.companies,
+        },
+      ],
       totalRequests: final.total,
+      cpuMs: c0 && c1 && c1.t > c0.t ? cpuDelta(c0.cpu, c1.cpu) : null,
+      cpuWallMs: c0 && c1 ? c1.t - c0.t : NaN,
+      waiting: shares(
+        lanes.filter((x) => window && x.t >= window.from && x.t <= window.to).map((x) => x.waiting),
+      ),
+      load: loadAverage(),
     };
   } finally {
     await portal.close();

@@ -14,6 +14,7 @@ import {
   fairnessRatio,
   flattenReason,
   flattensAt,
+  memoryGrowth,
   quantile,
   rateBetween,
   servedByClass,
@@ -165,4 +166,26 @@ Deno.test("hubspotWalkCeiling: the API the walk used decides the documented ceil
   });
   assert.equal(search.api, "search");
   assert.equal(search.formula, "5 requests/s × 200");
+});
+
+Deno.test("memoryGrowth: like for like by requests served, the largest ratio; else the maxima", () => {
+  const small = [{ requests: 1, peakMb: 110 }, { requests: 2, peakMb: 124 }, {
+    requests: 2,
+    peakMb: 120,
+  }];
+  const full = [{ requests: 1, peakMb: 112 }, { requests: 2, peakMb: 150 }, {
+    requests: 3,
+    peakMb: 170,
+  }];
+  const g = memoryGrowth(small, full);
+  assert.equal(g.requests, 2);
+  assert.equal(g.smallMb, 124);
+  assert.equal(g.fullMb, 150);
+  assert.ok(Math.abs(g.ratio - 150 / 124) < 1e-12);
+  // Processes that served nothing (idle since the reset) are left out.
+  const none = memoryGrowth([{ requests: 1, peakMb: 100 }], [
+    { requests: 0, peakMb: 0 },
+    { requests: 4, peakMb: 130 },
+  ]);
+  assert.deepEqual(none, { ratio: 1.3, requests: null, smallMb: 100, fullMb: 130 });
 });
