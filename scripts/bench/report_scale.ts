@@ -3,6 +3,7 @@
 // measured or documented in the same run, with its target verdict; then one line per target.
 import type { CeilingRunResult } from "./ceiling_run.ts";
 import { n, verdict } from "./report.ts";
+import type { Counters } from "./sandboxes.ts";
 import type { ScaleResult, ScaleRound } from "./scale.ts";
 import {
   BUDGET_TARGETS,
@@ -24,6 +25,14 @@ const pct = (x: number) => `${n(x * 100, 0)} %`;
 const atLeast = (x: number, d: number) => n(Math.floor(x * 10 ** d) / 10 ** d, d);
 const atMost = (x: number, d: number) => n(Math.ceil(x * 10 ** d) / 10 ** d, d);
 const CPUS = navigator.hardwareConcurrency;
+
+/** Which routes the sandbox answered 429 on, and how often. */
+function throttledRoutes(c: Counters): string {
+  return Object.entries(c.routes)
+    .filter(([, v]) => (v.byStatus["429"] ?? 0) > 0)
+    .map(([k, v]) => `${k} ${v.byStatus["429"]}`)
+    .join(", ");
+}
 
 /** One target's outcome, for the summary at the end. */
 export interface Verdict {
@@ -258,7 +267,9 @@ export function printBudget(r: BudgetResult, records: number, liveEveryMs: numbe
   console.log(
     `429s served by the sandbox (all our own traffic): ${r.throttled} of ${
       n(r.totalRequests)
-    } requests — target ${BUDGET_TARGETS.throttled}: ${verdict(r.throttled === 0)}`,
+    } requests${
+      r.throttled ? ` (${throttledRoutes(r.counters)})` : ""
+    } — target ${BUDGET_TARGETS.throttled}: ${verdict(r.throttled === 0)}`,
   );
   out.push({
     part: "budget",

@@ -18,7 +18,7 @@ import { HUBSPOT_WINDOW_MS, type PortalStack, startPortal } from "./ceiling_run.
 import { post } from "./engine_run.ts";
 import { loadAverage } from "./procstat.ts";
 import { cpuDelta, enqueueJob, type StackCpu, stackCpu, wakeWorkers } from "./queue_ops.ts";
-import { admin, counters, resetCounters } from "./sandboxes.ts";
+import { admin, type Counters, counters, resetCounters } from "./sandboxes.ts";
 import {
   combinedRatio,
   quantile,
@@ -64,6 +64,7 @@ export interface BudgetResult {
     rows: number;
   }[];
   totalRequests: number;
+  counters: Counters;
   /** CPU of each part of the stack over the measured interval, ms, and the load average. */
   cpuMs: StackCpu | null;
   cpuWallMs: number;
@@ -305,6 +306,7 @@ export async function runBudget(
         },
       ],
       totalRequests: final.total,
+      counters: final,
       cpuMs: c0 && c1 && c1.t > c0.t ? cpuDelta(c0.cpu, c1.cpu) : null,
       cpuWallMs: c0 && c1 ? c1.t - c0.t : NaN,
       waiting: shares(
