@@ -142,7 +142,7 @@ async function snapshot(
   const [has] = await sql`
     select to_regprocedure('crm.sync_status()') is not null as status,
            to_regprocedure('crm.engine_status()') is not null as engine,
-           to_regprocedure('crm.budget_status()') is not null as budget`;
+           to_regprocedure('crm.budget_status(uuid)') is not null as budget`;
   if (has.engine) lines.push("", ...await engineLines(sql));
   if (has.status) lines.push("", ...await connectionLines(sql));
   if (has.budget) lines.push("", ...await budgetLines(sql));

@@ -252,10 +252,11 @@ as $$
 $$;
 
 -- Live workers: not finished, and holding an unexpired running job, or seen (start, claim) in
--- the last 30 seconds (between jobs a worker claims at once), or woken less than a minute ago
--- and not started yet (a wake whose request failed stops counting after a minute). A worker
--- killed mid-job stops counting when its job's lease expires, so it never holds a slot of
--- max_workers longer than that. idle: live workers holding no unexpired running job.
+-- the last 30 seconds without a job whose lease expired (between jobs a worker claims at
+-- once), or woken less than a minute ago and not started yet (a wake whose request failed stops
+-- counting after a minute). A worker killed mid-job stops counting when its job's lease
+-- expires, so it never holds a slot of max_workers longer than that. idle: live workers
+-- holding no unexpired running job.
 create or replace function crm._worker_counts()
   returns table (live integer, idle integer)
   language sql
@@ -269,7 +270,10 @@ as $$
       and (exists (select 1 from crm.jobs j
                    where j.worker_id = w.id and j.state = 'running'
                      and j.lease_expires_at >= now())
-           or greatest(w.started_at, w.last_seen_at) > now() - interval '30 seconds'
+           or (greatest(w.started_at, w.last_seen_at) > now() - interval '30 seconds'
+               and not exists (select 1 from crm.jobs j
+                               where j.worker_id = w.id and j.state = 'running'
+                                 and j.lease_expires_at < now()))
            or (w.started_at is null and w.woken_at > now() - interval '1 minute'))
   )
   select (select count(*) from live)::integer,
@@ -568,7 +572,20 @@ begin
     from picked p
     where j.id = p.id
     returning j.id, j.kind, j.connection_id, p.account_id, j.object, j.mode, j.payload,
-              j.lease_token, j.lease_expires_at, j.attempts, j.claims, p.prev_state
+              j.lease_token, j.lease_expires_at, j.attempts, j.claims, p.prev_state,
+              p.prev_worker
+  ),
+  -- The worker whose lease expired is gone (killed, or stuck past its lease): it no longer
+  -- counts as live, so it does not hold a slot of max_workers. Were it still running, its next
+  -- verb gets CRM11 and it finishes as usual.
+  gone as (
+    update crm.job_workers w
+    set finished_at = now(),
+        stats = coalesce(w.stats, '{}'::jsonb) || jsonb_build_object('lost_job', t.id)
+    from claimed t
+    where t.prev_state = 'running' and w.id = t.prev_worker and w.id <> p_worker_id
+      and w.finished_at is null
+    returning w.id
   ),
   lost_streams as (
     select t.connection_id, t.object from claimed t where t.prev_state = 'running' and t.kind = 'inbound'

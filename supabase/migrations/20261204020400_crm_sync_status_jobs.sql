@@ -13,6 +13,7 @@ grant execute on function crm._rate_limits(uuid) to authenticated;
 grant execute on function crm._rate_used(timestamptz[], integer[], timestamptz) to authenticated;
 grant execute on function crm._rate_in_use(crm.rate_budgets, integer, boolean, timestamptz)
   to authenticated;
+grant execute on function crm._rate_classes(text, jsonb) to authenticated;
 
 -- Workers live now: a project-wide count, no tenant data.
 create or replace function crm.live_worker_count()
@@ -29,7 +30,6 @@ comment on function crm.live_worker_count() is
 revoke all on function crm.live_worker_count() from public, anon;
 grant execute on function crm.live_worker_count() to authenticated, service_role;
 
-drop function if exists crm._sync_status_streams();
 alter function crm.sync_status() rename to _sync_status_streams;
 revoke all on function crm._sync_status_streams() from public, anon;
 grant execute on function crm._sync_status_streams() to authenticated, service_role;
@@ -90,6 +90,8 @@ as $$
                else x.kind = 'inbound' and x.object = s.object end
   ) dj
   left join bud b on b.connection_id = s.connection_id
+  order by s.account_id, s.connection_id,
+           array_position(array['contacts', 'companies', 'deals', 'owners', 'outbound'], s.object)
 $$;
 comment on function crm.sync_status() is
   'Per connection and object: last success/failure, error, records, pending outbound, dead letters, 24 h error rate, stale flag, open inbound failures; the stream''s job (state, mode, progress, dead jobs, oldest due age), the connection''s rate budget (used/ceiling per class, pause) and live workers.';

@@ -16,6 +16,7 @@ import {
   gatewayStats,
   type Sql,
   startSandbox,
+  syncUntilDone,
   withConnection,
 } from "./_harness.ts";
 
@@ -108,12 +109,9 @@ Deno.test({
 Deno.test({
   ...opts,
   name: "e2e workers: a worker killed mid-job loses nothing; its late writes are refused",
-  fn: async () => {
-    const sql = db();
+  fn: () =>
     // 2,000 Contacts and 2,000 Leads.
-    const sb = await startSandbox("salesforce", { seed: 72, records: 2_000 });
-    try {
-      const conn = await connect(sql, sb);
+    withConnection("salesforce", { seed: 72, records: 2_000 }, async ({ sb, sql, conn }) => {
       await admin(sb.url, "PUT", "/faults", { latencyMs: 80 });
       await withSettings(sql, { max_workers: 1, job_lease: "3 seconds" }, async () => {
         const [{ t0 }] = await sql`select clock_timestamp() as t0`;
@@ -162,65 +160,66 @@ Deno.test({
           (e: { code?: string }) => e.code === "CRM10",
         );
       });
-    } finally {
-      await sb.close();
-      await sql.end();
-    }
-  },
+    }),
 });
 
-Deno.test({
-  ...opts,
-  name: "e2e workers: a tenant's backfill delays another tenant's backfill by one slice at most",
-  fn: async () => {
-    const sql = db();
-    const big = await startSandbox("hubspot", { seed: 73, records: 3_000, unlimited: true });
-    const small = await startSandbox("hubspot", { seed: 74, records: 50, unlimited: true });
-    try {
-      const a = await connect(sql, big);
-      const b = await connect(sql, small);
-      await admin(big.url, "PUT", "/faults", { latencyMs: 30 });
-      await withSettings(sql, { max_workers: 1, worker_cpu_budget_ms: 40 }, async () => {
-        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
-        await sql`select crm.enqueue_job('inbound', ${a}::uuid, 'contacts', 'full')`;
-        await until("A's backfill is under way", async () => {
-          const [r] = await sql`select count(*)::int as n from crm.sync_log
+// A delta outranks a backfill (its lane); a backfill of another account is fair by the
+// account served least recently.
+for (const mode of ["delta", "full"]) {
+  Deno.test({
+    ...opts,
+    name: `e2e workers: a tenant's backfill delays another tenant's ${
+      mode === "delta" ? "delta" : "backfill"
+    } by one slice at most`,
+    fn: () =>
+      withConnection(
+        "hubspot",
+        { seed: 73, records: 3_000, unlimited: true },
+        (big) =>
+          withConnection("hubspot", { seed: 74, records: 50, unlimited: true }, async (small) => {
+            const sql = big.sql;
+            const a = big.conn;
+            const b = small.conn;
+            await admin(big.sb.url, "PUT", "/faults", { latencyMs: 30 });
+            await withSettings(sql, { max_workers: 1, worker_cpu_budget_ms: 40 }, async () => {
+              const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+              await sql`select crm.enqueue_job('inbound', ${a}::uuid, 'contacts', 'full')`;
+              await until("A's backfill is under way", async () => {
+                const [r] = await sql`select count(*)::int as n from crm.sync_log
                                 where connection_id = ${a} and processed > 0`;
-          return r.n > 0;
-        });
-        const [{ t1 }] = await sql`select clock_timestamp() as t1`;
-        await sql`select crm.enqueue_job('inbound', ${b}::uuid, 'contacts', 'full')`;
-        const answerB = await awaitJobs(sql, b, t0);
-        assert.equal(answerB.ok, true);
-        const [bRun] = await sql`select min(started_at) as at from crm.sync_log
+                return r.n > 0;
+              });
+              const [{ t1 }] = await sql`select clock_timestamp() as t1`;
+              await sql`select crm.enqueue_job('inbound', ${b}::uuid, 'contacts', ${mode})`;
+              const answerB = await awaitJobs(sql, b, t0);
+              assert.equal(answerB.ok, true);
+              const [bRun] = await sql`select min(started_at) as at from crm.sync_log
                                  where connection_id = ${b}`;
-        const [between] = await sql`select count(*)::int as n from crm.sync_log
+              const [between] = await sql`select count(*)::int as n from crm.sync_log
                                     where connection_id = ${a} and started_at > ${t1}
                                       and started_at < ${bRun.at}`;
-        assert.ok(between.n <= 1, `A ran ${between.n} slices before B's first`);
-        await awaitJobs(sql, a, t0);
-        const [slices] = await sql`select count(*)::int as n, max(started_at) as last
+              assert.ok(between.n <= 1, `A ran ${between.n} slices before B's first`);
+              await awaitJobs(sql, a, t0);
+              const [slices] = await sql`select count(*)::int as n, max(started_at) as last
                                    from crm.sync_log where connection_id = ${a}`;
-        assert.ok(slices.n >= 2, `A's backfill was handed over in slices (${slices.n})`);
-        assert.ok(bRun.at < slices.last, "B ran between A's slices, not after its backfill");
-      });
-    } finally {
-      await big.close();
-      await small.close();
-      await sql.end();
-    }
-  },
-});
+              assert.ok(slices.n >= 2, `A's backfill was handed over in slices (${slices.n})`);
+              assert.ok(bRun.at < slices.last, "B ran between A's slices, not after its backfill");
+            });
+          }),
+      ),
+  });
+}
 
 Deno.test({
   ...opts,
   name: "e2e workers: a 100k backfill is handed over between requests, none over the CPU limit",
-  fn: async () => {
-    const sql = db();
+  fn: () =>
     // Salesforce seeds `records` Contacts and as many Leads: 100,000 rows of crm.contacts.
-    const sb = await startSandbox("salesforce", { seed: 75, records: 50_000 });
-    try {
-      const conn = await connect(sql, sb, { objects: ["contacts"] });
+    withConnection("salesforce", {
+      seed: 75,
+      records: 50_000,
+      settings: { objects: ["contacts"] },
+    }, async ({ sql, conn }) => {
       const before = (await gatewayStats())["crm-sync-bidirectional"];
       const killsBefore = before?.kills.cpu ?? 0;
       const [{ t0 }] = await sql`select clock_timestamp() as t0`;
@@ -243,11 +242,7 @@ Deno.test({
       const after = (await gatewayStats())["crm-sync-bidirectional"];
       assert.equal(after.kills.cpu, killsBefore, "the gateway killed no request for CPU");
       assert.ok(after.cpuMsMax < limit, `the gateway measured at most ${after.cpuMsMax} ms`);
-    } finally {
-      await sb.close();
-      await sql.end();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -297,6 +292,39 @@ Deno.test({
         const served = Object.values(counters.byStatus as Record<string, number>)
           .reduce((a, b) => a + b, 0);
         assert.equal(served, calls.n + liveCalls, "the sandbox counted every call we made");
+      },
+    );
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "e2e workers: two function instances walking one connection stay within its limit",
+  fn: async () => {
+    const window = { tenSecondly: 40, intervalMs: 2_000 };
+    await withConnection(
+      "hubspot",
+      { seed: 77, records: 2_000, hubspotWindow: window },
+      async (s) => {
+        const { sb, sql, conn } = s;
+        await admin(sb.url, "DELETE", "/counters");
+        // Two requests at once, each in its own function process, each walking one object.
+        const [contacts, companies] = await Promise.all([
+          syncUntilDone(conn, { objects: ["contacts"], mode: "full" }),
+          syncUntilDone(conn, { objects: ["companies"], mode: "full" }),
+        ]);
+        assert.ok(contacts.length + companies.length >= 2);
+        const counters = await admin(sb.url, "GET", "/counters");
+        assert.equal(counters.byStatus["429"] ?? 0, 0, JSON.stringify(counters.byStatus));
+        const [calls] = await sql`select sum(api_calls)::int as n from crm.sync_log
+                                where connection_id = ${conn}`;
+        const served = Object.values(counters.byStatus as Record<string, number>)
+          .reduce((a, b) => a + b, 0);
+        assert.equal(served, calls.n, "the sandbox counted every call the runs logged");
+        const [n] = await sql`
+        select (select count(*)::int from crm.contacts where connection_id = ${conn}) as contacts,
+               (select count(*)::int from crm.companies where connection_id = ${conn}) as companies`;
+        assert.deepEqual({ ...n }, { contacts: 2_000, companies: 2_000 });
       },
     );
   },

@@ -161,7 +161,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "hubspot adapter: deal associations, one batch read per page and association type",
+  name:
+    "hubspot adapter: deal associations, inline on list pages (one call a page), batch-read by id",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -200,7 +201,7 @@ Deno.test({
       }
       assert.equal(seen.length, store.filter((d) => !d.archived).length);
       assert.ok(nonEmpty >= 5, `${nonEmpty} pages with records`);
-      assert.equal(calls(), pages + 2 * nonEmpty, "one list plus two association reads a page");
+      assert.equal(calls(), pages, "one list call a page: associations come inline");
       let none = 0;
       for (const r of seen) {
         assert.ok("dealname" in r.properties);

@@ -4,7 +4,7 @@
 -- inbound stream fenced (CRM11 / CRM10), engine_status and job_status, purge. Two real sessions
 -- claiming at once: tests/db/jobs.test.ts.
 begin;
-select plan(136);
+select plan(138);
 
 -- The stack's own connections and jobs stay out of this transaction's claims and counts
 -- (all rolled back).
@@ -144,7 +144,7 @@ delete from ids;
 insert into ids values
   ('later', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c1', 'deals', 'delta', '{}',
                             now() + interval '1 hour', false)),
-  ('f1', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c1', 'companies', 'full', p_wake => false)),
+  ('f1', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c2', 'deals', 'full', p_wake => false)),
   ('c1', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c1', 'contacts', 'delta', p_wake => false)),
   ('c2', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c2', 'contacts', 'delta', p_wake => false)),
   ('c4', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c4', 'contacts', 'delta', p_wake => false)),
@@ -163,15 +163,16 @@ select is((select reason from crm.job_workers where id = pg_temp.id('w')), 'manu
   'worker_started(null) registers a worker nobody woke');
 select pg_temp.claim('w') from generate_series(1, 6);
 select results_eq($$select job_id from claims order by n$$,
-  $$values (pg_temp.id('o2')), (pg_temp.id('c4')), (pg_temp.id('c1')), (pg_temp.id('c2')), (pg_temp.id('f1'))$$,
+  $$values (pg_temp.id('o2')), (pg_temp.id('c4')), (pg_temp.id('c1')), (pg_temp.id('c2'))$$,
   'claim order: priority, then the least recently served account (never first; a claim serves its account)');
-select is((select count(*)::integer from claims), 5, 'jobs not yet due and jobs of paused connections are not claimed');
+select is((select count(*)::integer from claims), 4,
+  'jobs not yet due, jobs of paused connections, and a stream whose connection runs an earlier stream (deals after contacts) are not claimed');
 select results_eq(
   $$select account_id, attempts, claims, lease_expires_at = now() + interval '2 minutes', payload from claims
     where job_id = pg_temp.id('c4')$$,
   $$values ('20000000-0000-4000-8000-0000000000a3'::uuid, 0, 1, true, '{}'::jsonb)$$,
   'a claim returns the account, attempts, claims and the lease (job_lease by default)');
-select is((select count(distinct lease_token)::integer from claims), 5, 'each claim has its own fencing token');
+select is((select count(distinct lease_token)::integer from claims), 4, 'each claim has its own fencing token');
 select ok((select bool_and(state = 'running' and worker_id = pg_temp.id('w') and claimed_at = now() and heartbeat_at = now())
            from crm.jobs where id in (select job_id from claims)), 'claimed jobs are running under the worker');
 select is((select last_served_at from crm.job_accounts where account_id = '20000000-0000-4000-8000-0000000000a3'), now(),
@@ -244,9 +245,12 @@ select is(crm.fail_job(pg_temp.id('c2'), pg_temp.token('c2'), 'refresh token rev
 select results_eq($$select state, attempts, finished_at = now(), last_error from crm.jobs where id = pg_temp.id('c2')$$,
   $$values ('dead', 4, true, 'refresh token revoked')$$, 'with its error');
 update crm.jobs set max_attempts = 2 where id = pg_temp.id('f1');
+-- c2's contacts job is dead: its deals job (f1) is no longer held back.
+select is(pg_temp.claim('w', '20000000-0000-4000-8000-0000000000c2'), pg_temp.id('f1'),
+  'the deals walk runs once the contacts stream before it is no longer live');
 select is(crm.fail_job(pg_temp.id('f1'), pg_temp.token('f1'), 'timeout'), 'queued', 'attempt 1 of 2');
 update crm.jobs set run_after = now() where id = pg_temp.id('f1');
-select pg_temp.claim('w', '20000000-0000-4000-8000-0000000000c1');
+select pg_temp.claim('w', '20000000-0000-4000-8000-0000000000c2');
 select is(crm.fail_job(pg_temp.id('f1'), pg_temp.token('f1'), 'timeout'), 'dead', 'out of attempts: dead');
 select throws_ok(format('select crm.fail_job(%s, %s, %L)', pg_temp.id('f1'), pg_temp.token('f1'), 'x'), 'CRM11', null,
   'a dead job cannot be failed again');
@@ -267,7 +271,7 @@ select results_eq($$select state, attempts, run_after = now(), finished_at from 
   $$values ('queued', 0, true, null::timestamptz)$$, 'attempts reset, due now');
 select throws_ok(format('select crm.replay_job(%s)', pg_temp.id('c2')), 'CRM12', null, 'only dead jobs replay: CRM12');
 select throws_ok($$select crm.replay_job(-1)$$, 'CRM12', null, 'an unknown job: CRM12');
-insert into ids values ('n1', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c1', 'companies', 'delta',
+insert into ids values ('n1', crm.enqueue_job('inbound', '20000000-0000-4000-8000-0000000000c2', 'deals', 'delta',
                                               p_wake => false));
 select is(crm.replay_job(pg_temp.id('f1')), pg_temp.id('n1'), 'a dead job whose stream has a live job merges into it');
 select results_eq($$select state, last_error ~ 'replayed into live job' from crm.jobs where id = pg_temp.id('f1')$$,
@@ -286,9 +290,9 @@ select is(pg_temp.claim('w', '20000000-0000-4000-8000-0000000000c2'), pg_temp.id
 select is(crm.cancel_jobs('20000000-0000-4000-8000-0000000000c2', 'outbound'), 1, 'cancel one kind of a connection');
 select throws_ok(format('select crm.heartbeat_job(%s, %s)', pg_temp.id('o2'), pg_temp.token('o2')), 'CRM11', null,
   'the running worker''s next heartbeat: CRM11');
-select is(crm.cancel_jobs('20000000-0000-4000-8000-0000000000c2'), 1, 'cancel the rest (the queued contacts job)');
+select is(crm.cancel_jobs('20000000-0000-4000-8000-0000000000c2'), 2, 'cancel the rest (the queued contacts and deals jobs)');
 select results_eq($$select state, count(*)::integer from crm.jobs where connection_id = '20000000-0000-4000-8000-0000000000c2'
-                    group by state$$, $$values ('cancelled', 2)$$, 'both cancelled');
+                    group by state$$, $$values ('cancelled', 4)$$, 'all cancelled (and the replayed row)');
 select is(crm.cancel_jobs('20000000-0000-4000-8000-0000000000c2'), 0, 'nothing left to cancel');
 select throws_ok($$select crm.cancel_jobs('20000000-0000-4000-8000-00000000dead')$$, 'CRM02', null, 'unknown connection: CRM02');
 select throws_ok($$select crm.cancel_jobs(null)$$, 'CRM01', null, 'a connection is required');
@@ -319,6 +323,9 @@ select results_eq(
   $$values (1, 2, true)$$, 'the lost claim counts as a failed attempt; newer token');
 select results_eq($$select worker_id, last_error ~ '^lease expired' from crm.jobs where id = pg_temp.id('t1')$$,
   $$select pg_temp.id('wb'), true$$, 'held by B, saying why');
+select results_eq($$select finished_at is not null, (stats ->> 'lost_job')::bigint from crm.job_workers
+                    where id = pg_temp.id('wa')$$,
+  $$select true, pg_temp.id('t1')$$, 'worker A is gone: it no longer holds a slot of max_workers');
 select results_eq(
   $$select run_id, token from crm.inbound_leases
     where connection_id = '20000000-0000-4000-8000-0000000000c1' and object = 'contacts'$$,

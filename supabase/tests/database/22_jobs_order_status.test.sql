@@ -1,8 +1,9 @@
--- Job claims in dependency order per connection (owners, companies, contacts, deals), and the
+-- Job claims in dependency order per connection (owners, companies, contacts, deals), the
 -- scale-out columns of crm.sync_status(): the stream's job, dead jobs, the oldest due age, the
--- connection's rate budget and live workers.
+-- connection's rate budget and live workers, and the health alerts for dead jobs and a budget
+-- paused at its reserve.
 begin;
-select plan(13);
+select plan(15);
 
 delete from crm.jobs;
 delete from crm.job_workers;
@@ -69,6 +70,20 @@ select is((select budget from crm.sync_status()
            where connection_id = '22000000-0000-4000-8000-0000000000c2' and object = 'contacts'),
           null, 'no budget used yet: null');
 select is((select distinct live_workers from crm.sync_status()), 1, 'live workers');
+
+-- Health alerts: the dead job, and a Salesforce budget down to its reserve (10 % of 15,000).
+insert into crm.connections (id, account_id, provider, remote_account_id, status) values
+  ('22000000-0000-4000-8000-0000000000c3', '22000000-0000-4000-8000-0000000000a3', 'salesforce', 'order-3', 'active');
+select crm.observe_rate_limits('22000000-0000-4000-8000-0000000000c3',
+                               '[{"class": "daily", "used": 14000, "limit": 15000}]');
+select granted from crm.take_rate_grant('22000000-0000-4000-8000-0000000000c3', 'query', 1, 'delta');
+select results_eq(
+  $$select connection_id::text, object, kind from crm.check_health()
+    where connection_id in ('22000000-0000-4000-8000-0000000000c2', '22000000-0000-4000-8000-0000000000c3')
+    order by connection_id$$,
+  $$values ('22000000-0000-4000-8000-0000000000c2', 'deals', 'dead_jobs'),
+           ('22000000-0000-4000-8000-0000000000c3', 'connection', 'budget_paused')$$,
+  'check_health alerts on dead jobs and on a budget paused at its reserve');
 
 -- An authenticated user sees its own connection's budget, and none of another account's.
 set local role authenticated;

@@ -57,7 +57,8 @@ export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs 
     // Backfills and drift checks yield the shared rate budget to deltas (and both to live reads).
     const ctx = await contextFor(job.connectionId, job.mode === "delta" ? "delta" : "backfill");
     if (typeof ctx === "string") return { outcome: "dead", error: ctx };
-    const trigger = TRIGGERS.find((t) => t === job.payload.trigger) ?? "cron";
+    // Cron enqueues with trigger "cron"; a job enqueued without one was asked for by hand.
+    const trigger = TRIGGERS.find((t) => t === job.payload.trigger) ?? "manual";
     const pageSize = Number.isInteger(job.payload.page_size)
       ? job.payload.page_size as number
       : undefined;

@@ -34,9 +34,11 @@
 // "listed-on-full": the engine lists the archive once per complete full walk (the hourly drift
 // check), and deltas cost nothing for deletions. Between drift checks, deletion webhooks carry
 // them when subscribed.
-// Associations are not properties: a field selection naming `associations.<toObject>` gets one
-// v4 batch read per target type per page, and the ids arrive as
-// properties["associations.<toObject>"] = ["123", ...] (numeric order; [] when none).
+// Associations are not properties: a field selection naming `associations.<toObject>` gets the
+// ids inline on list pages (`associations=`: the walk stays at one call per 100 records, the
+// burst ceiling) and one v4 batch read per target type on search and by-id pages (search has
+// no `associations`), and they arrive as properties["associations.<toObject>"] = ["123", ...]
+// (numeric order; [] when none).
 import { Client } from "@hubspot/api-client";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -377,6 +379,35 @@ export function createHubSpotAdapter(
     }
   }
 
+  /** Sets each record's associations from a list page's inline ones; returns the records whose
+   * inline list has more pages. */
+  function inlineAssociations(
+    records: RemoteRecord[],
+    raws: unknown[],
+    targets: string[],
+  ): RemoteRecord[] {
+    if (targets.length === 0) return [];
+    type Inline = { results?: Array<{ id: unknown }>; paging?: { next?: unknown } };
+    const byId = new Map<string, Record<string, Inline | undefined>>();
+    for (const raw of raws as Array<{ id?: unknown; associations?: Record<string, Inline> }>) {
+      byId.set(String(raw.id), raw.associations ?? {});
+    }
+    const paged: RemoteRecord[] = [];
+    for (const r of records) {
+      const inline = byId.get(r.remoteId) ?? {};
+      for (const to of targets) {
+        const a = inline[to];
+        if (a?.paging?.next) paged.push(r);
+        // Labelled and unlabelled types list the same id twice.
+        const ids = [...new Set((a?.results ?? []).map((x) => String(x.id)))];
+        r.properties[ASSOCIATIONS + to] = ids.sort((x, y) =>
+          x.length - y.length || (x < y ? -1 : x > y ? 1 : 0)
+        );
+      }
+    }
+    return [...new Set(paged)];
+  }
+
   /** One page of a list walk (see the header): properties and associations as search pages. */
   async function listPage(
     object: Exclude<ObjectType, "owners">,
@@ -385,14 +416,26 @@ export function createHubSpotAdapter(
   ): Promise<ChangePage> {
     const size = Math.min(opts.pageSize ?? LIST_PAGE, LIST_PAGE);
     const askedMs = Date.now();
+    const targets = associationTargets(object);
     const res = await call(
       "list",
-      () => timed(api(object).basicApi).getPageWithHttpInfo(size, walk?.after, propsFor(object)),
+      () =>
+        timed(api(object).basicApi).getPageWithHttpInfo(
+          size,
+          walk?.after,
+          propsFor(object),
+          undefined,
+          targets.length ? targets : undefined,
+        ),
       opts,
     );
     const startedAt = walk?.startedAt ?? answeredAt(res.headers["date"], askedMs);
     const { records, errors } = split(object, res.data.results);
-    await addAssociations(object, records, opts);
+    // The list answers associated ids inline (`associations=`), so a list page costs one call
+    // where the v4 batch read costs one more per target type; a record whose inline list is
+    // paged (very many associations) is read again through the batch endpoint.
+    const paged = inlineAssociations(records, res.data.results, targets);
+    if (paged.length) await addAssociations(object, paged, opts);
     // ISO 8601 UTC with milliseconds (iso()): text order is time order.
     const newest = records.reduce<string | null>(
       (n, r) => (n === null || r.modifiedAt > n ? r.modifiedAt : n),

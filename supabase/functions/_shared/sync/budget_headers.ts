@@ -101,11 +101,13 @@ function salesforce(o: ObservedResponse): RateObservation[] {
     // requests); the Sforce-Limit-Info of that answer tells them apart. Below the allocation the
     // class only pauses briefly, as for a 429.
     const spent = !m || Number(m[2]) <= 0 || Number(m[1]) >= Number(m[2]);
-    out.push(spent ? { class: "daily", throttled: true } : {
-      class: "daily",
-      throttled: true,
-      retry_ms: 1000,
-    });
+    out.push(
+      spent ? { class: "daily", throttled: true } : {
+        class: "daily",
+        throttled: true,
+        retry_ms: 1000,
+      },
+    );
   }
   return out;
 }
