@@ -23,6 +23,7 @@ import {
   utilisation,
   wholeWindows,
 } from "../../scripts/bench/scale_figures.ts";
+import { engineMinimum } from "../../scripts/bench/figures.ts";
 import { backfillPage, contact, deltaPage, REJECTED_PHONE } from "../../scripts/bench/records.ts";
 
 // crm.contacts' contacts_phone_e164 check.
@@ -188,4 +189,11 @@ Deno.test("memoryGrowth: like for like by requests served, the largest ratio; el
     { requests: 4, peakMb: 130 },
   ]);
   assert.deepEqual(none, { ratio: 1.3, requests: null, smallMb: 100, fullMb: 130 });
+});
+
+Deno.test("engineMinimum: HubSpot's list walk ceil(n/100) pages, Salesforce's keyset floor(n/2000)+1", () => {
+  const sizes = (engine: Record<string, number>) => ({ engine, naive: engine });
+  assert.equal(engineMinimum("hubspot", sizes({ contacts: 4946 })), 50);
+  assert.equal(engineMinimum("hubspot", sizes({ contacts: 100_000 })), 1000);
+  assert.equal(engineMinimum("salesforce", sizes({ Contact: 2500, Lead: 4000 })), 2 + 3);
 });
