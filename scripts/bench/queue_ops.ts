@@ -168,6 +168,8 @@ export interface ProcessStats {
   cpuMsTotal?: number;
   peakRssMb: number;
   exit?: string | null;
+  /** ISO time the process was spawned. */
+  startedAt?: string;
 }
 
 export interface FunctionStats {

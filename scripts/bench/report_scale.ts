@@ -155,7 +155,9 @@ export function printScale(r: ScaleResult): Verdict[] {
     `memory: peak RSS per worker process with ${n(o.connections)} connections ${
       n(g.fullMb, 1)
     } MB vs ${n(g.smallMb, 1)} MB with ${sm.connections} (both at max_workers ${sm.workers}${
-      g.requests === null ? "" : `; processes that served ${g.requests} request(s) each`
+      g.requests === null
+        ? "; processes spawned in the round"
+        : `; processes spawned in the round that served ${g.requests} request(s) each`
     }) → ${atMost(g.ratio, 2)}× — target ≤ ${SCALE_TARGETS.memoryGrowth}× (flat): ${
       verdict(memOk)
     }; highest in any round ${
@@ -168,7 +170,9 @@ export function printScale(r: ScaleResult): Verdict[] {
   );
   if (same?.memory.perProcess.length) {
     console.log(
-      `         peak by requests served: small round ${byReq(sm)}; full round ${byReq(same)}`,
+      `         peak by requests served (processes spawned in the round): small round ${
+        byReq(sm)
+      }; full round ${byReq(same)}`,
     );
   }
   out.push({

@@ -70,7 +70,7 @@ export interface ScaleRound {
     peakMaxMb: number;
     peakMedianMb: number;
     cpuKills: number;
-    /** Each process that served the round: requests and peak RSS (gateway stats only). */
+    /** Each process spawned in the round: requests and peak RSS (gateway stats only). */
     perProcess: ProcPeak[];
   };
   invocations: number;
@@ -145,6 +145,7 @@ export async function runScale(
       const roundIds = subset ?? ids;
       const roundAccounts = subset ? accounts.filter((_, i) => subset.includes(ids[i])) : accounts;
       await waitWorkersGone(sql, 60_000);
+      const startedAt = Date.now();
       await resetStreams(sql, ids);
       await setMaxWorkers(sql, workers);
       const gatewayOk = await gatewayStats(stack.url, true).then(() => true, () => false);
@@ -209,10 +210,11 @@ export async function runScale(
           peakMaxMb: Math.max(0, ...peaks),
           peakMedianMb: quantile(peaks, 0.5),
           cpuKills: fn?.kills?.cpu ?? 0,
-          perProcess: (fn?.processes ?? []).map((p) => ({
-            requests: p.requests ?? 0,
-            peakMb: p.peakRssMb,
-          })),
+          // Only processes spawned in this round: one kept idle from the round before starts
+          // with the heap its earlier requests grew (its peak is reset to that RSS).
+          perProcess: (fn?.processes ?? [])
+            .filter((p) => p.startedAt !== undefined && Date.parse(p.startedAt) >= startedAt)
+            .map((p) => ({ requests: p.requests ?? 0, peakMb: p.peakRssMb })),
         };
       } else {
         memory = {
