@@ -58,15 +58,22 @@ function pids(): number[] {
  * environment the database port.
  */
 export function functionPid(slug: string, pgPort: number): number | null {
+  return functionPids(slug, pgPort)[0] ?? null;
+}
+
+/** Every process serving `slug` for the stack whose database listens on `pgPort` (the
+ * gateway keeps a pool of them). */
+export function functionPids(slug: string, pgPort: number): number[] {
+  const out: number[] = [];
   for (const pid of pids()) {
     try {
       const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
       if (!cmd.includes("function_runner.ts") || !cmd.includes(`/${slug}/`)) continue;
       const env = Deno.readTextFileSync(`/proc/${pid}/environ`);
-      if (env.includes(`:${pgPort}/`)) return pid;
+      if (env.includes(`:${pgPort}/`)) out.push(pid);
     } catch { /* gone meanwhile */ }
   }
-  return null;
+  return out;
 }
 
 /**

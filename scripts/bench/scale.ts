@@ -15,7 +15,8 @@ import type postgres from "postgres";
 import type { StackConfig } from "../../shared/local/config.ts";
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
 import { SYNC_FUNCTION } from "./engine_run.ts";
-import { loadAverage } from "./procstat.ts";
+import { isAlive } from "../../shared/local/processes.ts";
+import { functionPids, loadAverage } from "./procstat.ts";
 import {
   cpuDelta,
   enqueueInbound,
@@ -113,6 +114,20 @@ export interface ScaleStack {
   encryptionKey: string;
 }
 
+/** Ends the idle function processes of the worker's slug (SIGTERM by pid, as ./engine_run.ts
+ * does; the gateway spawns fresh ones on the next request). */
+async function stopFunctions(pgPort: number): Promise<void> {
+  const pids = functionPids(SYNC_FUNCTION, pgPort);
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGTERM");
+    } catch { /* gone */ }
+  }
+  for (let i = 0; i < 150 && pids.some(isAlive); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export async function runScale(
   sql: postgres.Sql,
   stack: ScaleStack,
@@ -145,6 +160,9 @@ export async function runScale(
       const roundIds = subset ?? ids;
       const roundAccounts = subset ? accounts.filter((_, i) => subset.includes(ids[i])) : accounts;
       await waitWorkersGone(sql, 60_000);
+      // Every round starts with no function process of the worker's slug: each process of the
+      // round is then spawned in it, so its peak RSS is that of this round's work alone.
+      await stopFunctions(stack.cfg.pgPort);
       const startedAt = Date.now();
       await resetStreams(sql, ids);
       await setMaxWorkers(sql, workers);
