@@ -15,7 +15,19 @@
 //                   the bad page is then measured on both sides instead of the bench stack
 //   --ab-records N  rows the A/B backfills in pages of 2,000 (default 100000)
 //   --ab-deltas N   delta pages of 2,000 existing records it applies afterwards (default 20)
-//   --only PARTS    comma-separated subset of engine,badpage,ab (default: all that apply)
+//   --only PARTS    comma-separated subset of engine,badpage,ab,ceiling,budget,scale (default:
+//                   all that apply)
+// The issue-11 parts run on the same bench stack, each with sandboxes of its own (documented
+// rate limits ON, many accounts per process) and connections it removes afterwards; their work
+// runs as jobs (crm.enqueue_job / crm.enqueue_inbound, crm.wake_workers), i.e. as real worker
+// requests through pg_net and the gateway:
+//   ceiling: a HubSpot backfill vs the documented ceiling of the API it used
+//     --ceiling-records N   contacts (default 60000)
+//   budget: a backfill, a delta and live reads sharing one HubSpot portal's budget
+//     --budget-records N    records per object (default 50000); --live-every MS (default 500)
+//   scale: many connections, one CRM account each, all due at once, per worker cap
+//     --scale-connections N (default 1000), --scale-records N changed contacts each (50),
+//     --scale-workers LIST (1,2,4,8), --scale-providers LIST (hubspot,salesforce,pipedrive)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
 // The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
@@ -39,10 +51,28 @@ import { initClockTicks } from "./bench/procstat.ts";
 import { printProvider, printTable, type ProviderReport } from "./bench/report.ts";
 import { printAb, printBadPage } from "./bench/report_sql.ts";
 import { type BenchSandboxes, startSandboxes } from "./bench/sandboxes.ts";
+import { type PortalStack, runCeiling } from "./bench/ceiling_run.ts";
+import { functionExists } from "./bench/proc_call.ts";
+import {
+  notMeasured,
+  printBudget,
+  printCeiling,
+  printScale,
+  printVerdicts,
+  type Verdict,
+} from "./bench/report_scale.ts";
+import { runScale } from "./bench/scale.ts";
+import { runBudget } from "./bench/shared_budget.ts";
+import { type ProviderName, PROVIDERS } from "../supabase/functions/_shared/providers/types.ts";
 
 const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-records N] " +
-  "[--ab-deltas N]] [--only engine,badpage,ab] [--keep] | --down";
-const PARTS = ["engine", "badpage", "ab"] as const;
+  "[--ab-deltas N]] [--ceiling-records N] [--budget-records N] [--live-every MS] " +
+  "[--scale-connections N] [--scale-records N] [--scale-workers 1,2,4,8] " +
+  "[--scale-providers hubspot,salesforce,pipedrive] " +
+  "[--only engine,badpage,ab,ceiling,budget,scale] [--keep] | --down";
+const PARTS = ["engine", "badpage", "ab", "ceiling", "budget", "scale"] as const;
+/** The parts that run on the bench stack. */
+const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale"];
 type Part = typeof PARTS[number];
 /** Records per page of the SQL-only figures: the engine's write batch (WRITE_BATCH_RECORDS). */
 const SQL_PAGE = 2000;
@@ -63,6 +93,13 @@ const { values } = (() => {
         "ab-records": { type: "string" },
         "ab-deltas": { type: "string" },
         only: { type: "string" },
+        "ceiling-records": { type: "string" },
+        "budget-records": { type: "string" },
+        "live-every": { type: "string" },
+        "scale-connections": { type: "string" },
+        "scale-records": { type: "string" },
+        "scale-workers": { type: "string" },
+        "scale-providers": { type: "string" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -102,6 +139,20 @@ const parts = new Set<Part>(
     ),
 );
 if (parts.has("ab") && values.ab === undefined) fail("--only ab needs --ab REF");
+const ceilingRecords = count(values["ceiling-records"], "ceiling-records", 60_000, 100);
+const budgetRecords = count(values["budget-records"], "budget-records", 50_000, 100);
+const liveEveryMs = count(values["live-every"], "live-every", 500, 50);
+const scaleConnections = count(values["scale-connections"], "scale-connections", 1_000, 2);
+const scaleRecords = count(values["scale-records"], "scale-records", 50, 1);
+const scaleWorkers = (values["scale-workers"] ?? "1,2,4,8").split(",").map((w) =>
+  /^\d+$/.test(w) && Number(w) >= 1 ? Number(w) : fail(`--scale-workers: bad count ${w}`)
+);
+const scaleProviders = (values["scale-providers"] ?? "hubspot,salesforce,pipedrive").split(",")
+  .map((p) =>
+    (PROVIDERS as readonly string[]).includes(p)
+      ? p as ProviderName
+      : fail(`--scale-providers: unknown provider ${p}`)
+  );
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);
 
@@ -134,8 +185,11 @@ async function stackPart(): Promise<void> {
     const env = await up(cfg, { watch: false, emulators: false, connections: false, log });
     sql = postgres(env.SUPABASE_DB_URL, { max: 2, onnotice: () => {} });
     // Nothing else may call the function meanwhile: the migrations' cron jobs would sync every
-    // active connection every 5 minutes. The bench database is thrown away afterwards.
-    await sql`select cron.alter_job(jobid, active := false) from cron.job`;
+    // active connection every 5 minutes. The bench database is thrown away afterwards. Only
+    // 'crm-workers' stays on (it wakes workers for due continuations, backoffs and deferrals,
+    // as in production; with no job queued it wakes none).
+    await sql`select cron.alter_job(jobid, active := false) from cron.job
+              where jobname is distinct from 'crm-workers'`;
     // Per-function timings for the SQL share (new sessions pick it up).
     await sql`alter database postgres set track_functions = 'all'`;
 
@@ -186,6 +240,18 @@ async function stackPart(): Promise<void> {
         });
       }
     }
+    // The engine part is done: its sandboxes go, and its connections stop being active, so
+    // the job parts' enqueues (every active connection) see only their own.
+    await sandboxes?.close();
+    sandboxes = null;
+    await sql`update crm.connections set status = 'paused' where status = 'active'`;
+    const verdicts = await issue11Parts(sql, {
+      cfg,
+      url: env.SUPABASE_URL,
+      serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
+      encryptionKey: env.CRM_ENCRYPTION_KEY,
+    });
+
     let badPage: BadPageResult[] = [];
     if (parts.has("badpage") && !parts.has("ab")) {
       banner(`bad page: ${SQL_PAGE} records with one rejected value vs a clean page`);
@@ -197,12 +263,87 @@ async function stackPart(): Promise<void> {
     if (reports.length) printTable(reports);
     if (badPage.length) console.log("");
     for (const r of badPage) printBadPage("this checkout", r);
+    for (const print of verdicts.print) print();
+    printVerdicts(verdicts.list);
   } finally {
     await sandboxes?.close();
     await sql?.end();
     if (values.keep) console.log(`\nbench stack left up (${cfg.envFile}); stop it with --down`);
     else await down(cfg, log);
   }
+}
+
+/** The issue-11 parts (ceiling, budget, scale) on the bench stack. Each runs on its own; one
+ * that cannot run (a missing verb, a failure) is reported as not measured, with the reason. The
+ * printing waits for the results section. */
+async function issue11Parts(
+  sql: postgres.Sql,
+  stack: PortalStack,
+): Promise<{ print: (() => void)[]; list: Verdict[] }> {
+  const print: (() => void)[] = [];
+  const list: Verdict[] = [];
+  const wanted = (["ceiling", "budget", "scale"] as const).filter((p) => parts.has(p));
+  if (!wanted.length) return { print, list };
+  const missing = [];
+  for (const f of ["enqueue_job", "enqueue_inbound", "wake_workers", "engine_status"]) {
+    if (!await functionExists(sql, f)) missing.push(`crm.${f}`);
+  }
+  const run = async (part: string, body: () => Promise<() => Verdict[]>) => {
+    banner(part);
+    try {
+      const done = await body();
+      print.push(() => list.push(...done()));
+    } catch (e) {
+      const reason = (e as Error).message.split("\n")[0];
+      log(`${part} failed: ${(e as Error).stack ?? e}`);
+      print.push(() => list.push(notMeasured(part, reason)));
+    }
+  };
+  for (const part of wanted) {
+    if (missing.length) {
+      const reason = `${missing.join(", ")} missing (the job queue is not in this checkout)`;
+      print.push(() => list.push(notMeasured(part, reason)));
+      continue;
+    }
+    if (part === "ceiling") {
+      await run(`ceiling: HubSpot backfill of ${ceilingRecords} contacts, limits on`, async () => {
+        const r = await runCeiling(sql, stack, ceilingRecords, log);
+        return () => printCeiling(r, ceilingRecords);
+      });
+    } else if (part === "budget") {
+      if (!await functionExists(sql, "take_rate_grant")) {
+        print.push(() =>
+          list.push(notMeasured("budget", "crm.take_rate_grant missing (no shared SQL budget)"))
+        );
+        continue;
+      }
+      await run(
+        `shared budget: one HubSpot portal, ${budgetRecords} records per object`,
+        async () => {
+          const r = await runBudget(
+            sql,
+            stack,
+            { records: budgetRecords, liveEveryMs, timeoutMs: 20 * 60_000 },
+            log,
+          );
+          return () => printBudget(r, budgetRecords, liveEveryMs);
+        },
+      );
+    } else {
+      await run(`scale: ${scaleConnections} connections, workers ${scaleWorkers}`, async () => {
+        const r = await runScale(sql, stack, {
+          connections: scaleConnections,
+          perTenant: scaleRecords,
+          workerCounts: scaleWorkers,
+          providers: scaleProviders,
+          small: Math.max(2, Math.round(scaleConnections / 4)),
+          roundTimeoutMs: 30 * 60_000,
+        }, log);
+        return () => printScale(r);
+      });
+    }
+  }
+  return { print, list };
 }
 
 /** The A/B part: REF's migrations vs the working tree's, then the bad page on each. */
@@ -240,7 +381,9 @@ async function abPart(ref: string): Promise<void> {
 
 let exitCode = 0;
 try {
-  if (parts.has("engine") || (parts.has("badpage") && !parts.has("ab"))) await stackPart();
+  if (STACK_PARTS.some((p) => parts.has(p)) || (parts.has("badpage") && !parts.has("ab"))) {
+    await stackPart();
+  }
   if (parts.has("ab")) await abPart(values.ab!);
 } catch (e) {
   console.error(`\nbench aborted: ${(e as Error).stack ?? e}`);

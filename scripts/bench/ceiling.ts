@@ -14,7 +14,7 @@ export const HUBSPOT_SEARCH = { perSecond: 5, page: 200 };
 /** HubSpot's plain list endpoint (GET /crm/v3/objects/<type>): at most 100 a page. */
 export const HUBSPOT_LIST_PAGE = 100;
 /** HubSpot's daily request limit on Free/Starter private apps (250,000; the sandbox's default).
- * A backfill of n records spends n/200 searches of it, so it binds only past 50M records. */
+ * A list walk of n records spends n/100 requests of it, so it binds only past 25M records. */
 export const HUBSPOT_DAILY = 250_000;
 
 /** Salesforce has no per-second limit: an org gets a rolling 24 h allocation of API requests.
@@ -45,7 +45,7 @@ export function ceilings(provider: "hubspot" | "salesforce"): Ceiling[] {
     const t = HUBSPOT_TEN_SECONDLY;
     return [
       {
-        name: "search (the engine's walk)",
+        name: "search",
         recordsPerSecond: HUBSPOT_SEARCH.perSecond * HUBSPOT_SEARCH.page,
         formula: `${HUBSPOT_SEARCH.perSecond} requests/s × ${HUBSPOT_SEARCH.page}`,
       },
@@ -77,8 +77,8 @@ export function ceilingNotes(provider: "hubspot" | "salesforce"): string[] {
     return [
       `the daily limit (${
         HUBSPOT_DAILY.toLocaleString("en")
-      } requests, Free/Starter) binds only past 50M records a day; the engine's default pacing`,
-      "is 4 searches/s (800 records/s), under the search ceiling on purpose",
+      } requests, Free/Starter) binds only past 25M records a day on the list walk; this part`,
+      "lifts the limits (settings.rate_limits): the ceiling part below runs them for real",
     ];
   }
   return [
@@ -86,4 +86,25 @@ export function ceilingNotes(provider: "hubspot" | "salesforce"): string[] {
     "all; the figure is the rate at which it would spend the whole day's budget (the engine's",
     "default pacing is 25 requests/s × 2,000 = 50,000 records/s)",
   ];
+}
+
+/** HubSpot's search route and its plain list route, as the sandbox's counters name them. */
+export const HUBSPOT_ROUTES = {
+  search: "POST /crm/v3/objects/:objectType/search",
+  list: "GET /crm/v3/objects/:objectType",
+};
+
+/**
+ * The documented ceiling of the API a HubSpot walk actually used, read from the sandbox's
+ * per-route counters: the plain list (Free/Starter burst × 100, the sandbox's own limit) when it
+ * made more list calls than searches, else search (5/s × 200).
+ */
+export function hubspotWalkCeiling(
+  routes: Record<string, { total: number }>,
+): Ceiling & { api: "list" | "search" } {
+  const [search, list] = ceilings("hubspot");
+  const n = (r: string) => routes[r]?.total ?? 0;
+  return n(HUBSPOT_ROUTES.list) > n(HUBSPOT_ROUTES.search)
+    ? { ...list, api: "list" }
+    : { ...search, api: "search" };
 }

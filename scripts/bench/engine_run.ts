@@ -47,7 +47,10 @@ export interface EngineResult {
   sqlFunctions: { name: string; calls: number; totalMs: number; selfMs: number }[];
 }
 
-async function post(stack: Stack, body: unknown): Promise<{ status: number; json: unknown }> {
+export async function post(
+  stack: Stack,
+  body: unknown,
+): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${stack.url}/functions/v1/${SYNC_FUNCTION}`, {
     method: "POST",
     headers: {

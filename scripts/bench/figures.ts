@@ -3,12 +3,12 @@
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
 import type { BaselineResult } from "./baseline.ts";
 import type { CarefulResult } from "./careful.ts";
-import { type Ceiling, ceilings } from "./ceiling.ts";
+import { type Ceiling, ceilings, hubspotWalkCeiling } from "./ceiling.ts";
 import type { EngineResult } from "./engine_run.ts";
 
-/** Page sizes of the engine's adapters (supabase/functions/_shared/providers/*.ts). */
+/** Page sizes of the engine's full walks (supabase/functions/_shared/providers/*.ts). */
 export const ENGINE_PAGE: Record<"hubspot" | "salesforce", number> = {
-  hubspot: 200, // SEARCH_PAGE: HubSpot search answers at most 200 per page
+  hubspot: 100, // the plain list endpoint (basicApi.getPage, `after` cursor): at most 100 a page
   salesforce: 2000, // PAGE: SOQL LIMIT 2000 (one query batch, no nextRecordsUrl)
 };
 
@@ -34,10 +34,12 @@ export interface Sizes {
   naive: Record<string, number>;
 }
 
-/** The minimum for the engine: data pages at its page size, nothing else. */
+/** The minimum for the engine: data pages at its page size, nothing else (HubSpot's list says
+ * whether more follows; Salesforce's SOQL keyset walk ends on a short page). */
 export function engineMinimum(provider: ProviderName, sizes: Sizes): number {
   const p = ENGINE_PAGE[provider as "hubspot" | "salesforce"];
-  return Object.values(sizes.engine).reduce((s, n) => s + keysetPages(n, p), 0);
+  const pages = provider === "hubspot" ? listPages : keysetPages;
+  return Object.values(sizes.engine).reduce((s, n) => s + pages(n, p), 0);
 }
 
 /** The baseline makes one call per page of 100, so its full-run count is computed exactly. */
@@ -89,7 +91,7 @@ export function derive(
     speedUp,
     carefulRate,
     vsCareful: engineRate / carefulRate,
-    headroom: ceilings(provider as "hubspot" | "salesforce")
+    headroom: walkFirst(provider, engine)
       .map((c) => ({ ...c, ratio: engineRate / c.recordsPerSecond })),
     callsMade,
     callsMin,
@@ -100,4 +102,13 @@ export function derive(
       speedUp: speedUp >= TARGETS.speedUp,
     },
   };
+}
+
+/** The provider's ceilings, the one of the API the engine's walk used first (HubSpot: read from
+ * the sandbox's per-route counters). */
+function walkFirst(provider: ProviderName, engine: EngineResult): Ceiling[] {
+  const all = ceilings(provider as "hubspot" | "salesforce");
+  if (provider !== "hubspot") return all;
+  const walk = hubspotWalkCeiling(engine.counters.routes);
+  return [all.find((c) => c.name === walk.name)!, ...all.filter((c) => c.name !== walk.name)];
 }

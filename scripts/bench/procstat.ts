@@ -58,15 +58,22 @@ function pids(): number[] {
  * environment the database port.
  */
 export function functionPid(slug: string, pgPort: number): number | null {
+  return functionPids(slug, pgPort)[0] ?? null;
+}
+
+/** Every process serving `slug` for the stack whose database listens on `pgPort` (the
+ * gateway keeps a pool of them). */
+export function functionPids(slug: string, pgPort: number): number[] {
+  const out: number[] = [];
   for (const pid of pids()) {
     try {
       const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
       if (!cmd.includes("function_runner.ts") || !cmd.includes(`/${slug}/`)) continue;
       const env = Deno.readTextFileSync(`/proc/${pid}/environ`);
-      if (env.includes(`:${pgPort}/`)) return pid;
+      if (env.includes(`:${pgPort}/`)) out.push(pid);
     } catch { /* gone meanwhile */ }
   }
-  return null;
+  return out;
 }
 
 /**
@@ -107,4 +114,22 @@ export interface CpuSplit {
   bench: number;
   pg: number;
   sandbox: number;
+}
+
+/**
+ * CPU used so far by a process group led by `pgid` (a service started with setsid, e.g. the
+ * gateway and the function processes it spawns), ms: the leader's own, and the rest — its live
+ * group members plus the children it already reaped (their CPU moves into its cutime/cstime).
+ */
+export function groupCpuMs(pgid: number): { leader: number; rest: number } {
+  const leader = cpuMs(pgid);
+  let rest = cpuMs(pgid, true) - leader;
+  for (const pid of pids()) {
+    if (pid === pgid) continue;
+    try {
+      const f = statFields(pid);
+      if (Number(f[2]) === pgid && f[0] !== "Z") rest += cpuMs(pid);
+    } catch { /* gone meanwhile */ }
+  }
+  return { leader, rest };
 }

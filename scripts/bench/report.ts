@@ -27,7 +27,7 @@ const NAME = { hubspot: "HubSpot", salesforce: "Salesforce" };
 /** Sandbox route patterns by their last segment. */
 const ROUTE: Record<string, string> = {
   "/crm/v3/objects/:objectType/search": "search",
-  "/crm/v3/objects/:objectType": "list (archived)",
+  "/crm/v3/objects/:objectType": "list",
   "/services/data/:version/queryAll": "queryAll",
   "/services/data/:version/sobjects/:type/describe": "describe",
 };
@@ -43,7 +43,9 @@ export function printProvider(r: ProviderReport): void {
   const perCall = e.calls.map((c) => n(c.processed / (c.ms / 1000))).join(", ");
   const minText = Object.entries(r.sizes.engine)
     .map(([t, x]) =>
-      `floor(${x}/${ENGINE_PAGE[r.provider]})+1${r.provider === "salesforce" ? ` ${t}` : ""}`
+      r.provider === "hubspot"
+        ? `ceil(${x}/${ENGINE_PAGE.hubspot})`
+        : `floor(${x}/${ENGINE_PAGE[r.provider]})+1 ${t}`
     )
     .join(" + ");
   const save = e.sqlFunctions.find((f) => f.name === "save_inbound_page");
@@ -198,7 +200,8 @@ export function printTable(reports: ProviderReport[]): void {
     [
       "  careful: the plain list at its largest page (HubSpot 100, Salesforce 2,000) and one multi-row",
       "  upsert per 100 records, over every record. ceiling: the documented limit of the engine's walk",
-      "  (HubSpot search 5/s × 200; Salesforce's daily budget × 2,000 over 24 h); headroom = engine",
+      "  (HubSpot: the API its walk used, by the sandbox's counters; Salesforce's daily budget × 2,000",
+      "  over 24 h); headroom = engine",
       "  rec/s ÷ ceiling.",
     ].join("\n"),
   );

@@ -56,8 +56,18 @@ export async function startSandboxes(
   };
 }
 
-export async function admin(url: string, method: string, path: string): Promise<unknown> {
-  const res = await fetch(`${url}/__admin${path}`, { method });
+export async function admin(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  const res = await fetch(`${url}/__admin${path}`, {
+    method,
+    ...(body === undefined
+      ? {}
+      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+  });
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} /__admin${path}: ${res.status} ${text}`);
   return text ? JSON.parse(text) : null;
