@@ -276,7 +276,10 @@ export async function runScale(
       return r;
     };
 
-    const smallIds = ids.slice(0, Math.min(o.small, ids.length));
+    // Every k-th connection, so the small round has the full round's mix of providers (a round
+    // of HubSpot tenants only would load one SDK of three and look leaner for that alone).
+    const step = Math.max(1, Math.floor(ids.length / Math.max(1, o.small)));
+    const smallIds = ids.filter((_, i) => i % step === 0).slice(0, o.small);
     const fewest = Math.min(...o.workerCounts);
     const small = await round(`small round (${smallIds.length} connections)`, fewest, smallIds);
     const rounds: ScaleRound[] = [];
