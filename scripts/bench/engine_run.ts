@@ -12,6 +12,7 @@
 // died and was replaced mid-run.
 import type postgres from "postgres";
 import { isAlive } from "../../shared/local/processes.ts";
+import { gatewayStats } from "./queue_ops.ts";
 import { clusterCpuMs, cpuMs, functionPid, loadAverage, memoryMb, resetPeak } from "./procstat.ts";
 import { type Counters, counters, resetCounters } from "./sandboxes.ts";
 
@@ -40,6 +41,8 @@ export interface EngineResult {
   };
   memory: { pid: number; bootRssMb: number; peakMb: number; peakReset: boolean; sampledMb: number };
   restarts: number;
+  /** Function processes that served the backfill (the gateway's pool). */
+  processes: number;
   cpuMs: { fn: number; pg: number; sandbox: number };
   /** 1-minute load average when the backfill started and ended. */
   load: [number, number];
@@ -94,6 +97,9 @@ export async function runEngineBackfill(
   progress: (line: string) => void,
 ): Promise<EngineResult> {
   const fn = await freshFunction(stack);
+  // The gateway runs a pool of processes and retires one past 1 s of CPU (as hosted), so the
+  // backfill spans several: their CPU and peak memory come from the gateway's stats.
+  await gatewayStats(stack.url, true);
   await resetCounters(sandbox.url);
   await sql`select pg_stat_reset()`;
   const cpu0 = {
@@ -152,10 +158,17 @@ export async function runEngineBackfill(
   const wallMs = performance.now() - t0;
   const load1 = loadAverage();
 
+  const pool = (await gatewayStats(stack.url))[SYNC_FUNCTION];
+  const workers = pool?.processes.filter((p) => (p.requests ?? 0) > 0) ?? [];
+  const poolCpu = workers.reduce((sum, p) => sum + (p.cpuMsTotal ?? 0), 0);
   const alive = isAlive(fn.pid);
-  const mem = alive ? memoryMb(fn.pid) : { rss: 0, hwm: 0 };
+  const mem = workers.length
+    ? { rss: 0, hwm: Math.max(...workers.map((p) => p.peakRssMb)) }
+    : alive
+    ? memoryMb(fn.pid)
+    : { rss: 0, hwm: 0 };
   const cpu = {
-    fn: alive ? cpuMs(fn.pid) - cpu0.fn : NaN,
+    fn: workers.length ? poolCpu : alive ? cpuMs(fn.pid) - cpu0.fn : NaN,
     pg: clusterCpuMs(stack.pgData) - cpu0.pg,
     sandbox: cpuMs(sandbox.pid) - cpu0.sandbox,
   };
@@ -193,6 +206,7 @@ export async function runEngineBackfill(
       durationMs: Number(log.duration_ms),
       statuses: log.statuses ?? "",
     },
+    processes: workers.length,
     memory: {
       pid: fn.pid,
       bootRssMb: fn.bootRssMb,

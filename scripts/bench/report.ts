@@ -72,16 +72,22 @@ export function printProvider(r: ProviderReport): void {
       `→ ${n(d.callRatio, 3)}× — target ≤ ${TARGETS.callRatio}×: ${verdict(d.met.calls)}`,
   );
   console.log(
-    `         peak memory ${n(m.peakMb, 1)} MB (VmHWM of pid ${m.pid}, ${
-      m.peakReset
-        ? `reset after boot at ${n(m.bootRssMb, 1)} MB RSS`
-        : "NOT reset (clear_refs refused): includes the boot"
-    }; sampled max RSS ${n(m.sampledMb, 1)} MB${
-      e.restarts ? `; the process was replaced ${e.restarts}×` : ""
-    }) — target < ${TARGETS.peakMb} MB: ${verdict(d.met.memory)}`,
+    e.processes > 0
+      ? `         peak memory ${n(m.peakMb, 1)} MB (the highest VmHWM of the ${e.processes} ` +
+        `function process(es) that served the backfill, boot included, by the gateway's stats) ` +
+        `— target < ${TARGETS.peakMb} MB: ${verdict(d.met.memory)}`
+      : `         peak memory ${n(m.peakMb, 1)} MB (VmHWM of pid ${m.pid}, ${
+        m.peakReset
+          ? `reset after boot at ${n(m.bootRssMb, 1)} MB RSS`
+          : "NOT reset (clear_refs refused): includes the boot"
+      }; sampled max RSS ${n(m.sampledMb, 1)} MB${
+        e.restarts ? `; the process was replaced ${e.restarts}×` : ""
+      }) — target < ${TARGETS.peakMb} MB: ${verdict(d.met.memory)}`,
   );
   console.log(
-    `         CPU during the backfill: function ${s(e.cpuMs.fn)}, Postgres ${s(e.cpuMs.pg)}, ` +
+    `         CPU during the backfill: function ${s(e.cpuMs.fn)}${
+      e.processes > 0 ? ` (the requests' CPU over ${e.calls.length} calls)` : ""
+    }, Postgres ${s(e.cpuMs.pg)}, ` +
       `sandbox ${s(e.cpuMs.sandbox)}; load average ${n(e.load[0], 2)} → ${
         n(e.load[1], 2)
       } on ${navigator.hardwareConcurrency} CPUs`,

@@ -133,3 +133,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "salesforce adapter: a describe shared by another instance spares the describe call",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const sf = await startSalesforce({ port: 0, seed: 7, records: 30 });
+    try {
+      const shared = new Map<string, string[]>();
+      const walk = async (select: string[]) => {
+        const kinds: string[] = [];
+        const adapter = createSalesforceAdapter({
+          baseUrl: sf.url,
+          credentials: { accessToken: sf.credentials.SALESFORCE_ACCESS_TOKEN, instanceUrl: sf.url },
+          beforeRequest: (kind) => {
+            kinds.push(kind);
+            return Promise.resolve();
+          },
+          onTokens: () => Promise.resolve(),
+          countCall: () => {},
+          log: () => {},
+          describes: {
+            get: (key) => Promise.resolve(shared.get(key) ?? null),
+            put: (key, fields) => {
+              shared.set(key, fields);
+              return Promise.resolve();
+            },
+          },
+        }, { Contact: select, Lead: select });
+        const { seen } = await walkChanges(adapter, "contacts", null, 200);
+        return { seen, describes: kinds.filter((k) => k === "describe").length };
+      };
+      // A selection no other test uses, so this process's own cache is cold.
+      const select = ["FirstName", "LastName", "Email", "NoSuchField__c"];
+      const first = await walk(select);
+      assert.equal(first.describes, 2, "Contact and Lead described once each");
+      assert.equal(shared.size, 2, "and shared");
+      assert.ok([...shared.values()].every((f) => !f.includes("NoSuchField__c")));
+      // Another instance described a selection this process has not seen: its answer (keyed by
+      // instance, object and selection) is used as it is, without a describe.
+      const other = ["FirstName", "LastName", "Title"];
+      for (const type of ["Contact", "Lead"]) {
+        shared.set(`${sf.url}|${type}|${other.join(",")}`, ["FirstName"]);
+      }
+      const second = await walk(other);
+      assert.equal(second.describes, 0, "no describe call");
+      assert.equal(second.seen.length, first.seen.length);
+      assert.ok(second.seen.every((r) => !("LastName" in r.properties)), "only what it said");
+    } finally {
+      await sf.close();
+    }
+  },
+});

@@ -8,7 +8,8 @@
 // reports revoked credentials.
 // SOQL fails the whole query on one unknown field, and orgs differ (CurrencyIsoCode exists only
 // with multi-currency, admins delete custom fields), so the selected fields are checked against
-// one describe per sObject per adapter; fields the org lacks are logged and not read, and the
+// one describe per sObject per connection and 10 minutes (shared, see DESCRIBED); fields the org
+// lacks are logged and not read, and the
 // mapper then leaves their columns alone.
 // Timeouts: jsforce takes a request timeout only as a transport option (default 30 min) and
 // retries 429/5xx/network errors itself up to 5 times for GETs with its own backoff, outside any
@@ -110,11 +111,6 @@ export function classifySalesforce(e: unknown): Classification {
   return { kind: "fatal", reason: `${code}: ${err.message ?? ""}`.slice(0, 300) };
 }
 
-/**
- * Describe results per org, object and field selection, shared by the adapters of one function
- * instance: a backfill spanning several calls describes each object once, and a field added
- * in the org is picked up within the TTL.
- */
 interface Transport {
   httpRequest(req: unknown, options?: Record<string, unknown>): unknown;
 }
@@ -153,6 +149,12 @@ function timed(
   };
 }
 
+/**
+ * Describe results per org, object and field selection, shared by the adapters of one function
+ * instance, and beyond it through deps.describes (crm.provider_describes): a backfill spanning
+ * many requests and workers describes each object once, and a field added in the org is picked
+ * up within the TTL.
+ */
 const DESCRIBED = new Map<string, { at: number; fields: Promise<string[]> }>();
 const DESCRIBE_TTL_MS = 10 * 60_000;
 
@@ -239,24 +241,40 @@ export function createSalesforceAdapter(
     const hit = DESCRIBED.get(key);
     let p = hit && Date.now() - hit.at < DESCRIBE_TTL_MS ? hit.fields : undefined;
     if (!p) {
-      p = call("describe", () => conn.sobject(type).describe(), opts).then((d) => {
-        const names = new Set(d.fields.map((f) => f.name.toLowerCase()));
-        const rels = new Set(
-          d.fields.flatMap((f) => (f.relationshipName ? [f.relationshipName.toLowerCase()] : [])),
-        );
-        const ok = wanted.filter((w) => {
-          const [head, ...rest] = w.toLowerCase().split(".");
-          return rest.length === 0 ? names.has(head) : rels.has(head);
-        });
-        const missing = wanted.filter((w) => !ok.includes(w));
-        if (missing.length > 0) deps.log(`${type} fields not in this org, not read`, { missing });
-        return ok;
-      });
+      p = described(type, key, wanted, opts);
       // A failed describe is retried by the next call instead of being cached.
       p.catch(() => DESCRIBED.delete(key));
       DESCRIBED.set(key, { at: Date.now(), fields: p });
     }
     return p;
+  }
+
+  /** The selected fields the org has: from deps.describes when another instance described the
+   * object lately, else one describe call (then shared). */
+  async function described(
+    type: string,
+    key: string,
+    wanted: string[],
+    opts: ListOptions,
+  ): Promise<string[]> {
+    const shared = await deps.describes?.get(key, DESCRIBE_TTL_MS).catch(() => null);
+    if (shared) return shared;
+    const ok = await call("describe", () => conn.sobject(type).describe(), opts).then((d) => {
+      const names = new Set(d.fields.map((f) => f.name.toLowerCase()));
+      const rels = new Set(
+        d.fields.flatMap((f) => (f.relationshipName ? [f.relationshipName.toLowerCase()] : [])),
+      );
+      const ok = wanted.filter((w) => {
+        const [head, ...rest] = w.toLowerCase().split(".");
+        return rest.length === 0 ? names.has(head) : rels.has(head);
+      });
+      const missing = wanted.filter((w) => !ok.includes(w));
+      if (missing.length > 0) deps.log(`${type} fields not in this org, not read`, { missing });
+      return ok;
+    });
+    // Sharing is an optimisation: a failure to store only costs the next instance a describe.
+    await deps.describes?.put(key, ok).catch(() => {});
+    return ok;
   }
 
   async function fieldList(type: string, opts: ListOptions): Promise<string> {

@@ -85,6 +85,12 @@ export interface ProviderDeps {
    */
   observe?: (o: { kind: string; status: number; headers: Headers; body?: unknown }) => void;
   log: (msg: string, extra?: Record<string, unknown>) => void;
+  /** What describe calls learned (the fields an object has), shared beyond this instance: a
+   * hit spares the CRM call. Entries older than `maxAgeMs` are misses. */
+  describes?: {
+    get(key: string, maxAgeMs: number): Promise<string[] | null>;
+    put(key: string, fields: string[]): Promise<void>;
+  };
 }
 
 /**

@@ -4,7 +4,7 @@
 import type { Sql } from "../db.ts";
 import { createMapper, type Mapper } from "../mapping/mapper.ts";
 import { createAdapter } from "../providers/registry.ts";
-import type { ProviderAdapter } from "../providers/types.ts";
+import type { ProviderAdapter, ProviderDeps } from "../providers/types.ts";
 import { type Connection, persistTokens } from "./connections.ts";
 import { type BudgetGate, createBudgetGate, type Lane } from "./budget.ts";
 
@@ -50,6 +50,7 @@ export async function createSyncContext(
     credentials: conn.credentials,
     beforeRequest: budget.beforeRequest,
     observe: budget.observe,
+    describes: describeStore(sql, conn.id),
     onTokens: (tokens) => persistTokens(sql, key, conn, tokens),
     countCall: (n = 1) => {
       calls += n;
@@ -57,4 +58,25 @@ export async function createSyncContext(
     log: withConn,
   }, mapper.fields());
   return { conn, adapter, mapper, budget, calls: () => calls };
+}
+
+/** crm.provider_describes for one connection: what describe calls learned, shared by every
+ * worker and instance. */
+function describeStore(sql: Sql, connectionId: string): NonNullable<ProviderDeps["describes"]> {
+  return {
+    async get(key, maxAgeMs) {
+      const [r] = await sql`
+        select fields from crm.provider_describes
+        where connection_id = ${connectionId} and key = ${key}
+          and described_at > now() - make_interval(secs => ${maxAgeMs / 1000})`;
+      return r ? r.fields as string[] : null;
+    },
+    async put(key, fields) {
+      await sql`
+        insert into crm.provider_describes (connection_id, key, fields)
+        values (${connectionId}, ${key}, ${fields}::text[])
+        on conflict (connection_id, key) do update
+          set fields = excluded.fields, described_at = now()`;
+    },
+  };
 }
