@@ -89,13 +89,13 @@ Deno.serve(async (req) => {
         await inbound.flush();
       }
     }
-    return await direct(b, () => cpu.usedMs() >= settings.cpuBudgetMs);
+    return await direct(b, () => settings.cpuBudgetMs - cpu.usedMs());
   } finally {
     cpu.stop();
   }
 });
 
-async function direct(b: z.infer<typeof Direct>, exhausted: () => boolean): Promise<Response> {
+async function direct(b: z.infer<typeof Direct>, cpuLeftMs: () => number): Promise<Response> {
   const started = Date.now();
   if (!b.connection_id) return await enqueueAll(b);
   if (b.connection_id) {
@@ -121,7 +121,8 @@ async function direct(b: z.infer<typeof Direct>, exhausted: () => boolean): Prom
         trigger: b.trigger,
         dryRun: b.dry_run,
         deadline: started + (b.budget_ms ?? DEFAULT_BUDGET_MS),
-        exhausted,
+        exhausted: () => cpuLeftMs() <= 0,
+        cpuLeftMs,
         pageSize: b.page_size,
       }, log);
       out.more = inbound.more;

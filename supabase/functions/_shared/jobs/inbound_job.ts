@@ -89,6 +89,7 @@ export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs 
       trigger,
       deadline: budget.deadline,
       exhausted: budget.exhausted,
+      cpuLeftMs: budget.cpuLeftMs,
       pageSize,
       onProgress: (p) => budget.heartbeat({ ...p, at: new Date().toISOString() }),
     });

@@ -39,6 +39,8 @@ export interface JobBudget {
   deadline: number;
   /** True once the worker's CPU or wall budget is spent: stop at the next page. */
   exhausted(): boolean;
+  /** CPU ms the worker has left of its budget. */
+  cpuLeftMs(): number;
   /** Extends the job's lease and records its progress; throws CRM11 when the job was lost. */
   heartbeat(progress: Record<string, unknown>): Promise<void>;
 }
@@ -142,6 +144,7 @@ async function runJob(
   const budget: JobBudget = {
     deadline: o.wallDeadline,
     exhausted: () => o.spent() !== null,
+    cpuLeftMs: () => o.cpuBudgetMs - cpu.usedMs(),
     async heartbeat(progress) {
       if (now() - lastBeat < HEARTBEAT_EVERY_S * 1000) return;
       lastBeat = now();

@@ -20,6 +20,8 @@ export interface InboundRequest {
   deadline: number;
   /** True once the request's CPU budget is spent (no new stream or page is started). */
   exhausted?: () => boolean;
+  /** CPU ms the request has left (see InboundOptions.cpuLeftMs). */
+  cpuLeftMs?: () => number;
   pageSize?: number;
 }
 
@@ -100,6 +102,7 @@ async function syncObjects(
         trigger: req.trigger,
         deadline: req.deadline,
         exhausted: req.exhausted,
+        cpuLeftMs: req.cpuLeftMs,
         dryRun: req.dryRun,
         pageSize: req.pageSize,
       });

@@ -39,6 +39,9 @@ export interface InboundOptions {
   now?: () => number;
   /** True once the caller's CPU budget is spent: no new page is started, as at the deadline. */
   exhausted?: () => boolean;
+  /** CPU ms the caller has left: no page is fetched ahead when a batch would not fit in it (a
+   * page fetched and then dropped at the budget is a CRM call paid twice). */
+  cpuLeftMs?: () => number;
   /** Called after every write with the run's counts so far (a job's heartbeat and progress);
    * a throw stops the run like any failure. */
   onProgress?: (p: RunProgress) => Promise<void>;
@@ -198,13 +201,18 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
 
   const exhausted = o.exhausted ?? (() => false);
   const outOfBudget = () => now() >= o.deadline || exhausted();
+  const cpuLeft = o.cpuLeftMs ?? (() => Infinity);
+  // CPU one batch took (fetch, map and write; decaying, so one slow batch does not stop every
+  // later prefetch).
+  let batchCpuMs = 0;
+  let lastLeft = cpuLeft();
   let done = false;
   let lastSaveMs = 0;
   const feed = new PageFeed(fetchPage, checkpoint, {
     batchRecords: WRITE_BATCH_RECORDS,
     maxAhead: WRITE_BATCH_RECORDS,
     // A page fetched now is written after the batch being written: not worth it past the deadline.
-    mayFetch: () => now() + lastSaveMs < o.deadline && !exhausted(),
+    mayFetch: () => now() + lastSaveMs < o.deadline && !exhausted() && cpuLeft() > batchCpuMs,
     merge: mergePages,
   });
   try {
@@ -212,6 +220,9 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       const saveStart = now();
       await save(batch, batch.done ? null : batch.checkpoint);
       lastSaveMs = now() - saveStart;
+      const left = cpuLeft();
+      batchCpuMs = Math.max(batchCpuMs / 2, lastLeft - left);
+      lastLeft = left;
       await o.onProgress?.({
         run_id: runId,
         processed: tally.processed,
