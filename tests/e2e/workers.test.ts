@@ -245,16 +245,33 @@ Deno.test({
     }),
 });
 
+// HubSpot's 100 requests / 10 s shortened to 40 / 2 s: the same rolling window, 5× faster.
+const SHORT_WINDOW = { tenSecondly: 40, intervalMs: 2_000 };
+
+/** The sandbox served no 429, and exactly `made` requests in all. */
+async function assertCountedNo429(url: string, made: number) {
+  const counters = await admin(url, "GET", "/counters");
+  assert.equal(counters.byStatus["429"] ?? 0, 0, JSON.stringify(counters.byStatus));
+  const served = Object.values(counters.byStatus as Record<string, number>)
+    .reduce((a, b) => a + b, 0);
+  assert.equal(served, made, "the sandbox counted every call we made");
+}
+
+/** API calls the connection's runs logged in crm.sync_log. */
+async function loggedCalls(sql: Sql, conn: string): Promise<number> {
+  const [calls] = await sql`select sum(api_calls)::int as n from crm.sync_log
+                            where connection_id = ${conn}`;
+  return calls.n;
+}
+
 Deno.test({
   ...opts,
   name:
     "e2e workers: a backfill worker and live reads share one budget: no 429, every call counted",
   fn: async () => {
-    // HubSpot's 100 requests / 10 s shortened to 40 / 2 s: the same rolling window, 5× faster.
-    const window = { tenSecondly: 40, intervalMs: 2_000 };
     await withConnection(
       "hubspot",
-      { seed: 76, records: 3_000, hubspotWindow: window },
+      { seed: 76, records: 3_000, hubspotWindow: SHORT_WINDOW },
       async (s) => {
         const { sb, sql, conn } = s;
         await admin(sb.url, "DELETE", "/counters");
@@ -285,13 +302,7 @@ Deno.test({
         const [n] =
           await sql`select count(*)::int as n from crm.contacts where connection_id = ${conn}`;
         assert.equal(n.n, 3_000);
-        const counters = await admin(sb.url, "GET", "/counters");
-        assert.equal(counters.byStatus["429"] ?? 0, 0, JSON.stringify(counters.byStatus));
-        const [calls] = await sql`select sum(api_calls)::int as n from crm.sync_log
-                                where connection_id = ${conn}`;
-        const served = Object.values(counters.byStatus as Record<string, number>)
-          .reduce((a, b) => a + b, 0);
-        assert.equal(served, calls.n + liveCalls, "the sandbox counted every call we made");
+        await assertCountedNo429(sb.url, await loggedCalls(sql, conn) + liveCalls);
       },
     );
   },
@@ -301,10 +312,9 @@ Deno.test({
   ...opts,
   name: "e2e workers: two function instances walking one connection stay within its limit",
   fn: async () => {
-    const window = { tenSecondly: 40, intervalMs: 2_000 };
     await withConnection(
       "hubspot",
-      { seed: 77, records: 2_000, hubspotWindow: window },
+      { seed: 77, records: 2_000, hubspotWindow: SHORT_WINDOW },
       async (s) => {
         const { sb, sql, conn } = s;
         await admin(sb.url, "DELETE", "/counters");
@@ -314,13 +324,7 @@ Deno.test({
           syncUntilDone(conn, { objects: ["companies"], mode: "full" }),
         ]);
         assert.ok(contacts.length + companies.length >= 2);
-        const counters = await admin(sb.url, "GET", "/counters");
-        assert.equal(counters.byStatus["429"] ?? 0, 0, JSON.stringify(counters.byStatus));
-        const [calls] = await sql`select sum(api_calls)::int as n from crm.sync_log
-                                where connection_id = ${conn}`;
-        const served = Object.values(counters.byStatus as Record<string, number>)
-          .reduce((a, b) => a + b, 0);
-        assert.equal(served, calls.n, "the sandbox counted every call the runs logged");
+        await assertCountedNo429(sb.url, await loggedCalls(sql, conn));
         const [n] = await sql`
         select (select count(*)::int from crm.contacts where connection_id = ${conn}) as contacts,
                (select count(*)::int from crm.companies where connection_id = ${conn}) as companies`;

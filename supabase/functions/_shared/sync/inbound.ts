@@ -220,9 +220,11 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
       const saveStart = now();
       await save(batch, batch.done ? null : batch.checkpoint);
       lastSaveMs = now() - saveStart;
-      const left = cpuLeft();
-      batchCpuMs = Math.max(batchCpuMs / 2, lastLeft - left);
-      lastLeft = left;
+      if (o.cpuLeftMs) {
+        const left = cpuLeft();
+        batchCpuMs = Math.max(batchCpuMs / 2, lastLeft - left);
+        lastLeft = left;
+      }
       await o.onProgress?.({
         run_id: runId,
         processed: tally.processed,
