@@ -47,7 +47,6 @@ import { runCareful } from "./bench/careful.ts";
 import { registerConnection } from "./bench/connection.ts";
 import { runEngineBackfill } from "./bench/engine_run.ts";
 import { derive, type Sizes } from "./bench/figures.ts";
-import { initClockTicks } from "./bench/procstat.ts";
 import { printProvider, printTable, type ProviderReport } from "./bench/report.ts";
 import { printAb, printBadPage } from "./bench/report_sql.ts";
 import { type BenchSandboxes, startSandboxes } from "./bench/sandboxes.ts";
@@ -168,8 +167,6 @@ function sizesOf(sb: BenchSandboxes, provider: "hubspot" | "salesforce"): Sizes 
     naive: { Contact: Contact.total - Contact.deleted, Lead: Lead.total - Lead.deleted },
   };
 }
-
-await initClockTicks();
 
 /** The bench stack's part: the engine against both baselines and the ceiling, and (without
  * --ab) the bad page on this checkout's save_inbound_page. */

@@ -1,49 +1,16 @@
-// What the bench reads from /proc (Linux only): CPU time and memory of a process, the peak
-// reset, the function process of a stack, and the CPU of a whole Postgres cluster.
+// What the bench reads from /proc (Linux only), on top of shared/local/proc_usage.ts (CPU time,
+// memory and the peak reset of a process): the function processes of a stack, the CPU of a
+// whole Postgres cluster and of a process group, the load average.
 import { join } from "node:path";
-
-let ticks = 100;
-/** Clock ticks per second for /proc/<pid>/stat (getconf CLK_TCK; 100 on every Linux we run). */
-export async function initClockTicks(): Promise<void> {
-  try {
-    const out = await new Deno.Command("getconf", { args: ["CLK_TCK"], stdout: "piped" }).output();
-    ticks = Number(new TextDecoder().decode(out.stdout).trim()) || 100;
-  } catch { /* keep 100 */ }
-}
-
-function statFields(pid: number): string[] {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // Fields after "(comm) ": index 0 is field 3 (state).
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-}
+import { memoryMb, processCpuMs, resetPeakRss, statFields } from "../../shared/local/proc_usage.ts";
 
 /** User + system CPU of a process, ms; with `children`, also that of its reaped children. */
-export function cpuMs(pid: number, children = false): number {
-  const f = statFields(pid);
-  const own = Number(f[11]) + Number(f[12]);
-  const reaped = children ? Number(f[13]) + Number(f[14]) : 0;
-  return ((own + reaped) * 1000) / ticks;
-}
+export const cpuMs = processCpuMs;
+export const resetPeak = resetPeakRss;
+export { memoryMb };
 
 export function ppid(pid: number): number {
-  return Number(statFields(pid)[1]);
-}
-
-/** VmRSS and VmHWM (peak RSS since start or the last reset), in MB. */
-export function memoryMb(pid: number): { rss: number; hwm: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const kb = (k: string) => Number(status.match(new RegExp(`^${k}:\\s+(\\d+) kB`, "m"))?.[1] ?? 0);
-  return { rss: kb("VmRSS") / 1024, hwm: kb("VmHWM") / 1024 };
-}
-
-/** Resets VmHWM to the current RSS (proc(5): clear_refs "5"); false where not allowed. */
-export function resetPeak(pid: number): boolean {
-  try {
-    Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
-    return true;
-  } catch {
-    return false;
-  }
+  return Number(statFields(`/proc/${pid}/stat`)[1]);
 }
 
 function pids(): number[] {
@@ -127,7 +94,7 @@ export function groupCpuMs(pgid: number): { leader: number; rest: number } {
   for (const pid of pids()) {
     if (pid === pgid) continue;
     try {
-      const f = statFields(pid);
+      const f = statFields(`/proc/${pid}/stat`);
       if (Number(f[2]) === pgid && f[0] !== "Z") rest += cpuMs(pid);
     } catch { /* gone meanwhile */ }
   }

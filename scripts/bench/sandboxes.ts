@@ -26,8 +26,30 @@ export async function startSandboxes(
   hubspotRecords: number,
   salesforceRecords: number,
 ): Promise<BenchSandboxes> {
+  const child = await startReadyChild(
+    SERVER,
+    [String(hubspotRecords), String(salesforceRecords)],
+    "the sandboxes",
+  );
+  const ready = child.ready as Record<string, Record<string, unknown>> & { seededMs: number };
+  return {
+    pid: child.pid,
+    seededMs: ready.seededMs,
+    hubspot: { provider: "hubspot", ...ready.hubspot } as BenchSandboxes["hubspot"],
+    salesforce: { provider: "salesforce", ...ready.salesforce } as BenchSandboxes["salesforce"],
+    close: child.close,
+  };
+}
+
+/** A sandbox server in a child process: its one JSON ready line, its pid, and a close that
+ * stops it and waits for it. */
+export async function startReadyChild(
+  script: string,
+  args: string[],
+  what: string,
+): Promise<{ pid: number; ready: unknown; close(): Promise<void> }> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", SERVER, String(hubspotRecords), String(salesforceRecords)],
+    args: ["run", "-A", script, ...args],
     env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
     stdin: "null",
     stdout: "piped",
@@ -37,15 +59,12 @@ export async function startSandboxes(
   let buf = "";
   while (!buf.includes("\n")) {
     const { value, done } = await reader.read();
-    if (done) throw new Error("the sandboxes exited before they were ready");
+    if (done) throw new Error(`${what} exited before they were ready`);
     buf += value;
   }
-  const ready = JSON.parse(buf.slice(0, buf.indexOf("\n")));
   return {
     pid: child.pid,
-    seededMs: ready.seededMs,
-    hubspot: { provider: "hubspot", ...ready.hubspot },
-    salesforce: { provider: "salesforce", ...ready.salesforce },
+    ready: JSON.parse(buf.slice(0, buf.indexOf("\n"))),
     async close() {
       try {
         child.kill("SIGTERM");

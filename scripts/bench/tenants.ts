@@ -8,7 +8,7 @@ import type postgres from "postgres";
 import { connectionCredentials, storeCredentials } from "../../shared/local/connections.ts";
 import { importKey } from "../../supabase/functions/_shared/crypto.ts";
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
-import { admin } from "./sandboxes.ts";
+import { admin, startReadyChild } from "./sandboxes.ts";
 
 const SERVER = fileURLToPath(new URL("./tenant_server.ts", import.meta.url).href);
 
@@ -32,21 +32,10 @@ export interface TenantSandboxes {
 export async function startTenantSandboxes(
   specs: Partial<Record<ProviderName, TenantSpec>>,
 ): Promise<TenantSandboxes> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", SERVER, JSON.stringify(specs)],
-    env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  while (!buf.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("the tenant sandboxes exited before they were ready");
-    buf += value;
-  }
-  const ready = JSON.parse(buf.slice(0, buf.indexOf("\n")));
+  const child = await startReadyChild(SERVER, [JSON.stringify(specs)], "the tenant sandboxes");
+  const ready = child.ready as
+    & { seededMs: number }
+    & Record<ProviderName, { url: string; credentials: Record<string, string> }>;
   const urls: TenantSandboxes["urls"] = {};
   const first: TenantSandboxes["first"] = {};
   for (const p of Object.keys(specs) as ProviderName[]) {
@@ -66,13 +55,7 @@ export async function startTenantSandboxes(
     seededMs: ready.seededMs,
     urls,
     first,
-    async close() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      await reader.cancel().catch(() => {});
-      await child.status;
-    },
+    close: child.close,
   };
 }
 
