@@ -121,7 +121,6 @@ async function direct(b: z.infer<typeof Direct>, cpuLeftMs: () => number): Promi
         trigger: b.trigger,
         dryRun: b.dry_run,
         deadline: started + (b.budget_ms ?? DEFAULT_BUDGET_MS),
-        exhausted: () => cpuLeftMs() <= 0,
         cpuLeftMs,
         pageSize: b.page_size,
       }, log);

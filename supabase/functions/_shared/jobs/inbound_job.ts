@@ -88,7 +88,6 @@ export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs 
       mode: job.mode === "delta" ? "delta" : "full",
       trigger,
       deadline: budget.deadline,
-      exhausted: budget.exhausted,
       cpuLeftMs: budget.cpuLeftMs,
       pageSize,
       onProgress: (p) => budget.heartbeat({ ...p, at: new Date().toISOString() }),

@@ -35,11 +35,9 @@ export type JobOutcome =
   | { outcome: "lost"; error: string };
 
 export interface JobBudget {
-  /** Epoch ms after which the job starts nothing new. */
+  /** Epoch ms after which the job starts nothing new (the worker's wall budget). */
   deadline: number;
-  /** True once the worker's CPU or wall budget is spent: stop at the next page. */
-  exhausted(): boolean;
-  /** CPU ms the worker has left of its budget. */
+  /** CPU ms the worker has left of its budget: at 0 the job stops at its next page. */
   cpuLeftMs(): number;
   /** Extends the job's lease and records its progress; throws CRM11 when the job was lost. */
   heartbeat(progress: Record<string, unknown>): Promise<void>;
@@ -109,7 +107,7 @@ export async function runWorker(deps: WorkerDeps, o: WorkerOptions): Promise<Wor
     }
     const job = await claimJob(sql, workerId, o.leaseS);
     if (!job) break;
-    jobs.push(await runJob(deps, job, { ...o, wallDeadline, spent }));
+    jobs.push(await runJob(deps, job, { ...o, wallDeadline }));
   }
   const report = {
     worker_id: workerId,
@@ -135,7 +133,7 @@ export async function runWorker(deps: WorkerDeps, o: WorkerOptions): Promise<Wor
 async function runJob(
   deps: WorkerDeps,
   job: Job,
-  o: WorkerOptions & { wallDeadline: number; spent: () => string | null },
+  o: WorkerOptions & { wallDeadline: number },
 ): Promise<JobReport> {
   const { sql, cpu, now, log } = deps;
   const cpu0 = cpu.usedMs();
@@ -143,7 +141,6 @@ async function runJob(
   let lastBeat = t0;
   const budget: JobBudget = {
     deadline: o.wallDeadline,
-    exhausted: () => o.spent() !== null,
     cpuLeftMs: () => o.cpuBudgetMs - cpu.usedMs(),
     async heartbeat(progress) {
       if (now() - lastBeat < HEARTBEAT_EVERY_S * 1000) return;

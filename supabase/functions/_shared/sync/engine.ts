@@ -18,9 +18,8 @@ export interface InboundRequest {
   trigger: Trigger;
   dryRun: boolean;
   deadline: number;
-  /** True once the request's CPU budget is spent (no new stream or page is started). */
-  exhausted?: () => boolean;
-  /** CPU ms the request has left (see InboundOptions.cpuLeftMs). */
+  /** CPU ms the request has left: at 0 no new stream or page is started (see
+   * InboundOptions.cpuLeftMs). */
   cpuLeftMs?: () => number;
   pageSize?: number;
 }
@@ -90,7 +89,7 @@ async function syncObjects(
   runs: RunSummary[],
 ): Promise<void> {
   for (const object of objects) {
-    if (Date.now() >= req.deadline || req.exhausted?.()) {
+    if (Date.now() >= req.deadline || (req.cpuLeftMs?.() ?? Infinity) <= 0) {
       // Truthfully more: the next call starts this stream.
       runs.push(notStarted(conn, object, "time budget used up before this stream", true));
       continue;
@@ -101,7 +100,6 @@ async function syncObjects(
         mode: req.mode,
         trigger: req.trigger,
         deadline: req.deadline,
-        exhausted: req.exhausted,
         cpuLeftMs: req.cpuLeftMs,
         dryRun: req.dryRun,
         pageSize: req.pageSize,

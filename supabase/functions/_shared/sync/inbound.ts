@@ -37,10 +37,9 @@ export interface InboundOptions {
   dryRun?: boolean;
   pageSize?: number;
   now?: () => number;
-  /** True once the caller's CPU budget is spent: no new page is started, as at the deadline. */
-  exhausted?: () => boolean;
-  /** CPU ms the caller has left: no page is fetched ahead when a batch would not fit in it (a
-   * page fetched and then dropped at the budget is a CRM call paid twice). */
+  /** CPU ms the caller has left: at 0 no new page is started, as at the deadline, and no page
+   * is fetched ahead when a batch would not fit in it (a page fetched and then dropped at the
+   * budget is a CRM call paid twice). */
   cpuLeftMs?: () => number;
   /** Called after every write with the run's counts so far (a job's heartbeat and progress);
    * a throw stops the run like any failure. */
@@ -199,9 +198,8 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     return savePage(sql, target, tally, page, cp);
   };
 
-  const exhausted = o.exhausted ?? (() => false);
-  const outOfBudget = () => now() >= o.deadline || exhausted();
   const cpuLeft = o.cpuLeftMs ?? (() => Infinity);
+  const outOfBudget = () => now() >= o.deadline || cpuLeft() <= 0;
   // CPU one batch took (fetch, map and write; decaying, so one slow batch does not stop every
   // later prefetch).
   let batchCpuMs = 0;
@@ -212,7 +210,7 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     batchRecords: WRITE_BATCH_RECORDS,
     maxAhead: WRITE_BATCH_RECORDS,
     // A page fetched now is written after the batch being written: not worth it past the deadline.
-    mayFetch: () => now() + lastSaveMs < o.deadline && !exhausted() && cpuLeft() > batchCpuMs,
+    mayFetch: () => now() + lastSaveMs < o.deadline && cpuLeft() > batchCpuMs,
     merge: mergePages,
   });
   try {
