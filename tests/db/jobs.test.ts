@@ -2,7 +2,8 @@
 // and never wait for each other's locked rows (FOR UPDATE SKIP LOCKED); after a lease expires
 // another worker takes the job over, and the first worker is fenced out of both the job (CRM11)
 // and its inbound stream (CRM10). Claims are narrowed to the test's own connections, and
-// max_workers is 0 while the tests run, so no real worker is woken for their jobs.
+// max_workers is 0 while the tests run, and they start once no worker is live, so no real worker
+// claims their jobs.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { need } from "../_support/env.ts";
@@ -71,6 +72,13 @@ async function withQuietEngine(
   const [{ max_workers }] = await a`select max_workers from crm.engine_settings`;
   await a`update crm.engine_settings set max_workers = 0`;
   try {
+    // A worker woken before (cron's first runs wake some for the stack's own connections) claims
+    // without a connection filter and would take the test's jobs: wait until none is live.
+    const quietBy = Date.now() + 90_000;
+    while ((await a`select live from crm._worker_counts()`)[0].live > 0) {
+      if (Date.now() > quietBy) throw new Error("workers stayed live for 90 s with max_workers 0");
+      await new Promise((r) => setTimeout(r, 250));
+    }
     await fn(a, b, (c, w) => {
       conns.push(...c);
       workers.push(...w);

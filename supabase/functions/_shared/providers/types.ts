@@ -113,6 +113,8 @@ export interface ProviderCapabilities {
 
 export interface ProviderAdapter {
   readonly provider: ProviderName;
+  /** The write side (outbound push). Optional only while the three adapters gain theirs. */
+  readonly writer?: ProviderWriter;
   readonly capabilities: ProviderCapabilities;
   /**
    * Records of `object` changed at or after the watermark, oldest first. `checkpoint` is what
@@ -132,6 +134,97 @@ export interface ProviderAdapter {
     ids: string[],
     opts?: ListOptions,
   ): Promise<{ records: RemoteRecord[]; errors: RecordError[] }>;
+}
+
+// ---- Write side (outbound push) ----------------------------------------------------------------
+
+/**
+ * One change to send. `ref` is the caller's key for matching results (the outbox entry id).
+ * `properties` are provider property names with values already in the provider's wire form
+ * (../mapping outbound transforms); special keys an adapter interprets:
+ * - HubSpot `associations.<toObjectType>`: string[] of remote ids, the full set of default
+ *   associations of that type after the write (missing ones are created with the v4 batch
+ *   endpoint once the objects exist; others of that type are removed);
+ * - Pipedrive `emails` / `phones`: `[{ value, primary: true, label }]`, the primary entry only:
+ *   the adapter keeps the record's other entries.
+ */
+export type WriteOp =
+  | {
+    kind: "create";
+    ref: string;
+    remoteType: string;
+    /** Our stable id (the local uuid), written into the external-id property. */
+    externalId: string;
+    properties: Record<string, unknown>;
+    /** An earlier attempt's outcome is unknown (timeout, crash before completion): the record
+     * may exist already. Adapters whose create is not an upsert look it up by externalId first. */
+    uncertain?: boolean;
+  }
+  | {
+    kind: "update";
+    ref: string;
+    remoteType: string;
+    remoteId: string;
+    properties: Record<string, unknown>;
+  }
+  | { kind: "delete"; ref: string; remoteType: string; remoteId: string };
+
+/**
+ * What to do about an item the CRM did not take:
+ * - retry: transient (429, 5xx, timeout, lock contention); back off and send again;
+ * - reauth: credentials refused; the connection needs reconnecting;
+ * - fix_data: the CRM rejected the values (validation, required field, duplicate rule): a dead
+ *   letter with the CRM's message until the row is fixed and replayed;
+ * - gone: an update of a record the CRM no longer has (deleted or merged away);
+ * - dead_letter: permanent for another reason (permissions, unknown object).
+ */
+export type WriteAction = "retry" | "reauth" | "fix_data" | "gone" | "dead_letter";
+
+export type WriteResult =
+  | {
+    ref: string;
+    ok: true;
+    remoteId: string;
+    /** The record's modification time the write produced (ISO 8601), when the answer has it. */
+    remoteVersion: string | null;
+    /** True when this write made a new record (false: updated, deleted, or linked to an
+     * existing record, e.g. HubSpot's 409 "already exists" resolved to that record). */
+    created: boolean;
+  }
+  | {
+    ref: string;
+    ok: false;
+    action: WriteAction;
+    /** The CRM's own message (and error code) for the item. */
+    message: string;
+    status?: number;
+    retryAfterMs?: number;
+  };
+
+export type ExternalIdSetup =
+  | { ok: true; property: string; created: boolean }
+  | { ok: false; reason: string };
+
+export interface ProviderWriter {
+  /** Most items one API call of this provider takes (HubSpot 100, Salesforce 200, Pipedrive 1). */
+  readonly maxBatch: number;
+  /** Most ops the engine passes to one write() call (several API calls for Pipedrive). */
+  readonly chunk: number;
+  /** The property holding our external id on `remoteType` (HubSpot `crm_sync_id`, Salesforce
+   * `Crm_Sync_Id__c`, Pipedrive the custom field's key once known). */
+  externalIdProperty(remoteType: string): Promise<string>;
+  /** Creates the external-id property on `remoteType` if it is missing (HubSpot unique-value
+   * property, Salesforce external-id field through the Tooling API, Pipedrive custom field).
+   * `ok: false` with the CRM's reason when it cannot (missing permission). */
+  ensureExternalId(remoteType: string, opts?: ListOptions): Promise<ExternalIdSetup>;
+  /**
+   * Sends `ops` (one object, any mix of kinds and remote types) with the batch endpoints and
+   * returns exactly one result per op, by ref, in any order. Creates are idempotent (upsert by
+   * external id, or looked up when `uncertain`). Item-level rejections are results; a failure
+   * of a whole call that leaves every item's outcome unknown (429 after retries, 5xx, timeout,
+   * refused credentials) is thrown as ProviderError.
+   */
+  write(object: ObjectType, ops: WriteOp[], opts?: ListOptions): Promise<WriteResult[]>;
 }
 
 /** Errors adapters throw, typed by what the caller should do next. */
