@@ -8,8 +8,9 @@
 //     the direct shape, for admins and tests: walks the connection given (or every active one)
 //     in this request and answers with one summary per stream; "more": true means a stream
 //     stopped at the time or CPU budget and the next call continues it. Scheduled work does not
-//     use it: cron enqueues jobs. Outbound push is not built yet: pending changes stay queued in
-//     crm.outbox and the answer says so. mode "retry" runs an inbound delta.
+//     use it: cron enqueues jobs. Outbound pushes the connection's due outbox entries in this
+//     request ("outbound": the push's summary); without a connection it enqueues outbound jobs.
+//     mode "retry" runs an inbound delta.
 // Every request stops starting new pages once its CPU budget (crm.engine_settings, well under
 // the platform's 2 s per request) is spent.
 import { z } from "zod";
@@ -19,10 +20,13 @@ import { connect } from "../_shared/db.ts";
 import { parseBody } from "../_shared/http/body.ts";
 import { OBJECT_TYPES, ObjectTypeSchema } from "../_shared/providers/types.ts";
 import { createCpuMeter } from "../_shared/jobs/cpu.ts";
-import { inboundJobs } from "../_shared/jobs/inbound_job.ts";
+import { contextCache } from "../_shared/jobs/contexts.ts";
+import { inboundJobHandler } from "../_shared/jobs/inbound_job.ts";
+import { outboundJobHandler } from "../_shared/jobs/outbound_job.ts";
 import { workerSettings } from "../_shared/jobs/queue.ts";
 import { runWorker } from "../_shared/jobs/worker.ts";
 import { syncInbound } from "../_shared/sync/engine.ts";
+import { type OutboundSummary, runOutbound } from "../_shared/sync/outbound.ts";
 
 /** Well under the platform's 150 s wall clock, leaving time to close runs and answer. */
 const DEFAULT_BUDGET_MS = 90_000;
@@ -46,11 +50,6 @@ const Direct = z.object({
 
 const Body = z.union([Worker, Direct]);
 
-const OUTBOUND_NOT_BUILT = {
-  status: "not_available",
-  message: "outbound push is not built yet; local changes stay queued in crm.outbox",
-};
-
 const sql = connect();
 const auth = authFromEnv();
 const log = (msg: string, extra?: Record<string, unknown>) =>
@@ -70,14 +69,17 @@ Deno.serve(async (req) => {
     if ("worker" in b) {
       const key = await keyOrResponse();
       if (key instanceof Response) return key;
-      const inbound = inboundJobs(sql, key, log);
+      const contexts = contextCache(sql, key, log);
       try {
         const report = await runWorker({
           sql,
           log,
           cpu,
           now: Date.now,
-          handlers: { inbound: inbound.handle },
+          handlers: {
+            inbound: inboundJobHandler(sql, contexts),
+            outbound: outboundJobHandler(sql, contexts),
+          },
         }, {
           workerId: b.worker_id ?? null,
           cpuBudgetMs: settings.cpuBudgetMs,
@@ -86,7 +88,7 @@ Deno.serve(async (req) => {
         });
         return Response.json({ ok: true, ...report });
       } finally {
-        await inbound.flush();
+        await contexts.flush();
       }
     }
     return await direct(b, () => settings.cpuBudgetMs - cpu.usedMs());
@@ -94,6 +96,23 @@ Deno.serve(async (req) => {
     cpu.stop();
   }
 });
+
+/** One outbound push of one connection in this request. */
+async function pushNow(
+  connectionId: string,
+  trigger: "cron" | "manual" | "backfill",
+  budget: { deadline: number; cpuLeftMs: () => number },
+  key: CryptoKey,
+): Promise<OutboundSummary | string> {
+  const contexts = contextCache(sql, key, log);
+  try {
+    const ctx = await contexts.get(connectionId, "realtime");
+    if (typeof ctx === "string") return ctx;
+    return await runOutbound(sql, ctx, { trigger, worker: "direct", ...budget });
+  } finally {
+    await contexts.flush();
+  }
+}
 
 async function direct(b: z.infer<typeof Direct>, cpuLeftMs: () => number): Promise<Response> {
   const started = Date.now();
@@ -137,8 +156,14 @@ async function direct(b: z.infer<typeof Direct>, cpuLeftMs: () => number): Promi
       });
     }
   }
-  if (b.direction !== "inbound") {
-    out.outbound = OUTBOUND_NOT_BUILT;
+  if (b.direction !== "inbound" && !b.dry_run) {
+    const pushed = await pushNow(b.connection_id, b.trigger, {
+      deadline: started + (b.budget_ms ?? DEFAULT_BUDGET_MS),
+      cpuLeftMs,
+    }, key);
+    out.outbound = pushed;
+    if (typeof pushed === "string" || pushed.status === "failed") out.ok = false;
+    if (typeof pushed !== "string" && pushed.more) out.more = true;
   }
   out.duration_ms = Date.now() - started;
   return Response.json(out);
@@ -158,6 +183,9 @@ async function enqueueAll(b: z.infer<typeof Direct>): Promise<Response> {
                                  ${b.trigger}) as n`;
     out.enqueued = Number(r.n);
   }
-  if (b.direction !== "inbound") out.outbound = OUTBOUND_NOT_BUILT;
+  if (b.direction !== "inbound") {
+    const [r] = await sql`select crm.enqueue_outbound(null, ${b.trigger}) as n`;
+    out.enqueued_outbound = Number(r.n);
+  }
   return Response.json(out);
 }

@@ -11,10 +11,8 @@
 // full walks, told apart only by their priority in the queue.
 import type { Sql } from "../db.ts";
 import type { ObjectType } from "../providers/types.ts";
-import { loadConnections } from "../sync/connections.ts";
-import type { Lane } from "../sync/budget.ts";
-import { createSyncContext, type Logger, type SyncContext } from "../sync/context.ts";
 import { runInbound, type RunSummary, type Trigger } from "../sync/inbound.ts";
+import type { ContextCache } from "./contexts.ts";
 import type { Job } from "./queue.ts";
 import type { JobBudget, JobHandler, JobOutcome } from "./worker.ts";
 
@@ -24,59 +22,10 @@ const STREAM_LEASE_S = 180;
 
 const TRIGGERS: readonly Trigger[] = ["cron", "webhook", "manual", "backfill", "live"];
 
-/** Connection contexts a worker keeps between jobs. */
-const KEPT_CONTEXTS = 4;
-
-export interface InboundJobs {
-  handle: JobHandler;
-  /** Sends the rate-limit observations still buffered; call before the request ends. */
-  flush(): Promise<void>;
-}
-
-export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs {
-  // Contexts (mappings, credentials, SDK clients) are kept for the next few jobs only: a worker
-  // runs a connection's streams one after another, while keeping every connection it served
-  // would grow its memory with the number of tenants. An evicted context sends its budget
-  // observations first.
-  const contexts = new Map<string, Promise<SyncContext | string>>();
-  const flushing = new Set<Promise<void>>();
-  const evict = () => {
-    while (contexts.size > KEPT_CONTEXTS) {
-      const [oldest, c] = contexts.entries().next().value!;
-      contexts.delete(oldest);
-      const sent = c.then((ctx) => typeof ctx === "string" ? undefined : ctx.budget.flush())
-        .catch(() => {})
-        .finally(() => flushing.delete(sent));
-      flushing.add(sent);
-    }
-  };
-  const contextFor = (connectionId: string, lane: Lane) => {
-    const id = `${connectionId}:${lane}`;
-    let c = contexts.get(id);
-    if (c) {
-      // Most recently used last.
-      contexts.delete(id);
-      contexts.set(id, c);
-    } else {
-      c = (async () => {
-        const { connections, unusable } = await loadConnections(sql, key, {
-          connectionId,
-          activeOnly: true,
-        });
-        if (unusable.length) return unusable[0].reason;
-        if (!connections.length) return "the connection is no longer active";
-        return await createSyncContext(sql, key, connections[0], log, { lane });
-      })();
-      contexts.set(id, c);
-      c.catch(() => contexts.delete(id));
-      evict();
-    }
-    return c;
-  };
-
+export function inboundJobHandler(sql: Sql, contexts: ContextCache): JobHandler {
   const handle = async (job: Job, budget: JobBudget): Promise<JobOutcome> => {
     // Backfills and drift checks yield the shared rate budget to deltas (and both to live reads).
-    const ctx = await contextFor(job.connectionId, job.mode === "delta" ? "delta" : "backfill");
+    const ctx = await contexts.get(job.connectionId, job.mode === "delta" ? "delta" : "backfill");
     if (typeof ctx === "string") return { outcome: "dead", error: ctx };
     // Cron enqueues with trigger "cron"; a job enqueued without one was asked for by hand.
     const trigger = TRIGGERS.find((t) => t === job.payload.trigger) ?? "manual";
@@ -95,16 +44,7 @@ export function inboundJobs(sql: Sql, key: CryptoKey, log: Logger): InboundJobs 
     return outcomeOf(summary);
   };
 
-  return {
-    handle,
-    async flush() {
-      await Promise.all(flushing);
-      for (const c of contexts.values()) {
-        const ctx = await c.catch(() => null);
-        if (ctx && typeof ctx !== "string") await ctx.budget.flush();
-      }
-    },
-  };
+  return handle;
 }
 
 export function outcomeOf(s: RunSummary): JobOutcome {

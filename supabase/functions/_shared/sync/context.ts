@@ -3,6 +3,7 @@
 // SQL by every caller of the account, ./budget.ts), call counter and token persistence.
 import type { Sql } from "../db.ts";
 import { createMapper, type Mapper } from "../mapping/mapper.ts";
+import { createOutboundMapper, type OutboundMapper } from "../mapping/outbound.ts";
 import { createAdapter } from "../providers/registry.ts";
 import type { ProviderAdapter, ProviderDeps } from "../providers/types.ts";
 import { type Connection, persistTokens } from "./connections.ts";
@@ -12,6 +13,8 @@ export interface SyncContext {
   conn: Connection;
   adapter: ProviderAdapter;
   mapper: Mapper;
+  /** The outbound mappings: canonical row → provider properties. */
+  outbound: OutboundMapper;
   /** The rate budget gate of this context's calls (stats; flush before the request ends). */
   budget: BudgetGate;
   /** API calls made so far through this context. */
@@ -32,6 +35,7 @@ export async function createSyncContext(
     ? conn.settings.default_phone_region
     : undefined;
   const mapper = createMapper(conn.provider, [...mappings], { defaultRegion: region });
+  const outbound = createOutboundMapper(conn.provider, [...mappings], { defaultRegion: region });
   let calls = 0;
   // settings.request_timeout_ms: the longest wait for one CRM answer (default in
   // providers/call.ts); runs also cut every request at their deadline.
@@ -57,7 +61,7 @@ export async function createSyncContext(
     },
     log: withConn,
   }, mapper.fields());
-  return { conn, adapter, mapper, budget, calls: () => calls };
+  return { conn, adapter, mapper, outbound, budget, calls: () => calls };
 }
 
 /** crm.provider_describes for one connection: what describe calls learned, shared by every

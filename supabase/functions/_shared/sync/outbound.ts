@@ -1,0 +1,281 @@
+// One outbound push of one connection: its due outbox entries, object by object in dependency
+// order (companies, contacts, deals: a new company exists before the contact or deal that
+// points at it, and complete_outbox fills the pointer and queues it), in chunks of the
+// provider's batch size, until the outbox is empty or the budget (wall deadline, CPU) is spent.
+// Each chunk: claim (leased; the claim snapshots the values it hands out and records them in the
+// write ledger) → map → one write() → complete the entries taken, fail the others with the
+// action the CRM's answer calls for. A failure of a whole call (CRM down, 429 after retries)
+// fails the chunk's entries as retryable (creates come back as upserts) and ends the push.
+// Each object pushed gets a crm.sync_log row (direction outbound) with truthful counts.
+import type { Sql } from "../db.ts";
+import { type ObjectType, ProviderError } from "../providers/types.ts";
+import { errorMessage, recordFailure } from "./connections.ts";
+import type { SyncContext } from "./context.ts";
+import { externalIdGate } from "./external_id.ts";
+import type { Trigger } from "./inbound.ts";
+import {
+  claimOutbox,
+  completeOutbox,
+  type Completion,
+  failOutbox,
+  type Failure,
+} from "./outbox.ts";
+import { planPush } from "./push_ops.ts";
+
+export const PUSH_ORDER: readonly ObjectType[] = ["companies", "contacts", "deals"];
+
+/** No chunk is claimed with less wall time left than this: a write cut off at the deadline
+ * would leave its outcome unknown. */
+const CLAIM_MARGIN_MS = 5_000;
+/** Outbox lease: far longer than one chunk takes; an expired lease makes the entry claimable. */
+const ENTRY_LEASE_S = 120;
+/** Samples of skipped fields and warnings kept in a run's details. */
+const SAMPLES = 20;
+
+export interface OutboundOptions {
+  trigger: Trigger;
+  /** Who claims (crm.outbox.locked_by). */
+  worker: string;
+  deadline: number;
+  cpuLeftMs: () => number;
+  onProgress?: (p: Record<string, unknown>) => Promise<void>;
+}
+
+export interface ObjectPush {
+  object: ObjectType;
+  run_id: number;
+  processed: number;
+  created: number;
+  updated: number;
+  deleted: number;
+  unchanged: number;
+  failed: number;
+  dead: number;
+  api_calls: number;
+}
+
+export interface OutboundSummary {
+  status: "success" | "partial" | "failed";
+  /** Stopped at the budget with entries left. */
+  more: boolean;
+  pushes: ObjectPush[];
+  error?: string;
+  revoked?: boolean;
+  paused_until?: string;
+}
+
+export async function runOutbound(
+  sql: Sql,
+  ctx: SyncContext,
+  o: OutboundOptions,
+): Promise<OutboundSummary> {
+  const writer = ctx.adapter.writer;
+  const pushes: ObjectPush[] = [];
+  if (!writer) {
+    return {
+      status: "failed",
+      more: false,
+      pushes,
+      error: `outbound push is not available for ${ctx.conn.provider}`,
+    };
+  }
+  const gate = externalIdGate(sql, ctx.conn.id, writer);
+  const outOfBudget = () => o.cpuLeftMs() <= 0 || Date.now() > o.deadline - CLAIM_MARGIN_MS;
+
+  for (const object of PUSH_ORDER) {
+    let push: ObjectPush | null = null;
+    const notes = { skipped: [] as unknown[], warnings: [] as unknown[] };
+    try {
+      for (;;) {
+        if (outOfBudget()) {
+          if (push) await closePush(sql, push, notes, null);
+          return finish(pushes, { more: true });
+        }
+        const entries = await claimOutbox(
+          sql,
+          o.worker,
+          ctx.conn.id,
+          object,
+          writer.chunk,
+          ENTRY_LEASE_S,
+        );
+        if (entries.length === 0) break;
+        if (!push) {
+          push = await openPush(sql, ctx.conn.id, object, o.trigger);
+          pushes.push(push);
+        }
+        const callsBefore = ctx.calls();
+        const creates = entries.filter((e) =>
+          e.op !== "delete" && (e.op === "insert" || !e.remoteId)
+        )
+          .map((e) => ctx.outbound.remoteType(object, e.record ?? {}))
+          .filter((t): t is string => t !== null);
+        await gate.prepare(creates, { deadline: o.deadline });
+        const batch = planPush(object, entries, ctx.outbound, gate.hold);
+        notes.skipped.push(...batch.skipped.slice(0, SAMPLES - notes.skipped.length));
+        notes.warnings.push(...batch.warnings.slice(0, SAMPLES - notes.warnings.length));
+        const completed: Completion[] = [...batch.completed];
+        const failed: Failure[] = [...batch.failed];
+        push.unchanged += batch.completed.length;
+        if (batch.ops.length > 0) {
+          try {
+            const results = await writer.write(object, batch.ops, { deadline: o.deadline });
+            const seen = new Set<string>();
+            for (const r of results) {
+              const e = batch.byRef.get(r.ref);
+              if (!e || seen.has(r.ref)) continue;
+              seen.add(r.ref);
+              if (r.ok) {
+                completed.push({
+                  id: e.id,
+                  lease: e.lease,
+                  remote_id: r.remoteId,
+                  remote_version: r.remoteVersion,
+                });
+                if (e.op === "delete") push.deleted++;
+                else if (r.created) push.created++;
+                else push.updated++;
+              } else {
+                failed.push({
+                  id: e.id,
+                  lease: e.lease,
+                  action: r.action,
+                  error: r.message,
+                  retry_after_seconds: r.retryAfterMs ? r.retryAfterMs / 1000 : undefined,
+                });
+              }
+            }
+            for (const [ref, e] of batch.byRef) {
+              if (seen.has(ref)) continue;
+              failed.push({
+                id: e.id,
+                lease: e.lease,
+                action: "retry",
+                error: "the provider adapter returned no result for this entry",
+              });
+            }
+          } catch (e) {
+            // Every entry sent in the failed call is in doubt: retry them (creates as upserts).
+            for (const entry of batch.byRef.values()) {
+              failed.push({
+                id: entry.id,
+                lease: entry.lease,
+                action: "retry",
+                error: errorMessage(e),
+                retry_after_seconds: pauseSeconds(e),
+              });
+            }
+            await settle(sql, push, completed, failed, ctx.calls() - callsBefore, entries.length);
+            throw e;
+          }
+        }
+        await settle(sql, push, completed, failed, ctx.calls() - callsBefore, entries.length);
+        await o.onProgress?.({ object, ...counts(push) });
+      }
+      if (push) await closePush(sql, push, notes, null);
+    } catch (e) {
+      const { message, revoked } = await recordFailure(sql, ctx.conn, e);
+      if (push) await closePush(sql, push, notes, message);
+      const pausedUntil = e instanceof ProviderError ? e.pausedUntil : undefined;
+      return {
+        ...finish(pushes, { more: false }),
+        status: "failed",
+        error: message,
+        revoked,
+        ...(pausedUntil ? { paused_until: pausedUntil } : {}),
+      };
+    }
+  }
+  return finish(pushes, { more: false });
+}
+
+function pauseSeconds(e: unknown): number | undefined {
+  if (!(e instanceof ProviderError)) return undefined;
+  if (e.pausedUntil) return Math.max(0, (Date.parse(e.pausedUntil) - Date.now()) / 1000);
+  return e.retryAfterMs ? e.retryAfterMs / 1000 : undefined;
+}
+
+async function settle(
+  sql: Sql,
+  push: ObjectPush,
+  completed: Completion[],
+  failed: Failure[],
+  calls: number,
+  processed: number,
+): Promise<void> {
+  await completeOutbox(sql, completed);
+  const f = await failOutbox(sql, failed);
+  push.failed += failed.length;
+  push.dead += f.dead;
+  push.api_calls += calls;
+  push.processed += processed;
+  await sql`select crm.record_sync_progress(${push.run_id}, ${
+    sql.json({
+      processed,
+      failed: failed.length,
+      api_calls: calls,
+    } as never)
+  }::jsonb)`;
+}
+
+async function openPush(
+  sql: Sql,
+  connectionId: string,
+  object: ObjectType,
+  trigger: Trigger,
+): Promise<ObjectPush> {
+  const [r] = await sql`select crm.open_sync_run(${connectionId}, ${object}, 'outbound',
+                                                 ${trigger}) as id`;
+  return {
+    object,
+    run_id: Number(r.id),
+    processed: 0,
+    created: 0,
+    updated: 0,
+    deleted: 0,
+    unchanged: 0,
+    failed: 0,
+    dead: 0,
+    api_calls: 0,
+  };
+}
+
+/** Closes the run with the outcome counts (processed, failed and calls were added per chunk). */
+async function closePush(
+  sql: Sql,
+  p: ObjectPush,
+  notes: { skipped: unknown[]; warnings: unknown[] },
+  error: string | null,
+): Promise<void> {
+  const status = error ? "failed" : p.failed > 0 ? "partial" : "success";
+  const details = { dead: p.dead, retrying: p.failed - p.dead, ...notes };
+  await sql`update crm.sync_log set details = coalesce(details, '{}'::jsonb) || ${
+    sql.json(details as never)
+  }::jsonb where id = ${p.run_id}`;
+  const final = {
+    created: p.created,
+    updated: p.updated,
+    deleted: p.deleted,
+    unchanged: p.unchanged,
+  };
+  const err = error
+    ? { message: error }
+    : p.failed > 0
+    ? { message: `${p.failed} change(s) not taken by the CRM (${p.dead} dead letter(s))` }
+    : null;
+  await sql`select crm.close_sync_run(${p.run_id}, ${status}, ${sql.json(final as never)}::jsonb,
+                                      ${err ? sql.json(err as never) : null}::jsonb)`;
+}
+
+function counts(p: ObjectPush) {
+  const { object: _o, run_id: _r, ...rest } = p;
+  return rest;
+}
+
+function finish(pushes: ObjectPush[], o: { more: boolean }): OutboundSummary {
+  return {
+    status: pushes.some((p) => p.failed > 0) ? "partial" : "success",
+    more: o.more,
+    pushes,
+  };
+}
