@@ -174,6 +174,40 @@ Deno.test("request faults: added latency and hung requests (the client times out
   }
 });
 
+Deno.test("lostAnswerRate: the write is applied, the answer never comes", async () => {
+  const pd = await startPipedrive({ seed: 84, records: 3 });
+  try {
+    const headers = {
+      "x-api-token": pd.credentials.PIPEDRIVE_API_TOKEN,
+      "content-type": "application/json",
+    };
+    await admin(pd.url, "/faults", {
+      method: "PUT",
+      json: { lostAnswerRate: 1, routeFilter: "POST /api/v2/organizations" },
+    });
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), 100);
+    await assertRejects(() =>
+      fetch(`${pd.url}/api/v2/organizations`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ name: "Lost Answer Ltd" }),
+        signal: ctrl.signal,
+      })
+    );
+    clearTimeout(timer);
+    await new Promise((r) => setTimeout(r, 20));
+    assertEquals(pd.counters.count("POST /api/v2/organizations", 0), 1);
+    await admin(pd.url, "/faults", { method: "DELETE" });
+    const list = await (await fetch(`${pd.url}/api/v2/organizations?limit=500`, { headers }))
+      .json();
+    const hits = (list.data as Array<{ name: string }>).filter((o) => o.name === "Lost Answer Ltd");
+    assertEquals(hits.length, 1);
+  } finally {
+    await pd.close();
+  }
+});
+
 Deno.test("list pages reflect writes (serialised-record memo is invalidated)", async () => {
   const hs = await startHubSpot({ seed: 83, records: 5 });
   const sf = await startSalesforce({ seed: 83, records: 5 });

@@ -324,7 +324,7 @@ export abstract class Emulator {
       this.counters.record(m.route, 0);
       await waitForAbort(req.signal, this.#closing.signal);
       return new Response(null, { status: 504 });
-    } else if (decision.fault !== "ok") {
+    } else if (decision.fault !== "ok" && decision.fault !== "lost_answer") {
       res = this.faultResponse(decision.fault, ctx);
     } else {
       try {
@@ -336,6 +336,12 @@ export abstract class Emulator {
           res = this.internalError(ctx, e);
         }
       }
+    }
+    if (decision.fault === "lost_answer") {
+      // Applied, then never answered: the client gives up without knowing the outcome.
+      this.counters.record(m.route, 0);
+      await waitForAbort(req.signal, this.#closing.signal);
+      return new Response(null, { status: 504 });
     }
     this.counters.record(m.route, res.status);
     return res;

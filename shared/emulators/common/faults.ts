@@ -20,6 +20,9 @@ export const FaultConfigSchema = z.object({
   unauthorizedRate: rate.default(0),
   /** Share of API requests that never get an answer (client must time out). */
   hangRate: rate.default(0),
+  /** Share of API requests that are carried out but never answered: the change is applied and
+   * the client times out not knowing it (an outcome-unknown write). */
+  lostAnswerRate: rate.default(0),
   /** Added latency per API request, in ms (plus up to `latencyJitterMs`). */
   latencyMs: z.number().min(0).max(600_000).default(0),
   latencyJitterMs: z.number().min(0).max(600_000).default(0),
@@ -40,7 +43,7 @@ export const FaultConfigSchema = z.object({
 export type FaultConfig = z.infer<typeof FaultConfigSchema>;
 export type FaultConfigInput = z.input<typeof FaultConfigSchema>;
 
-export type RequestFault = "ok" | "hang" | "5xx" | "429" | "401";
+export type RequestFault = "ok" | "hang" | "lost_answer" | "5xx" | "429" | "401";
 
 export interface RequestDecision {
   latencyMs: number;
@@ -89,12 +92,13 @@ export class Faults {
     if (c.routeFilter && !route.includes(c.routeFilter)) return { latencyMs: 0, fault: "ok" };
     let latencyMs = c.latencyMs;
     if (c.latencyJitterMs > 0) latencyMs += Math.floor(this.#prng.next() * c.latencyJitterMs);
-    const total = c.hangRate + c.error5xxRate + c.rate429 + c.unauthorizedRate;
+    const total = c.hangRate + c.lostAnswerRate + c.error5xxRate + c.rate429 + c.unauthorizedRate;
     if (total <= 0) return { latencyMs, fault: "ok" };
     const r = this.#prng.next();
     let acc = c.hangRate;
     let fault: RequestFault = "ok";
     if (r < acc) fault = "hang";
+    else if (r < (acc += c.lostAnswerRate)) fault = "lost_answer";
     else if (r < (acc += c.error5xxRate)) fault = "5xx";
     else if (r < (acc += c.rate429)) fault = "429";
     else if (r < (acc += c.unauthorizedRate)) fault = "401";
