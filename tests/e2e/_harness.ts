@@ -276,3 +276,33 @@ export async function busyFunctionPids(slug: string): Promise<number[]> {
   const fns = await gatewayStats();
   return (fns[slug]?.processes ?? []).filter((p) => p.state === "busy").map((p) => p.pid);
 }
+
+/** Runs `fn` with crm.engine_settings changed, and puts them back. */
+export async function withSettings(
+  sql: Sql,
+  s: { max_workers?: number; worker_cpu_budget_ms?: number; job_lease?: string },
+  fn: () => Promise<void>,
+) {
+  const [before] = await sql`select max_workers, worker_cpu_budget_ms, job_lease::text
+                             from crm.engine_settings`;
+  await sql`update crm.engine_settings
+            set max_workers = coalesce(${s.max_workers ?? null}::int, max_workers),
+                worker_cpu_budget_ms = coalesce(${s.worker_cpu_budget_ms ?? null}::int,
+                                                worker_cpu_budget_ms),
+                job_lease = coalesce(${s.job_lease ?? null}::interval, job_lease)`;
+  try {
+    await fn();
+  } finally {
+    await sql`update crm.engine_settings
+              set max_workers = ${before.max_workers}, worker_cpu_budget_ms =
+                  ${before.worker_cpu_budget_ms}, job_lease = ${before.job_lease}::interval`;
+  }
+}
+
+export async function until(what: string, check: () => Promise<boolean>, ms = 60_000) {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
