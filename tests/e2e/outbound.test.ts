@@ -218,3 +218,51 @@ for (const provider of PROVIDERS) {
     },
   });
 }
+
+/** The route every create of a contact goes through, and the provider's batch size. */
+const BULK: Partial<Record<ProviderName, { route: string; batch: number }>> = {
+  hubspot: { route: "POST /crm/v3/objects/:objectType/batch/upsert", batch: 100 },
+  salesforce: { route: "PATCH /composite/sobjects/:type/:field", batch: 200 },
+};
+
+for (const provider of ["hubspot", "salesforce"] as const) {
+  Deno.test({
+    ...opts,
+    name: `e2e ${provider}: 10,000 new contacts take ⌈10,000 / batch⌉ write calls`,
+    fn: async () => {
+      const { route, batch } = BULK[provider]!;
+      await withConnection(provider, { seed: 33, records: 2, unlimited: true }, async (s) => {
+        const { sb, sql, conn } = s;
+        await triggerSync(sql, "all", conn);
+        const N = 10_000;
+        const before = await routeCalls(sb.url, route);
+        await asApp(
+          sql,
+          conn,
+          (tx) =>
+            tx`insert into crm.contacts (connection_id, first_name, last_name, email)
+             select ${conn}, 'Bulk', 'Contact ' || i, 'bulk' || i || '@example.com'
+             from generate_series(1, ${N}) as i`,
+        );
+        await awaitOutbox(sql, conn, 240_000);
+        const calls = await routeCalls(sb.url, route) - before;
+        assert.ok(
+          calls <= Math.ceil(N / batch) + 2,
+          `${calls} write calls for ${N} creates (batch ${batch})`,
+        );
+        const [r] = await sql`select count(*) filter (where remote_id is not null)::int as synced,
+                                     count(distinct remote_id)::int as distinct_ids
+                              from crm.contacts where connection_id = ${conn} and last_name like 'Contact %'`;
+        assert.deepEqual({ ...r }, { synced: N, distinct_ids: N });
+        const inCrm = (await storedAll(sb.url, provider, "contacts"))
+          .filter((x) => String(x.props.lastname ?? x.props.LastName).startsWith("Contact "));
+        assert.equal(inCrm.length, N, "each contact exists once in the CRM");
+        const [log] = await sql`select coalesce(sum(created), 0)::int as created
+                                from crm.sync_log
+                                where connection_id = ${conn} and direction = 'outbound'
+                                  and object = 'contacts'`;
+        assert.equal(log.created, N, "the outbound runs count every create");
+      });
+    },
+  });
+}
