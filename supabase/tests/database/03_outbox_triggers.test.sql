@@ -1,11 +1,19 @@
 -- needs_sync triggers: app writes queue exactly one coalesced outbox entry per record with the
 -- changed fields; engine writes (crm.engine = on) and no-op updates queue nothing.
 begin;
-select plan(62);
+select plan(67);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('03000000-0000-4000-8000-0000000000c1', '03000000-0000-4000-8000-0000000000a1', 'hubspot', 'trg-test-1'),
   ('03000000-0000-4000-8000-0000000000c2', '03000000-0000-4000-8000-0000000000a1', 'hubspot', 'trg-test-2');
+-- Only fields a connection writes to the CRM are queued. The HubSpot defaults read a contact's
+-- company only (associatedcompanyid) and map no custom key: this connection writes them.
+insert into crm.field_mappings (connection_id, provider, object, remote_object, column_name,
+                                remote_property, direction, transform) values
+  ('03000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'company_remote_id',
+   'associations.companies', 'both', 'association'),
+  ('03000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'custom.score', 'score', 'both', 'number'),
+  ('03000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'custom.tier', 'tier', 'both', 'text');
 
 -- Engine writes: rows as they arrive from the CRM. Nothing may be queued for them.
 set local crm.engine = 'on';
@@ -320,6 +328,36 @@ select lives_ok($$delete from crm.connections where id = '03000000-0000-4000-800
 select is((select count(*)::integer from crm.outbox where connection_id = '03000000-0000-4000-8000-0000000000c1')
           + (select count(*)::integer from crm.sync_state where connection_id = '03000000-0000-4000-8000-0000000000c1'),
   0, '... leaving no outbox entries or field state behind');
+
+-- Inbound-only and unmapped fields are never queued, so they can never conflict.
+reset role;
+reset request.jwt.claims;
+insert into crm.connections (id, account_id, provider, remote_account_id) values
+  ('03000000-0000-4000-8000-0000000000c3', '03000000-0000-4000-8000-0000000000a1', 'hubspot', 'trg-test-3');
+set local crm.engine = 'on';
+insert into crm.contacts (id, connection_id, remote_id, first_name, phone_raw) values
+  ('03000000-0000-4000-8000-000000000091', '03000000-0000-4000-8000-0000000000c3', 'r-91', 'Ivo', '555 0101');
+reset crm.engine;
+update crm.contacts set phone_raw = '555 0199', custom = '{"unmapped": 1}'
+where id = '03000000-0000-4000-8000-000000000091';
+select is((select count(*)::integer from crm.outbox where record_id = '03000000-0000-4000-8000-000000000091'), 0,
+  'an edit of an inbound-only column and an unmapped custom key queues nothing');
+select is((select needs_sync from crm.contacts where id = '03000000-0000-4000-8000-000000000091'), false,
+  '... and leaves needs_sync false');
+select is((select count(*)::integer from crm.sync_state where record_id = '03000000-0000-4000-8000-000000000091'), 0,
+  '... and stamps no local change time');
+update crm.contacts set phone_raw = '555 0142', first_name = 'Iva'
+where id = '03000000-0000-4000-8000-000000000091';
+select is((select changed_columns from crm.outbox where record_id = '03000000-0000-4000-8000-000000000091'),
+  array['first_name'], 'with a written field: only that field is queued');
+-- A connection's override that disables a default mapping stops its field from being queued.
+insert into crm.field_mappings (connection_id, provider, object, remote_object, column_name,
+                                remote_property, direction, transform, enabled)
+values ('03000000-0000-4000-8000-0000000000c3', 'hubspot', 'contacts', 'contacts', 'job_title',
+        'jobtitle', 'both', 'text', false);
+update crm.contacts set job_title = 'Pilot' where id = '03000000-0000-4000-8000-000000000091';
+select is((select changed_columns from crm.outbox where record_id = '03000000-0000-4000-8000-000000000091'),
+  array['first_name'], 'a disabled mapping: its field is not queued');
 
 select * from finish();
 rollback;
