@@ -87,6 +87,9 @@ export class HubSpotEmulator extends Emulator {
   fault429Policy: "TEN_SECONDLY_ROLLING" | "SECONDLY";
   readonly issuedTokenTtlMs: number;
   readonly creds: HubSpotCredentials;
+  /** Scopes the app was not granted (admin toggle): calls needing one answer 403
+   * MISSING_SCOPES, as HubSpot does for an app installed without them. */
+  readonly deniedScopes = new Set<string>();
   #initialTtlMs: number | null;
   #admin: HubSpotAdminStore;
 
@@ -108,6 +111,10 @@ export class HubSpotEmulator extends Emulator {
     this.store = new HubSpotStore(this.now, this.prng.fork("store"));
     this.webhooks = new HubSpotWebhooks(this, opts.webhooks);
     this.store.onChange = (change) => this.webhooks.emit(change);
+    this.store.sourceIdOf = (source) =>
+      source === "INTEGRATION"
+        ? String(this.creds.appId)
+        : `userId:${this.store.owners[0]?.userId ?? 1}`;
     this.#admin = new HubSpotAdminStore(this);
     this.#issueInitialTokens();
     seedHubSpot(this.store, this.seed, this.records);
@@ -184,6 +191,24 @@ export class HubSpotEmulator extends Emulator {
     this.limiter.reset();
     this.daily.reset();
     this.searchLimiter.reset();
+    this.deniedScopes.clear();
+  }
+
+  /** HubSpot's 403 for a call whose scope the app lacks. */
+  requireScope(scope: string): void {
+    if (!this.deniedScopes.has(scope)) return;
+    throw new HsError(
+      403,
+      "MISSING_SCOPES",
+      "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+      {
+        errors: [{
+          message: "One or more of the following scopes are required.",
+          context: { requiredGranularScopes: [scope] },
+        }],
+        fields: { links: { scopes: "https://developers.hubspot.com/scopes" } },
+      },
+    );
   }
 
   // ---- request helpers -------------------------------------------------------
