@@ -351,7 +351,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    const { sandbox, writer } = await start();
+    const { sandbox, writer, kinds, reset } = await start();
     try {
       const ops = Array.from(
         { length: 40 },
@@ -370,6 +370,21 @@ Deno.test({
       assert.ok(!r30.ok && r30.action === "fix_data");
       assert.match(!r30.ok ? r30.message : "", /royalty was not one of the allowed options/);
       assert.equal((await live(sandbox, "contacts")).length, 38);
+      // Halving isolates the two: at most 1 + 2·k·⌈log2 n⌉ calls (25 here), not one per op.
+      const sent = kinds.filter((k) => k === "batch-upsert").length;
+      assert.ok(sent <= 1 + 2 * 2 * Math.ceil(Math.log2(40)), `${sent} upsert calls`);
+
+      // A cause common to every input (a property HubSpot does not have): 3 calls, all fail.
+      reset();
+      const all = await writer.write(
+        "contacts",
+        Array.from({ length: 100 }, (_, i) => create(`z${i}`, uuid(400 + i), { shoe_size: "9" })),
+      );
+      assert.deepEqual(kinds, ["batch-upsert", "batch-upsert", "batch-upsert"]);
+      for (const r of all) {
+        assert.ok(!r.ok && r.action === "fix_data");
+        assert.match(!r.ok ? r.message : "", /PROPERTY_DOESNT_EXIST/);
+      }
     } finally {
       await sandbox.close();
     }

@@ -49,6 +49,8 @@ const GROUP: Record<string, string> = {
   deals: "dealinformation",
 };
 
+type PropertyCreate = Parameters<Client["crm"]["properties"]["coreApi"]["create"]>[1];
+
 type Call = <T>(kind: string, fn: () => Promise<T>, o?: ListOptions) => Promise<T>;
 
 export interface HubSpotWriterDeps {
@@ -202,9 +204,12 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
   }
 
   /**
-   * Sends `units` with `send` (≤ 100 a call). A rejected batch of several is halved until each
-   * rejected unit is alone (see the header); `handle` may take a rejection itself (409
-   * resolution, ids named as missing) and answers the units still to send, or null to bisect.
+   * Sends `units` with `send` (≤ 100 a call). `onReject` may take a rejection itself (409
+   * resolution, ids named as missing) and answers the units still to send, or null. Otherwise
+   * a rejected batch of several (400/409) is halved and both halves are sent: when both are
+   * refused with the parent's very message, the cause is common to every input (a property
+   * that does not exist, the id property missing) and all get it (3 calls, not 2n); else each
+   * half is settled the same way, so a lone bad input costs about 2·log2(n) calls.
    */
   async function sendAll<T>(
     units: Unit[],
@@ -214,29 +219,30 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
     kind: "create" | "update",
     done: Done,
   ): Promise<void> {
-    const queue = chunks(units);
-    // Each rejection that is not bisected removes units, so this ends; the bound guards it.
-    for (let guard = 0; queue.length > 0 && guard < 10_000; guard++) {
-      const part = queue.shift()!;
-      const out = await send(part);
-      if (out.ok) {
-        onOk(part, out.value);
-        continue;
-      }
+    const failAll = (part: Unit[], status: number, body: HsErrorBody) => {
+      for (const u of part) fail(done, u, actionFor(status, body, kind), describe(body), status);
+    };
+    // Every step sends fewer units or removes some, so the recursion ends.
+    const settle = async (part: Unit[], out: Outcome<T>): Promise<void> => {
+      if (out.ok) return onOk(part, out.value);
       const rest = await onReject(part, out.status, out.body);
       if (rest !== null) {
-        if (rest.length) queue.unshift(...chunks(rest));
-        continue;
+        for (const c of chunks(rest)) await settle(c, await send(c));
+        return;
       }
-      if (part.length > 1 && (out.status === 400 || out.status === 409)) {
-        const half = Math.ceil(part.length / 2);
-        queue.unshift(part.slice(0, half), part.slice(half));
-        continue;
+      if (part.length < 2 || (out.status !== 400 && out.status !== 409)) {
+        return failAll(part, out.status, out.body);
       }
-      for (const u of part) {
-        fail(done, u, actionFor(out.status, out.body, kind), describe(out.body), out.status);
-      }
-    }
+      const half = Math.ceil(part.length / 2);
+      const a = part.slice(0, half), b = part.slice(half);
+      const outA = await send(a), outB = await send(b);
+      const msg = describe(out.body);
+      const same = (o: Outcome<T>) => !o.ok && describe(o.body) === msg;
+      if (same(outA) && same(outB)) return failAll(part, out.status, out.body);
+      await settle(a, outA);
+      await settle(b, outB);
+    };
+    for (const part of chunks(units)) await settle(part, await send(part));
   }
 
   // ---- creates ---------------------------------------------------------------------------
@@ -573,8 +579,9 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
             name: EXTERNAL_ID_PROPERTY,
             label: "CRM sync ID",
             description: "The id of this record in the app database (set by crm-sync).",
-            type: "string" as never,
-            fieldType: "text" as never,
+            // The SDK's enums hold exactly these texts.
+            type: "string" as PropertyCreate["type"],
+            fieldType: "text" as PropertyCreate["fieldType"],
             groupName: GROUP[remoteType] ?? `${remoteType}information`,
             hasUniqueValue: true,
           }),
