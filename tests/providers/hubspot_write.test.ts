@@ -19,10 +19,11 @@ type Sandbox = Awaited<ReturnType<typeof startHubSpot>>;
 const UPSERT = "POST /crm/v3/objects/:objectType/batch/upsert";
 const UPDATE = "POST /crm/v3/objects/:objectType/batch/update";
 
-function writerFor(sandbox: Sandbox) {
+function writerFor(sandbox: Sandbox, callTimeoutMs?: number) {
   const kinds: string[] = [];
   const adapter = createHubSpotAdapter({
     baseUrl: sandbox.url,
+    callTimeoutMs,
     credentials: { accessToken: sandbox.credentials.HUBSPOT_ACCESS_TOKEN },
     beforeRequest: (kind) => {
       kinds.push(kind);
@@ -488,6 +489,32 @@ Deno.test({
         property: "crm_sync_id",
         created: true,
       });
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "hubspot writer: an upsert HubSpot applied but never answered is retried into one record",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { sandbox } = await start();
+    try {
+      const { writer, kinds } = writerFor(sandbox, 500);
+      await admin(sandbox.url, "PUT", "/__admin/lost-answers", {
+        routeFilter: "batch/upsert",
+        count: 1,
+      });
+      const res = await writer.write(
+        "contacts",
+        [1, 2, 3].map((i) => create(`l${i}`, uuid(500 + i), { email: `l${i}@example.com` })),
+      );
+      // The first attempt made them (its answer was lost); the retry found them by crm_sync_id.
+      assert.deepEqual(kinds, ["batch-upsert", "batch-upsert"]);
+      for (const r of res) assert.equal(ok(r).created, false);
+      assert.equal((await live(sandbox, "contacts")).length, 3, "exactly one record each");
     } finally {
       await sandbox.close();
     }

@@ -196,6 +196,17 @@ export function registerHubSpotAdmin(hs: HubSpotEmulator): void {
     return json({ denied: [...hs.deniedScopes] });
   });
 
+  // The next `count` requests matching `routeFilter` are applied but never answered.
+  a.put("/__admin/lost-answers", async ({ req }) => {
+    const b = z.object({
+      routeFilter: z.string().min(1),
+      count: z.number().int().min(0).default(1),
+      holdMs: z.number().int().min(0).max(600_000).default(60_000),
+    }).strict().parse(await body(req));
+    hs.lostAnswers = b;
+    return json(b);
+  });
+
   a.post("/__admin/records/:object/:id/restore", ({ params }) => {
     const t = typeOf(params.object);
     return json(asAdmin(() => toApiObject(hs.store, hs.store.restore(t, params.id, "CRM_UI"))));

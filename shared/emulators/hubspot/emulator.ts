@@ -90,6 +90,10 @@ export class HubSpotEmulator extends Emulator {
   /** Scopes the app was not granted (admin toggle): calls needing one answer 403
    * MISSING_SCOPES, as HubSpot does for an app installed without them. */
   readonly deniedScopes = new Set<string>();
+  /** Requests HubSpot applies but whose answer never arrives (admin toggle, for "the create
+   * timed out after the CRM made it"): the next `count` requests whose route contains
+   * `routeFilter` run, then hang until the client gives up (at most `holdMs`). */
+  lostAnswers: { routeFilter: string; count: number; holdMs: number } | null = null;
   #initialTtlMs: number | null;
   #admin: HubSpotAdminStore;
 
@@ -192,6 +196,7 @@ export class HubSpotEmulator extends Emulator {
     this.daily.reset();
     this.searchLimiter.reset();
     this.deniedScopes.clear();
+    this.lostAnswers = null;
   }
 
   /** HubSpot's 403 for a call whose scope the app lacks. */
@@ -226,6 +231,18 @@ export class HubSpotEmulator extends Emulator {
         const headers = limit === "search" ? this.#searchLimit(auth) : this.#standardLimit(auth);
         const res = await handler(ctx, auth);
         for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+        const lost = this.lostAnswers;
+        if (lost && lost.count > 0 && ctx.route.includes(lost.routeFilter)) {
+          lost.count--;
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, lost.holdMs);
+            ctx.req.signal.addEventListener("abort", () => {
+              clearTimeout(timer);
+              resolve();
+            }, { once: true });
+          });
+          return new Response(null, { status: 504 });
+        }
         return res;
       } catch (e) {
         if (e instanceof HsError) return this.errors.response(e);
