@@ -17,7 +17,13 @@
 //   whose email belongs to a contact becomes an update of that contact carrying our external
 //   id (created: false, never a duplicate), and the rest is sent again. Any other 400/409 of a
 //   batch of several is bisected until the rejected inputs are alone; each then gets the CRM's
-//   message (fix_data). Bisecting costs calls only when HubSpot rejects something.
+//   message (fix_data): about 2·log2(n) calls per bad input, and 3 calls in all when both
+//   halves are refused with the batch's very message (a cause common to every input).
+// - Which HubSpot does for an upsert whose email belongs to a contact without our id is not
+//   stated in its docs; we take it to behave as batch create (whole batch 409, first conflict
+//   named), which the sandbox does. Resolving by the email read works for either answer.
+// - A create the upsert answered `new: false` is reported created: false, also when an earlier
+//   attempt whose answer was lost made the record.
 // - Inputs that resolve to one record in one batch (same remote id; same external id or same
 //   contact email for creates) are merged before sending (HubSpot refuses a batch naming one
 //   record twice): later ops' properties win, the first op's external id is kept, every ref
