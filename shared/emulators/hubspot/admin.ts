@@ -1,6 +1,6 @@
 /**
  * HubSpot-specific admin API: record operations "as a CRM user" (events
- * carry changeSource CRM), webhook configuration, rate limits, restore,
+ * carry changeSource CRM_UI), webhook configuration, rate limits, restore,
  * GDPR delete and associations.
  */
 import { z } from "zod";
@@ -52,6 +52,15 @@ export class HubSpotAdminStore implements AdminStore {
       archived: r.archived,
       archivedAt: r.archivedAt === null ? null : new Date(r.archivedAt).toISOString(),
       mergedInto: r.mergedInto,
+      // Who last changed each property (INTEGRATION + app id for API writes, CRM_UI for
+      // admin edits): tests tell the engine's echoes from user edits by it.
+      propertySources: Object.fromEntries(
+        Object.entries(r.sources ?? {}).map(([k, v]) => [k, {
+          source: v.source,
+          sourceId: v.sourceId,
+          at: new Date(v.at).toISOString(),
+        }]),
+      ),
       associations: s.associations(r.type, r.id).map((a) => ({
         type: a.type,
         id: a.id,
@@ -81,7 +90,7 @@ export class HubSpotAdminStore implements AdminStore {
   create(object: string, data: Record<string, unknown>): unknown {
     const t = typeOf(object);
     return asAdmin(() => {
-      const r = this.hs.store.create(t, propsOf(data), "CRM");
+      const r = this.hs.store.create(t, propsOf(data), "CRM_UI");
       return toApiObject(this.hs.store, r, { properties: Object.keys(r.properties) });
     });
   }
@@ -89,20 +98,20 @@ export class HubSpotAdminStore implements AdminStore {
   update(object: string, id: string, data: Record<string, unknown>): unknown {
     const t = typeOf(object);
     return asAdmin(() => {
-      const r = this.hs.store.update(t, id, propsOf(data), "CRM");
+      const r = this.hs.store.update(t, id, propsOf(data), "CRM_UI");
       return toApiObject(this.hs.store, r, { properties: Object.keys(r.properties) });
     });
   }
 
   remove(object: string, id: string): unknown {
-    const ok = this.hs.store.archive(typeOf(object), id, "CRM");
+    const ok = this.hs.store.archive(typeOf(object), id, "CRM_UI");
     if (!ok) throw new AdminError(404, `no live ${object} ${id}`);
     return { archived: true, id };
   }
 
   merge(object: string, primaryId: string, mergedId: string): unknown {
     const t = typeOf(object);
-    return asAdmin(() => this.full(this.hs.store.merge(t, primaryId, mergedId, "CRM")));
+    return asAdmin(() => this.full(this.hs.store.merge(t, primaryId, mergedId, "CRM_UI")));
   }
 
   setModified(object: string, selection: ModifiedSelection, modifiedAt: number): string[] {
@@ -178,28 +187,63 @@ export function registerHubSpotAdmin(hs: HubSpotEmulator): void {
     return json({ ok: true });
   });
 
+  // Scopes the app lacks (e.g. crm.schemas.contacts.write: creating properties answers 403).
+  a.get("/__admin/scopes", () => json({ denied: [...hs.deniedScopes] }));
+  a.put("/__admin/scopes", async ({ req }) => {
+    const b = z.object({ denied: z.array(z.string()) }).strict().parse(await body(req));
+    hs.deniedScopes.clear();
+    for (const s of b.denied) hs.deniedScopes.add(s);
+    return json({ denied: [...hs.deniedScopes] });
+  });
+
+  // The next `count` requests matching `routeFilter` are applied but never answered.
+  a.put("/__admin/lost-answers", async ({ req }) => {
+    const b = z.object({
+      routeFilter: z.string().min(1),
+      count: z.number().int().min(0).default(1),
+      holdMs: z.number().int().min(0).max(600_000).default(60_000),
+    }).strict().parse(await body(req));
+    hs.lostAnswers = b;
+    return json(b);
+  });
+
   a.post("/__admin/records/:object/:id/restore", ({ params }) => {
     const t = typeOf(params.object);
-    return json(asAdmin(() => toApiObject(hs.store, hs.store.restore(t, params.id, "CRM"))));
+    return json(asAdmin(() => toApiObject(hs.store, hs.store.restore(t, params.id, "CRM_UI"))));
   });
   a.post("/__admin/records/:object/:id/gdpr-delete", ({ params }) => {
     const t = typeOf(params.object);
     if (t !== "contacts") throw new AdminError(400, "GDPR delete applies to contacts only");
-    if (!hs.store.purge(t, params.id, "CRM")) throw new AdminError(404, `no contact ${params.id}`);
+    if (!hs.store.purge(t, params.id, "CRM_UI")) {
+      throw new AdminError(404, `no contact ${params.id}`);
+    }
     return json({ purged: true, id: params.id });
   });
 
   a.put("/__admin/associations", async ({ req }) => {
     const b = AssociationSchema.parse(await body(req));
     asAdmin(() =>
-      hs.store.associate(typeOf(b.fromType), b.fromId, typeOf(b.toType), b.toId, b.primary, "CRM")
+      hs.store.associate(
+        typeOf(b.fromType),
+        b.fromId,
+        typeOf(b.toType),
+        b.toId,
+        b.primary,
+        "CRM_UI",
+      )
     );
     return json({ ok: true });
   });
   a.delete("/__admin/associations", async ({ req }) => {
     const b = AssociationSchema.parse(await body(req));
     return json({
-      removed: hs.store.dissociate(typeOf(b.fromType), b.fromId, typeOf(b.toType), b.toId, "CRM"),
+      removed: hs.store.dissociate(
+        typeOf(b.fromType),
+        b.fromId,
+        typeOf(b.toType),
+        b.toId,
+        "CRM_UI",
+      ),
     });
   });
 }

@@ -68,7 +68,7 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
       const startedAt = new Date().toISOString();
       const fromId = requireLive(hs, from, ctx.params.fromObjectId);
       const toId = requireLive(hs, to, ctx.params.toObjectId);
-      hs.store.associate(from, fromId, to, toId, false, "API");
+      hs.store.associate(from, fromId, to, toId, false, "INTEGRATION");
       const t = pairTypes(from, to)!;
       return json(batchEnvelope([{
         from: { id: fromId },
@@ -98,7 +98,7 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
         }
         if (kind === "primary") primary = true;
       }
-      hs.store.associate(from, fromId, to, toId, primary, "API");
+      hs.store.associate(from, fromId, to, toId, primary, "INTEGRATION");
       return json({
         fromObjectTypeId: OBJECT_TYPE_IDS[from],
         fromObjectId: Number(fromId),
@@ -114,7 +114,7 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
     "/crm/v4/objects/:objectType/:objectId/associations/:toObjectType/:toObjectId",
     (ctx) => {
       const [from, to] = pair(hs, ctx, "objectType", "toObjectType");
-      hs.store.dissociate(from, ctx.params.objectId, to, ctx.params.toObjectId, "API");
+      hs.store.dissociate(from, ctx.params.objectId, to, ctx.params.toObjectId, "INTEGRATION");
       return noContent();
     },
   );
@@ -200,7 +200,7 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
       const primary = inp.types.some((s) =>
         classifyTypeId(from, to, s.associationTypeId) === "primary"
       );
-      hs.store.associate(from, a.id, to, b.id, primary, "API");
+      hs.store.associate(from, a.id, to, b.id, primary, "INTEGRATION");
       results.push({
         fromObjectTypeId: OBJECT_TYPE_IDS[from],
         fromObjectId: Number(a.id),
@@ -238,7 +238,7 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
         });
         continue;
       }
-      hs.store.associate(from, a.id, to, b.id, false, "API");
+      hs.store.associate(from, a.id, to, b.id, false, "INTEGRATION");
       results.push({
         from: { id: a.id },
         to: { id: b.id },
@@ -261,7 +261,7 @@ export function registerAssociationRoutes(hs: HubSpotEmulator): void {
       }),
     );
     for (const inp of body.inputs) {
-      for (const t of inp.to) hs.store.dissociate(from, inp.from.id, to, t.id, "API");
+      for (const t of inp.to) hs.store.dissociate(from, inp.from.id, to, t.id, "INTEGRATION");
     }
     return noContent();
   });

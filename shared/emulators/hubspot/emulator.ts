@@ -87,6 +87,13 @@ export class HubSpotEmulator extends Emulator {
   fault429Policy: "TEN_SECONDLY_ROLLING" | "SECONDLY";
   readonly issuedTokenTtlMs: number;
   readonly creds: HubSpotCredentials;
+  /** Scopes the app was not granted (admin toggle): calls needing one answer 403
+   * MISSING_SCOPES, as HubSpot does for an app installed without them. */
+  readonly deniedScopes = new Set<string>();
+  /** Requests HubSpot applies but whose answer never arrives (admin toggle, for "the create
+   * timed out after the CRM made it"): the next `count` requests whose route contains
+   * `routeFilter` run, then hang until the client gives up (at most `holdMs`). */
+  lostAnswers: { routeFilter: string; count: number; holdMs: number } | null = null;
   #initialTtlMs: number | null;
   #admin: HubSpotAdminStore;
 
@@ -108,6 +115,10 @@ export class HubSpotEmulator extends Emulator {
     this.store = new HubSpotStore(this.now, this.prng.fork("store"));
     this.webhooks = new HubSpotWebhooks(this, opts.webhooks);
     this.store.onChange = (change) => this.webhooks.emit(change);
+    this.store.sourceIdOf = (source) =>
+      source === "INTEGRATION"
+        ? String(this.creds.appId)
+        : `userId:${this.store.owners[0]?.userId ?? 1}`;
     this.#admin = new HubSpotAdminStore(this);
     this.#issueInitialTokens();
     seedHubSpot(this.store, this.seed, this.records);
@@ -184,6 +195,25 @@ export class HubSpotEmulator extends Emulator {
     this.limiter.reset();
     this.daily.reset();
     this.searchLimiter.reset();
+    this.deniedScopes.clear();
+    this.lostAnswers = null;
+  }
+
+  /** HubSpot's 403 for a call whose scope the app lacks. */
+  requireScope(scope: string): void {
+    if (!this.deniedScopes.has(scope)) return;
+    throw new HsError(
+      403,
+      "MISSING_SCOPES",
+      "This app hasn't been granted all required scopes to make this call. Read more about required scopes here: https://developers.hubspot.com/scopes.",
+      {
+        errors: [{
+          message: "One or more of the following scopes are required.",
+          context: { requiredGranularScopes: [scope] },
+        }],
+        fields: { links: { scopes: "https://developers.hubspot.com/scopes" } },
+      },
+    );
   }
 
   // ---- request helpers -------------------------------------------------------
@@ -201,6 +231,18 @@ export class HubSpotEmulator extends Emulator {
         const headers = limit === "search" ? this.#searchLimit(auth) : this.#standardLimit(auth);
         const res = await handler(ctx, auth);
         for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
+        const lost = this.lostAnswers;
+        if (lost && lost.count > 0 && ctx.route.includes(lost.routeFilter)) {
+          lost.count--;
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, lost.holdMs);
+            ctx.req.signal.addEventListener("abort", () => {
+              clearTimeout(timer);
+              resolve();
+            }, { once: true });
+          });
+          return new Response(null, { status: 504 });
+        }
         return res;
       } catch (e) {
         if (e instanceof HsError) return this.errors.response(e);

@@ -74,6 +74,44 @@ function tooMany(n: number): void {
   }
 }
 
+/** HubSpot refuses a batch that names one record twice (400, nothing written). */
+function noDuplicateIds(hs: HubSpotEmulator, keys: string[]): void {
+  const seen = new Set<string>();
+  const dup = new Set<string>();
+  for (const k of keys) (seen.has(k) ? dup : seen).add(k);
+  if (dup.size) {
+    hs.fail(
+      400,
+      "VALIDATION_ERROR",
+      `Duplicate IDs found in batch input: [${
+        [...dup].map((k) => k.slice(k.indexOf(":") + 1)).join(", ")
+      }]. IDs must be unique`,
+    );
+  }
+}
+
+/** Unique values of a batch's writes, against the portal and against each other. */
+function checkBatchUnique(
+  hs: HubSpotEmulator,
+  type: HsObjectType,
+  plans: Array<{ target?: HsRecord; values: Record<string, string | null> }>,
+): void {
+  const taken = new Map<string, number>();
+  const unique = hs.store.props.unique(type);
+  plans.forEach((p, i) => {
+    hs.store.checkUnique(type, p.values, p.target);
+    for (const prop of unique) {
+      const v = p.values[prop];
+      if (!v) continue;
+      const j = taken.get(`${prop}:${v}`);
+      if (j !== undefined) {
+        hs.fail(400, "VALIDATION_ERROR", `Duplicate ${prop} values in inputs ${j} and ${i}`);
+      }
+      taken.set(`${prop}:${v}`, i);
+    }
+  });
+}
+
 /** Resolve a record by id or by a unique property. */
 export function lookup(
   hs: HubSpotEmulator,
@@ -118,7 +156,7 @@ function applyAssociations(
         );
       }
       const kind = classifyTypeId(type, target, t.associationTypeId);
-      hs.store.associate(type, id, target, a.to.id, kind === "primary", "API");
+      hs.store.associate(type, id, target, a.to.id, kind === "primary", "INTEGRATION");
     }
   }
 }
@@ -290,7 +328,7 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
       });
     }
     const results = body.inputs.map((inp) => {
-      const r = hs.store.create(type, inp.properties, "API");
+      const r = hs.store.create(type, inp.properties, "INTEGRATION");
       applyAssociations(hs, type, r.id, inp.associations);
       return toApiObject(hs.store, r, { properties: Object.keys(inp.properties) });
     });
@@ -303,13 +341,19 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     const body = await hs.body(ctx, BatchUpdate);
     tooMany(body.inputs.length);
     const targets = body.inputs.map((inp) => lookup(hs, type, inp.id, inp.idProperty));
-    body.inputs.forEach((inp) => hs.store.normalise(type, inp.properties));
+    // All or nothing for the records found: values and unique values are checked first.
+    const plans = body.inputs.map((inp, i) => ({
+      target: targets[i],
+      values: hs.store.normalise(type, inp.properties),
+    }));
+    noDuplicateIds(hs, targets.map((t, i) => t?.id ?? `missing:${body.inputs[i].id}`));
+    checkBatchUnique(hs, type, plans.filter((p) => p.target));
     const results: ApiObject[] = [];
     const missing: string[] = [];
     body.inputs.forEach((inp, i) => {
       const r = targets[i];
       if (!r) return missing.push(inp.id);
-      const u = hs.store.update(type, r.id, inp.properties, "API");
+      const u = hs.store.update(type, r.id, inp.properties, "INTEGRATION");
       results.push(toApiObject(hs.store, u, { properties: Object.keys(inp.properties) }));
     });
     if (missing.length === 0) return json(batchEnvelope(results, startedAt));
@@ -329,38 +373,43 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     );
   });
 
+  // Upsert by a unique-value property: an input whose id no record holds creates one (with
+  // that value), one a record holds updates it; `new` tells which. All or nothing, like
+  // batch create: inputs are validated (values, unique values against the portal and each
+  // other, ids named twice) before anything is written, so a contact whose email another
+  // contact has fails the whole batch with 409 "Contact already exists. Existing ID: N".
   hs.route("POST", `${base}/batch/upsert`, async (ctx) => {
     const type = typeParam(hs, ctx);
     const startedAt = new Date().toISOString();
     const body = await hs.body(ctx, BatchUpsert);
     tooMany(body.inputs.length);
-    for (const inp of body.inputs) {
+    const plans = body.inputs.map((inp) => {
       const prop = inp.idProperty;
       const def = prop ? hs.store.props.get(type, prop) : undefined;
       if (!prop || !def?.hasUniqueValue) {
         hs.fail(
           400,
           "VALIDATION_ERROR",
-          `idProperty must be a unique value property of ${type} (got ${prop ?? "none"})`,
+          `Unable to perform update/upsert by non-unique ${type} property ${prop ?? "(none)"}`,
         );
       }
-      hs.store.normalise(type, inp.properties);
-    }
-    const results = body.inputs.map((inp) => {
-      const prop = inp.idProperty!;
+      const values = hs.store.normalise(type, inp.properties);
       const existing = hs.store.byUnique(type, prop, inp.id);
-      if (existing) {
-        const r = hs.store.update(type, existing.id, inp.properties, "API");
-        return {
-          ...toApiObject(hs.store, r, { properties: Object.keys(inp.properties) }),
-          new: false,
-        };
-      }
-      const r = hs.store.create(type, { ...inp.properties, [prop]: inp.id }, "API");
       return {
-        ...toApiObject(hs.store, r, { properties: [...Object.keys(inp.properties), prop] }),
-        new: true,
+        inp,
+        prop,
+        target: existing,
+        values: existing ? values : { ...values, ...hs.store.normalise(type, { [prop]: inp.id }) },
       };
+    });
+    noDuplicateIds(hs, plans.map((p) => `${p.prop}:${p.target?.id ?? p.values[p.prop]}`));
+    checkBatchUnique(hs, type, plans);
+    const results = plans.map((p) => {
+      const names = [...new Set([...Object.keys(p.inp.properties), p.prop])];
+      const r = p.target
+        ? hs.store.update(type, p.target.id, p.inp.properties, "INTEGRATION")
+        : hs.store.create(type, p.values, "INTEGRATION");
+      return { ...toApiObject(hs.store, r, { properties: names }), new: !p.target };
     });
     return json(batchEnvelope(results, startedAt));
   });
@@ -369,14 +418,14 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     const type = typeParam(hs, ctx);
     const body = await hs.body(ctx, BatchArchive);
     tooMany(body.inputs.length);
-    for (const { id } of body.inputs) hs.store.archive(type, id, "API");
+    for (const { id } of body.inputs) hs.store.archive(type, id, "INTEGRATION");
     return noContent();
   });
 
   hs.route("POST", `${base}/merge`, async (ctx) => {
     const type = typeParam(hs, ctx);
     const body = await hs.body(ctx, MergeInput);
-    const r = hs.store.merge(type, body.primaryObjectId, body.objectIdToMerge, "API");
+    const r = hs.store.merge(type, body.primaryObjectId, body.objectIdToMerge, "INTEGRATION");
     return json(toApiObject(hs.store, r));
   });
 
@@ -389,7 +438,7 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     const r = lookup(hs, type, body.objectId, body.idProperty) ??
       lookup(hs, type, body.objectId, body.idProperty, true);
     if (!r) throw notFoundError(body.objectId);
-    hs.store.purge(type, r.id, "API");
+    hs.store.purge(type, r.id, "INTEGRATION");
     return noContent();
   });
 
@@ -398,7 +447,7 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     const body = await hs.body(ctx, CreateInput);
     hs.store.normalise(type, body.properties);
     checkAssociationTargets(hs, type, body.associations);
-    const r = hs.store.create(type, body.properties, "API");
+    const r = hs.store.create(type, body.properties, "INTEGRATION");
     applyAssociations(hs, type, r.id, body.associations);
     return json(toApiObject(hs.store, r, { properties: Object.keys(body.properties) }), 201);
   });
@@ -426,13 +475,13 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     const body = await hs.body(ctx, UpdateInput);
     const r = lookup(hs, type, ctx.params.id, ctx.url.searchParams.get("idProperty") ?? undefined);
     if (!r) throw notFoundError(ctx.params.id);
-    const u = hs.store.update(type, r.id, body.properties, "API");
+    const u = hs.store.update(type, r.id, body.properties, "INTEGRATION");
     return json(toApiObject(hs.store, u, { properties: Object.keys(body.properties) }));
   });
 
   hs.route("DELETE", `${base}/:id`, (ctx) => {
     const type = typeParam(hs, ctx);
-    hs.store.archive(type, ctx.params.id, "API");
+    hs.store.archive(type, ctx.params.id, "INTEGRATION");
     return noContent();
   });
 }

@@ -1,6 +1,7 @@
 /**
  * /crm/v3/properties/{objectType}: list, get, create, archive.
- * Lets adapters discover (and tests add) custom properties.
+ * Lets adapters discover (and tests add) custom properties. Creating one needs the scope
+ * `crm.schemas.{objectType}.write` (403 MISSING_SCOPES when denied through /__admin/scopes).
  */
 import { z } from "zod";
 import { json, noContent } from "../common/http.ts";
@@ -63,6 +64,7 @@ export function registerPropertyRoutes(hs: HubSpotEmulator): void {
   });
   hs.route("POST", "/crm/v3/properties/:objectType", async (ctx) => {
     const type = typeParam(hs, ctx);
+    hs.requireScope(`crm.schemas.${type}.write`);
     const body = await hs.body(ctx, CreateProperty);
     if (hs.store.props.get(type, body.name)) {
       hs.fail(409, "OBJECT_ALREADY_EXISTS", `A property named '${body.name}' already exists.`);

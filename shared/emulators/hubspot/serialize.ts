@@ -19,7 +19,7 @@ export interface ApiObject {
   archivedAt?: string;
   propertiesWithHistory?: Record<
     string,
-    Array<{ value: string; timestamp: string; sourceType: string }>
+    Array<{ value: string; timestamp: string; sourceType: string; sourceId?: string }>
   >;
   associations?: Record<string, { results: Array<{ id: string; type: string }> }>;
 }
@@ -56,10 +56,12 @@ export function toApiObject(
     out.propertiesWithHistory = {};
     for (const n of opts.propertiesWithHistory) {
       const v = r.properties[n];
+      const src = r.sources?.[n];
       out.propertiesWithHistory[n] = v === null || v === undefined ? [] : [{
         value: v,
-        timestamp: new Date(r.modifiedAt).toISOString(),
-        sourceType: "API",
+        timestamp: new Date(src?.at ?? r.modifiedAt).toISOString(),
+        sourceType: src?.source ?? "IMPORT",
+        ...(src ? { sourceId: src.sourceId } : {}),
       }];
     }
   }

@@ -27,6 +27,9 @@ export interface HsRecord extends Row {
   archivedAt: number | null;
   /** Set when merged into another record (then hidden from lists). */
   mergedInto: string | null;
+  /** The last change of each property written through the API or the admin API (seeded
+   * values have none). */
+  sources?: Record<string, PropertySource>;
 }
 
 export interface HsOwner {
@@ -40,7 +43,17 @@ export interface HsOwner {
   archived: boolean;
 }
 
-export type ChangeSource = "CRM" | "API" | "IMPORT";
+/** Who made a change, as HubSpot's webhooks (`changeSource`) and property histories
+ * (`sourceType`) name it: API writes of an app are INTEGRATION (sourceId the app id), edits in
+ * HubSpot's UI are CRM_UI (sourceId `userId:N`). */
+export type ChangeSource = "CRM_UI" | "INTEGRATION" | "IMPORT";
+
+/** The last change of one property: who made it and when. */
+export interface PropertySource {
+  source: ChangeSource;
+  sourceId: string;
+  at: number;
+}
 
 export type HsChange =
   | {
@@ -116,6 +129,8 @@ export class HubSpotStore {
   /** type → property → value → record, for hasUniqueValue properties. */
   #unique = new Map<HsObjectType, Map<string, Map<string, HsRecord>>>();
   onChange: (c: HsChange) => void = () => {};
+  /** The sourceId HubSpot reports with a change source (the emulator knows the app id). */
+  sourceIdOf: (source: ChangeSource) => string = (s) => s;
 
   constructor(readonly now: () => number, readonly prng: Prng) {
     this.#resetUnique();
@@ -208,7 +223,9 @@ export class HubSpotStore {
     return out;
   }
 
-  #checkUnique(type: HsObjectType, values: Record<string, string | null>, self?: HsRecord): void {
+  /** Throws what HubSpot answers when `values` would give a unique value a second record:
+   * 409 "Contact already exists. Existing ID: N" for a contact's email, 400 otherwise. */
+  checkUnique(type: HsObjectType, values: Record<string, string | null>, self?: HsRecord): void {
     const idx = this.#unique.get(type)!;
     for (const [prop, m] of idx) {
       const v = values[prop];
@@ -244,6 +261,13 @@ export class HubSpotStore {
     }
   }
 
+  #noteSources(r: HsRecord, names: string[], source: ChangeSource, at: number): void {
+    if (names.length === 0) return;
+    const sourceId = this.sourceIdOf(source);
+    r.sources ??= {};
+    for (const n of names) r.sources[n] = { source, sourceId, at };
+  }
+
   #stamp(r: HsRecord, at: number): void {
     const iso = new Date(at).toISOString();
     r.properties[modifiedProperty(r.type)] = iso;
@@ -258,7 +282,7 @@ export class HubSpotStore {
     opts: { system?: boolean; at?: number; createdAt?: number; silent?: boolean } = {},
   ): HsRecord {
     const values = this.normalise(type, input, opts.system);
-    this.#checkUnique(type, values);
+    this.checkUnique(type, values);
     const table = this.tables[type];
     const seq = table.takeSeq();
     const id = String(ID_BASE[type] + seq);
@@ -281,6 +305,7 @@ export class HubSpotStore {
       },
     };
     if (type === "deals") this.#dealFlags(r);
+    if (!opts.system) this.#noteSources(r, Object.keys(values), source, at);
     table.insert(r);
     this.#index(r, true);
     if (!opts.silent) {
@@ -366,7 +391,7 @@ export class HubSpotStore {
     const r = this.live(type, id);
     if (!r) throw notFoundError(id);
     const values = this.normalise(type, input);
-    this.#checkUnique(type, values, r);
+    this.checkUnique(type, values, r);
     const changed: Array<[string, string | null]> = [];
     for (const [k, v] of Object.entries(values)) {
       if ((r.properties[k] ?? null) !== v) changed.push([k, v]);
@@ -376,7 +401,9 @@ export class HubSpotStore {
     for (const [k, v] of changed) r.properties[k] = v;
     if (type === "deals") this.#dealFlags(r);
     this.#index(r, true);
-    this.#stamp(r, this.now());
+    const at = this.now();
+    this.#stamp(r, at);
+    this.#noteSources(r, changed.map(([k]) => k), source, at);
     for (const [k, v] of changed) {
       this.onChange({ kind: "propertyChange", type, id: r.id, source, property: k, value: v });
     }
@@ -398,7 +425,7 @@ export class HubSpotStore {
   restore(type: HsObjectType, id: string, source: ChangeSource): HsRecord {
     const r = this.tables[type].get(id);
     if (!r || !r.archived || r.mergedInto) throw notFoundError(id);
-    this.#checkUnique(type, r.properties, r);
+    this.checkUnique(type, r.properties, r);
     r.archived = false;
     r.archivedAt = null;
     this.#index(r, true);

@@ -48,7 +48,7 @@ Deno.test("events are signed arrays of ≤100 with HubSpot's fields, batched per
     assertEquals(ev.portalId, Number(hs.credentials.HUBSPOT_PORTAL_ID));
     assertEquals(ev.appId, Number(hs.credentials.HUBSPOT_APP_ID));
     assertEquals(ev.attemptNumber, 0);
-    assertEquals(ev.changeSource, "CRM");
+    assertEquals(ev.changeSource, "CRM_UI");
     assert(
       typeof ev.eventId === "number" && typeof ev.subscriptionId === "number" &&
         typeof ev.occurredAt === "number",
@@ -76,7 +76,7 @@ Deno.test("events are signed arrays of ≤100 with HubSpot's fields, batched per
     assertEquals(changes.length, 200);
     assert(
       changes.every((e) =>
-        e.subscriptionType === "contact.propertyChange" && e.changeSource === "API"
+        e.subscriptionType === "contact.propertyChange" && e.changeSource === "INTEGRATION"
       ),
     );
     assertEquals(new Set(changes.map((e) => e.propertyName)), new Set(["firstname", "lastname"]));

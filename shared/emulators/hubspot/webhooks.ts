@@ -144,9 +144,7 @@ export class HubSpotWebhooks {
     });
     const source = {
       changeSource: change.source,
-      sourceId: change.source === "API"
-        ? String(this.hs.creds.appId)
-        : `userId:${this.hs.store.owners[0]?.userId ?? 1}`,
+      sourceId: this.hs.store.sourceIdOf(change.source),
     };
     const subs = (type: string, prop?: string) =>
       this.subscriptions.filter((s) =>

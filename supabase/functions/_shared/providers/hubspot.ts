@@ -21,7 +21,8 @@
 // Call kinds (beforeRequest and observe): "list" (the walk's list pages), "search" (delta
 // pages; its own 5/s class, without X-HubSpot-RateLimit-* headers), "associations" (v4 batch
 // reads), "owners" (owner pages), "owner" (one owner by id), "batch-read" (records by id),
-// "list-archived" (the archive listing). Token refreshes are reported to observe only, as
+// "list-archived" (the archive listing); the writer's kinds are listed in ./hubspot_write.ts.
+// Token refreshes are reported to observe only, as
 // "oauth-token" (not gated by beforeRequest).
 // The SDK's own retry and Bottleneck limiter are process-wide singletons, so we disable its
 // retries and do limiting and retrying per connection in ./call.ts.
@@ -46,6 +47,7 @@ import { parseRetryAfter } from "../http/retry.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
 import { missingIds } from "./missing.ts";
 import { apiRequest, timed } from "./hubspot_http.ts";
+import { createHubSpotWriter } from "./hubspot_write.ts";
 import { observeResponse, observing, parseErrorBody } from "./observe.ts";
 import { isoFromText } from "./iso.ts";
 import { advance, initialState, type KeysetState, nextQuery } from "./keyset.ts";
@@ -502,6 +504,7 @@ export function createHubSpotAdapter(
 
   return {
     provider: "hubspot",
+    writer: createHubSpotWriter({ sdk: () => hs, call }),
     capabilities: { deletions: "listed-on-full", alwaysFull: ["owners"] },
 
     async changesSince(object, from, checkpoint, opts = {}) {
