@@ -28,6 +28,17 @@
 //   scale: many connections, one CRM account each, all due at once, per worker cap
 //     --scale-connections N (default 1000), --scale-records N changed contacts each (50),
 //     --scale-workers LIST (1,2,4,8), --scale-providers LIST (hubspot,salesforce,pipedrive)
+// The issue-12 part, on the same stack, with sandboxes of its own (documented limits ON):
+//   outbound: N synced contacts per provider changed by the app in one statement and pushed as
+//     in production (outbox trigger → outbound job → worker through pg_net), against
+//     ⌈N / max batch⌉ write calls, the documented ceiling and the naive one-PATCH-per-record
+//     baseline; then app→CRM latency under a steady load of app writes (./bench/outbound_run.ts)
+//     --outbound-records N    changed contacts per provider (default 10000)
+//     --outbound-pipedrive N  Pipedrive's count (default 2000: one PATCH per record at 80
+//                             requests/2 s makes 10,000 a 4-minute push)
+//     --outbound-naive N      records the naive baseline patches before extrapolating (300)
+//     --outbound-providers LIST, --latency-providers LIST (hubspot,salesforce,pipedrive)
+//     --latency-rate N (app writes/s, default 20), --latency-seconds N (default 60)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
 // The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
@@ -62,16 +73,20 @@ import {
 } from "./bench/report_scale.ts";
 import { runScale } from "./bench/scale.ts";
 import { runBudget } from "./bench/shared_budget.ts";
+import { type OutboundOptions, runOutboundPart } from "./bench/outbound_run.ts";
+import { printOutbound } from "./bench/outbound_report.ts";
 import { type ProviderName, PROVIDERS } from "../supabase/functions/_shared/providers/types.ts";
 
 const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-records N] " +
   "[--ab-deltas N]] [--ceiling-records N] [--budget-records N] [--live-every MS] " +
   "[--scale-connections N] [--scale-records N] [--scale-workers 1,2,4,8] " +
   "[--scale-providers hubspot,salesforce,pipedrive] " +
-  "[--only engine,badpage,ab,ceiling,budget,scale] [--keep] | --down";
-const PARTS = ["engine", "badpage", "ab", "ceiling", "budget", "scale"] as const;
+  "[--outbound-records N] [--outbound-pipedrive N] [--outbound-naive N] " +
+  "[--outbound-providers LIST] [--latency-providers LIST] [--latency-rate N] " +
+  "[--latency-seconds N] [--only engine,badpage,ab,ceiling,budget,scale,outbound] [--keep] | --down";
+const PARTS = ["engine", "badpage", "ab", "ceiling", "budget", "scale", "outbound"] as const;
 /** The parts that run on the bench stack. */
-const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale"];
+const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale", "outbound"];
 type Part = typeof PARTS[number];
 /** Records per page of the SQL-only figures: the engine's write batch (WRITE_BATCH_RECORDS). */
 const SQL_PAGE = 2000;
@@ -99,6 +114,13 @@ const { values } = (() => {
         "scale-records": { type: "string" },
         "scale-workers": { type: "string" },
         "scale-providers": { type: "string" },
+        "outbound-records": { type: "string" },
+        "outbound-pipedrive": { type: "string" },
+        "outbound-naive": { type: "string" },
+        "outbound-providers": { type: "string" },
+        "latency-providers": { type: "string" },
+        "latency-rate": { type: "string" },
+        "latency-seconds": { type: "string" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -146,12 +168,37 @@ const scaleRecords = count(values["scale-records"], "scale-records", 50, 1);
 const scaleWorkers = (values["scale-workers"] ?? "1,2,4,8").split(",").map((w) =>
   /^\d+$/.test(w) && Number(w) >= 1 ? Number(w) : fail(`--scale-workers: bad count ${w}`)
 );
-const scaleProviders = (values["scale-providers"] ?? "hubspot,salesforce,pipedrive").split(",")
-  .map((p) =>
-    (PROVIDERS as readonly string[]).includes(p)
-      ? p as ProviderName
-      : fail(`--scale-providers: unknown provider ${p}`)
-  );
+function providerList(name: string): ProviderName[] {
+  return (values[name as keyof typeof values] as string | undefined ?? PROVIDERS.join(","))
+    .split(",")
+    .map((p) =>
+      (PROVIDERS as readonly string[]).includes(p)
+        ? p as ProviderName
+        : fail(`--${name}: unknown provider ${p}`)
+    );
+}
+const scaleProviders = providerList("scale-providers");
+const outboundRecords = count(values["outbound-records"], "outbound-records", 10_000, 1);
+const outboundPipedrive = Math.min(
+  outboundRecords,
+  count(values["outbound-pipedrive"], "outbound-pipedrive", 2_000, 1),
+);
+const outbound: OutboundOptions = {
+  providers: providerList("outbound-providers"),
+  records: { hubspot: outboundRecords, salesforce: outboundRecords, pipedrive: outboundPipedrive },
+  fewer: outboundPipedrive < outboundRecords
+    ? {
+      pipedrive: `not ${outboundRecords.toLocaleString("en")}: one PATCH per record at the ` +
+        `documented 80 requests/2 s makes that a ${
+          Math.ceil(outboundRecords / 40 / 60)
+        }-minute push; --outbound-pipedrive ${outboundRecords} measures it all`,
+    }
+    : {},
+  naive: count(values["outbound-naive"], "outbound-naive", 300, 1),
+  latencyProviders: providerList("latency-providers"),
+  ratePerSecond: count(values["latency-rate"], "latency-rate", 20, 1),
+  seconds: count(values["latency-seconds"], "latency-seconds", 60, 1),
+};
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);
 
@@ -242,12 +289,17 @@ async function stackPart(): Promise<void> {
     await sandboxes?.close();
     sandboxes = null;
     await sql`update crm.connections set status = 'paused' where status = 'active'`;
-    const verdicts = await issue11Parts(sql, {
+    const stack = {
       cfg,
       url: env.SUPABASE_URL,
       serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
       encryptionKey: env.CRM_ENCRYPTION_KEY,
-    });
+    };
+    const verdicts = await issue11Parts(sql, stack);
+    if (parts.has("outbound")) {
+      const done = await outboundPart(sql, { ...stack, dbUrl: env.SUPABASE_DB_URL });
+      verdicts.print.push(() => verdicts.list.push(...done()));
+    }
 
     let badPage: BadPageResult[] = [];
     if (parts.has("badpage") && !parts.has("ab")) {
@@ -341,6 +393,58 @@ async function issue11Parts(
     }
   }
   return { print, list };
+}
+
+/** The outbound part (issue 12); what it cannot measure (a missing piece of the push on this
+ * checkout, a failure) is reported as not measured, with the reason. */
+async function outboundPart(
+  sql: postgres.Sql,
+  stack: PortalStack & { dbUrl: string },
+): Promise<() => Verdict[]> {
+  banner(
+    `outbound: ${outboundRecords} changed contacts per provider (Pipedrive ${outboundPipedrive}), ` +
+      `then ${outbound.ratePerSecond} app writes/s for ${outbound.seconds} s`,
+  );
+  const missing = await missingOutbound(sql);
+  const providers = outbound.providers.filter((p) => !missing.writers.includes(p));
+  const latency = outbound.latencyProviders.filter((p) => !missing.writers.includes(p));
+  const skipped = [...new Set([...outbound.providers, ...outbound.latencyProviders])]
+    .filter((p) => missing.writers.includes(p));
+  const why = (p: string) => `no ${p} writer (providers/${p}_write.ts) on this checkout`;
+  if (missing.sql.length) {
+    const reason = `${missing.sql.join(", ")} missing (the outbound push is not complete here)`;
+    return () => [notMeasured("outbound", reason)];
+  }
+  try {
+    const r = await runOutboundPart(
+      sql,
+      stack,
+      { ...outbound, providers, latencyProviders: latency },
+      log,
+    );
+    return () => [
+      ...skipped.map((p) => notMeasured(`outbound ${p}`, why(p))),
+      ...printOutbound(r, { ...outbound, providers, latencyProviders: latency }),
+    ];
+  } catch (e) {
+    log(`outbound failed: ${(e as Error).stack ?? e}`);
+    const reason = (e as Error).message.split("\n")[0];
+    return () => [notMeasured("outbound", reason)];
+  }
+}
+
+/** The pieces of the outbound push this checkout lacks: SQL (outbound jobs, the write ledger)
+ * and provider writers. */
+async function missingOutbound(sql: postgres.Sql) {
+  const missing = { sql: [] as string[], writers: [] as ProviderName[] };
+  if (!await functionExists(sql, "enqueue_outbound")) missing.sql.push("crm.enqueue_outbound");
+  const [t] = await sql`select to_regclass('crm.write_ledger') is not null as ok`;
+  if (!t.ok) missing.sql.push("crm.write_ledger");
+  for (const p of PROVIDERS) {
+    const f = new URL(`../supabase/functions/_shared/providers/${p}_write.ts`, import.meta.url);
+    if (!await Deno.stat(f).then(() => true, () => false)) missing.writers.push(p);
+  }
+  return missing;
 }
 
 /** The A/B part: REF's migrations vs the working tree's, then the bad page on each. */
