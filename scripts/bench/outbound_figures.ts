@@ -154,3 +154,12 @@ export function applyStamp(
   if (Number.isNaN(ms)) return null;
   return { ms, precisionMs: provider === "hubspot" ? 1 : 1000 };
 }
+
+/** How the CRM's first name compares with the app's: "exact"; "altered" when it starts with the
+ * app's value and goes on (Pipedrive v2 persons take `name` only and split it at the last
+ * space, so a multi-word last name moves into the first name: the change arrived, reshaped);
+ * else "missing". */
+export function matchValue(app: string, crm: unknown): "exact" | "altered" | "missing" {
+  if (crm === app) return "exact";
+  return typeof crm === "string" && crm.startsWith(`${app} `) ? "altered" : "missing";
+}

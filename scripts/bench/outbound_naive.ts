@@ -2,7 +2,8 @@
 // through each provider's official SDK, from the bench process:
 //   HubSpot    PATCH /crm/v3/objects/contacts/{id}   (@hubspot/api-client basicApi.update)
 //   Salesforce PATCH /sobjects/Contact/{id}          (jsforce sobject().update)
-//   Pipedrive  PATCH /api/v2/persons/{id}            (pipedrive v2 PersonsApi.updatePerson)
+//   Pipedrive  PATCH /api/v2/persons/{id}            (pipedrive v2 PersonsApi.updatePerson;
+//              v2 persons take `name` only: the app's first name and its row's last name)
 // Paced evenly at the provider's documented limit (one request every window ÷ limit: the
 // fastest a one-at-a-time client goes without 429s and without the fresh window's burst, which
 // would flatter a short subset); Salesforce has no per-second limit, so nothing paces it.
@@ -20,7 +21,12 @@ export interface NaiveResult {
   firstError: string | null;
 }
 
-type Patch = (remoteId: string, firstName: string) => Promise<unknown>;
+export interface NaiveRecord {
+  remoteId: string;
+  lastName: string | null;
+}
+
+type Patch = (r: NaiveRecord, firstName: string) => Promise<unknown>;
 
 function patcher(provider: ProviderName, url: string, creds: Record<string, string>): Patch {
   const base = url.replace(/\/$/, "");
@@ -30,8 +36,8 @@ function patcher(provider: ProviderName, url: string, creds: Record<string, stri
       basePath: base,
       numberOfApiCallRetries: 0,
     });
-    return (id, firstName) =>
-      hs.crm.contacts.basicApi.update(id, { properties: { firstname: firstName } });
+    return (r, firstName) =>
+      hs.crm.contacts.basicApi.update(r.remoteId, { properties: { firstname: firstName } });
   }
   if (provider === "salesforce") {
     const conn = new jsforce.Connection({
@@ -39,28 +45,28 @@ function patcher(provider: ProviderName, url: string, creds: Record<string, stri
       accessToken: creds.accessToken,
       version: API_VERSION,
     });
-    return async (id, firstName) => {
-      const r = await conn.sobject("Contact").update({ Id: id, FirstName: firstName });
-      if (!r.success) throw new Error(JSON.stringify(r.errors));
-      return r;
+    return async (r, firstName) => {
+      const res = await conn.sobject("Contact").update({ Id: r.remoteId, FirstName: firstName });
+      if (!res.success) throw new Error(JSON.stringify(res.errors));
+      return res;
     };
   }
   const persons = new v2.PersonsApi(
     new v2.Configuration({ apiKey: creds.apiToken, basePath: `${base}/api/v2` }),
   );
-  return (id, firstName) =>
+  return (r, firstName) =>
     persons.updatePerson({
-      id: Number(id),
-      UpdatePersonRequest: { first_name: firstName } as v2.UpdatePersonRequest,
+      id: Number(r.remoteId),
+      UpdatePersonRequest: { name: [firstName, r.lastName].filter(Boolean).join(" ") },
     });
 }
 
-/** One PATCH per record of `remoteIds`, one at a time, evenly paced (see the header). */
+/** One PATCH per record, one at a time, evenly paced (see the header). */
 export async function runNaivePush(
   provider: ProviderName,
   url: string,
   creds: Record<string, string>,
-  remoteIds: readonly string[],
+  records: readonly NaiveRecord[],
   prefix: string,
 ): Promise<NaiveResult> {
   const patch = patcher(provider, url, creds);
@@ -70,16 +76,16 @@ export async function runNaivePush(
   let firstError: string | null = null;
   const t0 = performance.now();
   let next = t0;
-  for (const [i, id] of remoteIds.entries()) {
+  for (const [i, r] of records.entries()) {
     const wait = next - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     next = Math.max(performance.now(), next) + gapMs;
     try {
-      await patch(id, `${prefix} ${i}`);
+      await patch(r, `${prefix} ${i}`);
     } catch (e) {
       failed++;
       firstError ??= String((e as Error)?.message ?? e).slice(0, 200);
     }
   }
-  return { records: remoteIds.length, wallMs: performance.now() - t0, failed, firstError };
+  return { records: records.length, wallMs: performance.now() - t0, failed, firstError };
 }

@@ -34,9 +34,11 @@ function printBulk(b: BulkResult): Verdict[] {
   console.log(
     `${NAME[b.provider]}: ${n(b.records)} contacts changed in one app statement${
       b.fewer ? ` (${b.fewer})` : ""
-    }: ${
-      n(b.applied)
-    } applied with the app's value, ${b.dead} dead letters, ${b.runs} outbound runs`,
+    }: ${n(b.applied)} applied${
+      b.altered ? ` (${n(b.altered)} of them reshaped by the CRM)` : ""
+    }, ${b.dead} dead letters, ${b.runs} outbound runs${
+      b.mismatches.length ? `; not as the app wrote them, e.g. ${b.mismatches.join("; ")}` : ""
+    }`,
   );
   console.log(
     `  commit → last record applied ${s(b.wallMs)} (${precision(b.precisionMs)}; first → last ${
@@ -85,6 +87,19 @@ function printBulk(b: BulkResult): Verdict[] {
       n(b.records / Math.max(1, b.writes.total), 1)
     }× fewer write calls`,
   );
+  if (b.allCalls > b.writes.total) {
+    const perRecord = b.allCalls / b.records;
+    console.log(
+      `  reads besides the writes: ${n(b.allCalls - b.writes.total)} (${
+        Object.entries(b.counters.routes).filter(([k]) => !(k in b.writes.byRoute))
+          .map(([k, v]) => `${k} ${v.total}`).join(", ")
+      }): all calls ${n(b.allCalls)} = ${atMost(b.allCallRatio, 3)}× ⌈N / ${
+        MAX_BATCH[b.provider]
+      }⌉; at ${n(perRecord, 2)} calls per record the limit allows ${
+        n(b.ceiling.recordsPerSecond / perRecord / MAX_BATCH[b.provider], 1)
+      } records/s → ${atLeast(b.ratio * perRecord * MAX_BATCH[b.provider], 3)}× of that`,
+    );
+  }
   return [
     {
       part,
@@ -112,7 +127,11 @@ function printLatency(l: LatencyResult, o: OutboundOptions): Verdict[] {
       n(l.achievedRate, 1)
     }/s (target ${o.ratePerSecond}/s; loop at most ${
       n(l.maxLagMs)
-    } ms late), ${st.missing} not applied, ${l.dead} dead, ${l.throttled} 429s`,
+    } ms late), ${st.missing} not applied${
+      l.altered ? `, ${l.altered} reshaped by the CRM` : ""
+    }, ${l.dead} dead, ${l.throttled} 429s${
+      l.mismatches.length ? `; not as written, e.g. ${l.mismatches.join("; ")}` : ""
+    }`,
   );
   console.log(
     `  commit → applied in the CRM (${

@@ -21,6 +21,7 @@ import {
   extrapolate,
   type LatencyStats,
   latencyStats,
+  matchValue,
   minWriteCalls,
   outboundCeiling,
   PIPEDRIVE_BURST,
@@ -72,6 +73,12 @@ export interface BulkResult {
   counters: Counters;
   /** Records the CRM holds with the value the app wrote. */
   applied: number;
+  /** Of those, records whose value the CRM reshaped (see matchValue). */
+  altered: number;
+  /** Up to three records the CRM does not hold as the app wrote them. */
+  mismatches: string[];
+  /** Calls on every route (reads included) ÷ ⌈N / max batch⌉. */
+  allCallRatio: number;
   dead: number;
   runs: number;
   naive: NaiveResult & { rate: number; projectedMs: number; calls: number; throttled: number };
@@ -80,6 +87,9 @@ export interface BulkResult {
 export interface LatencyResult {
   provider: ProviderName;
   writes: number;
+  /** Writes the CRM holds reshaped (see matchValue), and samples of any not as written. */
+  altered: number;
+  mismatches: string[];
   /** Writes per second the open loop achieved (first to last commit). */
   achievedRate: number;
   /** The loop's worst lateness behind its schedule. */
@@ -112,14 +122,14 @@ async function syncedContacts(
   conn: string,
   n: number,
   order: "asc" | "desc",
-): Promise<{ id: string; remoteId: string }[]> {
+): Promise<{ id: string; remoteId: string; lastName: string | null }[]> {
   const rows = await sql`
-    select id, remote_id from crm.contacts
+    select id, remote_id, last_name from crm.contacts
     where connection_id = ${conn} and kind = 'contact' and remote_id is not null
       and deleted_at is null
     order by id ${order === "asc" ? sql`asc` : sql`desc`} limit ${n}`;
   if (rows.length < n) throw new Error(`only ${rows.length} of ${n} synced contacts to change`);
-  return rows.map((r) => ({ id: r.id, remoteId: r.remote_id }));
+  return rows.map((r) => ({ id: r.id, remoteId: r.remote_id, lastName: r.last_name }));
 }
 
 async function deadLetters(sql: postgres.Sql, conn: string): Promise<number> {
@@ -165,13 +175,21 @@ async function bulk(
   const served = await counters(account.url);
   const stored = await storedContacts(p, account.url);
   let applied = 0;
+  let altered = 0;
   let first = Infinity;
   let last = -Infinity;
   let precisionMs = 1;
+  const mismatches: string[] = [];
   for (const r of rows) {
     const s = stored.get(r.remoteId);
-    if (!s || s.firstName !== `${prefix} ${r.id.slice(0, 8)}` || s.appliedMs === null) continue;
+    const want = `${prefix} ${r.id.slice(0, 8)}`;
+    const m = s && s.appliedMs !== null ? matchValue(want, s.firstName) : "missing";
+    if (m !== "exact" && mismatches.length < 3) {
+      mismatches.push(`${r.remoteId}: app "${want}", CRM ${JSON.stringify(s?.firstName ?? null)}`);
+    }
+    if (!s || s.appliedMs === null || m === "missing") continue;
     applied++;
+    if (m === "altered") altered++;
     first = Math.min(first, s.appliedMs);
     last = Math.max(last, s.appliedMs);
     precisionMs = Math.max(precisionMs, s.precisionMs);
@@ -185,7 +203,7 @@ async function bulk(
   log(
     `  ${p}: ${applied}/${n} applied, ${writes.total} write calls, ${Math.round(rate)} records/s, ${
       served.byStatus["429"] ?? 0
-    } 429s`,
+    } 429s${mismatches.length ? `; not as written, e.g. ${mismatches.join("; ")}` : ""}`,
   );
 
   // The naive baseline on a subset of the same contacts.
@@ -197,7 +215,7 @@ async function bulk(
     p,
     account.url,
     creds,
-    subset.map((r) => r.remoteId),
+    subset,
     `Naive${Date.now() % 100_000}`,
   );
   const naiveServed = await counters(account.url);
@@ -224,6 +242,9 @@ async function bulk(
     throttled: served.byStatus["429"] ?? 0,
     counters: served,
     applied,
+    altered,
+    mismatches,
+    allCallRatio: served.total / minCalls,
     dead,
     runs,
     naive: {
@@ -278,9 +299,18 @@ async function latency(
   const served = await counters(account.url);
   const stored = await storedContacts(p, account.url);
   let precisionMs = 1;
+  const mismatches: string[] = [];
+  let altered = 0;
   const samples = rows.map((r, i) => {
     const s = stored.get(r.remoteId);
-    const ok = s && s.firstName === `${tag} ${i}` && s.appliedMs !== null;
+    const m = s && s.appliedMs !== null ? matchValue(`${tag} ${i}`, s.firstName) : "missing";
+    const ok = s && m !== "missing";
+    if (m === "altered") altered++;
+    if (m !== "exact" && mismatches.length < 3) {
+      mismatches.push(
+        `${r.remoteId}: app ${tag} ${i}, CRM ${JSON.stringify(s?.firstName ?? null)}`,
+      );
+    }
     if (s) precisionMs = Math.max(precisionMs, s.precisionMs);
     return {
       commitMs: commits[i],
@@ -292,11 +322,15 @@ async function latency(
   log(
     `  ${p}: p50 ${Math.round(stats.p50.hi)} ms, p99 ${
       Math.round(stats.p99.hi)
-    } ms (upper bounds), ${stats.missing} missing`,
+    } ms (upper bounds), ${stats.missing} missing${
+      mismatches.length ? `, e.g. ${mismatches.join("; ")}` : ""
+    }`,
   );
   return {
     provider: p,
     writes: n,
+    altered,
+    mismatches,
     achievedRate: (n - 1) / ((Math.max(...commits) - Math.min(...commits)) / 1000),
     maxLagMs,
     stats,
