@@ -37,7 +37,8 @@
 //     --outbound-pipedrive N  Pipedrive's count (default 2000: one PATCH per record at 80
 //                             requests/2 s makes 10,000 a 4-minute push)
 //     --outbound-naive N      records the naive baseline patches before extrapolating (300)
-//     --outbound-providers LIST, --latency-providers LIST (hubspot,salesforce,pipedrive)
+//     --outbound-providers LIST, --latency-providers LIST (hubspot,salesforce,pipedrive;
+//                             "none" skips that half)
 //     --latency-rate N (app writes/s, default 20), --latency-seconds N (default 60)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
@@ -168,9 +169,11 @@ const scaleRecords = count(values["scale-records"], "scale-records", 50, 1);
 const scaleWorkers = (values["scale-workers"] ?? "1,2,4,8").split(",").map((w) =>
   /^\d+$/.test(w) && Number(w) >= 1 ? Number(w) : fail(`--scale-workers: bad count ${w}`)
 );
+/** A comma-separated list of providers (default all; "none" for none). */
 function providerList(name: string): ProviderName[] {
-  return (values[name as keyof typeof values] as string | undefined ?? PROVIDERS.join(","))
-    .split(",")
+  const v = values[name as keyof typeof values] as string | undefined ?? PROVIDERS.join(",");
+  if (v === "none") return [];
+  return v.split(",")
     .map((p) =>
       (PROVIDERS as readonly string[]).includes(p)
         ? p as ProviderName

@@ -79,7 +79,7 @@ function printBulk(b: BulkResult): Verdict[] {
     }): ${n(nv.records)} records in ${s(nv.wallMs)} = ${n(nv.rate, 1)} records/s, ${
       n(nv.calls)
     } calls, ${nv.throttled} 429s, ${nv.failed} failed${
-      nv.firstError ? ` (${nv.firstError})` : ""
+      nv.firstError ? ` (first: ${nv.firstError.replace(/\s+/g, " ").slice(0, 140)})` : ""
     } → ${n(b.records)} would take ${s(nv.projectedMs)} and ${n(b.records)} calls`,
   );
   console.log(
@@ -140,6 +140,15 @@ function printLatency(l: LatencyResult, o: OutboundOptions): Verdict[] {
       s(OUTBOUND_TARGETS.p50Ms)
     }: ${verdict(met.p50)}, p99 < ${s(OUTBOUND_TARGETS.p99Ms)}: ${verdict(met.p99)}`,
   );
+  if (l.worst) {
+    console.log(
+      `  slowest: write ${l.worst.index + 1} of ${l.writes} (committed ${
+        s(l.worst.atMs)
+      } into the load) took ${s(l.worst.latencyMs)}; workers woken meanwhile by ${
+        Object.entries(l.wakes).map(([k, v]) => `${k} ${v}`).join(", ") || "nobody"
+      }`,
+    );
+  }
   const part = `latency ${l.provider}`;
   return [
     {

@@ -95,6 +95,10 @@ export interface LatencyResult {
   /** The loop's worst lateness behind its schedule. */
   maxLagMs: number;
   stats: LatencyStats;
+  /** The slowest write: its index, when it committed after the load began, its latency. */
+  worst: { index: number; atMs: number; latencyMs: number } | null;
+  /** Workers woken from the load's start to the drain, by who woke them (crm.job_workers). */
+  wakes: Record<string, number>;
   precisionMs: number;
   throttled: number;
   dead: number;
@@ -270,6 +274,7 @@ async function latency(
   const tag = `Lat${Date.now() % 100_000}`;
   await sleep(WINDOW_MS[p]);
   await resetCounters(account.url);
+  const [{ now: since }] = await db`select now()`;
   // Its own pool, so the polling never delays the load.
   const app = postgres(dbUrl, { max: 4, onnotice: () => {} });
   const commits: number[] = new Array(n);
@@ -319,6 +324,17 @@ async function latency(
     };
   });
   const stats = latencyStats(samples);
+  let worst: LatencyResult["worst"] = null;
+  const loopStart = Math.min(...commits);
+  samples.forEach((x, index) => {
+    if (x.appliedMs === null) return;
+    const latencyMs = x.appliedMs + (x.precisionMs > 1 ? x.precisionMs : 0) - x.commitMs;
+    if (!worst || latencyMs > worst.latencyMs) {
+      worst = { index, atMs: x.commitMs - loopStart, latencyMs };
+    }
+  });
+  const wakeRows = await db`select reason, count(*)::int as n from crm.job_workers
+                            where woken_at >= ${since} group by reason order by reason`;
   log(
     `  ${p}: p50 ${Math.round(stats.p50.hi)} ms, p99 ${
       Math.round(stats.p99.hi)
@@ -337,6 +353,8 @@ async function latency(
     precisionMs,
     throttled: served.byStatus["429"] ?? 0,
     dead: await deadLetters(db, conn),
+    worst,
+    wakes: Object.fromEntries(wakeRows.map((r) => [r.reason, r.n])),
   };
 }
 
