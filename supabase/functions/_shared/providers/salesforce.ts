@@ -99,8 +99,11 @@ export function classifySalesforce(e: unknown): Classification {
   if (/invalid_grant|INVALID_AUTH|expired access\/refresh token/i.test(`${code} ${err.message}`)) {
     return { kind: "reauth", reason: err.message ?? code };
   }
+  // jsforce's errors carry Salesforce's errorCode but not the HTTP status: a 500 arrives as
+  // UNKNOWN_EXCEPTION ("An unexpected error occurred…"), the one code a 500 answer has.
   if (
     code === "SERVER_UNAVAILABLE" || code === "UNABLE_TO_LOCK_ROW" ||
+    code === "UNKNOWN_EXCEPTION" ||
     /^5\d\d$/.test(String(err.statusCode ?? ""))
   ) {
     return { kind: "retry", reason: code || "5xx" };

@@ -382,8 +382,12 @@ export function createSalesforceWriter(w: WriterInputs): ProviderWriter {
       if (!p) {
         p = ensure(remoteType, opts);
         ensured.set(remoteType, p);
-        // Only a success is remembered: a refusal or failure is asked again next time.
-        p.then((r) => r.ok || ensured.delete(remoteType), () => ensured.delete(remoteType));
+        // Only a success is remembered (as there, not created by the next caller); a refusal
+        // or failure is asked again next time.
+        p.then((r) => {
+          if (r.ok) ensured.set(remoteType, Promise.resolve({ ...r, created: false }));
+          else ensured.delete(remoteType);
+        }, () => ensured.delete(remoteType));
       }
       return p;
     },
