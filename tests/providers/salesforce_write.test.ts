@@ -514,3 +514,55 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "salesforce writer: an expired session is refreshed inside the write; a hang times out; revoked credentials are reported",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const sf = await startSalesforce({
+      port: 0,
+      seed: 75,
+      records: 5,
+      customFields: withExternalIds("Contact"),
+    });
+    try {
+      const tokens: string[] = [];
+      const { writer } = writerFor(sf, {
+        onTokens: (t) => Promise.resolve(void tokens.push(t.accessToken)),
+        callTimeoutMs: 300,
+      });
+      const create = (i: number): WriteOp => ({
+        kind: "create",
+        ref: `r${i}`,
+        remoteType: "Contact",
+        externalId: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
+        properties: { LastName: `S${i}` },
+      });
+      await admin(sf.url, "POST", "/__admin/tokens/expire");
+      await new Promise((r) => setTimeout(r, 5));
+      const [first] = await writer.write("contacts", [create(1)]);
+      ok(first);
+      assert.equal(tokens.length, 1, "the refreshed token is handed over for storage");
+
+      await admin(sf.url, "PUT", "/__admin/faults", { hangRate: 1, routeFilter: "composite" });
+      await assert.rejects(
+        writer.write("contacts", [create(2)], { deadline: Date.now() + 1200 }),
+        (e: unknown) => e instanceof ProviderError && e.action === "retry",
+      );
+      await admin(sf.url, "DELETE", "/__admin/faults");
+      // The create sent again after the timeout: upserted once.
+      const [again] = await writer.write("contacts", [create(2)]);
+      ok(again);
+
+      await admin(sf.url, "POST", "/__admin/tokens/revoke", { kind: "all" });
+      await assert.rejects(
+        writer.write("contacts", [create(3)]),
+        (e: unknown) => e instanceof ProviderError && e.action === "revoked",
+      );
+    } finally {
+      await sf.close();
+    }
+  },
+});
