@@ -7,6 +7,10 @@
  * `Sforce-Limit-Info: api-usage=N/LIMIT`; past the daily limit requests get
  * 403 REQUEST_LIMIT_EXCEEDED. API versions 31.0–64.0 are served (the path
  * decides the version, as in Salesforce).
+ * Writes name their user: API saves the integration user (CreatedById,
+ * LastModifiedById), admin-API saves another org user (GET /__admin/users).
+ * Custom fields are per org: the `customFields` option and the Tooling API
+ * (./tooling.ts) add them; a reset goes back to the option's.
  * Docs: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/
  */
 import { type AdminStore, type BaseOptions, Emulator, type FaultKind } from "../common/emulator.ts";

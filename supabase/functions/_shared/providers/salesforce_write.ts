@@ -15,7 +15,11 @@
 // already deleted or missing is ok. Whole-call failures are ProviderErrors from ./call.ts
 // (retries within the run's budget, then `retry`; `revoked` on refused credentials); the org's
 // REQUEST_LIMIT_EXCEEDED (403) is thrown as `retry` (nothing was applied; the budget's observer
-// pauses the connection), not `fatal` as on the read side.
+// pauses the connection), not `fatal` as on the read side. A ProviderError may follow calls of
+// the same write() that were applied: every kind here is safe to send again (an upsert finds its
+// record, a PATCH sets the same values, a delete of a deleted record is ok). After such a
+// resend, or a timed-out upsert retried inside the call, `created` is false for a record the
+// first attempt made.
 // remoteVersion is null: collections results carry no SystemModstamp (the ledger learns the
 // record time from the next inbound read).
 // ensureExternalId: a describe shows whether Crm_Sync_Id__c exists (and is an External ID);
