@@ -132,8 +132,10 @@ export async function runOutbound(
                   remote_id: r.remoteId,
                   remote_version: r.remoteVersion,
                 });
+                // A create retried after an unknown outcome finds the record its first attempt
+                // made (the CRM says "not created"): still this push's create.
                 if (e.op === "delete") push.deleted++;
-                else if (r.created) push.created++;
+                else if (r.created || (e.op === "insert" && e.uncertain)) push.created++;
                 else push.updated++;
               } else {
                 failed.push({
