@@ -31,10 +31,13 @@
 --      crm.wake_workers' lock, which a waker holds to its commit and which would make every
 --      other waker (cron, enqueues, workers) wait for the end of the app's transaction. Two
 --      concurrent writers may each start one worker; one finds nothing and stops.
--- Limit: a write whose wake was debounced and whose transaction commits after the job run
--- that was live made its last claim_outbox, but before that run finished, is picked up by the
--- rerun (step 2); only a write skipped at the gate (an overlapping open transaction of the
--- same connection) can wait for the next write or the crm-workers minute.
+-- Limits (a later write, or the crm-workers job within a minute, picks the entry up):
+--   - a write skipped at the gate (another open transaction of the connection holds it) whose
+--     transaction commits after that one's job run ended;
+--   - a worker whose claim_job runs while a writer holds the queued job's row skips it (SKIP
+--     LOCKED) and, finding nothing else, stops; when that writer's wake was debounced, nobody
+--     is woken for the job. The worker could close this by claiming again shortly when
+--     claim_job returns nothing while crm._due_jobs() is not 0.
 --
 -- SQLSTATEs: CRM01 bad argument, CRM02 connection not found, CRM06 connection not active.
 
