@@ -172,6 +172,10 @@ export async function runOutbound(
           }
         }
         await settle(sql, push, completed, failed, ctx.calls() - callsBefore, entries.length);
+        // Refused credentials end the push and put the connection in error (its entries wait,
+        // unclaimable, until it is reconnected), rather than retrying into the refusal.
+        const refused = failed.find((f) => f.action === "reauth");
+        if (refused) throw new ProviderError(refused.error, "revoked");
         await o.onProgress?.({ object, ...counts(push) });
       }
       if (push) await closePush(sql, push, notes, null);
