@@ -4,7 +4,7 @@
 -- Everything runs through the real functions: app edits are trigger-queued app writes.
 -- Counts of apply_inbound are shown as (created,updated,unchanged,deleted,stale,conflicts).
 begin;
-select plan(81);
+select plan(87);
 
 insert into crm.connections (id, account_id, provider, remote_account_id, status, settings) values
   ('30000000-0000-4000-8000-0000000000c1', '30000000-0000-4000-8000-0000000000a1', 'hubspot', 'ledger-newest', 'active', '{}'),
@@ -42,6 +42,8 @@ insert into crm.contacts (id, connection_id, remote_id, remote_updated_at, first
   ('30000000-0000-4000-8000-000000000006', '30000000-0000-4000-8000-0000000000c1', 'n-6', '2026-06-01T00:00:00Z', 'F0', 'Fir', 'n6@l.test'),
   ('30000000-0000-4000-8000-000000000007', '30000000-0000-4000-8000-0000000000c1', 'n-7', '2026-06-01T00:00:00Z', 'G0', 'Gum', 'n7@l.test'),
   ('30000000-0000-4000-8000-000000000009', '30000000-0000-4000-8000-0000000000c1', 'n-9', '2026-06-01T00:00:00Z', 'I0', 'Ivy', 'n9@l.test'),
+  ('30000000-0000-4000-8000-000000000011', '30000000-0000-4000-8000-0000000000c1', 'n-11', '2026-06-01T00:00:00Z', 'S0', 'Spruce', 'n11@l.test'),
+  ('30000000-0000-4000-8000-000000000012', '30000000-0000-4000-8000-0000000000c1', 'n-12', '2026-06-01T00:00:00Z', 'T0', 'Teak', 'n12@l.test'),
   ('30000000-0000-4000-8000-000000000021', '30000000-0000-4000-8000-0000000000c2', 'c-1', '2026-06-01T00:00:00Z', 'K0', 'Kapok', 'c1@l.test'),
   ('30000000-0000-4000-8000-000000000031', '30000000-0000-4000-8000-0000000000c3', 'a-1', '2026-06-01T00:00:00Z', 'M0', 'Maple', 'a1@l.test'),
   ('30000000-0000-4000-8000-000000000032', '30000000-0000-4000-8000-0000000000c3', 'a-2', '2026-06-01T00:00:00Z', 'N0', 'Neem', 'a2@l.test'),
@@ -124,6 +126,45 @@ select results_eq(
            (select count(*)::integer from crm.outbox o where o.record_id = c.id)
     from crm.contacts c where c.id = '30000000-0000-4000-8000-000000000001'$$,
   $$values ('L2', 0, 0)$$, 'both sides hold L2: no conflict, nothing queued');
+
+-- The race the other way round: the echo of S1 overtakes completion and the app already has S2.
+update crm.contacts set first_name = 'S1' where id = '30000000-0000-4000-8000-000000000011';
+create temporary table k13 (id bigint, lease uuid, record_id uuid, op text, changed_columns text[], pushed jsonb,
+                            uncertain boolean, record jsonb);
+insert into k13 select * from pg_temp.claim('30000000-0000-4000-8000-0000000000c1')
+  as (id bigint, lease uuid, record_id uuid, op text, changed_columns text[], pushed jsonb, uncertain boolean, record jsonb);
+update crm.contacts set first_name = 'S2' where id = '30000000-0000-4000-8000-000000000011';
+create temporary table before_s as
+  select ctid as row_ctid from crm.contacts where id = '30000000-0000-4000-8000-000000000011';
+select is(pg_temp.apply('30000000-0000-4000-8000-0000000000c1', '[{"remote_id": "n-11", "remote_updated_at": "2026-06-01T03:00:00Z",
+  "first_name": "S1"}]'), '(0,0,1,0,0,0)', 'an echo of S1 before completion, S2 pending: unchanged, no conflict');
+select results_eq(
+  $$select c.first_name, c.ctid = b.row_ctid, (select count(*)::integer from crm.conflicts k where k.record_id = c.id),
+           (select o.changed_columns from crm.outbox o where o.record_id = c.id)
+    from crm.contacts c, before_s b where c.id = '30000000-0000-4000-8000-000000000011'$$,
+  $$values ('S2', true, 0, array['first_name'])$$, '... S2 stays (no row write) and is still queued');
+select results_eq(
+  $$select * from crm.complete_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease)) from k13))$$,
+  $$values (0, 1)$$, 'the S1 push completes late: released for S2');
+-- Salesforce answers no version: the echo comes at a time newer than the row's.
+update crm.contacts set first_name = 'T1' where id = '30000000-0000-4000-8000-000000000012';
+create temporary table k14 (id bigint, lease uuid, record_id uuid, op text, changed_columns text[], pushed jsonb,
+                            uncertain boolean, record jsonb);
+insert into k14 select * from pg_temp.claim('30000000-0000-4000-8000-0000000000c1')
+  as (id bigint, lease uuid, record_id uuid, op text, changed_columns text[], pushed jsonb, uncertain boolean, record jsonb);
+select results_eq(
+  $$select * from crm.complete_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease)) from k14))$$,
+  $$values (2, 0)$$, 'T1 and S2 complete without a version');
+create temporary table before_t as
+  select ctid as row_ctid from crm.contacts where id = '30000000-0000-4000-8000-000000000012';
+select is(pg_temp.apply('30000000-0000-4000-8000-0000000000c1', '[{"remote_id": "n-12", "remote_updated_at": "2026-06-01T04:00:00Z",
+  "first_name": "T1", "last_name": "Teak"}]'), '(0,0,1,0,0,0)', 'the echo of T1: unchanged');
+select results_eq(
+  $$select c.first_name, c.ctid = b.row_ctid, l.remote_version
+    from crm.contacts c, before_t b, crm.write_ledger l
+    where c.id = '30000000-0000-4000-8000-000000000012' and l.record_id = c.id$$,
+  $$values ('T1', true, '2026-06-01T04:00:00Z'::timestamptz)$$,
+  '... writes no row; the ledger row takes the echo''s time as the version');
 
 -- 3. An echo before completion binds the ledger row's remote version. ------------------------------
 update crm.contacts set first_name = 'B1' where id = '30000000-0000-4000-8000-000000000002';
