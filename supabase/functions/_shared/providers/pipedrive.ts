@@ -219,7 +219,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
     return await call("list", fetchPage, opts);
   }
 
-  const writer = createPipedriveWriter(deps, {
+  const writer = createPipedriveWriter({
     call,
     apis: {
       persons: apis.contacts,

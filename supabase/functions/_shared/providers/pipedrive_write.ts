@@ -24,7 +24,6 @@ import {
   type ExternalIdSetup,
   type ListOptions,
   type ObjectType,
-  type ProviderDeps,
   ProviderError,
   type ProviderWriter,
   type WriteOp,
@@ -91,7 +90,6 @@ function messageOf(e: HttpAnswerError): string {
 }
 
 export function createPipedriveWriter(
-  deps: ProviderDeps,
   parts: PipedriveWriterParts,
   o: { concurrency?: number } = {},
 ): ProviderWriter {
