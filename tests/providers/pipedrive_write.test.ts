@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { admin } from "./_support.ts";
 import { startPipedrive } from "../../shared/emulators/pipedrive/mod.ts";
 import { createPipedriveAdapter } from "../../supabase/functions/_shared/providers/pipedrive.ts";
+import { BudgetPausedError } from "../../supabase/functions/_shared/http/limiter.ts";
 import {
   ProviderError,
   type ProviderWriter,
@@ -94,7 +95,7 @@ test("ensureExternalId creates crm_sync_id once, finds it after, reports a 403",
   const first = await h.writer.ensureExternalId("persons");
   assert.ok(first.ok && first.created, JSON.stringify(first));
   assert.match(first.property, /^[0-9a-f]{40}$/);
-  assert.deepEqual(h.kinds, ["fields", "fields-create"]);
+  assert.deepEqual(h.kinds, ["fields", "fields-create", "fields"]);
   const stored = pd.store.fields.find((f) => f.entity === "person" && f.name === "crm_sync_id");
   assert.equal(stored?.key, first.property);
   assert.equal(stored?.type, "varchar");
@@ -549,4 +550,54 @@ test("N ops are N calls with bounded concurrency, paced by beforeRequest", async
   assert.equal(adapter.writer!.maxBatch, 1);
   assert.equal(adapter.writer!.chunk, 20);
   assert.equal(h.calls(), 0);
+});
+
+test("two writers creating crm_sync_id at once settle on one key", async (pd) => {
+  const [a, b] = await Promise.all([
+    harness(pd).writer.ensureExternalId("deals"),
+    harness(pd).writer.ensureExternalId("deals"),
+  ]);
+  assert.ok(a.ok && b.ok);
+  assert.equal(a.property, b.property);
+  const first = pd.store.fields.find((f) => f.entity === "deal" && f.name === "crm_sync_id");
+  assert.equal(a.property, first?.key);
+});
+
+test("a paused budget stops the write: the rest are retry results, never sent", async (pd) => {
+  const ids = pd.store.tables.deal.bySeq.filter((r) => !r.isDeleted).slice(0, 10).map((r) => r.id);
+  const before = ids.map((id) => pd.store.get("deal", id)!.modifiedAt);
+  let asked = 0, calls = 0;
+  const until = new Date(Date.now() + 30_000).toISOString();
+  const adapter = createPipedriveAdapter({
+    baseUrl: pd.url,
+    credentials: { apiToken: pd.credentials.PIPEDRIVE_API_TOKEN },
+    beforeRequest: () => {
+      asked++;
+      return Promise.reject(new BudgetPausedError("daily budget spent", until, "daily"));
+    },
+    onTokens: () => Promise.resolve(),
+    countCall: () => {
+      calls++;
+    },
+    log: () => {},
+  });
+  const res = await adapter.writer!.write(
+    "deals",
+    ids.map((id, i) => ({
+      kind: "update" as const,
+      ref: `r${i}`,
+      remoteType: "deals",
+      remoteId: id,
+      properties: { title: "never sent" },
+    })),
+  );
+  assert.equal(res.length, 10);
+  for (const r of res) {
+    const f = failed(r);
+    assert.equal(f.action, "retry");
+    assert.ok(f.retryAfterMs! > 25_000 && f.retryAfterMs! <= 30_000, String(f.retryAfterMs));
+  }
+  assert.equal(calls, 0);
+  assert.ok(asked <= 4, `only the calls already started asked the budget (${asked})`);
+  assert.deepEqual(ids.map((id) => pd.store.get("deal", id)!.modifiedAt), before);
 });

@@ -10,7 +10,9 @@
 //   `name` itself: a multi-word last name comes back split differently (a limit).
 // - emails/phones: the mapper gives the primary entry only; a create sends it as given, an
 //   update replaces the stored primary entry and keeps the others (mergePrimary).
-// - Creates leave out null values (Pipedrive's defaults apply); updates send null to clear.
+// - Creates leave out null values (Pipedrive's defaults apply); updates send null to clear,
+//   except owner_id: every Pipedrive record has an owner, so a cleared owner is not sent (the
+//   record keeps its owner) rather than rejected.
 
 export type PdEntity = "persons" | "organizations" | "deals";
 
@@ -136,7 +138,7 @@ export function buildBody(
       const o = (body[head] ?? {}) as Record<string, unknown>;
       o[rest.join(".")] = raw;
       body[head] = o;
-    } else {
+    } else if (!(k === "owner_id" && (raw === null || raw === ""))) {
       body[k] = wireValue(k, raw);
     }
   }
@@ -154,6 +156,7 @@ export function buildBody(
     if (body.custom_fields) {
       const c = body.custom_fields as Record<string, unknown>;
       for (const [k, v] of Object.entries(c)) if (v === null) delete c[k];
+      if (Object.keys(c).length === 0) delete body.custom_fields;
     }
   }
   return { body, needs };

@@ -205,12 +205,15 @@ export function createPipedriveWriter(
         }`,
       };
     }
-    const key = res.data.data?.key;
-    if (!key) {
+    const made = res.data.data?.key;
+    if (!made) {
       return { ok: false, reason: `Pipedrive created ${EXTERNAL_ID_FIELD} without a key` };
     }
+    // Two runs that both found no field both create one: every writer settles on the first
+    // field of that name in the list, so all of them write the same key.
+    const key = findField(await listFields(entity, opts))?.key ?? made;
     keys.set(entity, key);
-    return { ok: true, property: key, created: true };
+    return { ok: true, property: key, created: key === made };
   }
 
   // ---- one op ------------------------------------------------------------------------------
