@@ -410,9 +410,11 @@ test(
         { kind: "delete", ref: "del", remoteType: "persons", remoteId: toDelete },
         { kind: "delete", ref: "del-again", remoteType: "persons", remoteId: gone },
         { kind: "delete", ref: "del-never", remoteType: "persons", remoteId: "987654" },
+        { kind: "update", ref: "bad-id", remoteType: "persons", remoteId: "x1", properties: {} },
       ]),
     );
-    assert.equal(res.size, 6);
+    assert.equal(res.size, 7);
+    assert.equal(failed(res.get("bad-id")).action, "dead_letter");
     const badEmail = failed(res.get("bad-email"));
     assert.equal(badEmail.action, "fix_data");
     assert.equal(badEmail.status, 400);
@@ -421,7 +423,7 @@ test(
     assert.equal((await record(pd, "person", kept)).job_title, "Engineer");
     for (const ref of ["del", "del-again", "del-never"]) ok(res.get(ref));
     assert.equal((await record(pd, "person", toDelete)).is_deleted, true);
-    assert.equal(h.calls(), 6, "one call per op");
+    assert.equal(h.calls(), 6, "one call per op sent (none for a malformed id)");
 
     const [noTitle] = await h.writer.write("deals", [{
       kind: "create",

@@ -107,7 +107,9 @@ export function createPipedriveWriter(
   ): Promise<Answer<T>> {
     return await parts.call(kind, async () => {
       try {
-        return { ok: true as const, data: await fn() };
+        const data = await fn();
+        last.error = undefined;
+        return { ok: true as const, data };
       } catch (e) {
         if (isHttpError(e)) {
           last.error = e;
@@ -391,6 +393,15 @@ export function createPipedriveWriter(
             ok: false,
             action: "dead_letter",
             message: `unknown Pipedrive type ${op.remoteType} for ${object}`,
+          };
+          continue;
+        }
+        if (op.kind !== "create" && !/^\d+$/.test(op.remoteId)) {
+          results[i] = {
+            ref: op.ref,
+            ok: false,
+            action: "dead_letter",
+            message: `${op.remoteId} is not a Pipedrive id (a positive integer)`,
           };
           continue;
         }
