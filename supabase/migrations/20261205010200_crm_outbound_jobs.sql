@@ -326,9 +326,8 @@ $$;
 comment on function crm.enqueue_outbound(uuid, text, boolean) is
   'Queues (or merges) the outbound job of each active connection (or the one given) with due outbox entries, then wakes workers once. Returns the number of jobs. CRM01, CRM02, CRM06.';
 
--- Starts one worker when one is needed: max_workers not reached and more due jobs than idle
--- live workers (the rule of crm.wake_workers, for one worker and without its lock; see the
--- top). Returns 1 or 0. Without the Vault secrets the wake is skipped with a warning (the job
+-- Starts one worker unless max_workers are live (without crm.wake_workers' lock; see the top).
+-- Returns 1 or 0. Without the Vault secrets the wake is skipped with a warning (the job
 -- stays queued for crm-workers), as in crm._wake_after_enqueue.
 create or replace function crm._wake_one_worker(p_reason text)
   returns integer
@@ -342,7 +341,9 @@ declare
 begin
   select e.max_workers into v_max from crm.engine_settings e where e.id;
   select * into w from crm._worker_counts();
-  if w.live >= v_max or crm._due_jobs() <= w.idle then
+  -- Idle workers are not counted as takers: the job this wake is for is not committed yet, so
+  -- a worker idle now sees nothing to claim and exits before the app's transaction commits.
+  if w.live >= v_max then
     return 0;
   end if;
   insert into crm.job_workers (woken_at, reason) values (clock_timestamp(), p_reason)

@@ -56,7 +56,7 @@ const FIXTURES: Record<ProviderName, Fixture> = {
         phone: "+14155550142",
         jobtitle: "Rear Admiral",
       },
-      deal: { dealname: "Mark I", amount: "1250.50", dealstage: "appointmentscheduled" },
+      deal: { dealname: "Mark I", amount: 1250.5, dealstage: "appointmentscheduled" },
     },
     firstName: "firstname",
     updateRoute: "POST /crm/v3/objects/:objectType/batch/update",
@@ -167,6 +167,8 @@ for (const provider of PROVIDERS) {
           const types = (deal.associations ?? []).map((a) => `${a.type}:${a.id}`);
           assert.ok(types.includes(`companies:${remote.company}`), JSON.stringify(types));
           assert.ok(types.includes(`contacts:${remote.contact}`), JSON.stringify(types));
+          const mine = (contact.associations ?? []).map((a) => `${a.type}:${a.id}`);
+          assert.ok(mine.includes(`companies:${remote.company}`), JSON.stringify(mine));
         } else if (provider === "salesforce") {
           assert.equal(deal.props.AccountId, remote.company);
           assert.equal(deal.props.ContactId, remote.contact);

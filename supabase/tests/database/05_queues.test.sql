@@ -6,11 +6,6 @@ select plan(61);
 insert into crm.connections (id, account_id, provider, remote_account_id, status) values
   ('05000000-0000-4000-8000-0000000000c1', '05000000-0000-4000-8000-0000000000a1', 'hubspot', 'queue-test-1', 'active'),
   ('05000000-0000-4000-8000-0000000000c2', '05000000-0000-4000-8000-0000000000a1', 'hubspot', 'queue-test-2', 'paused');
--- The HubSpot defaults read a contact's company only: this connection writes it (association).
-insert into crm.field_mappings (connection_id, provider, object, remote_object, column_name,
-                                remote_property, direction, transform)
-values ('05000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'company_remote_id',
-        'associations.companies', 'both', 'association');
 
 set local crm.engine = 'on';
 insert into crm.contacts (id, connection_id, remote_id, email) values

@@ -19,11 +19,6 @@ insert into crm.connections (id, account_id, provider, remote_account_id, status
   ('23000000-0000-4000-8000-0000000000c1', '23000000-0000-4000-8000-0000000000a1', 'hubspot', 'ob-1', 'active'),
   ('23000000-0000-4000-8000-0000000000c2', '23000000-0000-4000-8000-0000000000a2', 'salesforce', 'ob-2', 'active'),
   ('23000000-0000-4000-8000-0000000000c3', '23000000-0000-4000-8000-0000000000a1', 'pipedrive', 'ob-3', 'paused');
--- The HubSpot defaults read a contact's company only: this connection writes it (association).
-insert into crm.field_mappings (connection_id, provider, object, remote_object, column_name,
-                                remote_property, direction, transform)
-values ('23000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'company_remote_id',
-        'associations.companies', 'both', 'association');
 
 create function pg_temp.live_jobs(p_conn uuid) returns integer language sql as $$
   select count(*)::integer from crm.jobs

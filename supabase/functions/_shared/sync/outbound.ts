@@ -71,14 +71,6 @@ export async function runOutbound(
 ): Promise<OutboundSummary> {
   const writer = ctx.adapter.writer;
   const pushes: ObjectPush[] = [];
-  if (!writer) {
-    return {
-      status: "failed",
-      more: false,
-      pushes,
-      error: `outbound push is not available for ${ctx.conn.provider}`,
-    };
-  }
   const gate = externalIdGate(sql, ctx.conn.id, writer);
   const outOfBudget = () => o.cpuLeftMs() <= 0 || Date.now() > o.deadline - CLAIM_MARGIN_MS;
 
