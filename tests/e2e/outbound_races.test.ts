@@ -29,7 +29,7 @@ const FIRST_NAME: Record<ProviderName, string> = {
 /** The route a company create goes through. */
 const CREATE_ROUTE: Record<ProviderName, string> = {
   hubspot: "POST /crm/v3/objects/:objectType/batch/upsert",
-  salesforce: "PATCH /composite/sobjects/:type/:field",
+  salesforce: "PATCH /services/data/:version/composite/sobjects/:type/:field",
   pipedrive: "POST /api/v2/organizations",
 };
 
