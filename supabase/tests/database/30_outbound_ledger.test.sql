@@ -4,7 +4,7 @@
 -- Everything runs through the real functions: app edits are trigger-queued app writes.
 -- Counts of apply_inbound are shown as (created,updated,unchanged,deleted,stale,conflicts).
 begin;
-select plan(87);
+select plan(93);
 
 insert into crm.connections (id, account_id, provider, remote_account_id, status, settings) values
   ('30000000-0000-4000-8000-0000000000c1', '30000000-0000-4000-8000-0000000000a1', 'hubspot', 'ledger-newest', 'active', '{}'),
@@ -44,6 +44,8 @@ insert into crm.contacts (id, connection_id, remote_id, remote_updated_at, first
   ('30000000-0000-4000-8000-000000000009', '30000000-0000-4000-8000-0000000000c1', 'n-9', '2026-06-01T00:00:00Z', 'I0', 'Ivy', 'n9@l.test'),
   ('30000000-0000-4000-8000-000000000011', '30000000-0000-4000-8000-0000000000c1', 'n-11', '2026-06-01T00:00:00Z', 'S0', 'Spruce', 'n11@l.test'),
   ('30000000-0000-4000-8000-000000000012', '30000000-0000-4000-8000-0000000000c1', 'n-12', '2026-06-01T00:00:00Z', 'T0', 'Teak', 'n12@l.test'),
+  ('30000000-0000-4000-8000-000000000013', '30000000-0000-4000-8000-0000000000c1', 'n-13', '2026-06-01T00:00:00Z', 'U0', 'Ulmus', 'n13@l.test'),
+  ('30000000-0000-4000-8000-000000000035', '30000000-0000-4000-8000-0000000000c3', 'a-5', '2026-06-01T00:00:00Z', 'V0', 'Vine', 'a5@l.test'),
   ('30000000-0000-4000-8000-000000000021', '30000000-0000-4000-8000-0000000000c2', 'c-1', '2026-06-01T00:00:00Z', 'K0', 'Kapok', 'c1@l.test'),
   ('30000000-0000-4000-8000-000000000031', '30000000-0000-4000-8000-0000000000c3', 'a-1', '2026-06-01T00:00:00Z', 'M0', 'Maple', 'a1@l.test'),
   ('30000000-0000-4000-8000-000000000032', '30000000-0000-4000-8000-0000000000c3', 'a-2', '2026-06-01T00:00:00Z', 'N0', 'Neem', 'a2@l.test'),
@@ -454,6 +456,37 @@ select results_eq(
 select results_eq(
   $$select op, pushed ->> 'job_title', pushed ->> 'email' from k10 where record_id = '30000000-0000-4000-8000-000000000032'$$,
   $$values ('insert', 'Edited', 'a2@l.test')$$, 'the re-create pushes every field');
+
+-- The CRM delete arrives while the edit is in flight, and the push then meets it (gone).
+update crm.contacts set job_title = 'Edited' where id in ('30000000-0000-4000-8000-000000000013', '30000000-0000-4000-8000-000000000035');
+create temporary table k15 (id bigint, lease uuid, record_id uuid, op text, changed_columns text[], pushed jsonb,
+                            uncertain boolean, record jsonb);
+insert into k15 select * from pg_temp.claim('30000000-0000-4000-8000-0000000000c1')
+  as (id bigint, lease uuid, record_id uuid, op text, changed_columns text[], pushed jsonb, uncertain boolean, record jsonb);
+insert into k15 select * from pg_temp.claim('30000000-0000-4000-8000-0000000000c3')
+  as (id bigint, lease uuid, record_id uuid, op text, changed_columns text[], pushed jsonb, uncertain boolean, record jsonb);
+select is(pg_temp.apply('30000000-0000-4000-8000-0000000000c1', '[{"remote_id": "n-13", "remote_updated_at": "2026-06-05T00:00:00Z",
+  "deleted": true}]'), '(0,0,0,1,0,1)', 'default, edit in flight: the delete is applied and recorded at once');
+select results_eq(
+  $$select * from crm.fail_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease, 'error', 'Not Found',
+      'action', 'gone')) from k15 where record_id = '30000000-0000-4000-8000-000000000013'))$$,
+  $$values (0, 0, 0, 1)$$, '... the push then meets the delete: gone');
+select results_eq(
+  $$select c.deleted_at is not null, (select count(*)::integer from crm.outbox o where o.record_id = c.id),
+           (select count(*)::integer from crm.conflicts k where k.record_id = c.id)
+    from crm.contacts c where c.id = '30000000-0000-4000-8000-000000000013'$$,
+  $$values (true, 0, 1)$$, '... the entry goes, the tombstone stays, no second conflict');
+select is(pg_temp.apply('30000000-0000-4000-8000-0000000000c3', '[{"remote_id": "a-5", "remote_updated_at": "2026-06-05T00:00:00Z",
+  "deleted": true}]'), '(0,0,1,0,0,0)', 'app_wins, edit in flight: the delete waits for the push''s outcome');
+select results_eq(
+  $$select * from crm.fail_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease, 'error', 'Not Found',
+      'action', 'gone')) from k15 where record_id = '30000000-0000-4000-8000-000000000035'))$$,
+  $$values (0, 0, 0, 1)$$, '... the push meets the delete: gone');
+select results_eq(
+  $$select c.remote_id, c.deleted_at, o.op, k.resolution from crm.contacts c
+    join crm.outbox o on o.record_id = c.id join crm.conflicts k on k.record_id = c.id
+    where c.id = '30000000-0000-4000-8000-000000000035'$$,
+  $$values (null::text, null::timestamptz, 'insert', 'local')$$, '... and the record is created again, recorded once');
 
 -- 8. Ledger window, RLS, cleanup. ------------------------------------------------------------------
 insert into crm.write_ledger (connection_id, object, record_id, field, value_hash, pushed_at)
