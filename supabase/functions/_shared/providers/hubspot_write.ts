@@ -104,7 +104,9 @@ function split(props: Record<string, unknown>) {
   for (const [k, v] of Object.entries(props)) {
     // A contact's associatedcompanyid is HubSpot's view of its primary company, derived from
     // the associations: writing it means setting the company association.
-    const to = k === PRIMARY_COMPANY ? "companies" : k.startsWith(ASSOCIATIONS)
+    const to = k === PRIMARY_COMPANY
+      ? "companies"
+      : k.startsWith(ASSOCIATIONS)
       ? k.slice(ASSOCIATIONS.length)
       : null;
     if (to !== null) {

@@ -18,6 +18,7 @@ import * as v2 from "pipedrive/v2";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
+import type { RetryPolicy } from "../http/retry.ts";
 import { callScope, guardedCall, isNetworkError } from "./call.ts";
 import { observeResponse, observing } from "./observe.ts";
 import { missingIds } from "./missing.ts";
@@ -174,12 +175,18 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
     owners: withHttpErrors(new v1.UsersApi(cfg1) as unknown as v1.UsersApi & AnyApi),
   };
 
-  const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
+  const call = <T>(
+    kind: string,
+    fn: () => Promise<T>,
+    o: ListOptions = {},
+    policy?: RetryPolicy,
+  ) =>
     guardedCall(deps, observing(deps, kind, fn), {
       kind,
       classify: classifyPipedrive,
       signal: o.signal,
       deadline: o.deadline,
+      policy,
       refresh: () =>
         Promise.reject(new ProviderError("Pipedrive rejected the credentials", "revoked", 401)),
     });

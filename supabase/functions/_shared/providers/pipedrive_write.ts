@@ -18,7 +18,7 @@
 // read side does.
 import * as v1 from "pipedrive/v1";
 import * as v2 from "pipedrive/v2";
-import { parseRetryAfter } from "../http/retry.ts";
+import { DEFAULT_RETRY, parseRetryAfter, type RetryPolicy } from "../http/retry.ts";
 import { buildBody, completeWithStored, needsStored, type PdEntity } from "./pipedrive_body.ts";
 import {
   type ExternalIdSetup,
@@ -29,6 +29,9 @@ import {
   type WriteOp,
   type WriteResult,
 } from "./types.ts";
+
+/** A create is sent once per write() (see create). */
+const ONE_ATTEMPT: RetryPolicy = { ...DEFAULT_RETRY, maxAttempts: 1 };
 
 export const EXTERNAL_ID_FIELD = "crm_sync_id";
 /** Field types our uuid can live in and the search endpoints look into. */
@@ -45,7 +48,12 @@ export interface HttpAnswerError {
 /** What the writer borrows from the adapter (./pipedrive.ts). */
 export interface PipedriveWriterParts {
   /** The adapter's guarded call (budget, count, observe, timeout, retries, classify). */
-  call: <T>(kind: string, fn: () => Promise<T>, o?: ListOptions) => Promise<T>;
+  call: <T>(
+    kind: string,
+    fn: () => Promise<T>,
+    o?: ListOptions,
+    policy?: RetryPolicy,
+  ) => Promise<T>;
   /** SDK API objects wired with the adapter's interceptors. */
   apis: {
     persons: v2.PersonsApi;
@@ -104,22 +112,28 @@ export function createPipedriveWriter(
     fn: () => Promise<T>,
     opts: ListOptions,
     last: { error?: HttpAnswerError },
+    policy?: RetryPolicy,
   ): Promise<Answer<T>> {
-    return await parts.call(kind, async () => {
-      try {
-        const data = await fn();
-        last.error = undefined;
-        return { ok: true as const, data };
-      } catch (e) {
-        if (isHttpError(e)) {
-          last.error = e;
-          if (e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 429) {
-            return { ok: false as const, error: e };
+    return await parts.call(
+      kind,
+      async () => {
+        try {
+          const data = await fn();
+          last.error = undefined;
+          return { ok: true as const, data };
+        } catch (e) {
+          if (isHttpError(e)) {
+            last.error = e;
+            if (e.status >= 400 && e.status < 500 && e.status !== 401 && e.status !== 429) {
+              return { ok: false as const, error: e };
+            }
           }
+          throw e;
         }
-        throw e;
-      }
-    }, opts);
+      },
+      opts,
+      policy,
+    );
   }
 
   // ---- external id ----------------------------------------------------------------------
@@ -361,7 +375,10 @@ export function createPipedriveWriter(
         // Deleted since the search: create anew.
       }
     }
-    const res = await answer("create", () => send.create(entity, body), opts, last);
+    // Not retried within the call: a POST that timed out or got a 5xx may have been applied,
+    // and sending it again would make a second record. The item fails as retryable instead,
+    // and its next attempt (an uncertain create) looks the record up first.
+    const res = await answer("create", () => send.create(entity, body), opts, last, ONE_ATTEMPT);
     return res.ok ? okResult(op.ref, res.data.data, true) : rejected(op.ref, res.error, "create");
   }
 
