@@ -8,6 +8,15 @@
 -- Salesforce contacts: a field written for Lead but not for Contact (company_name) is queued
 -- for both kinds; the push leaves it out for a Contact (no outbound mapping there).
 
+-- HubSpot: a contact's company is written too. The default read it only (associatedcompanyid,
+-- HubSpot's derived primary company); the HubSpot writer turns a write of it into the v4
+-- company association, so an app's contact.company_id reaches HubSpot instead of being undone
+-- by the next delta.
+update crm.field_mappings
+set direction = 'both', updated_at = now()
+where connection_id is null and provider = 'hubspot' and object = 'contacts'
+  and remote_object = 'contacts' and column_name = 'company_remote_id';
+
 -- The fields of p_object the connection writes to the CRM.
 create or replace function crm._outbound_fields(p_connection_id uuid, p_object text)
   returns text[]

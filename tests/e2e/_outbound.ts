@@ -123,10 +123,10 @@ export async function stored(
   return flatten(provider, r);
 }
 
-/** Calls made to sandbox routes whose "METHOD /pattern" starts with `prefix`, any status. */
-export async function routeCalls(url: string, prefix: string): Promise<number> {
+/** Calls made to the sandbox route "METHOD /pattern", any status. */
+export async function routeCalls(url: string, route: string): Promise<number> {
   const c = await admin(url, "GET", "/counters") as { routes: Record<string, { total: number }> };
   return Object.entries(c.routes)
-    .filter(([route]) => route.startsWith(prefix))
+    .filter(([r]) => r === route)
     .reduce((n, [, r]) => n + r.total, 0);
 }

@@ -12,6 +12,7 @@ import type { PdEntity } from "./fields.ts";
 import { leadJson, v2Json } from "./serialize.ts";
 import type { PdRecord } from "./store.ts";
 import { AdminWebhookSchema } from "./webhooks.ts";
+import { RequestFaultsSchema } from "./request_faults.ts";
 
 const ENTITIES: PdEntity[] = ["person", "organization", "deal", "lead"];
 
@@ -41,7 +42,21 @@ export class PipedriveAdminStore implements AdminStore {
 
   full(r: PdRecord): Record<string, unknown> {
     const base = r.entity === "lead" ? leadJson(r) : v2Json(r);
-    return { ...base, is_deleted: r.isDeleted, merged_to_id: r.mergedTo };
+    const c = r.lastChange;
+    return {
+      ...base,
+      is_deleted: r.isDeleted,
+      merged_to_id: r.mergedTo,
+      // Who made the last change (null: seeded): "api" for API writes, "app" for admin edits.
+      last_change: c
+        ? {
+          action: c.action,
+          change_source: c.source,
+          user_id: c.userId,
+          at: new Date(c.at).toISOString(),
+        }
+        : null,
+    };
   }
 
   dump(object?: string): unknown {
@@ -89,6 +104,8 @@ export class PipedriveAdminStore implements AdminStore {
   }
 }
 
+const PermissionsSchema = z.object({ customFields: z.boolean().optional() }).strict();
+
 const RateLimitSchema = z.object({
   burst: z.number().int().min(0).optional(),
   windowMs: z.number().int().min(1).optional(),
@@ -131,6 +148,41 @@ export function registerPipedriveAdmin(pd: PipedriveEmulator): void {
   a.delete("/__admin/webhooks", () => {
     pd.webhooks.clear();
     adminHook = null;
+    return json({ ok: true });
+  });
+
+  // Every change since the last reset, oldest first: ?entity=person&id=12&source=api&since=<seq>.
+  a.get("/__admin/changes", ({ url }) => {
+    const q = url.searchParams;
+    const entity = q.get("entity") ? entityOf(q.get("entity")!) : null;
+    const id = q.get("id"), source = q.get("source");
+    const since = Number(q.get("since") ?? 0);
+    return json({
+      changes: pd.store.changeLog.filter((c) =>
+        c.seq > since && (entity === null || c.entity === entity) &&
+        (id === null || c.id === id) && (source === null || c.source === source)
+      ),
+    });
+  });
+
+  a.get("/__admin/permissions", () => json(pd.permissions));
+  a.put("/__admin/permissions", async ({ req }) => {
+    const b = PermissionsSchema.parse(await pd.adminBody(req));
+    if (b.customFields !== undefined) pd.permissions.customFields = b.customFields;
+    return json(pd.permissions);
+  });
+
+  a.get(
+    "/__admin/request-faults",
+    () => json({ rules: pd.requestFaults.list(), injected: pd.requestFaults.injected }),
+  );
+  a.put("/__admin/request-faults", async ({ req }) => {
+    const b = RequestFaultsSchema.parse(await pd.adminBody(req));
+    pd.requestFaults.set(b.rules);
+    return json({ rules: pd.requestFaults.list() });
+  });
+  a.delete("/__admin/request-faults", () => {
+    pd.requestFaults.clear();
     return json({ ok: true });
   });
 

@@ -23,6 +23,7 @@ import { registerV2Routes } from "./v2.ts";
 import { registerV1Routes } from "./v1.ts";
 import { registerOAuthRoutes } from "./oauth.ts";
 import { PipedriveWebhooks } from "./webhooks.ts";
+import { type RequestFault, RequestFaults } from "./request_faults.ts";
 import { PipedriveAdminStore, registerPipedriveAdmin } from "./admin.ts";
 import type { AccountDescriptor } from "../common/tenancy.ts";
 import {
@@ -60,6 +61,7 @@ export const TOKEN_COST = {
   v2List: 10,
   v1Get: 2,
   v2Get: 1,
+  v2Search: 20,
   v1Write: 10,
   v2Write: 5,
   v1Delete: 6,
@@ -74,6 +76,10 @@ export class PipedriveEmulator extends Emulator {
   readonly daily: DailyBudget;
   readonly issuedTokenTtlMs: number;
   readonly creds: PipedriveCredentials;
+  /** What the API user may do (admin API `PUT /__admin/permissions`). */
+  permissions = { customFields: true };
+  /** Answers injected for exact requests (admin API `PUT /__admin/request-faults`). */
+  readonly requestFaults = new RequestFaults();
   #admin: PipedriveAdminStore;
 
   constructor(opts: PipedriveOptions = {}) {
@@ -154,6 +160,8 @@ export class PipedriveEmulator extends Emulator {
     this.#issueInitialTokens();
     this.limiter.reset();
     this.daily.reset();
+    this.permissions = { customFields: true };
+    this.requestFaults.clear();
   }
 
   reseed(seed: number, records: number): void {
@@ -200,6 +208,8 @@ export class PipedriveEmulator extends Emulator {
           ) {
             throw new PdError(429, "Daily token budget exceeded", { errorCode: 429 });
           }
+          const injected = this.requestFaults.take(method, ctx.url.pathname);
+          if (injected) throw this.#injectedError(injected);
           const res = await handler(ctx, auth);
           for (const [k, v] of Object.entries(headers)) res.headers.set(k, v);
           return res;
@@ -209,6 +219,22 @@ export class PipedriveEmulator extends Emulator {
         }
       });
     }
+  }
+
+  #injectedError(f: RequestFault): PdError {
+    const headers: Record<string, string> = f.retryAfterSeconds === undefined
+      ? {}
+      : { "retry-after": String(f.retryAfterSeconds) };
+    if (f.status === 429) {
+      return new PdError(429, "Request over limit", { errorCode: 429, headers });
+    }
+    if (f.status >= 500) {
+      return new PdError(f.status, "Service temporarily unavailable", {
+        errorCode: f.status,
+        headers,
+      });
+    }
+    return new PdError(f.status, f.message ?? "Injected error", { errorCode: f.status, headers });
   }
 
   /** Unauthenticated route (OAuth). */

@@ -100,12 +100,47 @@ export const WRITABLE_FIELDS: Record<PdEntity, readonly string[]> = {
   ],
 };
 
+/** Field types POST /v1/{entity}Fields accepts (the SDK's FieldFieldTypeConst). */
+export const FIELD_TYPES = [
+  "address",
+  "date",
+  "daterange",
+  "double",
+  "enum",
+  "monetary",
+  "org",
+  "people",
+  "phone",
+  "set",
+  "text",
+  "time",
+  "timerange",
+  "user",
+  "varchar",
+  "varchar_auto",
+  "visible_to",
+] as const;
+export type FieldType = typeof FIELD_TYPES[number];
+
+/** Custom field types the search endpoints look into (Pipedrive's search docs). */
+export const SEARCHABLE_TYPES: ReadonlySet<FieldType> = new Set([
+  "address",
+  "varchar",
+  "text",
+  "varchar_auto",
+  "double",
+  "monetary",
+  "phone",
+]);
+
 export interface CustomField {
   key: string;
   entity: PdEntity;
   name: string;
-  type: "varchar" | "enum" | "double" | "date";
+  type: FieldType;
   options?: Array<{ id: number; label: string }>;
+  /** Set on fields added through the API (epoch ms); seeded fields have none. */
+  addTime?: number;
 }
 
 /** The sandbox account's custom fields (keys derived from the seed). */
@@ -136,8 +171,12 @@ export function checkCustomValue(f: CustomField, v: unknown): string | null {
   if (v === null) return null;
   switch (f.type) {
     case "varchar":
+    case "varchar_auto":
+    case "text":
+    case "phone":
       return typeof v === "string" ? null : `${f.name} must be a string`;
     case "double":
+    case "monetary":
       return typeof v === "number" ? null : `${f.name} must be a number`;
     case "date":
       return typeof v === "string" && /^\d{4}-\d{2}-\d{2}$/.test(v)
@@ -147,5 +186,8 @@ export function checkCustomValue(f: CustomField, v: unknown): string | null {
       return typeof v === "number" && f.options!.some((o) => o.id === v)
         ? null
         : `${f.name} must be one of the option ids ${f.options!.map((o) => o.id).join(", ")}`;
+    default:
+      // Structured types (address, ranges, set, links) are not modelled: any JSON value.
+      return null;
   }
 }

@@ -28,6 +28,8 @@ export interface PdRecord extends Row {
   isDeleted: boolean;
   deletedAt: number | null;
   mergedTo: string | null;
+  /** The last change: who made it and how (webhooks' meta.change_source / user_id). */
+  lastChange?: { action: PdChange["action"]; source: PdSource; userId: number; at: number };
 }
 
 export interface PdUser {
@@ -69,16 +71,47 @@ export const STAGES: Stage[] = [
 
 export type PdSource = "app" | "api";
 
+/** Who made a change: API writes ("api", the token's user) or the web app ("app"). */
+export interface PdActor {
+  source: PdSource;
+  userId: number;
+}
+
+/** A bare source is a change by the company's first user (id 1). */
+export function actorOf(by: PdSource | PdActor): PdActor {
+  return typeof by === "string" ? { source: by, userId: 1 } : by;
+}
+
+/** One entry of the change log the admin API shows (`GET /__admin/changes`). */
+export interface PdLoggedChange {
+  seq: number;
+  action: PdChange["action"];
+  entity: PdEntity;
+  id: string;
+  source: PdSource;
+  userId: number;
+  at: string;
+  /** Changed fields (change), null otherwise. */
+  fields: string[] | null;
+}
+
+/** The change log keeps the newest entries only. */
+const CHANGE_LOG_MAX = 100_000;
+
 export interface PdChange {
   action: "create" | "change" | "delete";
   entity: PdEntity;
   id: string;
   source: PdSource;
+  userId: number;
   /** Previous values of changed fields (change), the whole record (delete) or null. */
   previous: Record<string, unknown> | null;
   mergedToId?: string;
   isBulkEdit?: boolean;
 }
+
+/** What the sandbox accepts as an email address (one @, a dot in the domain, no spaces). */
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
 export function truncSeconds(ms: number): number {
   return Math.floor(ms / 1000) * 1000;
@@ -99,9 +132,60 @@ export class PipedriveStore {
   users: PdUser[] = [];
   fields: CustomField[];
   onChange: (c: PdChange) => void = () => {};
+  changeLog: PdLoggedChange[] = [];
+  #changeSeq = 0;
+
+  readonly #seededFields: number;
+  readonly #fieldsPrng: Prng;
 
   constructor(readonly now: () => number, readonly prng: Prng, fieldsPrng: Prng) {
     this.fields = customFields(fieldsPrng);
+    this.#seededFields = this.fields.length;
+    this.#fieldsPrng = fieldsPrng;
+  }
+
+  /** A custom field added through the API (POST /v1/{entity}Fields): a new 40-hex key, and an
+   * empty value on every existing record of the entity. */
+  addCustomField(
+    entity: PdEntity,
+    name: string,
+    type: CustomField["type"],
+    options?: Array<{ label: string }>,
+  ): CustomField {
+    let optionId = 100 + this.fields.length * 100;
+    const f: CustomField = {
+      key: this.#fieldsPrng.hex(40),
+      entity,
+      name,
+      type,
+      ...(options ? { options: options.map((o) => ({ id: ++optionId, label: o.label })) } : {}),
+      addTime: this.now(),
+    };
+    this.fields.push(f);
+    for (const r of this.tables[entity].bySeq) {
+      r.custom[f.key] = null;
+      r.rev = (r.rev ?? 0) + 1;
+    }
+    return f;
+  }
+
+  #emit(r: PdRecord, c: PdChange): void {
+    const at = this.now();
+    r.lastChange = { action: c.action, source: c.source, userId: c.userId, at };
+    this.changeLog.push({
+      seq: ++this.#changeSeq,
+      action: c.action,
+      entity: c.entity,
+      id: c.id,
+      source: c.source,
+      userId: c.userId,
+      at: new Date(at).toISOString(),
+      fields: c.action === "change" && c.previous ? Object.keys(c.previous) : null,
+    });
+    if (this.changeLog.length > CHANGE_LOG_MAX) {
+      this.changeLog.splice(0, this.changeLog.length - CHANGE_LOG_MAX);
+    }
+    this.onChange(c);
   }
 
   customFieldsOf(entity: PdEntity): CustomField[] {
@@ -195,7 +279,17 @@ export class PipedriveStore {
       throw new PdError(400, "A lead must be linked to a person or an organization");
     }
     for (const k of ["emails", "phones"]) {
-      if (data[k] !== undefined && !Array.isArray(data[k])) throw bad(`${k}: Expected array`);
+      if (data[k] === undefined) continue;
+      if (!Array.isArray(data[k])) throw bad(`${k}: Expected array`);
+      (data[k] as unknown[]).forEach((e, i) => {
+        const v = (e as { value?: unknown } | null)?.value;
+        if (!e || typeof e !== "object" || typeof v !== "string") {
+          throw bad(`${k}[${i}].value: Expected string`);
+        }
+        if (k === "emails" && v !== "" && !EMAIL.test(v)) {
+          throw bad(`${k}[${i}].value: Invalid email address`);
+        }
+      });
     }
     return { data, custom };
   }
@@ -315,7 +409,8 @@ export class PipedriveStore {
     }
   }
 
-  create(entity: PdEntity, input: Record<string, unknown>, source: PdSource): PdRecord {
+  create(entity: PdEntity, input: Record<string, unknown>, by: PdSource | PdActor): PdRecord {
+    const { source, userId } = actorOf(by);
     const { data, custom } = this.validate(entity, input, "create");
     this.#normalise(entity, data);
     const table = this.tables[entity];
@@ -336,7 +431,7 @@ export class PipedriveStore {
       mergedTo: null,
     };
     table.insert(r);
-    this.onChange({ action: "create", entity, id: r.id, source, previous: null });
+    this.#emit(r, { action: "create", entity, id: r.id, source, userId, previous: null });
     return r;
   }
 
@@ -344,9 +439,10 @@ export class PipedriveStore {
     entity: PdEntity,
     id: string,
     input: Record<string, unknown>,
-    source: PdSource,
+    by: PdSource | PdActor,
     opts: { bulk?: boolean } = {},
   ): PdRecord {
+    const { source, userId } = actorOf(by);
     const r = this.live(entity, id);
     if (!r) throw PdError.notFound(entity);
     const { data, custom } = this.validate(entity, input, "update");
@@ -369,11 +465,25 @@ export class PipedriveStore {
     if (entity === "deal" && "stage_id" in previous) r.data.stage_change_time = pdTime(this.now());
     if (Object.keys(previous).length === 0) return r;
     this.tables[entity].touch(r, truncSeconds(this.now()));
-    this.onChange({ action: "change", entity, id: r.id, source, previous, isBulkEdit: opts.bulk });
+    this.#emit(r, {
+      action: "change",
+      entity,
+      id: r.id,
+      source,
+      userId,
+      previous,
+      isBulkEdit: opts.bulk,
+    });
     return r;
   }
 
-  delete(entity: PdEntity, id: string, source: PdSource, mergedToId?: string): PdRecord {
+  delete(
+    entity: PdEntity,
+    id: string,
+    by: PdSource | PdActor,
+    mergedToId?: string,
+  ): PdRecord {
+    const { source, userId } = actorOf(by);
     const r = this.live(entity, id);
     if (!r) throw PdError.notFound(entity);
     const now = truncSeconds(this.now());
@@ -381,12 +491,25 @@ export class PipedriveStore {
     r.deletedAt = now;
     r.mergedTo = mergedToId ?? null;
     this.tables[entity].touch(r, now);
-    this.onChange({ action: "delete", entity, id: r.id, source, previous: null, mergedToId });
+    this.#emit(r, {
+      action: "delete",
+      entity,
+      id: r.id,
+      source,
+      userId,
+      previous: null,
+      mergedToId,
+    });
     return r;
   }
 
   /** Merge `mergeId` into `keepId`: empty fields are filled, links move, the loser is deleted. */
-  merge(entity: PdEntity, keepId: string, mergeId: string, source: PdSource): PdRecord {
+  merge(
+    entity: PdEntity,
+    keepId: string,
+    mergeId: string,
+    source: PdSource | PdActor,
+  ): PdRecord {
     const keep = this.live(entity, keepId), lose = this.live(entity, mergeId);
     if (!keep || !lose) throw PdError.notFound(entity);
     if (keep === lose) throw new PdError(400, "Cannot merge an item with itself");
@@ -488,6 +611,8 @@ export class PipedriveStore {
 
   clear(): void {
     for (const t of Object.values(this.tables)) t.clear();
+    this.fields = this.fields.slice(0, this.#seededFields);
+    this.changeLog = [];
     this.users = [];
   }
 }

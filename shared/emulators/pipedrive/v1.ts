@@ -10,6 +10,7 @@ import type { RequestContext } from "../common/router.ts";
 import { PdError } from "./errors.ts";
 import type { PipedriveEmulator } from "./emulator.ts";
 import { PLURAL, V2_ENTITIES } from "./fields.ts";
+import { addField, fieldJson } from "./custom_fields.ts";
 import { leadJson, userJson, v2Json } from "./serialize.ts";
 import type { PdRecord } from "./store.ts";
 
@@ -107,9 +108,14 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
     "POST",
     both("/leads"),
     "v1Write",
-    async (ctx) =>
+    async (ctx, auth) =>
       json(
-        { success: true, data: leadJson(pd.store.create("lead", await pd.body(ctx), "api")) },
+        {
+          success: true,
+          data: leadJson(
+            pd.store.create("lead", await pd.body(ctx), { source: "api", userId: auth.userId }),
+          ),
+        },
         201,
       ),
   );
@@ -117,27 +123,33 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
     "PATCH",
     both("/leads/:id"),
     "v1Write",
-    async (ctx) =>
+    async (ctx, auth) =>
       json({
         success: true,
-        data: leadJson(pd.store.update("lead", ctx.params.id, await pd.body(ctx), "api")),
+        data: leadJson(pd.store.update("lead", ctx.params.id, await pd.body(ctx), {
+          source: "api",
+          userId: auth.userId,
+        })),
       }),
   );
-  pd.route("DELETE", both("/leads/:id"), "v1Delete", (ctx) => {
-    const r = pd.store.delete("lead", ctx.params.id, "api");
+  pd.route("DELETE", both("/leads/:id"), "v1Delete", (ctx, auth) => {
+    const r = pd.store.delete("lead", ctx.params.id, { source: "api", userId: auth.userId });
     return json({ success: true, data: { id: r.id } });
   });
 
   // ---- merges ------------------------------------------------------------------
   for (const entity of V2_ENTITIES) {
-    pd.route("PUT", both(`/${PLURAL[entity]}/:id/merge`), "v1Write", async (ctx) => {
+    pd.route("PUT", both(`/${PLURAL[entity]}/:id/merge`), "v1Write", async (ctx, auth) => {
       const body = await pd.body(ctx);
       const other = body.merge_with_id;
       if (other === undefined || other === null) {
         throw new PdError(400, "merge_with_id is required");
       }
       // The item in the path is merged INTO merge_with_id (Pipedrive semantics).
-      const kept = pd.store.merge(entity, String(other), ctx.params.id, "api");
+      const kept = pd.store.merge(entity, String(other), ctx.params.id, {
+        source: "api",
+        userId: auth.userId,
+      });
       return json({
         success: true,
         data: { ...v2Json(kept), merge_what_id: Number(ctx.params.id) },
@@ -148,24 +160,16 @@ export function registerV1Routes(pd: PipedriveEmulator): void {
   // ---- field metadata (v1 shape) -------------------------------------------------
   for (const entity of V2_ENTITIES) {
     pd.route("GET", both(`/${entity}Fields`), "v1List", () => {
-      const data = pd.store.customFieldsOf(entity).map((f, i) => ({
-        id: 9000 + i,
-        key: f.key,
-        name: f.name,
-        field_type: f.type,
-        options: f.options?.map((o) => ({ id: o.id, label: o.label })) ?? null,
-        edit_flag: true,
-        active_flag: true,
-        add_visible_flag: true,
-        mandatory_flag: false,
-        bulk_edit_allowed: true,
-        searchable_flag: f.type === "varchar",
-      }));
+      const data = pd.store.customFieldsOf(entity).map((f) => fieldJson(pd, f));
       return json({
         success: true,
         data,
         additional_data: { pagination: { start: 0, limit: 500, more_items_in_collection: false } },
       });
+    });
+    pd.route("POST", both(`/${entity}Fields`), "v1Write", async (ctx) => {
+      const f = addField(pd, entity, await pd.body(ctx));
+      return json({ success: true, data: fieldJson(pd, f) });
     });
   }
 

@@ -18,10 +18,14 @@ import { json, jsonText } from "../common/http.ts";
 import { cachedJson } from "../common/json_cache.ts";
 import type { RequestContext } from "../common/router.ts";
 import { PdError } from "./errors.ts";
-import type { PipedriveEmulator } from "./emulator.ts";
+import type { PdAuth, PipedriveEmulator } from "./emulator.ts";
 import { PLURAL, V2_ENTITIES, type V2Entity } from "./fields.ts";
 import { v2Json } from "./serialize.ts";
-import { type PdRecord, pdTime, PIPELINES, STAGES } from "./store.ts";
+import { searchHandler } from "./search.ts";
+import { type PdActor, type PdRecord, pdTime, PIPELINES, STAGES } from "./store.ts";
+
+/** API writes are recorded as change_source "api" by the token's user. */
+const api = (auth: PdAuth): PdActor => ({ source: "api", userId: auth.userId });
 
 interface Cursor {
   s: "id" | "update_time" | "add_time";
@@ -210,6 +214,8 @@ export function registerV2Routes(pd: PipedriveEmulator): void {
   for (const entity of V2_ENTITIES) {
     const base = `/api/v2/${PLURAL[entity]}`;
     pd.route("GET", base, "v2List", listHandler(pd, entity));
+    // Before `/:id`, which would take "search" for an id.
+    pd.route("GET", `${base}/search`, "v2Search", searchHandler(pd, entity));
     pd.route("GET", `${base}/:id`, "v2Get", (ctx) => {
       const r = pd.store.get(entity, idParam(ctx));
       if (!r) throw PdError.notFound(entity);
@@ -217,16 +223,16 @@ export function registerV2Routes(pd: PipedriveEmulator): void {
         .filter(Boolean);
       return json({ success: true, data: v2Json(r, keys) });
     });
-    pd.route("POST", base, "v2Write", async (ctx) => {
-      const r = pd.store.create(entity, await pd.body(ctx), "api");
+    pd.route("POST", base, "v2Write", async (ctx, auth) => {
+      const r = pd.store.create(entity, await pd.body(ctx), api(auth));
       return json({ success: true, data: v2Json(r) });
     });
-    pd.route("PATCH", `${base}/:id`, "v2Write", async (ctx) => {
-      const r = pd.store.update(entity, idParam(ctx), await pd.body(ctx), "api");
+    pd.route("PATCH", `${base}/:id`, "v2Write", async (ctx, auth) => {
+      const r = pd.store.update(entity, idParam(ctx), await pd.body(ctx), api(auth));
       return json({ success: true, data: v2Json(r) });
     });
-    pd.route("DELETE", `${base}/:id`, "v2Delete", (ctx) => {
-      const r = pd.store.delete(entity, idParam(ctx), "api");
+    pd.route("DELETE", `${base}/:id`, "v2Delete", (ctx, auth) => {
+      const r = pd.store.delete(entity, idParam(ctx), api(auth));
       return json({ success: true, data: { id: Number(r.id) } });
     });
   }

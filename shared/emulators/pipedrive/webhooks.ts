@@ -160,7 +160,7 @@ export class PipedriveWebhooks {
         is_bulk_edit: !!c.isBulkEdit,
         timestamp,
         type: "general",
-        user_id: "1",
+        user_id: String(c.userId),
         version: "2.0",
         webhook_id: String(w.id),
         webhook_owner_id: String(w.user_id),

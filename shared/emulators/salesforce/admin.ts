@@ -1,7 +1,9 @@
 /**
  * Salesforce-specific admin API: record operations as an org user (changes
- * fire outbound messages like any save), outbound message configuration,
- * API limits, undelete.
+ * fire outbound messages like any save; CreatedById/LastModifiedById name that
+ * user, not the API user), outbound message configuration, API limits,
+ * undelete, the API user's permissions (Customize Application, for the Tooling
+ * API), validation rules, the org's custom fields and who the users are.
  */
 import { z } from "zod";
 import { AdminError, type AdminStore, type ModifiedSelection } from "../common/emulator.ts";
@@ -12,6 +14,7 @@ import { objectName, type SfObject, SOBJECTS } from "./schema.ts";
 import { recordJson } from "./sobjects.ts";
 import type { SfRecord } from "./store.ts";
 import { OutboundConfigSchema } from "./outbound.ts";
+import { ValidationRulesSchema } from "./validation_rules.ts";
 
 function typeOf(object: string): SfObject {
   const t = objectName(object);
@@ -37,7 +40,7 @@ export class SalesforceAdminStore implements AdminStore {
 
   full(r: SfRecord) {
     return {
-      ...recordJson(r, "62.0"),
+      ...recordJson(this.sf.store.schema, r, "62.0"),
       IsDeleted: r.isDeleted,
       deletedDate: r.deletedAt === null ? null : new Date(r.deletedAt).toISOString(),
     };
@@ -132,8 +135,43 @@ export function registerSalesforceAdmin(sf: SalesforceEmulator): void {
     return json({ ok: true });
   });
 
+  a.get(
+    "/__admin/users",
+    () => json({ apiUserId: sf.store.apiUserId, adminUserId: sf.store.adminUserId }),
+  );
+
+  const PermissionsSchema = z.object({ customizeApplication: z.boolean() }).strict();
+  a.get("/__admin/permissions", () => json(sf.permissions));
+  a.put("/__admin/permissions", async ({ req }) => {
+    Object.assign(sf.permissions, PermissionsSchema.parse(await sf.adminBody(req)));
+    return json(sf.permissions);
+  });
+
+  a.get("/__admin/validation-rules", () => json(sf.store.rules));
+  a.put("/__admin/validation-rules", async ({ req }) => {
+    sf.store.rules = ValidationRulesSchema.parse(await sf.adminBody(req));
+    return json(sf.store.rules);
+  });
+  a.delete("/__admin/validation-rules", () => {
+    sf.store.rules = [];
+    return json([]);
+  });
+
+  a.get("/__admin/custom-fields", () =>
+    json(
+      sf.store.schema.custom().map((c) => ({
+        object: c.object,
+        name: c.field.name,
+        length: c.field.length,
+        externalId: !!c.field.externalId,
+        unique: !!c.field.unique,
+      })),
+    ));
+
   a.post("/__admin/records/:object/:id/undelete", ({ params }) => {
     const t = typeOf(params.object);
-    return json(asAdmin(() => recordJson(sf.store.undelete(t, params.id, "app"), "62.0")));
+    return json(
+      asAdmin(() => recordJson(sf.store.schema, sf.store.undelete(t, params.id, "app"), "62.0")),
+    );
   });
 }

@@ -4,13 +4,17 @@
  * errors use `statusCode` (not `errorCode`). With `allOrNone: true` one bad
  * record rolls back the whole request and the valid ones report
  * ALL_OR_NONE_OPERATION_ROLLED_BACK.
+ * Upsert by an external-id field: no match creates (`created: true`), one match updates
+ * (`created: false`); records of one request sharing a value all fail with DUPLICATE_VALUE
+ * ("Duplicate external id specified"); a value matching several records (a non-unique
+ * external-id field) fails with DUPLICATE_EXTERNAL_ID.
  * Docs: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections.htm
  */
 import { json } from "../common/http.ts";
 import { notFound, SfError, type SfErrorItem } from "./errors.ts";
 import type { SalesforceEmulator } from "./emulator.ts";
 import { to18 } from "./ids.ts";
-import { field, fieldsOf, objectName, type SfObject } from "./schema.ts";
+import { objectName, type OrgSchema, type SfObject } from "./schema.ts";
 import type { SfRecord } from "./store.ts";
 import { recordJson, sobjectType } from "./sobjects.ts";
 
@@ -99,10 +103,10 @@ function execute(plans: Planned[], allOrNone: boolean): Result[] {
 }
 
 /** Detect duplicate unique values inside one request. */
-function uniqueGuard() {
+function uniqueGuard(schema: OrgSchema) {
   const seen = new Map<string, number>();
   return (type: SfObject, values: Record<string, unknown>, i: number): SfErrorItem | null => {
-    for (const d of fieldsOf(type)) {
+    for (const d of schema.fieldsOf(type)) {
       if (!d.unique || values[d.name] === null || values[d.name] === undefined) continue;
       const k = `${type}.${d.name}=${values[d.name]}`;
       if (seen.has(k)) {
@@ -124,7 +128,7 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
   // Create.
   sf.route("POST", "/composite/sobjects", async (ctx) => {
     const { allOrNone, records: recs } = records(await sf.body(ctx));
-    const dup = uniqueGuard();
+    const dup = uniqueGuard(sf.store.schema);
     const plans = recs.map((rec, i): Planned => {
       const type = typeOfRecord(rec);
       if (typeof type !== "string") return { result: fail(null, [type]) };
@@ -153,7 +157,7 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
   // Update.
   sf.route("PATCH", "/composite/sobjects", async (ctx) => {
     const { allOrNone, records: recs } = records(await sf.body(ctx));
-    const dup = uniqueGuard();
+    const dup = uniqueGuard(sf.store.schema);
     const plans = recs.map((rec, i): Planned => {
       const rawId = typeof rec.id === "string"
         ? rec.id
@@ -217,7 +221,7 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
   sf.route("PATCH", "/composite/sobjects/:type/:field", async (ctx, auth) => {
     if (Number(auth.version) < 46) throw notFound();
     const type = sobjectType(ctx);
-    const ext = field(type, ctx.params.field);
+    const ext = sf.store.schema.field(type, ctx.params.field);
     if (!ext || !ext.externalId) {
       throw SfError.one(
         400,
@@ -226,10 +230,19 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
       );
     }
     const { allOrNone, records: recs } = records(await sf.body(ctx));
-    const dup = uniqueGuard();
-    const plans = recs.map((rec, i): Planned => {
-      const key = rec[ext.name] ??
+    const dup = uniqueGuard(sf.store.schema);
+    const keyOf = (rec: Record<string, unknown>) =>
+      rec[ext.name] ??
         Object.entries(rec).find(([k]) => k.toLowerCase() === ext.name.toLowerCase())?.[1];
+    const uses = new Map<string, number>();
+    for (const rec of recs) {
+      const k = keyOf(rec);
+      if (k !== undefined && k !== null && k !== "") {
+        uses.set(String(k), (uses.get(String(k)) ?? 0) + 1);
+      }
+    }
+    const plans = recs.map((rec, i): Planned => {
+      const key = keyOf(rec);
       if (key === undefined || key === null || key === "") {
         return {
           result: fail(null, [{
@@ -239,8 +252,29 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
           }]),
         };
       }
+      if ((uses.get(String(key)) ?? 0) > 1) {
+        return {
+          result: fail(null, [{
+            errorCode: "DUPLICATE_VALUE",
+            message: `Duplicate external id specified: ${key}`,
+            fields: [ext.name],
+          }]),
+        };
+      }
       const { attributes: _a, ...input } = rec;
-      const existing = sf.store.byExternalId(type, ext.name, String(key));
+      const hits = sf.store.matching(type, ext.name, String(key));
+      if (hits.length > 1) {
+        return {
+          result: fail(null, [{
+            errorCode: "DUPLICATE_EXTERNAL_ID",
+            message: `more than one record found for external id field: [${
+              hits.map((h) => h.id).join(", ")
+            }]`,
+            fields: [ext.name],
+          }]),
+        };
+      }
+      const existing = hits[0];
       if (existing) {
         const v = sf.store.validate(type, input, "update", existing);
         if (!v.ok) return { result: fail(existing.id, v.errors) };
@@ -316,7 +350,7 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
       throw SfError.one(400, "EXCEEDED_ID_LIMIT", "cannot retrieve more than 2000 records");
     }
     const names = fieldsRaw.map((n) => {
-      const d = field(type, n);
+      const d = sf.store.schema.field(type, n);
       if (!d) {
         throw SfError.one(400, "INVALID_FIELD", `No such column '${n}' on sobject of type ${type}`);
       }
@@ -324,7 +358,7 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
     });
     return json(ids.map((id) => {
       const r = sf.store.live(type, id);
-      return r ? recordJson(r, version, names) : null;
+      return r ? recordJson(sf.store.schema, r, version, names) : null;
     }));
   };
   sf.route("POST", "/composite/sobjects/:type", async (ctx, auth) => {

@@ -6,7 +6,7 @@
 import { json } from "../common/http.ts";
 import type { SalesforceEmulator } from "./emulator.ts";
 import { KEY_PREFIX } from "./ids.ts";
-import { type FieldDef, fieldsOf, type SfObject, SOBJECTS, WRITABLE } from "./schema.ts";
+import { type FieldDef, type SfObject, SOBJECTS, WRITABLE } from "./schema.ts";
 import { sobjectType } from "./sobjects.ts";
 
 const SOAP_TYPE: Record<string, string> = {
@@ -135,7 +135,7 @@ export function registerDescribeRoutes(sf: SalesforceEmulator): void {
     const t = sobjectType(ctx);
     return json({
       ...objectInfo(t, version),
-      fields: fieldsOf(t).map(fieldJson),
+      fields: sf.store.schema.fieldsOf(t).map(fieldJson),
       childRelationships: [],
       recordTypeInfos: [],
     });

@@ -7,6 +7,10 @@
  * `Sforce-Limit-Info: api-usage=N/LIMIT`; past the daily limit requests get
  * 403 REQUEST_LIMIT_EXCEEDED. API versions 31.0–64.0 are served (the path
  * decides the version, as in Salesforce).
+ * Writes name their user: API saves the integration user (CreatedById,
+ * LastModifiedById), admin-API saves another org user (GET /__admin/users).
+ * Custom fields are per org: the `customFields` option and the Tooling API
+ * (./tooling.ts) add them; a reset goes back to the option's.
  * Docs: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/
  */
 import { type AdminStore, type BaseOptions, Emulator, type FaultKind } from "../common/emulator.ts";
@@ -32,6 +36,7 @@ import { registerCollectionRoutes } from "./collections.ts";
 import { registerDescribeRoutes } from "./describe.ts";
 import { type OutboundConfigInput, OutboundMessages } from "./outbound.ts";
 import { registerSalesforceAdmin, SalesforceAdminStore } from "./admin.ts";
+import { type CustomFieldInput, CustomFields, registerToolingRoutes } from "./tooling.ts";
 
 export interface SalesforceOptions extends BaseOptions {
   /** Daily API request limit (default 15,000, a Developer Edition org). */
@@ -43,6 +48,10 @@ export interface SalesforceOptions extends BaseOptions {
   /** Default query batch size (default 2000; `Sforce-Query-Options: batchSize=` overrides per call). */
   queryBatchSize?: number;
   outbound?: OutboundConfigInput;
+  /** Custom fields the org has from the start (and after every reset), as the Tooling API's
+   * CustomField body, e.g. `{FullName: "Contact.Crm_Sync_Id__c", Metadata: {type: "Text",
+   * length: 36, externalId: true, unique: true}}`. */
+  customFields?: CustomFieldInput[];
 }
 
 export interface SfAuth {
@@ -59,6 +68,9 @@ export class SalesforceEmulator extends Emulator {
   readonly issuedTokenTtlMs: number;
   queryBatchSize: number;
   readonly creds: SalesforceCredentials;
+  /** Permissions of the API user (admin API: PUT /__admin/permissions). */
+  readonly permissions = { customizeApplication: true };
+  readonly customFields: CustomFields;
   #initialTtlMs: number | null;
   #admin: SalesforceAdminStore;
 
@@ -75,6 +87,10 @@ export class SalesforceEmulator extends Emulator {
     this.outbound = new OutboundMessages(this, opts.outbound);
     this.store.onChange = (change) => this.outbound.onChange(change);
     this.#admin = new SalesforceAdminStore(this);
+    this.customFields = new CustomFields(this);
+    for (const body of opts.customFields ?? []) this.customFields.create(body);
+    this.store.initialCustom = this.store.schema.custom();
+    this.customFields.clear();
     this.#issueInitialTokens();
     seedSalesforce(this.store, this.seed, this.records);
 
@@ -83,6 +99,7 @@ export class SalesforceEmulator extends Emulator {
     registerQueryRoutes(this);
     registerCollectionRoutes(this);
     registerSObjectRoutes(this);
+    registerToolingRoutes(this);
     registerSalesforceAdmin(this);
   }
 
@@ -141,9 +158,12 @@ export class SalesforceEmulator extends Emulator {
     this.tokens.clear();
     this.#issueInitialTokens();
     this.daily.reset();
+    this.permissions.customizeApplication = true;
+    this.customFields.clear();
   }
 
   reseed(seed: number, records: number): void {
+    this.customFields.clear();
     seedSalesforce(this.store, seed, records);
   }
 

@@ -14,7 +14,7 @@ import { z } from "zod";
 import type { DeliveryJob } from "../common/webhook_queue.ts";
 import type { SalesforceEmulator } from "./emulator.ts";
 import { KEY_PREFIX, makeId } from "./ids.ts";
-import { field, fieldsOf, type SfObject, WRITABLE } from "./schema.ts";
+import { type SfObject, WRITABLE } from "./schema.ts";
 import type { SfChange } from "./store.ts";
 import { parseSfTime } from "./values.ts";
 
@@ -84,7 +84,9 @@ export class OutboundMessages {
     for (const [obj, names] of Object.entries(input.fields ?? {})) {
       const t = WRITABLE.find((w) => w === obj);
       if (!t) throw new Error(`unknown object ${obj}`);
-      for (const n of names) if (!field(t, n)) throw new Error(`unknown field ${obj}.${n}`);
+      for (const n of names) {
+        if (!this.sf.store.schema.field(t, n)) throw new Error(`unknown field ${obj}.${n}`);
+      }
     }
     this.config = OutboundConfigSchema.parse(input);
     return this.config;
@@ -164,8 +166,9 @@ export class OutboundMessages {
     type: SfObject,
     items: Array<{ notificationId: string; recordId: string }>,
   ): string | null {
-    const names = this.config.fields?.[type] ?? fieldsOf(type).map((d) => d.name);
-    const defs = ["Id", ...names.filter((n) => n !== "Id")].map((n) => field(type, n)!);
+    const schema = this.sf.store.schema;
+    const names = this.config.fields?.[type] ?? schema.fieldsOf(type).map((d) => d.name);
+    const defs = ["Id", ...names.filter((n) => n !== "Id")].map((n) => schema.field(type, n)!);
     const notes: string[] = [];
     for (const it of items) {
       const r = this.sf.store.find(type, it.recordId);

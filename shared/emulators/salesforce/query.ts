@@ -64,7 +64,7 @@ export function registerQueryRoutes(sf: SalesforceEmulator): void {
   const run = (all: boolean) => (ctx: RequestContext, auth: SfAuth) => {
     const soql = ctx.url.searchParams.get("q");
     if (!soql) throw SfError.one(400, "MALFORMED_QUERY", "A query string has to be specified");
-    const q = compileQuery(soql, sf.now());
+    const q = compileQuery(soql, sf.now(), sf.store.schema);
     const rows = runQuery(sf.store, q, all);
     if (q.query.count) return json({ totalSize: rows.length, done: true, records: [] });
     const now = sf.now();

@@ -268,3 +268,59 @@ export function relationship(type: SfObject, name: string): FieldDef | undefined
 export function objectName(raw: string): SfObject | null {
   return SOBJECTS.find((t) => t.toLowerCase() === raw.toLowerCase()) ?? null;
 }
+
+/**
+ * The fields of one org: the standard schema above plus custom fields created at run time
+ * (Tooling API CustomField). Orgs of one sandbox process (tenancy, parallel tests) each have
+ * their own; the standard arrays above are shared and never mutated.
+ */
+export class OrgSchema {
+  #custom = new Map<SfObject, FieldDef[]>();
+  #all = new Map<SfObject, FieldDef[]>();
+
+  fieldsOf(type: SfObject): FieldDef[] {
+    return this.#all.get(type) ?? FIELDS[type];
+  }
+
+  field(type: SfObject, name: string): FieldDef | undefined {
+    const base = field(type, name);
+    if (base) return base;
+    const n = name.toLowerCase();
+    return this.#custom.get(type)?.find((d) => d.name.toLowerCase() === n);
+  }
+
+  custom(): Array<{ object: SfObject; field: FieldDef }> {
+    return [...this.#custom].flatMap(([object, defs]) => defs.map((d) => ({ object, field: d })));
+  }
+
+  add(type: SfObject, def: FieldDef): void {
+    const list = [...(this.#custom.get(type) ?? []), def];
+    this.#custom.set(type, list);
+    this.#all.set(type, [...FIELDS[type], ...list]);
+  }
+
+  clear(): void {
+    this.#custom.clear();
+    this.#all.clear();
+  }
+}
+
+/** A custom Text field as the Tooling API's CustomField Metadata describes it. */
+export function customTextField(
+  name: string,
+  m: {
+    label?: string;
+    length?: number;
+    externalId?: boolean;
+    unique?: boolean;
+    required?: boolean;
+  },
+): FieldDef {
+  return {
+    ...f(name, "string", { custom: true, length: m.length ?? 255 }),
+    ...(m.label ? { label: m.label } : {}),
+    externalId: m.externalId ?? false,
+    unique: m.unique ?? false,
+    nillable: !m.required,
+  };
+}

@@ -76,6 +76,8 @@ export function seedSalesforce(store: SalesforceStore, seed: number, records: nu
       o.updatedAt,
     ).id
   );
+  // Admin edits (the admin API, "someone in the UI") are made as the first owner.
+  store.adminUserId = users[0] ?? store.apiUserId;
 
   const accounts = ds.companies.map((c) =>
     store.seed(

@@ -12,17 +12,22 @@ import { json, noContent } from "../common/http.ts";
 import type { RequestContext } from "../common/router.ts";
 import { notFound, SfError } from "./errors.ts";
 import type { SalesforceEmulator } from "./emulator.ts";
-import { field, fieldsOf, objectName, type SfObject } from "./schema.ts";
+import { objectName, type OrgSchema, type SfObject } from "./schema.ts";
 import type { SfRecord } from "./store.ts";
 import { parseSfTime, sfDateTime } from "./values.ts";
 
 const DAY = 86_400_000;
 
-export function recordJson(r: SfRecord, version: string, only?: string[]): Record<string, unknown> {
+export function recordJson(
+  schema: OrgSchema,
+  r: SfRecord,
+  version: string,
+  only?: string[],
+): Record<string, unknown> {
   const out: Record<string, unknown> = {
     attributes: { type: r.type, url: `/services/data/v${version}/sobjects/${r.type}/${r.id}` },
   };
-  const names = only ?? fieldsOf(r.type).map((d) => d.name);
+  const names = only ?? schema.fieldsOf(r.type).map((d) => d.name);
   for (const n of names) out[n] = r.fields[n] ?? null;
   return out;
 }
@@ -44,10 +49,14 @@ function asInput(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-function selectedFields(type: SfObject, raw: string | null): string[] | undefined {
+function selectedFields(
+  schema: OrgSchema,
+  type: SfObject,
+  raw: string | null,
+): string[] | undefined {
   if (!raw) return undefined;
   return raw.split(",").map((s) => s.trim()).filter(Boolean).map((n) => {
-    const d = field(type, n);
+    const d = schema.field(type, n);
     if (!d) {
       throw SfError.one(400, "INVALID_FIELD", `No such column '${n}' on sobject of type ${type}`);
     }
@@ -136,7 +145,12 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
     if (!r) throw notFound();
     if (r.isDeleted) throw SfError.one(404, "ENTITY_IS_DELETED", "entity is deleted");
     return json(
-      recordJson(r, auth.version, selectedFields(type, ctx.url.searchParams.get("fields"))),
+      recordJson(
+        sf.store.schema,
+        r,
+        auth.version,
+        selectedFields(sf.store.schema, type, ctx.url.searchParams.get("fields")),
+      ),
     );
   });
 
@@ -156,7 +170,7 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
   });
 
   const extField = (type: SfObject, name: string) => {
-    const d = field(type, name);
+    const d = sf.store.schema.field(type, name);
     if (!d || (!d.externalId && d.name !== "Id")) {
       throw SfError.one(
         404,
@@ -168,9 +182,13 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
   };
   const byExt = (type: SfObject, name: string, value: string): SfRecord | undefined => {
     const d = extField(type, name);
-    return d.name === "Id"
-      ? sf.store.live(type, value)
-      : sf.store.byExternalId(type, d.name, value);
+    if (d.name === "Id") return sf.store.live(type, value);
+    const hits = sf.store.matching(type, d.name, value);
+    if (hits.length > 1) {
+      // More than one match (a non-unique external id): 300 with the candidates' URLs.
+      sf.respond(json(hits.map((h) => `/services/data/v62.0/sobjects/${type}/${h.id}`), 300));
+    }
+    return hits[0];
   };
 
   sf.route("GET", "/sobjects/:type/:field/:value", (ctx, auth) => {
@@ -178,7 +196,12 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
     const r = byExt(type, ctx.params.field, ctx.params.value);
     if (!r) throw notFound();
     return json(
-      recordJson(r, auth.version, selectedFields(type, ctx.url.searchParams.get("fields"))),
+      recordJson(
+        sf.store.schema,
+        r,
+        auth.version,
+        selectedFields(sf.store.schema, type, ctx.url.searchParams.get("fields")),
+      ),
     );
   });
 

@@ -11,7 +11,14 @@
 import { SfError } from "./errors.ts";
 import { to18 } from "./ids.ts";
 import { type Cond, type Literal, parseSoql, type Query } from "./soql.ts";
-import { field, type FieldDef, objectName, relationship, type SfObject } from "./schema.ts";
+import {
+  field,
+  type FieldDef,
+  objectName,
+  type OrgSchema,
+  relationship,
+  type SfObject,
+} from "./schema.ts";
 import type { SalesforceStore, SfRecord } from "./store.ts";
 import { parseSfTime } from "./values.ts";
 
@@ -33,8 +40,8 @@ export interface CompiledQuery {
 
 const invalidField = (msg: string) => SfError.one(400, "INVALID_FIELD", msg);
 
-function resolveField(type: SfObject, name: string): FieldDef {
-  const d = field(type, name);
+function resolveField(s: OrgSchema, type: SfObject, name: string): FieldDef {
+  const d = s.field(type, name);
   if (!d) {
     throw invalidField(
       `No such column '${name}' on entity '${type}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.`,
@@ -43,9 +50,9 @@ function resolveField(type: SfObject, name: string): FieldDef {
   return d;
 }
 
-function resolveSelect(type: SfObject, name: string): SelectItem {
+function resolveSelect(s: OrgSchema, type: SfObject, name: string): SelectItem {
   const parts = name.split(".");
-  if (parts.length === 1) return { def: resolveField(type, name) };
+  if (parts.length === 1) return { def: resolveField(s, type, name) };
   if (parts.length > 2) {
     throw SfError.one(
       400,
@@ -62,7 +69,7 @@ function resolveSelect(type: SfObject, name: string): SelectItem {
     );
   }
   const viaType = via.referenceTo[0];
-  return { def: resolveField(viaType, parts[1]), via, viaType };
+  return { def: resolveField(s, viaType, parts[1]), via, viaType };
 }
 
 function isTextual(d: FieldDef): boolean {
@@ -131,22 +138,22 @@ function literalFor(d: FieldDef, lit: Literal): unknown {
   }
 }
 
-function compileCond(type: SfObject, c: Cond): (r: SfRecord) => boolean {
+function compileCond(s: OrgSchema, type: SfObject, c: Cond): (r: SfRecord) => boolean {
   switch (c.kind) {
     case "and": {
-      const fs = c.items.map((i) => compileCond(type, i));
+      const fs = c.items.map((i) => compileCond(s, type, i));
       return (r) => fs.every((f) => f(r));
     }
     case "or": {
-      const fs = c.items.map((i) => compileCond(type, i));
+      const fs = c.items.map((i) => compileCond(s, type, i));
       return (r) => fs.some((f) => f(r));
     }
     case "not": {
-      const f = compileCond(type, c.item);
+      const f = compileCond(s, type, c.item);
       return (r) => !f(r);
     }
     case "like": {
-      const d = resolveField(type, c.field);
+      const d = resolveField(s, type, c.field);
       if (!isTextual(d)) throw invalidField(`invalid operator on field '${d.name}': LIKE`);
       const re = new RegExp(
         "^" +
@@ -161,7 +168,7 @@ function compileCond(type: SfObject, c: Cond): (r: SfRecord) => boolean {
       };
     }
     case "in": {
-      const d = resolveField(type, c.field);
+      const d = resolveField(s, type, c.field);
       const set = new Set(c.values.map((v) => literalFor(d, v)));
       return (r) => {
         const v = valueOf(r, d);
@@ -169,7 +176,7 @@ function compileCond(type: SfObject, c: Cond): (r: SfRecord) => boolean {
       };
     }
     case "cmp": {
-      const d = resolveField(type, c.field);
+      const d = resolveField(s, type, c.field);
       const lit = literalFor(d, c.value);
       if (lit === null && c.op !== "=" && c.op !== "!=") {
         throw invalidField(`invalid operator on null value for field '${d.name}'`);
@@ -243,7 +250,7 @@ function bounds(type: SfObject, c: Cond | null): { lower: number | null; upper: 
   }
 }
 
-export function compileQuery(soql: string, now: number): CompiledQuery {
+export function compileQuery(soql: string, now: number, schema: OrgSchema): CompiledQuery {
   const query = parseSoql(soql, now);
   const type = objectName(query.object);
   if (!type) {
@@ -253,7 +260,7 @@ export function compileQuery(soql: string, now: number): CompiledQuery {
       `sObject type '${query.object}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names.`,
     );
   }
-  const select = query.fields.map((f) => resolveSelect(type, f));
+  const select = query.fields.map((f) => resolveSelect(schema, type, f));
   const seen = new Set<string>();
   for (const s of select) {
     const k = (s.via ? s.via.relationshipName + "." : "") + s.def.name;
@@ -265,7 +272,7 @@ export function compileQuery(soql: string, now: number): CompiledQuery {
   if (query.offset !== null && query.offset > 2000) {
     throw SfError.one(400, "NUMBER_OUTSIDE_VALID_RANGE", `Maximum SOQL offset allowed is 2000`);
   }
-  const predicate = query.where ? compileCond(type, query.where) : () => true;
+  const predicate = query.where ? compileCond(schema, type, query.where) : () => true;
   const order = query.orderBy.map((o) => {
     if (o.field.includes(".")) {
       throw SfError.one(
@@ -274,7 +281,7 @@ export function compileQuery(soql: string, now: number): CompiledQuery {
         `ORDER BY on relationship fields is not supported by this sandbox: ${o.field}`,
       );
     }
-    return { ...o, def: resolveField(type, o.field) };
+    return { ...o, def: resolveField(schema, type, o.field) };
   });
   const b = bounds(type, query.where);
   // Index order = (SystemModstamp, Id); usable when ORDER BY is a prefix of it, all one direction.

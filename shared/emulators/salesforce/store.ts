@@ -10,7 +10,8 @@ import type { Prng } from "../common/prng.ts";
 import { type Row, Table } from "../common/table.ts";
 import { SfError, type SfErrorItem } from "./errors.ts";
 import { KEY_PREFIX, makeId, prefixOf, to18 } from "./ids.ts";
-import { field, fieldsOf, type SfObject, SOBJECTS, STAGE_PROBABILITY } from "./schema.ts";
+import { type FieldDef, OrgSchema, type SfObject, SOBJECTS, STAGE_PROBABILITY } from "./schema.ts";
+import { type ValidationRule, violated } from "./validation_rules.ts";
 import { normaliseField, sfDateTime, truncSeconds } from "./values.ts";
 
 export interface SfRecord extends Row {
@@ -42,8 +43,16 @@ export class SalesforceStore {
   /** type → external-id field → value → record. */
   #unique = new Map<string, Map<string, SfRecord>>();
   onChange: (c: SfChange) => void = () => {};
-  /** User the API acts as (LastModifiedById). */
+  /** User the API acts as (CreatedById / LastModifiedById of API writes). */
   apiUserId = "";
+  /** User of admin edits (someone in the org's UI), so tests can tell API writes from them. */
+  adminUserId = "";
+  /** This org's fields: standard plus custom ones created through the Tooling API. */
+  readonly schema = new OrgSchema();
+  /** Custom fields the org starts with (sandbox option), restored by every reseed. */
+  initialCustom: Array<{ object: SfObject; field: FieldDef }> = [];
+  /** Active validation rules (admin API); they apply to API and admin saves alike. */
+  rules: ValidationRule[] = [];
 
   constructor(readonly now: () => number, readonly prng: Prng) {}
 
@@ -67,8 +76,26 @@ export class SalesforceStore {
     return this.#unique.get(`${type}.${fieldName.toLowerCase()}`)?.get(value);
   }
 
+  /** Live records whose (external-id) field has this value; scans when the field is not unique. */
+  matching(type: SfObject, fieldName: string, value: string): SfRecord[] {
+    const def = this.schema.field(type, fieldName);
+    if (!def) return [];
+    if (def.unique) {
+      const r = this.byExternalId(type, def.name, value);
+      return r && !r.isDeleted ? [r] : [];
+    }
+    return this.tables[type].bySeq.filter((r) =>
+      !r.isDeleted && r.fields[def.name] !== null && r.fields[def.name] !== undefined &&
+      String(r.fields[def.name]) === value
+    );
+  }
+
+  userFor(source: SfChangeSource): string {
+    return source === "api" ? this.apiUserId : this.adminUserId || this.apiUserId;
+  }
+
   #uniqueFields(type: SfObject): string[] {
-    return fieldsOf(type).filter((d) => d.unique).map((d) => d.name);
+    return this.schema.fieldsOf(type).filter((d) => d.unique).map((d) => d.name);
   }
 
   #indexUnique(r: SfRecord, on: boolean): void {
@@ -99,7 +126,7 @@ export class SalesforceStore {
     const errors: SfErrorItem[] = [];
     for (const [rawName, raw] of Object.entries(input)) {
       if (rawName === "attributes" || (rawName === "Id" && mode === "update")) continue;
-      const def = field(type, rawName);
+      const def = this.schema.field(type, rawName);
       if (!def) {
         errors.push({
           errorCode: "INVALID_FIELD",
@@ -159,13 +186,13 @@ export class SalesforceStore {
       values[def.name] = v;
     }
     if (mode === "insert") {
-      for (const def of fieldsOf(type)) {
+      for (const def of this.schema.fieldsOf(type)) {
         if (!(def.name in values) && def.defaultValue !== undefined && def.createable) {
           values[def.name] = def.defaultValue;
         }
       }
       const failed = new Set(errors.flatMap((e) => e.fields ?? []));
-      const missing = fieldsOf(type).filter((d) =>
+      const missing = this.schema.fieldsOf(type).filter((d) =>
         !d.nillable && d.createable && d.type !== "boolean" &&
         (values[d.name] === null || values[d.name] === undefined)
       )
@@ -178,7 +205,7 @@ export class SalesforceStore {
         });
       }
     } else {
-      for (const def of fieldsOf(type)) {
+      for (const def of this.schema.fieldsOf(type)) {
         if (
           def.name in values && !def.nillable && def.type !== "boolean" && values[def.name] === null
         ) {
@@ -189,6 +216,11 @@ export class SalesforceStore {
           });
         }
       }
+    }
+    if (errors.length === 0) {
+      const after = mode === "update" && self ? { ...self.fields, ...values } : values;
+      const broken = violated(this.rules, type, after);
+      if (broken.length) return { ok: false, errors: broken };
     }
     return errors.length ? { ok: false, errors } : { ok: true, values };
   }
@@ -230,17 +262,19 @@ export class SalesforceStore {
     const now = truncSeconds(this.now());
     const stamp = sfDateTime(now);
     const fields: Record<string, unknown> = {};
-    for (const def of fieldsOf(type)) fields[def.name] = def.type === "boolean" ? false : null;
+    for (const def of this.schema.fieldsOf(type)) {
+      fields[def.name] = def.type === "boolean" ? false : null;
+    }
     Object.assign(fields, v.values, {
       Id: id,
       IsDeleted: false,
       CreatedDate: stamp,
-      CreatedById: this.apiUserId,
+      CreatedById: this.userFor(source),
       LastModifiedDate: stamp,
-      LastModifiedById: this.apiUserId,
+      LastModifiedById: this.userFor(source),
       SystemModstamp: stamp,
     });
-    if ("OwnerId" in fields && !fields.OwnerId) fields.OwnerId = this.apiUserId;
+    if ("OwnerId" in fields && !fields.OwnerId) fields.OwnerId = this.userFor(source);
     const r: SfRecord = {
       id,
       seq,
@@ -283,7 +317,7 @@ export class SalesforceStore {
     // Salesforce stamps a save even when no value changed.
     const now = truncSeconds(this.now());
     r.fields.LastModifiedDate = sfDateTime(now);
-    r.fields.LastModifiedById = this.apiUserId;
+    r.fields.LastModifiedById = this.userFor(source);
     r.fields.SystemModstamp = sfDateTime(now);
     this.tables[r.type].touch(r, now);
     this.onChange({ kind: "update", type: r.type, id: r.id, source, changedFields: changed });
@@ -341,7 +375,7 @@ export class SalesforceStore {
       throw SfError.one(400, "INVALID_OPERATION", "Cannot merge a record with itself");
     }
     const fill: Record<string, unknown> = {};
-    for (const def of fieldsOf(type)) {
+    for (const def of this.schema.fieldsOf(type)) {
       if (!def.updateable) continue;
       if (
         (master.fields[def.name] === null || master.fields[def.name] === undefined) &&
@@ -354,7 +388,7 @@ export class SalesforceStore {
     const refField = type === "Account" ? "AccountId" : type === "Contact" ? "ContactId" : null;
     if (refField) {
       for (const child of ["Contact", "Opportunity"] as SfObject[]) {
-        if (!field(child, refField)) continue;
+        if (!this.schema.field(child, refField)) continue;
         for (const c of this.tables[child].bySeq) {
           if (!c.isDeleted && c.fields[refField] === loser.id) {
             this.#apply(c, { [refField]: master.id }, source);
@@ -381,7 +415,9 @@ export class SalesforceStore {
     const created = truncSeconds(createdAt);
     const modified = truncSeconds(deletedAt ?? modifiedAt);
     const fields: Record<string, unknown> = {};
-    for (const def of fieldsOf(type)) fields[def.name] = def.type === "boolean" ? false : null;
+    for (const def of this.schema.fieldsOf(type)) {
+      fields[def.name] = def.type === "boolean" ? false : null;
+    }
     Object.assign(fields, values, {
       Id: id,
       CreatedDate: sfDateTime(created),
@@ -442,5 +478,8 @@ export class SalesforceStore {
   clear(): void {
     for (const t of SOBJECTS) this.tables[t].clear();
     this.#unique.clear();
+    this.schema.clear();
+    for (const c of this.initialCustom) this.schema.add(c.object, c.field);
+    this.rules = [];
   }
 }

@@ -7,7 +7,8 @@ select tables_are('crm', array[
   'connections', 'owners', 'companies', 'contacts', 'deals', 'record_aliases', 'sync_state',
   'conflicts', 'field_mappings', 'outbox', 'webhook_events', 'sync_log', 'sync_cursors',
   'health_alerts', 'full_sync_seen', 'live_fetch_buckets', 'inbound_leases', 'inbound_failures',
-  'jobs', 'job_accounts', 'job_workers', 'engine_settings', 'rate_budgets', 'provider_describes'
+  'jobs', 'job_accounts', 'job_workers', 'engine_settings', 'rate_budgets', 'provider_describes',
+  'outbound_setup', 'outbound_wakes', 'write_ledger'
 ]);
 
 -- RLS on every table in crm, now and for any table added later.

@@ -6,12 +6,10 @@ select plan(67);
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('03000000-0000-4000-8000-0000000000c1', '03000000-0000-4000-8000-0000000000a1', 'hubspot', 'trg-test-1'),
   ('03000000-0000-4000-8000-0000000000c2', '03000000-0000-4000-8000-0000000000a1', 'hubspot', 'trg-test-2');
--- Only fields a connection writes to the CRM are queued. The HubSpot defaults read a contact's
--- company only (associatedcompanyid) and map no custom key: this connection writes them.
+-- Only fields a connection writes to the CRM are queued. The HubSpot defaults map no custom
+-- key: this connection writes two.
 insert into crm.field_mappings (connection_id, provider, object, remote_object, column_name,
                                 remote_property, direction, transform) values
-  ('03000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'company_remote_id',
-   'associations.companies', 'both', 'association'),
   ('03000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'custom.score', 'score', 'both', 'number'),
   ('03000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'custom.tier', 'tier', 'both', 'text');
 

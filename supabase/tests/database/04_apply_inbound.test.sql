@@ -270,7 +270,7 @@ select is(pg_temp.apply('contacts', '[{"remote_id": "104", "remote_updated_at": 
   '(0,0,0,0,1,0)', 'a delete older than the row is stale');
 select is((pg_temp.contact('104')).deleted_at, null, 'stale delete ignored');
 select is(pg_temp.apply('contacts', '[{"remote_id": "104", "remote_updated_at": "2026-01-01T14:00:00Z", "deleted": true}]'),
-  '(0,0,0,1,0,0)', 'a newer delete tombstones');
+  '(0,0,0,1,0,1)', 'a newer delete tombstones; the pending local edit it overrides is a recorded conflict');
 select ok((pg_temp.contact('104')).deleted_at is not null, 'tombstone set (row kept)');
 select is((select count(*)::integer from crm.outbox o join crm.contacts c on c.id = o.record_id
            where c.remote_id = '104' and c.connection_id = '04000000-0000-4000-8000-0000000000c1'), 0,

@@ -6,11 +6,6 @@ select plan(61);
 insert into crm.connections (id, account_id, provider, remote_account_id, status) values
   ('05000000-0000-4000-8000-0000000000c1', '05000000-0000-4000-8000-0000000000a1', 'hubspot', 'queue-test-1', 'active'),
   ('05000000-0000-4000-8000-0000000000c2', '05000000-0000-4000-8000-0000000000a1', 'hubspot', 'queue-test-2', 'paused');
--- The HubSpot defaults read a contact's company only: this connection writes it (association).
-insert into crm.field_mappings (connection_id, provider, object, remote_object, column_name,
-                                remote_property, direction, transform)
-values ('05000000-0000-4000-8000-0000000000c1', 'hubspot', 'contacts', 'contacts', 'company_remote_id',
-        'associations.companies', 'both', 'association');
 
 set local crm.engine = 'on';
 insert into crm.contacts (id, connection_id, remote_id, email) values
@@ -114,7 +109,7 @@ select is((select record_id from c3), '05000000-0000-4000-8000-000000000002'::uu
   'claims oldest due first (released entry is due now)');
 select results_eq(
   $$select * from crm.fail_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease, 'error', 'HTTP 502')) from c3))$$,
-  $$values (1, 0)$$, 'a retryable failure: retrying 1');
+  $$values (1, 0, 0, 0)$$, 'a retryable failure: retrying 1');
 select results_eq(
   $$select state, attempts, last_error, lease, next_attempt_at between now() + interval '30 seconds' and now() + interval '33 seconds'
     from crm.outbox where record_id = '05000000-0000-4000-8000-000000000002'$$,
@@ -145,7 +140,7 @@ create temporary table c6 as select * from crm.claim_outbox('worker-1', 1, '5 mi
 select is((select attempts from c6), 4, 'fourth attempt');
 select results_eq(
   $$select * from crm.fail_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease, 'error', 'still down')) from c6), 4)$$,
-  $$values (0, 1)$$, 'failing the last allowed attempt dead-letters the entry');
+  $$values (0, 1, 0, 0)$$, 'failing the last allowed attempt dead-letters the entry');
 select results_eq(
   $$select state, dead_at is not null, lease from crm.outbox where record_id = '05000000-0000-4000-8000-000000000002'$$,
   $$values ('dead', true, null::uuid)$$, 'dead letter is visible as data');
@@ -158,11 +153,11 @@ select results_eq($$select record_id from c7 order by record_id$$,
 select results_eq(
   $$select * from crm.fail_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease, 'error', 'HTTP 400 invalid email',
       'retryable', false)) from c7 where record_id = '05000000-0000-4000-8000-000000000003'))$$,
-  $$values (0, 1)$$, 'a non-retryable failure is dead at once');
+  $$values (0, 1, 0, 0)$$, 'a non-retryable failure is dead at once');
 select results_eq(
   $$select * from crm.fail_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease, 'error', 'x'))
       from c7 where record_id = '05000000-0000-4000-8000-000000000003'))$$,
-  $$values (0, 0)$$, 'failing an entry that is no longer leased does nothing');
+  $$values (0, 0, 0, 0)$$, 'failing an entry that is no longer leased does nothing');
 
 -- replay -------------------------------------------------------------------------------------------
 select is(crm.replay_outbox(array[(select id from crm.outbox where record_id = '05000000-0000-4000-8000-000000000003')]), 1,

@@ -1,7 +1,7 @@
 -- pg_cron jobs, trigger_crm_sync (the HTTP request it queues), sync_status, pause/resume,
 -- requeue, health check and cleanup.
 begin;
-select plan(56);
+select plan(55);
 
 -- Known Vault secrets for this transaction (rolled back): the trailing slash must not double.
 delete from vault.secrets where name in ('project_url', 'service_role_key');
@@ -24,7 +24,8 @@ end
 $$;
 
 -- Cron jobs -------------------------------------------------------------------------------------
--- The inbound jobs enqueue in SQL (20261204020200); crm-outbound still calls the function.
+-- Every job is SQL: the inbound ones enqueue (20261204020200), so does crm-outbound
+-- (20261205010200); workers are woken through pg_net by crm.wake_workers.
 select results_eq(
   $$select jobname::text collate "default", schedule from cron.job where jobname like 'crm-%' and jobname <> 'crm-platform-ping'
     order by jobname$$,
@@ -33,27 +34,23 @@ select results_eq(
            ('crm-inbound-owners', '0 6 * * *'), ('crm-outbound', '*/10 * * * *'), ('crm-retry-failures', '37 * * * *'),
            ('crm-workers', '* * * * *')$$,
   'the nine crm jobs with their schedules');
-select results_eq(
-  $$select jobname::text collate "default" from cron.job where jobname like 'crm-%'
-    and command like '%net.http_post%'
-    and command like '%vault.decrypted_secrets where name = ''project_url''%'
-    and command like '%vault.decrypted_secrets%where name = ''service_role_key''%'$$,
-  $$values ('crm-outbound')$$,
-  'the outbound job (the only HTTP job) reads URL and key from Vault at run time');
+select is((select count(*)::integer from cron.job where jobname like 'crm-%' and command like '%net.http_post%'), 0,
+  'no crm job calls a function itself (crm-outbound enqueues now)');
 select is((select count(*)::integer from cron.job where command like '%sk-test-service-role%'
            or command like '%eyJ%'), 0, 'no key is stored in a job');
 select results_eq(
   $$select jobname::text collate "default", command from cron.job
-    where jobname like 'crm-%' and jobname not in ('crm-platform-ping', 'crm-outbound') order by jobname$$,
+    where jobname like 'crm-%' and jobname <> 'crm-platform-ping' order by jobname$$,
   $$values ('crm-cleanup', 'select crm.cleanup() || crm.purge_jobs()'),
            ('crm-drift-check', 'select crm.enqueue_inbound(array[''contacts'', ''companies'', ''deals''], ''drift'')'),
            ('crm-health-check', 'select count(*) from crm.check_health()'),
            ('crm-inbound-companies-deals', 'select crm.enqueue_inbound(array[''companies'', ''deals''], ''delta'')'),
            ('crm-inbound-contacts', 'select crm.enqueue_inbound(array[''contacts''], ''delta'')'),
            ('crm-inbound-owners', 'select crm.enqueue_inbound(array[''owners''], ''full'')'),
+           ('crm-outbound', 'select crm.enqueue_outbound(p_trigger => ''cron'')'),
            ('crm-retry-failures', 'select crm.enqueue_inbound(array[''owners'', ''companies'', ''contacts'', ''deals''], ''delta'')'),
            ('crm-workers', 'select crm.wake_workers(''cron'')')$$,
-  'the other jobs are SQL: the inbound ones enqueue, crm-workers wakes workers');
+  'the jobs are SQL: the inbound and outbound ones enqueue, crm-workers wakes workers');
 select is(pg_temp.run_job('crm-inbound-contacts'),
   (select count(*) from crm.connections
    where status = 'active' and (settings -> 'objects' is null or settings -> 'objects' ? 'contacts')),
@@ -63,12 +60,13 @@ select is((select count(*)::integer from crm.connections c
              and not exists (select 1 from crm.jobs j where j.connection_id = c.id and j.kind = 'inbound'
                              and j.object = 'contacts' and j.mode = 'delta' and j.state in ('queued', 'running'))),
   0, 'each of them has a live contacts delta job');
-select is((select r.body from pg_temp.request(pg_temp.run_job('crm-outbound')) r),
-  '{"direction": "outbound", "trigger": "cron"}'::jsonb, 'outbound job body (as before)');
-select results_eq(
-  $$select r.method, r.url, r.auth, r.timeout from pg_temp.request(pg_temp.run_job('crm-outbound')) r$$,
-  $$values ('POST', 'https://proj-ref.supabase.test/functions/v1/crm-sync-bidirectional', 'Bearer sk-test-service-role', 150000)$$,
-  'the outbound job POSTs to crm-sync-bidirectional with the service key');
+select is(pg_temp.run_job('crm-outbound'),
+  (select count(*) from crm.connections c
+   where c.status = 'active'
+     and exists (select 1 from crm.outbox o where o.connection_id = c.id
+                 and ((o.state = 'pending' and o.next_attempt_at <= now())
+                      or (o.state = 'processing' and o.locked_until < now())))),
+  'the outbound job enqueues one job per active connection with due outbox entries (23_outbound_jobs has more)');
 select lives_ok((select command from cron.job where jobname = 'crm-workers'), 'the workers job runs');
 select lives_ok((select command from cron.job where jobname = 'crm-health-check'), 'the health check job runs');
 select lives_ok((select command from cron.job where jobname = 'crm-cleanup'), 'the cleanup job runs');
@@ -79,11 +77,13 @@ select is((select count(*)::integer from cron.job where jobname = 'crm-outbound'
   're-registering does not duplicate');
 
 -- trigger_crm_sync ----------------------------------------------------------------------------------
-select results_eq(
-  $$select r.method, r.url, r.auth, r.body from pg_temp.request(public.trigger_crm_sync('outbound')) r$$,
-  $$values ('POST', 'https://proj-ref.supabase.test/functions/v1/crm-sync-bidirectional', 'Bearer sk-test-service-role',
-            '{"direction": "outbound", "trigger": "manual"}'::jsonb)$$,
-  'trigger_crm_sync(outbound) still queues the POST with URL, Authorization and body; returns the request id');
+select is(public.trigger_crm_sync('outbound'),
+  (select count(*) from crm.connections c
+   where c.status = 'active'
+     and exists (select 1 from crm.outbox o where o.connection_id = c.id
+                 and ((o.state = 'pending' and o.next_attempt_at <= now())
+                      or (o.state = 'processing' and o.locked_until < now())))),
+  'trigger_crm_sync(outbound) returns the number of outbound jobs it queued or merged (23_outbound_jobs has more)');
 select throws_ok($$select public.trigger_crm_sync('tickets')$$, 'CRM01',
   'unknown sync kind ''tickets''', 'unknown kind: CRM01 with a clear message');
 select throws_ok($$select public.trigger_crm_sync(null)$$, 'CRM01', null, 'NULL kind: CRM01');
@@ -105,10 +105,9 @@ select is(public.trigger_crm_sync('all', '07000000-0000-4000-8000-0000000000c1')
   'all: one job per object (the deals and owners jobs merge)');
 select is((select count(*)::integer from crm.jobs where connection_id = '07000000-0000-4000-8000-0000000000c1'), 4,
   'four live jobs, no duplicates');
-select is((select count(*)::integer from net.http_request_queue q
-           where convert_from(q.body, 'UTF8')::jsonb = '{"direction": "outbound", "trigger": "manual",
-             "connection_id": "07000000-0000-4000-8000-0000000000c1"}'::jsonb), 1,
-  'all also queues the outbound push of that connection');
+select is((select count(*)::integer from crm.jobs
+           where connection_id = '07000000-0000-4000-8000-0000000000c1' and kind = 'outbound'), 0,
+  'all queues no outbound job while nothing is due outbound (23_outbound_jobs: with due entries)');
 select is(public.trigger_crm_sync('contacts'),
   (select count(*) from crm.connections
    where status = 'active' and (settings -> 'objects' is null or settings -> 'objects' ? 'contacts')),
@@ -138,7 +137,8 @@ select throws_ok($$select crm.pause_connection('07000000-0000-4000-8000-00000000
 
 -- Vault not configured: a clear error.
 delete from vault.secrets where name = 'service_role_key';
-select throws_ok($$select public.trigger_crm_sync('outbound')$$, 'CRM04', null, 'missing Vault secret: CRM04');
+select lives_ok($$select public.trigger_crm_sync('outbound')$$,
+  'missing Vault secret: trigger_crm_sync(outbound) still enqueues (the wake is skipped with a warning)');
 select is(public.trigger_crm_sync('companies', '07000000-0000-4000-8000-0000000000c1'), 1::bigint,
   'without Vault secrets an enqueue still stores its job (the wake is skipped with a warning)');
 

@@ -188,7 +188,7 @@ select results_eq(
   $$select * from crm.fail_outbox((select jsonb_agg(jsonb_build_object('id', id, 'lease', lease, 'error', 'CRM said no',
                                                                        'retryable', false))
       from claimed_deal))$$,
-  $$values (0, 1)$$, 'fail_outbox as service_role dead-letters the deal');
+  $$values (0, 1, 0, 0)$$, 'fail_outbox as service_role dead-letters the deal');
 select is((select sync_error from crm.deals where id = '10000000-0000-4000-8000-0000000000d2'), 'dead letter: CRM said no',
   '... and writes sync_error on the row');
 reset role;

@@ -6,8 +6,9 @@
 //   rate budget paused            → deferred until the budget reopens
 //   credentials refused           → dead (the connection is in status error; its entries stay
 //                                   queued for when it is reconnected)
-//   other failures of a call      → done: the entries carry their own backoff, and the outbox
-//                                   trigger and the cron safety net enqueue the job again
+//   other failures of a call      → as below: the entries carry their own backoff
+//   entries left in backoff       → deferred until the first is due (the outbox trigger and
+//                                   the cron job enqueue it too)
 // Entry-level outcomes (retries, dead letters) live on the entries, not on the job.
 import type { Sql } from "../db.ts";
 import type { Trigger } from "../sync/inbound.ts";
@@ -16,7 +17,7 @@ import type { ContextCache } from "./contexts.ts";
 import type { Job } from "./queue.ts";
 import type { JobBudget, JobHandler, JobOutcome } from "./worker.ts";
 
-const TRIGGERS: readonly Trigger[] = ["cron", "webhook", "manual", "backfill", "live"];
+const TRIGGERS: readonly Trigger[] = ["app", "cron", "webhook", "manual", "backfill"];
 
 export function outboundJobHandler(sql: Sql, contexts: ContextCache): JobHandler {
   return async (job: Job, budget: JobBudget): Promise<JobOutcome> => {
@@ -29,7 +30,19 @@ export function outboundJobHandler(sql: Sql, contexts: ContextCache): JobHandler
       cpuLeftMs: budget.cpuLeftMs,
       onProgress: (p) => budget.heartbeat({ ...p, at: new Date().toISOString() }),
     });
-    return outboundOutcome(summary);
+    const outcome = outboundOutcome(summary);
+    if (outcome.outcome !== "done") return outcome;
+    // Entries left waiting out a backoff (or a held create): come back when the first is due,
+    // rather than at the next cron tick.
+    const [w] = await sql`select min(next_attempt_at) as at, count(*)::int as n from crm.outbox
+                          where connection_id = ${job.connectionId} and state = 'pending'
+                            and next_attempt_at > now()`;
+    if (!w.at) return outcome;
+    return {
+      outcome: "defer",
+      until: new Date(w.at),
+      reason: `${w.n} outbox entr${w.n === 1 ? "y waits" : "ies wait"} for a retry`,
+    };
   };
 }
 

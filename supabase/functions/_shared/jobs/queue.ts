@@ -110,6 +110,12 @@ export async function workerFinished(
 
 /** Wakes as many workers as the due backlog needs (capped by crm.engine_settings); returns
  * how many were woken. */
+/** Jobs a worker could claim now (queued and due, or with an expired lease). */
+export async function dueJobs(sql: Sql): Promise<number> {
+  const [r] = await sql`select crm._due_jobs() as n`;
+  return Number(r.n);
+}
+
 export async function wakeWorkers(sql: Sql, reason: string): Promise<number> {
   const [r] = await sql`select crm.wake_workers(${reason}) as woken`;
   return Number(r.woken);

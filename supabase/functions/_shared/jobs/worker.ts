@@ -14,6 +14,7 @@ import type { CpuMeter } from "./cpu.ts";
 import {
   claimJob,
   deferJob,
+  dueJobs,
   failJob,
   finishJob,
   heartbeatJob,
@@ -87,6 +88,10 @@ export interface WorkerReport {
   woken: number;
 }
 
+/** Claims tried again after one found nothing while due jobs existed (see claimAfterSkips). */
+const CLAIM_RETRIES = 3;
+const CLAIM_RETRY_MS = 100;
+
 /** Fewest seconds between two heartbeats of one job (pages can come every few ms). */
 const HEARTBEAT_EVERY_S = 2;
 
@@ -105,7 +110,7 @@ export async function runWorker(deps: WorkerDeps, o: WorkerOptions): Promise<Wor
       stopped = reason;
       break;
     }
-    const job = await claimJob(sql, workerId, o.leaseS);
+    const job = await claimAfterSkips(deps, workerId, o.leaseS);
     if (!job) break;
     jobs.push(await runJob(deps, job, { ...o, wallDeadline }));
   }
@@ -128,6 +133,24 @@ export async function runWorker(deps: WorkerDeps, o: WorkerOptions): Promise<Wor
   // Only a worker cut short can leave due work behind that nobody is about to claim.
   if (stopped !== "idle") report.woken = await wakeWorkers(sql, "handover");
   return report;
+}
+
+/**
+ * A claim skips rows other sessions hold locked (SKIP LOCKED); an app transaction that queued
+ * a push holds its connection's job row until it commits, and its wake may have been the one
+ * debounced. So when a claim finds nothing while due jobs exist, try again shortly, a few
+ * times, rather than leave that job to the next minute's crm-workers tick.
+ */
+async function claimAfterSkips(
+  deps: WorkerDeps,
+  workerId: number,
+  leaseS: number,
+): Promise<Job | null> {
+  for (let i = 0;; i++) {
+    const job = await claimJob(deps.sql, workerId, leaseS);
+    if (job || i >= CLAIM_RETRIES || await dueJobs(deps.sql) === 0) return job;
+    await new Promise((r) => setTimeout(r, CLAIM_RETRY_MS));
+  }
 }
 
 async function runJob(

@@ -49,6 +49,7 @@ import type {
 export const EXTERNAL_ID_PROPERTY = "crm_sync_id";
 const MAX_BATCH = 100;
 const ASSOCIATIONS = "associations.";
+const PRIMARY_COMPANY = "associatedcompanyid";
 const GROUP: Record<string, string> = {
   contacts: "contactinformation",
   companies: "companyinformation",
@@ -101,9 +102,16 @@ function split(props: Record<string, unknown>) {
   const properties: Record<string, string> = {};
   const assoc = new Map<string, string[]>();
   for (const [k, v] of Object.entries(props)) {
-    if (k.startsWith(ASSOCIATIONS)) {
+    // A contact's associatedcompanyid is HubSpot's view of its primary company, derived from
+    // the associations: writing it means setting the company association.
+    const to = k === PRIMARY_COMPANY
+      ? "companies"
+      : k.startsWith(ASSOCIATIONS)
+      ? k.slice(ASSOCIATIONS.length)
+      : null;
+    if (to !== null) {
       const ids = Array.isArray(v) ? v.map(String) : v == null || v === "" ? [] : [String(v)];
-      assoc.set(k.slice(ASSOCIATIONS.length), [...new Set(ids)]);
+      assoc.set(to, [...new Set(ids)]);
     } else properties[k] = text(v);
   }
   return { properties, assoc };

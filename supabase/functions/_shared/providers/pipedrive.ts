@@ -11,16 +11,18 @@
 // response (./observe.ts): status, headers (x-ratelimit-limit/-remaining/-reset, and the daily
 // budget's headers when the account has one) and, for errors, the body (a 429's envelope).
 // Call kinds (beforeRequest and observe): "list" (v2 list pages), "list-ids" (v2 lists by
-// ids), "users" (v1 users). A token's daily budget charges list calls more than reads by id
+// ids), "users" (v1 users); the writer's kinds are listed in ./pipedrive_write.ts. A token's daily budget charges list calls more than reads by id
 // and v1 more than v2, so the kinds name the cost class.
 import * as v1 from "pipedrive/v1";
 import * as v2 from "pipedrive/v2";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
+import type { RetryPolicy } from "../http/retry.ts";
 import { callScope, guardedCall, isNetworkError } from "./call.ts";
 import { observeResponse, observing } from "./observe.ts";
 import { missingIds } from "./missing.ts";
+import { createPipedriveWriter } from "./pipedrive_write.ts";
 import {
   type ChangePage,
   type ListOptions,
@@ -60,7 +62,7 @@ interface Walk {
   cursor: string | null;
 }
 
-function isoOf(pd: string | null | undefined): string | null {
+export function isoOf(pd: string | null | undefined): string | null {
   if (!pd) return null;
   const d = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(pd) ? pd : `${pd.replace(" ", "T")}Z`);
   return Number.isNaN(d.getTime()) ? null : d.toISOString();
@@ -173,12 +175,18 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
     owners: withHttpErrors(new v1.UsersApi(cfg1) as unknown as v1.UsersApi & AnyApi),
   };
 
-  const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>
+  const call = <T>(
+    kind: string,
+    fn: () => Promise<T>,
+    o: ListOptions = {},
+    policy?: RetryPolicy,
+  ) =>
     guardedCall(deps, observing(deps, kind, fn), {
       kind,
       classify: classifyPipedrive,
       signal: o.signal,
       deadline: o.deadline,
+      policy,
       refresh: () =>
         Promise.reject(new ProviderError("Pipedrive rejected the credentials", "revoked", 401)),
     });
@@ -218,8 +226,29 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
     return await call("list", fetchPage, opts);
   }
 
+  const writer = createPipedriveWriter({
+    call,
+    apis: {
+      persons: apis.contacts,
+      organizations: apis.companies,
+      deals: apis.deals,
+      personFields: withHttpErrors(
+        new v1.PersonFieldsApi(cfg1) as unknown as v1.PersonFieldsApi & AnyApi,
+      ),
+      organizationFields: withHttpErrors(
+        new v1.OrganizationFieldsApi(cfg1) as unknown as v1.OrganizationFieldsApi & AnyApi,
+      ),
+      dealFields: withHttpErrors(
+        new v1.DealFieldsApi(cfg1) as unknown as v1.DealFieldsApi & AnyApi,
+      ),
+    },
+    isHttpError: (e): e is PipedriveHttpError => e instanceof PipedriveHttpError,
+    isoOf,
+  });
+
   return {
     provider: "pipedrive",
+    writer,
     // v2 lists never return deleted items and nothing lists them: the full walk's sweep does.
     capabilities: { deletions: "sweep-only", alwaysFull: ["owners"] },
 

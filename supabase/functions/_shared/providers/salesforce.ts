@@ -34,6 +34,7 @@ import { callScope, DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from 
 import { observeResponse, observing, parseErrorBody } from "./observe.ts";
 import { missingIds } from "./missing.ts";
 import { isoFromSalesforce } from "./iso.ts";
+import { createSalesforceWriter, type WriteConnection } from "./salesforce_write.ts";
 import {
   type ChangePage,
   type ListOptions,
@@ -98,8 +99,11 @@ export function classifySalesforce(e: unknown): Classification {
   if (/invalid_grant|INVALID_AUTH|expired access\/refresh token/i.test(`${code} ${err.message}`)) {
     return { kind: "reauth", reason: err.message ?? code };
   }
+  // jsforce's errors carry Salesforce's errorCode but not the HTTP status: a 500 arrives as
+  // UNKNOWN_EXCEPTION ("An unexpected error occurred…"), the one code a 500 answer has.
   if (
     code === "SERVER_UNAVAILABLE" || code === "UNABLE_TO_LOCK_ROW" ||
+    code === "UNKNOWN_EXCEPTION" ||
     /^5\d\d$/.test(String(err.statusCode ?? ""))
   ) {
     return { kind: "retry", reason: code || "5xx" };
@@ -157,6 +161,13 @@ function timed(
  */
 const DESCRIBED = new Map<string, { at: number; fields: Promise<string[]> }>();
 const DESCRIBE_TTL_MS = 10 * 60_000;
+
+/** Forgets this process's describes of `sobject` in the org at `org` (a field was added). */
+function forgetDescribed(org: string, sobject: string): void {
+  for (const key of DESCRIBED.keys()) {
+    if (key.startsWith(`${org}|${sobject}|`)) DESCRIBED.delete(key);
+  }
+}
 
 export function createSalesforceAdapter(
   deps: ProviderDeps,
@@ -313,8 +324,19 @@ export function createSalesforceAdapter(
     };
   }
 
+  const org = c.instanceUrl ?? deps.baseUrl;
+  const writer = createSalesforceWriter({
+    conn: conn as unknown as WriteConnection,
+    call,
+    deps,
+    org,
+    sobjects: SOBJECTS,
+    forgetDescribes: (sobject) => forgetDescribed(org, sobject),
+  });
+
   return {
     provider: "salesforce",
+    writer,
     // queryAll returns recycle-bin rows (IsDeleted) in the same keyset walk. User has no
     // deletions but is kept whole like every provider's owners (the daily owners job).
     capabilities: { deletions: "in-walk", alwaysFull: ["owners"] },

@@ -113,8 +113,8 @@ export interface ProviderCapabilities {
 
 export interface ProviderAdapter {
   readonly provider: ProviderName;
-  /** The write side (outbound push). Optional only while the three adapters gain theirs. */
-  readonly writer?: ProviderWriter;
+  /** The write side (outbound push). */
+  readonly writer: ProviderWriter;
   readonly capabilities: ProviderCapabilities;
   /**
    * Records of `object` changed at or after the watermark, oldest first. `checkpoint` is what

@@ -26,7 +26,8 @@ import { RunTally } from "./tally.ts";
 import { deletionPage, listsDeletionsAfter, pageReader, streamMode } from "./walk.ts";
 
 export type InboundMode = "delta" | "full";
-export type Trigger = "cron" | "webhook" | "manual" | "backfill" | "live";
+/** What started a run: `app` is an app write that queued an outbound push. */
+export type Trigger = "cron" | "webhook" | "manual" | "backfill" | "live" | "app";
 
 export interface InboundOptions {
   object: ObjectType;

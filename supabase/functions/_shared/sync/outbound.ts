@@ -71,14 +71,6 @@ export async function runOutbound(
 ): Promise<OutboundSummary> {
   const writer = ctx.adapter.writer;
   const pushes: ObjectPush[] = [];
-  if (!writer) {
-    return {
-      status: "failed",
-      more: false,
-      pushes,
-      error: `outbound push is not available for ${ctx.conn.provider}`,
-    };
-  }
   const gate = externalIdGate(sql, ctx.conn.id, writer);
   const outOfBudget = () => o.cpuLeftMs() <= 0 || Date.now() > o.deadline - CLAIM_MARGIN_MS;
 
@@ -132,8 +124,10 @@ export async function runOutbound(
                   remote_id: r.remoteId,
                   remote_version: r.remoteVersion,
                 });
+                // A create retried after an unknown outcome finds the record its first attempt
+                // made (the CRM says "not created"): still this push's create.
                 if (e.op === "delete") push.deleted++;
-                else if (r.created) push.created++;
+                else if (r.created || (e.op === "insert" && e.uncertain)) push.created++;
                 else push.updated++;
               } else {
                 failed.push({
@@ -170,6 +164,10 @@ export async function runOutbound(
           }
         }
         await settle(sql, push, completed, failed, ctx.calls() - callsBefore, entries.length);
+        // Refused credentials end the push and put the connection in error (its entries wait,
+        // unclaimable, until it is reconnected), rather than retrying into the refusal.
+        const refused = failed.find((f) => f.action === "reauth");
+        if (refused) throw new ProviderError(refused.error, "revoked");
         await o.onProgress?.({ object, ...counts(push) });
       }
       if (push) await closePush(sql, push, notes, null);
