@@ -40,6 +40,8 @@
 //     --outbound-providers LIST, --latency-providers LIST (hubspot,salesforce,pipedrive;
 //                             "none" skips that half)
 //     --latency-rate N (app writes/s, default 20), --latency-seconds N (default 60)
+//     --outbound-leads        Salesforce: change Contacts and Leads as they come (chunks of
+//                             both types) instead of Contacts only
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
 // The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
@@ -84,7 +86,7 @@ const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-reco
   "[--scale-providers hubspot,salesforce,pipedrive] " +
   "[--outbound-records N] [--outbound-pipedrive N] [--outbound-naive N] " +
   "[--outbound-providers LIST] [--latency-providers LIST] [--latency-rate N] " +
-  "[--latency-seconds N] [--only engine,badpage,ab,ceiling,budget,scale,outbound] [--keep] | --down";
+  "[--latency-seconds N] [--outbound-leads] [--only engine,badpage,ab,ceiling,budget,scale,outbound] [--keep] | --down";
 const PARTS = ["engine", "badpage", "ab", "ceiling", "budget", "scale", "outbound"] as const;
 /** The parts that run on the bench stack. */
 const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale", "outbound"];
@@ -122,6 +124,7 @@ const { values } = (() => {
         "latency-providers": { type: "string" },
         "latency-rate": { type: "string" },
         "latency-seconds": { type: "string" },
+        "outbound-leads": { type: "boolean" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -201,6 +204,7 @@ const outbound: OutboundOptions = {
   latencyProviders: providerList("latency-providers"),
   ratePerSecond: count(values["latency-rate"], "latency-rate", 20, 1),
   seconds: count(values["latency-seconds"], "latency-seconds", 60, 1),
+  leads: values["outbound-leads"] === true,
 };
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);

@@ -24,6 +24,8 @@ export interface NaiveResult {
 export interface NaiveRecord {
   remoteId: string;
   lastName: string | null;
+  /** contact | lead (Salesforce Contact or Lead). */
+  kind: string;
 }
 
 type Patch = (r: NaiveRecord, firstName: string) => Promise<unknown>;
@@ -46,7 +48,8 @@ function patcher(provider: ProviderName, url: string, creds: Record<string, stri
       version: API_VERSION,
     });
     return async (r, firstName) => {
-      const res = await conn.sobject("Contact").update({ Id: r.remoteId, FirstName: firstName });
+      const type = r.kind === "lead" ? "Lead" : "Contact";
+      const res = await conn.sobject(type).update({ Id: r.remoteId, FirstName: firstName });
       if (!res.success) throw new Error(JSON.stringify(res.errors));
       return res;
     };

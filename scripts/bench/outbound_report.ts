@@ -32,9 +32,9 @@ const precision = (ms: number) =>
 function printBulk(b: BulkResult): Verdict[] {
   const part = `outbound ${b.provider}`;
   console.log(
-    `${NAME[b.provider]}: ${n(b.records)} contacts changed in one app statement${
-      b.fewer ? ` (${b.fewer})` : ""
-    }: ${n(b.applied)} applied${
+    `${NAME[b.provider]}: ${n(b.records)} contacts${
+      b.leads ? ` (${n(b.records - b.leads)} Contacts, ${n(b.leads)} Leads: mixed chunks)` : ""
+    } changed in one app statement${b.fewer ? ` (${b.fewer})` : ""}: ${n(b.applied)} applied${
       b.altered ? ` (${n(b.altered)} of them reshaped by the CRM)` : ""
     }, ${b.dead} dead letters, ${b.runs} outbound runs${
       b.mismatches.length ? `; not as the app wrote them, e.g. ${b.mismatches.join("; ")}` : ""

@@ -51,6 +51,8 @@ export interface OutboundOptions {
   latencyProviders: ProviderName[];
   ratePerSecond: number;
   seconds: number;
+  /** Salesforce: change Contacts and Leads as the rows come (mixed chunks), not Contacts only. */
+  leads: boolean;
 }
 
 export interface BulkResult {
@@ -75,6 +77,8 @@ export interface BulkResult {
   applied: number;
   /** Of those, records whose value the CRM reshaped (see matchValue). */
   altered: number;
+  /** Rows changed that are Salesforce Leads (the rest are Contacts). */
+  leads: number;
   /** Up to three records the CRM does not hold as the app wrote them. */
   mismatches: string[];
   /** Calls on every route (reads included) ÷ ⌈N / max batch⌉. */
@@ -120,20 +124,27 @@ const WINDOW_MS: Record<ProviderName, number> = {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Synced Contact rows of a connection, in a stable order. */
+/** Synced contacts of a connection (kind contact, or any kind with `leads`), in a stable
+ * order. */
 async function syncedContacts(
   sql: postgres.Sql,
   conn: string,
   n: number,
   order: "asc" | "desc",
-): Promise<{ id: string; remoteId: string; lastName: string | null }[]> {
+  leads = false,
+): Promise<{ id: string; remoteId: string; lastName: string | null; kind: string }[]> {
   const rows = await sql`
-    select id, remote_id, last_name from crm.contacts
-    where connection_id = ${conn} and kind = 'contact' and remote_id is not null
+    select id, remote_id, last_name, kind from crm.contacts
+    where connection_id = ${conn} and (kind = 'contact' or ${leads}) and remote_id is not null
       and deleted_at is null
     order by id ${order === "asc" ? sql`asc` : sql`desc`} limit ${n}`;
   if (rows.length < n) throw new Error(`only ${rows.length} of ${n} synced contacts to change`);
-  return rows.map((r) => ({ id: r.id, remoteId: r.remote_id, lastName: r.last_name }));
+  return rows.map((r) => ({
+    id: r.id,
+    remoteId: r.remote_id,
+    lastName: r.last_name,
+    kind: r.kind,
+  }));
 }
 
 async function deadLetters(sql: postgres.Sql, conn: string): Promise<number> {
@@ -158,7 +169,7 @@ async function bulk(
   log: (m: string) => void,
 ): Promise<BulkResult> {
   const n = o.records[p];
-  const rows = await syncedContacts(sql, conn, n, "asc");
+  const rows = await syncedContacts(sql, conn, n, "asc", o.leads && p === "salesforce");
   const prefix = `Bulk${Date.now() % 100_000}`;
   await sleep(WINDOW_MS[p]); // the backfill's requests leave the provider's window
   await resetCounters(account.url);
@@ -247,6 +258,7 @@ async function bulk(
     counters: served,
     applied,
     altered,
+    leads: rows.filter((r) => r.kind === "lead").length,
     mismatches,
     allCallRatio: served.total / minCalls,
     dead,

@@ -18,13 +18,16 @@ const SHAPE: Record<ProviderName, { object: string; id: string; first: string; a
   pipedrive: { object: "person", id: "id", first: "first_name", at: "update_time" },
 };
 
-/** The sandbox's contacts (Salesforce: Contacts, not Leads) by remote id. */
+/** The sandbox's contacts (Salesforce: Contacts and Leads) by remote id. */
 export async function storedContacts(
   provider: ProviderName,
   url: string,
 ): Promise<Map<string, StoredContact>> {
   const s = SHAPE[provider];
   const rows = await admin(url, "GET", `/store?object=${s.object}`) as Record<string, unknown>[];
+  if (provider === "salesforce") {
+    rows.push(...await admin(url, "GET", "/store?object=Lead") as Record<string, unknown>[]);
+  }
   const out = new Map<string, StoredContact>();
   for (const r of rows) {
     const props = provider === "hubspot" ? r.properties as Record<string, unknown> : r;
