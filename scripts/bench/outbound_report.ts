@@ -74,9 +74,11 @@ function printBulk(b: BulkResult): Verdict[] {
   );
   const nv = b.naive;
   console.log(
-    `  naive baseline (the seeds' way: one ${NAIVE_ROUTE[b.provider]} per record through the SDK, ${
-      NAIVE_PACE[b.provider]
-    }): ${n(nv.records)} records in ${s(nv.wallMs)} = ${n(nv.rate, 1)} records/s, ${
+    `  naive baseline (the seeds' way: one ${
+      b.leads ? NAIVE_ROUTE[b.provider].replace("Contact", "Contact|Lead") : NAIVE_ROUTE[b.provider]
+    } per record through the SDK, ${NAIVE_PACE[b.provider]}): ${n(nv.records)} records in ${
+      s(nv.wallMs)
+    } = ${n(nv.rate, 1)} records/s, ${
       n(nv.calls)
     } calls, ${nv.throttled} 429s, ${nv.failed} failed${
       nv.firstError ? ` (first: ${nv.firstError.replace(/\s+/g, " ").slice(0, 140)})` : ""
