@@ -58,15 +58,17 @@ export async function pushNow(conn: string): Promise<Record<string, unknown>> {
   return r.json;
 }
 
-/** One inbound delta of `objects` in a direct request. */
+/** One inbound walk of `objects` in a direct request (a delta unless `mode` says full). */
 export async function pullNow(
   conn: string,
   objects: string[] = ["contacts"],
+  mode: "delta" | "full" = "delta",
 ): Promise<Array<Record<string, unknown>>> {
   const r = await callFunction("crm-sync-bidirectional", {
     direction: "inbound",
     connection_id: conn,
     objects,
+    mode,
   });
   if (r.status !== 200) throw new Error(`pull answered ${r.status}: ${JSON.stringify(r.json)}`);
   return r.json.runs as Array<Record<string, unknown>>;

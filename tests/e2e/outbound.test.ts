@@ -100,7 +100,7 @@ const FIXTURES: Record<ProviderName, Fixture> = {
       deal: { title: "Mark I", value: 1250.5, currency: "USD", expected_close_date: "2027-01-15" },
     },
     firstName: "first_name",
-    updateRoute: "PATCH /api/v2/persons",
+    updateRoute: "PATCH /api/v2/persons/:id",
   },
 };
 
@@ -221,6 +221,15 @@ for (const provider of PROVIDERS) {
         await awaitOutbox(sql, conn);
         const gone = (await storedAll(sb.url, provider, "deals")).find((r) => r.id === remote.deal);
         assert.ok(!gone || gone.deleted, `the deal is deleted in the CRM: ${JSON.stringify(gone)}`);
+        // So does a hard delete.
+        await asApp(sql, conn, (tx) => tx`delete from crm.contacts where id = ${ids.contact}`);
+        await awaitOutbox(sql, conn);
+        const removed = (await storedAll(sb.url, provider, "contacts"))
+          .find((r) => r.id === remote.contact);
+        assert.ok(
+          !removed || removed.deleted,
+          `the contact is deleted: ${JSON.stringify(removed)}`,
+        );
       });
     },
   });

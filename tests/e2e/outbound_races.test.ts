@@ -4,6 +4,8 @@
 //   records no conflict, and L2 is pushed next;
 // - both sides edit one field, under each policy: the expected winner on both sides, the
 //   conflict recorded, and under `manual` nothing pushed until crm.resolve_conflict;
+// - a CRM delete of a record the app edited meanwhile: a recorded conflict, the delete wins
+//   (by default), the stale edit is dropped and nothing is resurrected;
 // - a worker that wrote the create and died before complete_outbox, and a create the CRM
 //   applied but never answered, both end with exactly one remote record.
 import assert from "node:assert/strict";
@@ -161,6 +163,44 @@ for (const provider of PROVIDERS) {
             assert.equal(local, winner, `${policy}: local value`);
             assert.equal(remote, winner, `${policy}: CRM value`);
           }
+        });
+      });
+    },
+  });
+
+  Deno.test({
+    ...opts,
+    name: `e2e ${provider}: a CRM delete beats a pending app edit, and nothing comes back`,
+    fn: async () => {
+      await withConnection(provider, { seed: 45, records: 6, unlimited: true }, async (s) => {
+        const { sb, sql, conn } = s;
+        await triggerSync(sql, "all", conn);
+        await withSettings(sql, { max_workers: 0 }, async () => {
+          const [c] = await someContacts(sql, conn, 1);
+          await admin(
+            sb.url,
+            "DELETE",
+            `/records/${ADMIN_OBJECT[provider].contacts}/${c.remote_id}`,
+          );
+          await asApp(
+            sql,
+            conn,
+            (tx) => tx`update crm.contacts set first_name = 'Edited meanwhile' where id = ${c.id}`,
+          );
+          // HubSpot and Pipedrive deltas do not list deletions; the drift check's full walk does.
+          await pullNow(conn, ["contacts"], "full");
+          const [row] = await sql`select deleted_at from crm.contacts where id = ${c.id}`;
+          assert.ok(row.deleted_at, "the default policy: the delete wins, the row is a tombstone");
+          const [k] =
+            await sql`select field, resolution from crm.conflicts where record_id = ${c.id}`;
+          assert.deepEqual({ ...k }, { field: "deleted_at", resolution: "remote" });
+          await pushNow(conn);
+          const [{ n }] = await sql`select count(*)::int as n from crm.outbox
+                                    where record_id = ${c.id}`;
+          assert.equal(n, 0, "the stale edit is dropped");
+          const back = (await storedAll(sb.url, provider, "contacts"))
+            .filter((r) => r.id === c.remote_id && !r.deleted);
+          assert.equal(back.length, 0, "the CRM record was not resurrected");
         });
       });
     },
