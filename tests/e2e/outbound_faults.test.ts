@@ -2,7 +2,9 @@
 // contacts (40 on Pipedrive, 1,000 and 2,000 where writes are batched) still reach it, each exactly once; a change the CRM rejects becomes a dead letter
 // with the CRM's own message on the row and in crm.sync_status(), and once the row is fixed (or
 // the dead letter replayed) it goes through. Pushes run in direct requests, and backoffs are
-// cut short by the test, so the faults are what is measured, not the waiting.
+// cut short by the test, so the faults are what is measured, not the waiting. Without the
+// permission to create the external-id property, creates are held (never sent without it) and
+// say why, and go out once it exists.
 import assert from "node:assert/strict";
 import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
 import { admin, type Sql, triggerSync, withConnection, withSettings } from "./_harness.ts";
@@ -125,6 +127,59 @@ for (const provider of PROVIDERS) {
           assert.equal(fixed.sync_error, null);
           assert.ok(fixed.remote_id, "the fixed contact reached the CRM");
           assert.equal(fixed.needs_sync, false);
+        });
+      });
+    },
+  });
+}
+
+/** Takes away the permission to create the external-id property, or gives it back. */
+function denyPropertyCreation(url: string, p: ProviderName, deny: boolean) {
+  return p === "hubspot"
+    ? admin(url, "PUT", "/scopes", { denied: deny ? ["crm.schemas.companies.write"] : [] })
+    : p === "salesforce"
+    ? admin(url, "PUT", "/permissions", { customizeApplication: !deny })
+    : admin(url, "PUT", "/permissions", { customFields: !deny });
+}
+
+for (const provider of PROVIDERS) {
+  Deno.test({
+    ...opts,
+    name: `e2e ${provider}: without the permission to create the external id, creates are held`,
+    fn: async () => {
+      await withConnection(provider, { seed: 53, records: 3, unlimited: true }, async (s) => {
+        const { sb, sql, conn } = s;
+        await triggerSync(sql, "all", conn);
+        await withSettings(sql, { max_workers: 0 }, async () => {
+          await denyPropertyCreation(sb.url, provider, true);
+          const before = (await storedAll(sb.url, provider, "companies")).length;
+          const [{ id }] = await asApp(
+            sql,
+            conn,
+            (tx) =>
+              tx`insert into crm.companies (connection_id, name) values (${conn}, 'Held Holdings')
+               returning id`,
+          );
+          await pushNow(conn);
+          await pushNow(conn);
+          const [entry] =
+            await sql`select state, last_error from crm.outbox where record_id = ${id}`;
+          assert.equal(entry.state, "pending");
+          assert.match(entry.last_error, /^create held: cannot create the external-id property/);
+          const [st] = await sql`select outbound_setup_error from crm.sync_status()
+                                 where connection_id = ${conn} and object = 'companies'`;
+          assert.match(st.outbound_setup_error ?? "", /external-id property/);
+          assert.equal((await storedAll(sb.url, provider, "companies")).length, before, "held");
+
+          // The permission granted; once the set-up is looked at again, the create goes out once.
+          await denyPropertyCreation(sb.url, provider, false);
+          await sql`update crm.outbound_setup set checked_at = now() - interval '11 minutes'
+                    where connection_id = ${conn}`;
+          await sql`update crm.outbox set next_attempt_at = now() where record_id = ${id}`;
+          await pushNow(conn);
+          const [row] = await sql`select remote_id from crm.companies where id = ${id}`;
+          assert.ok(row.remote_id, "created once the property exists");
+          assert.equal((await storedAll(sb.url, provider, "companies")).length, before + 1);
         });
       });
     },

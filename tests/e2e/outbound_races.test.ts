@@ -236,10 +236,10 @@ for (const provider of PROVIDERS) {
           });
           const entries = await claimOutbox(sql, "doomed worker", conn, "companies", 10, 1);
           assert.equal(entries.length, 1);
-          const gate = externalIdGate(sql, conn, ctx.adapter.writer!);
+          const gate = externalIdGate(sql, ctx.conn, ctx.adapter.writer);
           await gate.prepare([ctx.outbound.remoteType("companies", entries[0].record!)!], {});
           const batch = planPush("companies", entries, ctx.outbound, gate.hold);
-          const written = await ctx.adapter.writer!.write("companies", batch.ops);
+          const written = await ctx.adapter.writer.write("companies", batch.ops);
           assert.equal(written[0].ok, true, JSON.stringify(written));
           await ctx.budget.flush();
           await new Promise((r) => setTimeout(r, 1200)); // its lease expires

@@ -3,10 +3,17 @@
 // remote type in crm.outbound_setup, so one worker's check serves every later push; a failed
 // set-up (missing permission) is tried again after RECHECK_MS and holds creates meanwhile.
 import type { Sql } from "../db.ts";
-import type { ProviderWriter } from "../providers/types.ts";
+import type { ProviderName, ProviderWriter } from "../providers/types.ts";
 import { errorMessage } from "./connections.ts";
 
 const RECHECK_MS = 10 * 60_000;
+
+/** The property's name as the CRM shows it, for the record of a set-up that failed. */
+const PROPERTY: Record<ProviderName, string> = {
+  hubspot: "crm_sync_id",
+  salesforce: "Crm_Sync_Id__c",
+  pipedrive: "crm_sync_id",
+};
 
 export interface ExternalIdGate {
   /** Makes sure the set-up of each type was checked (calls the CRM for unknown ones). */
@@ -17,9 +24,10 @@ export interface ExternalIdGate {
 
 export function externalIdGate(
   sql: Sql,
-  connectionId: string,
+  conn: { id: string; provider: ProviderName },
   writer: ProviderWriter,
 ): ExternalIdGate {
+  const connectionId = conn.id;
   const known = new Map<string, string | null>();
   return {
     async prepare(types, opts) {
@@ -33,7 +41,7 @@ export function externalIdGate(
           continue;
         }
         let ok: boolean;
-        let property: string | null = null;
+        let property = PROPERTY[conn.provider];
         let error: string | null = null;
         try {
           const r = await writer.ensureExternalId(type, { deadline: opts.deadline });

@@ -71,7 +71,7 @@ export async function runOutbound(
 ): Promise<OutboundSummary> {
   const writer = ctx.adapter.writer;
   const pushes: ObjectPush[] = [];
-  const gate = externalIdGate(sql, ctx.conn.id, writer);
+  const gate = externalIdGate(sql, ctx.conn, writer);
   const outOfBudget = () => o.cpuLeftMs() <= 0 || Date.now() > o.deadline - CLAIM_MARGIN_MS;
 
   for (const object of PUSH_ORDER) {
@@ -102,8 +102,19 @@ export async function runOutbound(
         )
           .map((e) => ctx.outbound.remoteType(object, e.record ?? {}))
           .filter((t): t is string => t !== null);
-        await gate.prepare(creates, { deadline: o.deadline });
-        const batch = planPush(object, entries, ctx.outbound, gate.hold);
+        let batch;
+        try {
+          await gate.prepare(creates, { deadline: o.deadline });
+          batch = planPush(object, entries, ctx.outbound, gate.hold);
+        } catch (e) {
+          // Nothing was sent: the claimed entries go back with the reason, not left leased.
+          const reason = errorMessage(e);
+          await failOutbox(
+            sql,
+            entries.map((x) => ({ id: x.id, lease: x.lease, action: "retry", error: reason })),
+          );
+          throw e;
+        }
         notes.skipped.push(...batch.skipped.slice(0, SAMPLES - notes.skipped.length));
         notes.warnings.push(...batch.warnings.slice(0, SAMPLES - notes.warnings.length));
         const completed: Completion[] = [...batch.completed];
