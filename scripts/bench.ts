@@ -16,8 +16,7 @@
 //   --ab-records N  rows the A/B backfills in pages of 2,000 (default 100000)
 //   --ab-deltas N   delta pages of 2,000 existing records it applies afterwards (default 20)
 //   --only PARTS    comma-separated subset of engine,badpage,ab,ceiling,budget,scale,outbound
-//                   (default:
-//                   all that apply)
+//                   (default: all that apply)
 // The issue-11 parts run on the same bench stack, each with sandboxes of its own (documented
 // rate limits ON, many accounts per process) and connections it removes afterwards; their work
 // runs as jobs (crm.enqueue_job / crm.enqueue_inbound, crm.wake_workers), i.e. as real worker
