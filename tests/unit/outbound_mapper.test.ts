@@ -178,3 +178,18 @@ Deno.test("custom columns map through custom.<key>; several columns on one prope
   assert.match(p.warnings[0].message, /jobtitle is mapped from several columns/);
   assert.equal(hs.remoteType("owners", {}), null);
 });
+
+Deno.test("properties the CRM takes only together are sent whole when one changes", () => {
+  const pd = createOutboundMapper("pipedrive", seededMappings("pipedrive"));
+  const together = [["first_name", "last_name"]];
+  assert.deepEqual(pd.plan("contacts", ROWS.contacts, ["first_name"], together).properties, {
+    first_name: "Ada",
+    last_name: "Lovelace",
+  });
+  assert.deepEqual(pd.plan("contacts", ROWS.contacts, ["first_name"]).properties, {
+    first_name: "Ada",
+  });
+  assert.deepEqual(pd.plan("contacts", ROWS.contacts, ["owner_remote_id"], together).properties, {
+    owner_id: "77",
+  });
+});

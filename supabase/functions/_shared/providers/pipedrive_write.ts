@@ -469,6 +469,9 @@ export function createPipedriveWriter(
   return {
     maxBatch: 1,
     chunk: 20,
+    // v2 takes a person's name whole: with both halves the update needs no read first.
+    sendTogether: (remoteType) =>
+      entityOf(remoteType) === "persons" ? [["first_name", "last_name"]] : [],
     async externalIdProperty(remoteType) {
       const entity = entityOf(remoteType);
       if (!entity) throw new ProviderError(`unknown Pipedrive type ${remoteType}`, "fatal");
