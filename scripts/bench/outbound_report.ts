@@ -183,6 +183,7 @@ export function printOutbound(r: OutboundResult, o: OutboundOptions): Verdict[] 
     if (b.ok) out.push(...printBulk(b.value));
     else out.push(notMeasured(`outbound ${p}`, b.reason));
   }
+  if (!o.latencyProviders.length) return out;
   console.log(
     `\n── App→CRM latency: ${o.ratePerSecond} app writes/s for ${o.seconds} s (open loop, no cron) ──`,
   );
