@@ -355,7 +355,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "salesforce writer: 450 creates, updates and deletes of one sObject take 3 calls each",
+  name:
+    "salesforce writer: 450 creates, updates and deletes of one sObject take 3 calls each; mixed updates and deletes share calls",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -434,6 +435,62 @@ Deno.test({
           !c.IsDeleted && c.Crm_Sync_Id__c
         );
       assert.equal(live.length, 0);
+
+      // Updates of Contacts and Leads interleaved share their calls: ⌈N / 200⌉, not per type.
+      const leads = mixed.filter((r) => r.ref.startsWith("l")).map((r) =>
+        (r as { remoteId: string }).remoteId
+      );
+      const contacts = (await writer.write(
+        "contacts",
+        Array.from({ length: 150 }, (_, i): WriteOp => ({
+          kind: "create",
+          ref: `k${i}`,
+          remoteType: "Contact",
+          externalId: ext(20_000 + i),
+          properties: { LastName: `Again ${i}` },
+        })),
+      )).map((r) => (r as { remoteId: string }).remoteId);
+      before = calls();
+      const interleaved = await writer.write(
+        "contacts",
+        contacts.flatMap((c, i): WriteOp[] => [
+          {
+            kind: "update",
+            ref: `uc${i}`,
+            remoteType: "Contact",
+            remoteId: c,
+            properties: { Title: `C${i}` },
+          },
+          {
+            kind: "update",
+            ref: `ul${i}`,
+            remoteType: "Lead",
+            remoteId: leads[i],
+            properties: { Title: `L${i}` },
+          },
+        ]),
+      );
+      assert.equal(calls() - before, 2, "300 mixed updates: 2 calls");
+      assert.ok(interleaved.every((r) => r.ok), JSON.stringify(interleaved.find((r) => !r.ok)));
+      assert.equal((await stored(sf, "Lead", leads[7])).Title, "L7");
+      assert.equal((await stored(sf, "Contact", contacts[7])).Title, "C7");
+      before = calls();
+      const removed = await writer.write("contacts", [
+        ...contacts.map((c, i): WriteOp => ({
+          kind: "delete",
+          ref: `dc${i}`,
+          remoteType: "Contact",
+          remoteId: c,
+        })),
+        ...leads.slice(0, 50).map((l, i): WriteOp => ({
+          kind: "delete",
+          ref: `dl${i}`,
+          remoteType: "Lead",
+          remoteId: l,
+        })),
+      ]);
+      assert.equal(calls() - before, 1, "200 mixed deletes: 1 call");
+      assert.ok(removed.every((r) => r.ok));
     } finally {
       await sf.close();
     }

@@ -260,14 +260,20 @@ export function createSalesforceWriter(w: WriterInputs): ProviderWriter {
     }
   }
 
+  /** One call per 200 records whatever their sObject types: a Collections PATCH names each
+   * record's type in its `attributes` (jsforce takes them from there when no type is given).
+   * Salesforce processes a request in chunks of consecutive records of one type, at most 10 a
+   * request, so records are sent grouped by type. */
   async function updates(
-    type: string,
     ops: Extract<WriteOp, { kind: "update" }>[],
     opts: ListOptions,
     out: WriteResult[],
   ) {
     const byId = new Map<string, Item>();
-    for (const op of ops) {
+    const grouped = [...ops].sort((a, b) =>
+      a.remoteType < b.remoteType ? -1 : a.remoteType > b.remoteType ? 1 : 0
+    );
+    for (const op of grouped) {
       const item = byId.get(op.remoteId);
       if (item) {
         item.refs.push(op.ref);
@@ -276,21 +282,30 @@ export function createSalesforceWriter(w: WriterInputs): ProviderWriter {
         byId.set(op.remoteId, {
           refs: [op.ref],
           remoteId: op.remoteId,
-          record: { ...clean(op.properties), Id: op.remoteId },
+          record: {
+            ...clean(op.properties),
+            Id: op.remoteId,
+            attributes: { type: op.remoteType },
+          },
         });
       }
     }
     for (const batch of chunks([...byId.values()], MAX_BATCH)) {
       const raw = await dml(
-        () => conn.update(type, batch.map((b) => b.record), { allOrNone: false }),
+        () =>
+          conn.update(
+            undefined as unknown as string,
+            batch.map((b) => b.record),
+            { allOrNone: false },
+          ),
         opts,
       );
       answer("update", batch, raw, out);
     }
   }
 
+  /** Collections DELETE takes ids of any sObject type in one call. */
   async function deletes(
-    type: string,
     ops: Extract<WriteOp, { kind: "delete" }>[],
     opts: ListOptions,
     out: WriteResult[],
@@ -303,7 +318,12 @@ export function createSalesforceWriter(w: WriterInputs): ProviderWriter {
     }
     for (const batch of chunks([...byId.values()], MAX_BATCH)) {
       const raw = await dml(
-        () => conn.destroy(type, batch.map((b) => b.remoteId!), { allOrNone: false }),
+        () =>
+          conn.destroy(
+            undefined as unknown as string,
+            batch.map((b) => b.remoteId!),
+            { allOrNone: false },
+          ),
         opts,
       );
       answer("delete", batch, raw, out);
@@ -412,12 +432,18 @@ export function createSalesforceWriter(w: WriterInputs): ProviderWriter {
           });
         } else if (!types.includes(op.remoteType)) types.push(op.remoteType);
       }
+      const valid = ops.filter((o) => allowed.has(o.remoteType));
+      // Upserts name their sObject in the URL: one call per type. Updates and deletes mix types.
       for (const type of types) {
-        const mine = ops.filter((o) => o.remoteType === type);
-        await creates(type, mine.filter((o) => o.kind === "create"), opts, out);
-        await updates(type, mine.filter((o) => o.kind === "update"), opts, out);
-        await deletes(type, mine.filter((o) => o.kind === "delete"), opts, out);
+        await creates(
+          type,
+          valid.filter((o) => o.kind === "create").filter((o) => o.remoteType === type),
+          opts,
+          out,
+        );
       }
+      await updates(valid.filter((o) => o.kind === "update"), opts, out);
+      await deletes(valid.filter((o) => o.kind === "delete"), opts, out);
       return out;
     },
   };
