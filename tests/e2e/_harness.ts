@@ -64,7 +64,8 @@ let quiet: Promise<unknown> | null = null;
 function pauseScheduledSyncs(sql: Sql): Promise<unknown> {
   quiet ??= sql`select cron.alter_job(jobid, active := false) from cron.job
                 where active and (command like '%crm-sync-bidirectional%'
-                                  or command like '%crm.enqueue_inbound%')`;
+                                  or command like '%crm.enqueue_inbound%'
+                                  or command like '%crm.enqueue_inbox%')`;
   return quiet;
 }
 

@@ -22,6 +22,7 @@ import { OBJECT_TYPES, ObjectTypeSchema } from "../_shared/providers/types.ts";
 import { createCpuMeter } from "../_shared/jobs/cpu.ts";
 import { contextCache } from "../_shared/jobs/contexts.ts";
 import { inboundJobHandler } from "../_shared/jobs/inbound_job.ts";
+import { inboxJobHandler } from "../_shared/jobs/inbox_job.ts";
 import { outboundJobHandler } from "../_shared/jobs/outbound_job.ts";
 import { workerSettings } from "../_shared/jobs/queue.ts";
 import { runWorker } from "../_shared/jobs/worker.ts";
@@ -79,6 +80,7 @@ Deno.serve(async (req) => {
           handlers: {
             inbound: inboundJobHandler(sql, contexts),
             outbound: outboundJobHandler(sql, contexts),
+            inbox: inboxJobHandler(sql, contexts),
           },
         }, {
           workerId: b.worker_id ?? null,

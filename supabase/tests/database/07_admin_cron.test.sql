@@ -31,9 +31,9 @@ select results_eq(
     order by jobname$$,
   $$values ('crm-cleanup', '23 3 * * *'), ('crm-drift-check', '7 * * * *'), ('crm-health-check', '*/5 * * * *'),
            ('crm-inbound-companies-deals', '*/15 * * * *'), ('crm-inbound-contacts', '*/5 * * * *'),
-           ('crm-inbound-owners', '0 6 * * *'), ('crm-outbound', '*/10 * * * *'), ('crm-retry-failures', '37 * * * *'),
+           ('crm-inbound-owners', '0 6 * * *'), ('crm-inbox', '* * * * *'), ('crm-outbound', '*/10 * * * *'), ('crm-retry-failures', '37 * * * *'),
            ('crm-workers', '* * * * *')$$,
-  'the nine crm jobs with their schedules');
+  'the ten crm jobs with their schedules');
 select is((select count(*)::integer from cron.job where jobname like 'crm-%' and command like '%net.http_post%'), 0,
   'no crm job calls a function itself (crm-outbound enqueues now)');
 select is((select count(*)::integer from cron.job where command like '%sk-test-service-role%'
@@ -47,6 +47,7 @@ select results_eq(
            ('crm-inbound-companies-deals', 'select crm.enqueue_inbound(array[''companies'', ''deals''], ''delta'')'),
            ('crm-inbound-contacts', 'select crm.enqueue_inbound(array[''contacts''], ''delta'')'),
            ('crm-inbound-owners', 'select crm.enqueue_inbound(array[''owners''], ''full'')'),
+           ('crm-inbox', 'select crm.enqueue_inbox(p_trigger => ''cron'')'),
            ('crm-outbound', 'select crm.enqueue_outbound(p_trigger => ''cron'')'),
            ('crm-retry-failures', 'select crm.enqueue_inbound(array[''owners'', ''companies'', ''contacts'', ''deals''], ''delta'')'),
            ('crm-workers', 'select crm.wake_workers(''cron'')')$$,

@@ -5,13 +5,70 @@
 // fails again waits longer (crm.due_inbound_failures hands out only those due); one the CRM no
 // longer has leaves the table. A batch per run bounds the cost: RETRY_BATCH ids, read in the
 // adapter's batch size.
+// applyByIds is the read-by-id-and-apply step itself, shared with the webhook inbox
+// (./inbox.ts), which also turns the ids the CRM no longer has into tombstones.
 import type { Sql } from "../db.ts";
+import type { ObjectType, RemoteRecord } from "../providers/types.ts";
 import type { SyncContext } from "./context.ts";
 import { type PageTarget, savePage } from "./runlog.ts";
 import type { RunTally } from "./tally.ts";
 import { mapPage } from "./walk.ts";
 
 export const RETRY_BATCH = 100;
+
+export interface ByIdsResult {
+  /** Records the CRM returned. */
+  read: number;
+  /** Ids the CRM has no record for (deleted, merged away, never existed). */
+  missing: string[];
+}
+
+/**
+ * Reads `ids` by id (the adapter's batch reads, within the deadline) and writes what came back
+ * as one page to `target`. With `tombstoneMissing`, ids the CRM no longer has are written as
+ * deleted records (their modification time: now), except ids a record read names as merged
+ * into it (the survivor's merged_ids makes them aliases). Throws when the read fails.
+ */
+export async function applyByIds(
+  sql: Sql,
+  ctx: SyncContext,
+  target: PageTarget,
+  tally: RunTally,
+  ids: string[],
+  o: { deadline: number; tombstoneMissing?: boolean },
+): Promise<ByIdsResult> {
+  const got = await ctx.adapter.readByIds(target.object, ids, { deadline: o.deadline });
+  const errors = got.errors.filter((e) => !e.missing);
+  const missing = got.errors.filter((e) => e.missing).map((e) => e.remoteId as string);
+  const records = [...got.records];
+  if (o.tombstoneMissing && missing.length) {
+    const aliased = new Set(got.records.flatMap((r) => r.mergedIds));
+    const now = new Date().toISOString();
+    for (const id of missing) {
+      if (!aliased.has(id)) records.push(tombstone(target.object, id, now));
+    }
+  }
+  const page = mapPage(ctx.mapper, target.object, {
+    records,
+    errors,
+    checkpoint: null,
+    watermark: null,
+    done: false,
+  });
+  await savePage(sql, target, tally, page, null);
+  return { read: got.records.length, missing };
+}
+
+function tombstone(_object: ObjectType, remoteId: string, at: string): RemoteRecord {
+  return {
+    remoteId,
+    remoteType: "",
+    modifiedAt: at,
+    properties: {},
+    deleted: true,
+    mergedIds: [],
+  };
+}
 
 /** Re-reads and re-applies the stream's due failures; returns how many ids were retried. */
 export async function retryFailures(
@@ -27,20 +84,12 @@ export async function retryFailures(
                                                    ${RETRY_BATCH}, ${target.runId})`;
   if (due.length === 0) return 0;
   const ids = due.map((r) => r.remote_id);
-  const got = await ctx.adapter.readByIds(target.object, ids, { deadline });
   // A record the CRM no longer has cannot apply: its failure ends here (the mirror learns of
   // the deletion from the walk, the deletion listing or the sweep), instead of a retry a day
   // for ever.
-  const errors = got.errors.filter((e) => !e.missing);
-  const missing = got.errors.filter((e) => e.missing).map((e) => e.remoteId as string);
-  const page = mapPage(ctx.mapper, target.object, {
-    records: got.records,
-    errors,
-    checkpoint: null,
-    watermark: null,
-    done: false,
+  const { missing } = await applyByIds(sql, ctx, { ...target, mode: "retry" }, tally, ids, {
+    deadline,
   });
-  await savePage(sql, { ...target, mode: "retry" }, tally, page, null);
   if (missing.length) {
     await sql`delete from crm.inbound_failures
               where connection_id = ${target.connectionId} and object = ${target.object}
