@@ -295,3 +295,65 @@ for (const provider of PROVIDERS) {
     },
   });
 }
+
+for (const provider of PROVIDERS) {
+  Deno.test({
+    name:
+      `e2e ${provider}: a failed re-read sends the events back with backoff; a later drain applies them`,
+    ...opts,
+    fn: async () => {
+      await withConnection(provider, { seed: 47, records: 12 }, async ({ sb, sql, conn }) => {
+        await triggerSync(sql, "contacts", conn);
+        const [id] = await liveContactIds(sql, conn);
+        const obj = ADMIN_OBJECT[provider].contacts;
+        await admin(sb.url, "PATCH", `/records/${obj}/${id}`, edit(provider, "Later"));
+        await admin(sb.url, "PUT", "/faults", { error5xxRate: 1 });
+        await store(sql, provider, conn, [
+          { remote_id: id, event_type: "upsert", occurred_at: iso(Date.now()), dedupe_key: "f1" },
+          { remote_id: id, event_type: "upsert", occurred_at: iso(Date.now()), dedupe_key: "f2" },
+        ]);
+        await enqueueInbox(sql, conn);
+        await until("the events are sent back", async () => {
+          const rows =
+            await sql`select state, attempts, last_error, next_attempt_at > now() as later
+                                 from crm.webhook_events where connection_id = ${conn}`;
+          return rows.every((r) => r.state === "pending" && r.attempts === 1 && r.later);
+        }, 60_000);
+        const [e] =
+          await sql`select last_error from crm.webhook_events where connection_id = ${conn}
+                              limit 1`;
+        assert.ok(e.last_error, "the failure is kept on the event");
+        const [job] = await sql`select state, run_after > now() as later from crm.jobs
+                                where connection_id = ${conn} and kind = 'inbox'`;
+        assert.deepEqual(
+          { ...job },
+          { state: "queued", later: true },
+          "the drain is deferred to the backoff",
+        );
+        const [row] = await sql`select first_name from crm.contacts
+                                where connection_id = ${conn} and remote_id = ${id}`;
+        assert.notEqual(row.first_name, "Later");
+
+        // The CRM is back and the backoff has passed: the next drain applies the change once.
+        await admin(sb.url, "PUT", "/faults", {});
+        await sql`update crm.webhook_events set next_attempt_at = now() where connection_id = ${conn}`;
+        await sql`update crm.jobs set run_after = now() where connection_id = ${conn} and kind = 'inbox'`;
+        await sql`select crm.wake_workers('test')`;
+        await until("the change is applied", async () => {
+          const [r] = await sql`select first_name from crm.contacts
+                                where connection_id = ${conn} and remote_id = ${id}`;
+          return r.first_name === "Later";
+        }, 30_000);
+        await until("the inbox is drained", () => inboxSettled(sql, conn), 10_000);
+        const states = await sql`select state, attempts from crm.webhook_events
+                                 where connection_id = ${conn}`;
+        assert.deepEqual(states.map((s) => ({ ...s })), [
+          { state: "done", attempts: 2 },
+          { state: "done", attempts: 2 },
+        ]);
+        const [{ status }] = await sql`select status from crm.connections where id = ${conn}`;
+        assert.equal(status, "active");
+      });
+    },
+  });
+}
