@@ -8,7 +8,7 @@
 // applyByIds is the read-by-id-and-apply step itself, shared with the webhook inbox
 // (./inbox.ts), which also turns the ids the CRM no longer has into tombstones.
 import type { Sql } from "../db.ts";
-import type { ObjectType, RemoteRecord } from "../providers/types.ts";
+import type { RemoteRecord } from "../providers/types.ts";
 import type { SyncContext } from "./context.ts";
 import { type PageTarget, savePage } from "./runlog.ts";
 import type { RunTally } from "./tally.ts";
@@ -45,7 +45,7 @@ export async function applyByIds(
     const aliased = new Set(got.records.flatMap((r) => r.mergedIds));
     const now = new Date().toISOString();
     for (const id of missing) {
-      if (!aliased.has(id)) records.push(tombstone(target.object, id, now));
+      if (!aliased.has(id)) records.push(tombstone(id, now));
     }
   }
   const page = mapPage(ctx.mapper, target.object, {
@@ -59,7 +59,8 @@ export async function applyByIds(
   return { read: got.records.length, missing };
 }
 
-function tombstone(_object: ObjectType, remoteId: string, at: string): RemoteRecord {
+/** A record the CRM no longer has, as a deletion listing would report it. */
+function tombstone(remoteId: string, at: string): RemoteRecord {
   return {
     remoteId,
     remoteType: "",
