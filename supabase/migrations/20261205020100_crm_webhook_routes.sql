@@ -19,8 +19,8 @@ create unique index connections_webhook_token_hash_key
   on crm.connections (webhook_token_hash) where webhook_token_hash is not null;
 create unique index connections_webhook_user_hash_key
   on crm.connections (webhook_user_hash) where webhook_user_hash is not null;
--- HubSpot events are routed by portal.
-create index connections_provider_remote_idx on crm.connections (provider, remote_account_id);
+-- HubSpot events are routed by portal through connections_remote_account_unique
+-- (provider, remote_account_id), which already indexes that lookup.
 
 comment on column crm.connections.webhook_token_hash is
   'Hex SHA-256 of the Salesforce Outbound Message URL token (the token itself is in the encrypted credentials as webhook_token).';

@@ -12,19 +12,15 @@ export interface RoutedConnection {
   credentials: Record<string, unknown> | null;
 }
 
-/**
- * HubSpot connections per portal. remote_account_id is not unique across accounts: a portal
- * linked twice gets its events on the oldest connection (the inbox keeps one row per event).
- */
+/** HubSpot connections per portal ((provider, remote_account_id) is unique). */
 export async function hubspotConnectionsByPortal(
   sql: Sql,
   portals: string[],
 ): Promise<Map<string, string>> {
   const rows = await sql`
-    select distinct on (remote_account_id) remote_account_id, id
+    select remote_account_id, id
     from crm.connections
-    where provider = 'hubspot' and remote_account_id = any (${portals}::text[])
-    order by remote_account_id, created_at, id`;
+    where provider = 'hubspot' and remote_account_id = any (${portals}::text[])`;
   return new Map(rows.map((r) => [String(r.remote_account_id), String(r.id)]));
 }
 
@@ -45,7 +41,7 @@ async function withCredentials(
 
 type Row = { id: string; remote_account_id: string | null; credentials: string | null };
 
-/** The oldest HubSpot connection of a portal, with its credentials (for its webhook_secret). */
+/** The HubSpot connection of a portal, with its credentials (for its webhook_secret). */
 export async function hubspotConnection(
   sql: Sql,
   key: CryptoKey,
@@ -54,9 +50,7 @@ export async function hubspotConnection(
   const [row] = await sql<Row[]>`
     select id, remote_account_id, convert_from(credentials, 'UTF8') as credentials
     from crm.connections
-    where provider = 'hubspot' and remote_account_id = ${portal}
-    order by created_at, id
-    limit 1`;
+    where provider = 'hubspot' and remote_account_id = ${portal}`;
   return row ? await withCredentials(key, row) : null;
 }
 
