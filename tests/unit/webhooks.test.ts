@@ -15,6 +15,7 @@ import {
   signV3,
   verifyHubSpot,
 } from "../../supabase/functions/_shared/webhooks/hubspot.ts";
+import { routeHubSpot } from "../../supabase/functions/_shared/webhooks/hubspot_route.ts";
 import {
   MAX_WEBHOOK_BODY_BYTES,
   readText,
@@ -375,4 +376,75 @@ Deno.test("limits: body cap (413), non-UTF-8 (400), constant-time compare", asyn
   assert.ok(safeEqual("abc", "abc"));
   assert.ok(!safeEqual("abc", "abd"));
   assert.ok(!safeEqual("abc", "abcd"));
+});
+
+Deno.test("HubSpot routing: the app secret routes by portal, a connection's secret only its own", async () => {
+  const uri = "https://example.com/functions/v1/crm-webhook/hubspot";
+  const now = Date.now();
+  const ev = (portalId: number, eventId = 1) => ({
+    eventId,
+    subscriptionId: 1,
+    portalId,
+    occurredAt: now,
+    subscriptionType: "contact.creation",
+    objectId: 5,
+  });
+  const signed = async (secret: string, batch: unknown[]) => {
+    const body = JSON.stringify(batch);
+    return {
+      method: "POST",
+      uri,
+      body,
+      sig: sig({
+        v3: await signV3(secret, "POST", uri, body, String(now)),
+        timestamp: String(now),
+      }),
+      now,
+    };
+  };
+  const decrypted: string[] = [];
+  const deps = (appSecret: string | null) => ({
+    appSecret,
+    connectionsOf: (portals: string[]) =>
+      Promise.resolve(new Map(portals.filter((p) => p !== "3").map((p) => [p, `conn-${p}`]))),
+    connectionSecret: (portal: string) => {
+      decrypted.push(portal);
+      return Promise.resolve(
+        portal === "3" ? null : { id: `conn-${portal}`, secret: `own-${portal}` },
+      );
+    },
+  });
+  // App secret: every portal, unknown ones routed to null; no connection decrypted.
+  const app = await routeHubSpot(await signed("app", [ev(1), ev(2, 2), ev(3, 3)]), deps("app"));
+  assert.equal(app.by, "app");
+  assert.deepEqual(["1", "2", "3"].map(app.route), ["conn-1", "conn-2", null]);
+  assert.deepEqual(decrypted, []);
+  // A connection's own secret: its portal only.
+  const own = await routeHubSpot(await signed("own-1", [ev(1)]), deps("app"));
+  assert.equal(own.by, "connection");
+  assert.equal(own.route("1"), "conn-1");
+  assert.deepEqual(decrypted, ["1"]);
+  // Portal 2's secret cannot sign for portal 1, nor for a batch naming both.
+  assert.equal(
+    await statusAsync(async () => routeHubSpot(await signed("own-2", [ev(1)]), deps(null))),
+    401,
+  );
+  assert.equal(
+    await statusAsync(async () =>
+      routeHubSpot(await signed("own-1", [ev(1), ev(2, 2)]), deps(null))
+    ),
+    401,
+  );
+  // Unknown portal without the app secret: 401. App not configured: app-signed batch is 401.
+  assert.equal(
+    await statusAsync(async () => routeHubSpot(await signed("x", [ev(3)]), deps(null))),
+    401,
+  );
+  assert.equal(
+    await statusAsync(async () => routeHubSpot(await signed("app", [ev(1)]), deps(null))),
+    401,
+  );
+  // Signed but malformed: 400.
+  const bad = await signed("app", []);
+  assert.equal(await statusAsync(() => routeHubSpot({ ...bad, body: "[{" }, deps("app"))), 400);
 });

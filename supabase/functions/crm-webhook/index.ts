@@ -16,12 +16,8 @@ import {
   type InboxEvent,
   storeEvents,
 } from "../_shared/webhooks/event.ts";
-import {
-  normalizeHubSpot,
-  parseHubSpotBatch,
-  portalsOf,
-  verifyHubSpot,
-} from "../_shared/webhooks/hubspot.ts";
+import { normalizeHubSpot } from "../_shared/webhooks/hubspot.ts";
+import { routeHubSpot } from "../_shared/webhooks/hubspot_route.ts";
 import { header, readText, Refusal, refuse, safeEqual } from "../_shared/webhooks/limits.ts";
 import {
   normalizePipedrive,
@@ -112,26 +108,16 @@ async function hubspot(req: Request, subpath: string): Promise<Response> {
   if (sig.v3 === null && sig.legacy === null) refuse(401, "missing HubSpot signature");
   const body = await readText(req);
   const signed = { method: req.method, uri: publicUri(req, subpath), body, sig, now: Date.now() };
-  // The app's client secret authenticates every portal; a connection's own secret only its own.
-  const appSecret = Deno.env.get("HUBSPOT_CLIENT_SECRET");
-  const byApp = !!appSecret && await verifyHubSpot(appSecret, signed);
-  const batch = parseHubSpotBatch(body);
-  let route: (portal: string) => string | null;
-  if (byApp) {
-    const map = await hubspotConnectionsByPortal(sql, portalsOf(batch));
-    route = (p) => map.get(p) ?? null;
-  } else {
-    const portals = portalsOf(batch);
-    if (portals.length !== 1) refuse(401, "HubSpot signature does not match");
-    const key = await keyOrResponse();
-    if (key instanceof Response) return key;
-    const conn = await hubspotConnection(sql, key, portals[0]);
-    const secret = conn ? credential(conn, "webhook_secret") : null;
-    if (!conn || !secret || !await verifyHubSpot(secret, signed)) {
-      refuse(401, "HubSpot signature does not match");
-    }
-    route = () => conn!.id;
-  }
+  const key = await keyOrResponse();
+  if (key instanceof Response) return key;
+  const { batch, route } = await routeHubSpot(signed, {
+    appSecret: Deno.env.get("HUBSPOT_CLIENT_SECRET") || null,
+    connectionsOf: (portals) => hubspotConnectionsByPortal(sql, portals),
+    connectionSecret: async (portal) => {
+      const conn = await hubspotConnection(sql, key, portal);
+      return conn ? { id: conn.id, secret: credential(conn, "webhook_secret") } : null;
+    },
+  });
   const { events, skipped } = normalizeHubSpot(batch, route);
   const stored = await accept(sql, events);
   return Response.json({ ok: true, received: batch.length, ...stored, skipped });
