@@ -38,7 +38,7 @@ async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, read: numb
 }
 
 /** The body's bytes, or null once it grows past `max` (nothing past it is kept). */
-async function readCapped(req: Request, max: number): Promise<Uint8Array | null> {
+export async function readCapped(req: Request, max: number): Promise<Uint8Array | null> {
   if (!req.body) return new Uint8Array();
   const reader = req.body.getReader();
   const declared = Number(req.headers.get("content-length") ?? "0");
