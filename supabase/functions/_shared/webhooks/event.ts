@@ -48,10 +48,18 @@ export function connectionsOf(events: InboxEvent[]): string[] {
   return [...new Set(events.flatMap((e) => e.connection_id ? [e.connection_id] : []))];
 }
 
-/** One inbox-drain job per connection (idempotent: one live job per connection), waking a worker. */
+/**
+ * One inbox-drain job per connection (idempotent: one live job per connection), in one
+ * statement. Workers are woken only where no inbox job of the connection is running or already
+ * due: a burst of deliveries would otherwise start a worker per request, and a due job's wake
+ * (or the cron wake) is already on its way.
+ */
 export async function enqueueInbox(sql: Sql, connectionIds: string[]): Promise<void> {
-  for (const id of connectionIds) {
-    await sql`select crm.enqueue_job('inbox', ${id}::uuid, null, null,
-                                     '{"trigger":"webhook"}'::jsonb, now(), true)`;
-  }
+  if (connectionIds.length === 0) return;
+  await sql`
+    select crm.enqueue_job('inbox', c.id, null, null, '{"trigger":"webhook"}'::jsonb, now(),
+             not exists (select 1 from crm.jobs j
+                         where j.kind = 'inbox' and j.connection_id = c.id
+                           and (j.state = 'running' or (j.state = 'queued' and j.run_after <= now()))))
+    from unnest(${connectionIds}::uuid[]) as c(id)`;
 }
