@@ -7,8 +7,8 @@
 // processed; the echo of the engine's own push writes nothing.
 import assert from "node:assert/strict";
 import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
-import { admin, type Sql, triggerSync, until, withConnection } from "./_harness.ts";
-import { ADMIN_OBJECT, asApp, awaitOutbox } from "./_outbound.ts";
+import { admin, type Sql, triggerSync, until, withConnection, withSettings } from "./_harness.ts";
+import { ADMIN_OBJECT, asApp, awaitOutbox, pushNow } from "./_outbound.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -352,6 +352,55 @@ for (const provider of PROVIDERS) {
         ]);
         const [{ status }] = await sql`select status from crm.connections where id = ${conn}`;
         assert.equal(status, "active");
+      });
+    },
+  });
+}
+
+for (const provider of PROVIDERS) {
+  Deno.test({
+    name:
+      `e2e ${provider}: the webhook echo of L1 arriving after the app's L2 keeps L2 (write ledger)`,
+    ...opts,
+    fn: async () => {
+      await withConnection(provider, { seed: 53, records: 6 }, async ({ sql, conn }) => {
+        await triggerSync(sql, "all", conn);
+        const [id] = await liveContactIds(sql, conn);
+        const [{ id: local }] = await sql`select id from crm.contacts
+                                          where connection_id = ${conn} and remote_id = ${id}`;
+        // No worker runs while the app edits: L1 is pushed directly, L2 stays queued.
+        await withSettings(sql, { max_workers: 0 }, async () => {
+          await asApp(
+            sql,
+            conn,
+            (tx) => tx`update crm.contacts set first_name = 'Echo L1' where id = ${local}`,
+          );
+          await pushNow(conn);
+          await asApp(
+            sql,
+            conn,
+            (tx) => tx`update crm.contacts set first_name = 'Echo L2' where id = ${local}`,
+          );
+          await sql`select crm.cancel_jobs(${conn}::uuid, 'outbound')`;
+        });
+        // The CRM's webhook for L1 (our own push) reaches the inbox now.
+        await store(sql, provider, conn, [
+          { remote_id: id, event_type: "upsert", occurred_at: iso(Date.now()), dedupe_key: "l1" },
+        ]);
+        await enqueueInbox(sql, conn);
+        await until("the echo is processed", () => inboxSettled(sql, conn), 15_000);
+        const [row] = await sql`select first_name from crm.contacts where id = ${local}`;
+        assert.equal(row.first_name, "Echo L2", "the echo of L1 did not overwrite L2");
+        const [{ n }] = await sql`select count(*)::int as n from crm.conflicts
+                                  where connection_id = ${conn}`;
+        assert.equal(n, 0, "an echo is never a conflict");
+        const [entry] = await sql`select changed_columns from crm.outbox
+                                  where record_id = ${local} and state = 'pending'`;
+        assert.deepEqual(entry?.changed_columns, ["first_name"], "L2 is still to be pushed");
+        const [run] = await sql`select updated, status from crm.sync_log
+                                where connection_id = ${conn} and trigger = 'webhook'
+                                order by id desc limit 1`;
+        assert.deepEqual({ ...run }, { updated: 0, status: "success" });
       });
     },
   });
