@@ -49,7 +49,7 @@ export function connectionsOf(events: InboxEvent[]): string[] {
 }
 
 /**
- * One inbox-drain job per connection (idempotent: one live job per connection), in one
+ * One inbox-drain job per active connection (idempotent: one live job per connection), in one
  * statement. Workers are woken only where no inbox job of the connection is running or already
  * due: a burst of deliveries would otherwise start a worker per request, and a due job's wake
  * (or the cron wake) is already on its way.
@@ -61,5 +61,8 @@ export async function enqueueInbox(sql: Sql, connectionIds: string[]): Promise<v
              not exists (select 1 from crm.jobs j
                          where j.kind = 'inbox' and j.connection_id = c.id
                            and (j.state = 'running' or (j.state = 'queued' and j.run_after <= now()))))
-    from unnest(${connectionIds}::uuid[]) as c(id)`;
+    from unnest(${connectionIds}::uuid[]) as c(id)
+    -- A paused or errored connection's events wait stored (crm.enqueue_job would refuse it with
+    -- CRM06 and fail the others' enqueue too); the crm-inbox cron job drains them after resume.
+    join crm.connections k on k.id = c.id and k.status = 'active'`;
 }
