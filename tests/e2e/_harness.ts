@@ -296,8 +296,11 @@ export async function withSettings(
     // earlier test's, a cron tick's) would still claim the test's jobs, so wait until none is
     // live.
     if (s.max_workers === 0) {
-      await until("no worker is live", async () =>
-        (await sql`select live from crm._worker_counts()`)[0].live === 0, 90_000);
+      await until(
+        "no worker is live",
+        async () => (await sql`select live from crm._worker_counts()`)[0].live === 0,
+        90_000,
+      );
     }
     await fn();
   } finally {
