@@ -292,10 +292,9 @@ export async function withSettings(
                                                 worker_cpu_budget_ms),
                 job_lease = coalesce(${s.job_lease ?? null}::interval, job_lease)`;
   try {
-    // With max_workers 0 the test drives pushes and pulls itself: a worker woken before (an
-    // earlier test's, a cron tick's) would still claim the test's jobs, so wait until none is
-    // live.
-    if (s.max_workers === 0) {
+    // A test that caps the workers counts on them: a worker woken before (an earlier test's, a
+    // cron tick's) would hold a slot or claim the test's jobs, so wait until none is live.
+    if (s.max_workers !== undefined) {
       await until(
         "no worker is live",
         async () => (await sql`select live from crm._worker_counts()`)[0].live === 0,
