@@ -1,0 +1,157 @@
+// The drift check end to end, per provider: after a sync, records change, appear and disappear
+// in the sandbox without any webhook reaching us; an inbound job of mode drift (what the hourly
+// cron crm-drift-check enqueues) lists only ids and modification times, fetches only what
+// differs, confirms the deletions by id, and reports it in sync_log (mode drift). Unchanged
+// records are never read again.
+import assert from "node:assert/strict";
+import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
+import { admin, awaitJobs, type Sql, triggerSync, withConnection } from "./_harness.ts";
+import { ADMIN_OBJECT } from "./_outbound.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+const edit = (p: ProviderName, name: string) =>
+  p === "hubspot"
+    ? { properties: { firstname: name } }
+    : p === "salesforce"
+    ? { FirstName: name }
+    : { first_name: name };
+
+const create = (p: ProviderName, n: number) =>
+  p === "hubspot"
+    ? { properties: { firstname: `New${n}`, lastname: "Drift", email: `drift${n}@example.com` } }
+    : p === "salesforce"
+    ? { FirstName: `New${n}`, LastName: "Drift", Email: `drift${n}@example.com` }
+    : {
+      name: `New${n} Drift`,
+      first_name: `New${n}`,
+      last_name: "Drift",
+      emails: [{ value: `drift${n}@example.com`, primary: true, label: "work" }],
+    };
+
+/** The routes that read records by id (the repair), per provider. */
+const READ_BY_ID: Record<ProviderName, (route: string) => boolean> = {
+  hubspot: (r) => r === "POST /crm/v3/objects/:objectType/batch/read",
+  salesforce: () => false,
+  pipedrive: () => false,
+};
+
+async function counters(url: string): Promise<Record<string, number>> {
+  const c = await admin(url, "GET", "/counters") as { routes: Record<string, { total: number }> };
+  return Object.fromEntries(Object.entries(c.routes).map(([k, v]) => [k, v.total]));
+}
+
+async function drift(sql: Sql, conn: string) {
+  const [{ t0 }] = await sql`select clock_timestamp() as t0`;
+  const [{ n }] = await sql`select crm.enqueue_inbound(array['contacts'], 'drift', ${conn}::uuid,
+                                                       'manual') as n`;
+  assert.ok(Number(n) > 0, "no drift job was queued");
+  await awaitJobs(sql, conn, t0);
+  return await sql`select id, status, mode, trigger, details, updated, created, deleted
+                   from crm.sync_log
+                   where connection_id = ${conn} and direction = 'inbound' and mode = 'drift'
+                     and started_at >= ${t0}
+                   order by id`;
+}
+
+for (const provider of PROVIDERS) {
+  Deno.test({
+    name: `e2e ${provider}: the drift check repairs only what differs, and says so in sync_log`,
+    ...opts,
+    fn: async () => {
+      await withConnection(
+        provider,
+        { seed: 83, records: 60, unlimited: true },
+        async ({ sb, sql, conn }) => {
+          await triggerSync(sql, "contacts", conn);
+          const obj = ADMIN_OBJECT[provider].contacts;
+          const rows = await sql`select remote_id from crm.contacts
+                                 where connection_id = ${conn} and deleted_at is null
+                                   and kind = 'contact' order by remote_id`;
+          const ids = rows.map((r) => r.remote_id as string);
+          assert.ok(ids.length >= 20);
+          const [{ live }] = await sql`select count(*)::int as live from crm.contacts
+                                       where connection_id = ${conn} and deleted_at is null`;
+
+          // A clean check first: nothing differs, nothing is fetched.
+          await admin(sb.url, "DELETE", "/counters");
+          const clean = await drift(sql, conn);
+          assert.equal(clean.length, 1, JSON.stringify(clean));
+          assert.equal(clean[0].status, "success", JSON.stringify(clean[0]));
+          const d0 = clean[0].details.drift;
+          assert.equal(d0.compared, live, JSON.stringify(d0));
+          assert.deepEqual(
+            [d0.missing, d0.stale, d0.tombstoned, d0.fetched, d0.candidates, d0.deleted],
+            [0, 0, 0, 0, 0, 0],
+            JSON.stringify(d0),
+          );
+          const c0 = await counters(sb.url);
+          for (const [route, n] of Object.entries(c0)) {
+            assert.ok(!READ_BY_ID[provider](route) || n === 0, `${route} read ${n} records`);
+          }
+
+          // Changes no webhook reported: 3 edits, 2 creations, 2 deletions.
+          const edited = ids.slice(0, 3);
+          const gone = ids.slice(5, 7);
+          for (const [i, id] of edited.entries()) {
+            await admin(sb.url, "PATCH", `/records/${obj}/${id}`, edit(provider, `Drifted${i}`));
+          }
+          const made: string[] = [];
+          for (const n of [1, 2]) {
+            const r = await admin(sb.url, "POST", `/records/${obj}`, create(provider, n));
+            made.push(String(r.id ?? r.Id));
+          }
+          for (const id of gone) await admin(sb.url, "DELETE", `/records/${obj}/${id}`);
+
+          await admin(sb.url, "DELETE", "/counters");
+          const runs = await drift(sql, conn);
+          assert.equal(runs.length, 1, JSON.stringify(runs));
+          const run = runs[0];
+          assert.equal(run.status, "success", JSON.stringify(run));
+          assert.equal(run.mode, "drift");
+          assert.equal(run.trigger, "manual");
+          const d = run.details.drift;
+          assert.equal(d.stale, 3, JSON.stringify(d));
+          assert.equal(d.missing, 2, JSON.stringify(d));
+          assert.equal(d.candidates, 2, JSON.stringify(d));
+          assert.equal(d.deleted, 2, JSON.stringify(d));
+          // Fetched: the 5 differing records, plus the candidates' reads (none found).
+          assert.equal(d.fetched, 5, JSON.stringify(d));
+          assert.ok(d.api_calls > 0 && d.bytes > 0, JSON.stringify(d));
+          assert.deepEqual(run.details.drift_walk.stale, 3);
+          assert.equal(Number(run.updated), 3);
+          assert.equal(Number(run.created), 2);
+          assert.equal(Number(run.deleted), 2);
+          if (provider === "hubspot") {
+            // One batch read for the 5 differing records, one for the 2 candidates.
+            const c = await counters(sb.url);
+            assert.equal(c["POST /crm/v3/objects/:objectType/batch/read"], 2, JSON.stringify(c));
+          }
+
+          const state = await sql`select remote_id, first_name, deleted_at is not null as deleted
+                                  from crm.contacts where connection_id = ${conn}
+                                    and remote_id = any(${[...edited, ...made, ...gone]})
+                                  order by remote_id`;
+          const by = new Map(state.map((r) => [r.remote_id as string, r]));
+          edited.forEach((id, i) => assert.equal(by.get(id)?.first_name, `Drifted${i}`));
+          made.forEach((id) => assert.equal(by.get(id)?.deleted, false, `created ${id}`));
+          gone.forEach((id) => assert.equal(by.get(id)?.deleted, true, `deleted ${id}`));
+          // The walk's staging is gone once it finished.
+          const [{ seen, walks }] = await sql`
+            select (select count(*)::int from crm.drift_seen where connection_id = ${conn}) as seen,
+                   (select count(*)::int from crm.drift_walks where connection_id = ${conn}) as walks`;
+          assert.deepEqual([seen, walks], [0, 0]);
+
+          // Repaired: the next check finds nothing.
+          const again = await drift(sql, conn);
+          const d2 = again[0].details.drift;
+          assert.deepEqual(
+            [d2.missing, d2.stale, d2.tombstoned, d2.fetched, d2.deleted],
+            [0, 0, 0, 0, 0],
+            JSON.stringify(d2),
+          );
+        },
+      );
+    },
+  });
+}
