@@ -209,7 +209,7 @@ export async function runDrift(sql: Sql, ctx: SyncContext, o: DriftOptions): Pro
     const drift = { ...measured(), sql_ms: Math.round(counts.sql_ms) };
     await closeRun(sql, { runId, leaseToken: token }, status, tally, {
       more: !done,
-      details: { drift, ...(done ? { drift_walk: totals } : {}) },
+      details: { drift, bytes_fetched: drift.bytes, ...(done ? { drift_walk: totals } : {}) },
     });
     return {
       ...tally.summary(runId, status, { more: !done }),
