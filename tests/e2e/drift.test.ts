@@ -2,11 +2,29 @@
 // in the sandbox without any webhook reaching us; an inbound job of mode drift (what the hourly
 // cron crm-drift-check enqueues) lists only ids and modification times, fetches only what
 // differs, confirms the deletions by id, and reports it in sync_log (mode drift). Unchanged
-// records are never read again.
+// records are never read again. Then the same with webhooks delivering from the sandbox to
+// crm-webhook through the gateway, 30 % of the deliveries dropped: the drift check repairs every
+// dropped change and fetches nothing the webhooks had delivered.
 import assert from "node:assert/strict";
 import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
-import { admin, awaitJobs, type Sql, triggerSync, withConnection } from "./_harness.ts";
+import { connectionCredentials } from "../../shared/local/connections.ts";
+import { encryptJson, importKey } from "../../supabase/functions/_shared/crypto.ts";
+import { sha256Hex } from "../../supabase/functions/_shared/webhooks/limits.ts";
+import { need } from "../_support/env.ts";
+import {
+  admin,
+  awaitJobs,
+  cleanup,
+  db,
+  type Sandbox,
+  type Sql,
+  startSandbox,
+  triggerSync,
+  until,
+  withConnection,
+} from "./_harness.ts";
 import { ADMIN_OBJECT } from "./_outbound.ts";
+import { hookUrl, randomSecret } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -152,6 +170,156 @@ for (const provider of PROVIDERS) {
           );
         },
       );
+    },
+  });
+}
+
+/** The remote account webhooks are routed by, per provider. */
+const ACCOUNT: Record<ProviderName, string> = {
+  hubspot: "HUBSPOT_PORTAL_ID",
+  salesforce: "SALESFORCE_ORG_ID",
+  pipedrive: "PIPEDRIVE_COMPANY_ID",
+};
+
+/**
+ * A connection that syncs from the sandbox and receives its webhooks (credentials set up as
+ * _webhooks.ts webhookConnection does), and the sandbox's deliveries pointed at crm-webhook
+ * through its admin API, dropping `dropRate` of them. A connection of the same remote account
+ * left by an earlier run is removed first.
+ */
+async function hookedConnection(sql: Sql, sb: Sandbox, dropRate: number): Promise<string> {
+  const p = sb.provider;
+  const account = sb.credentials[ACCOUNT[p]];
+  await sql`delete from crm.connections where provider = ${p} and remote_account_id = ${account}`;
+  const token = randomSecret();
+  const user = `crm-${randomSecret(8)}`;
+  const password = randomSecret();
+  const hook: Record<string, string> = p === "hubspot"
+    ? { webhook_secret: sb.credentials.HUBSPOT_CLIENT_SECRET }
+    : p === "salesforce"
+    ? { webhook_token: token }
+    : { webhook_user: user, webhook_password: password };
+  const credentials = { ...connectionCredentials(p, { ...sb.credentials }, sb.url), ...hook };
+  const key = await importKey(need("CRM_ENCRYPTION_KEY"));
+  const id = crypto.randomUUID();
+  const stored = await encryptJson(key, credentials, id);
+  const settings = { base_url: sb.url, default_phone_region: "US" };
+  await sql`
+    insert into crm.connections (id, account_id, provider, remote_account_id, name, settings,
+                                 credentials, webhook_token_hash, webhook_user_hash)
+    values (${id}, ${crypto.randomUUID()}, ${p}, ${account}, ${`drift ${p}`},
+            ${sql.json(settings as never)}, convert_to(${stored}, 'UTF8'),
+            ${hook.webhook_token ? await sha256Hex(hook.webhook_token) : null},
+            ${hook.webhook_user ? await sha256Hex(hook.webhook_user) : null})`;
+  if (p === "hubspot") {
+    await admin(sb.url, "PUT", "/webhooks", { targetUrl: hookUrl("/hubspot") });
+  } else if (p === "salesforce") {
+    await admin(sb.url, "PUT", "/outbound", {
+      url: hookUrl(`/salesforce/${token}`),
+      objects: ["Contact"],
+    });
+  } else {
+    await admin(sb.url, "PUT", "/webhooks", {
+      url: hookUrl("/pipedrive"),
+      httpAuthUser: user,
+      httpAuthPassword: password,
+    });
+  }
+  await admin(sb.url, "PUT", "/faults", { webhookDropRate: dropRate, seed: 1313 });
+  return id;
+}
+
+async function inboxSettled(sql: Sql, conn: string): Promise<boolean> {
+  const [r] = await sql`
+    select (select count(*) from crm.webhook_events
+            where connection_id = ${conn} and state in ('pending', 'processing')) as events,
+           (select count(*) from crm.jobs where connection_id = ${conn} and kind = 'inbox'
+              and (state = 'running' or (state = 'queued' and run_after <= now()))) as jobs`;
+  return Number(r.events) === 0 && Number(r.jobs) === 0;
+}
+
+for (const provider of PROVIDERS) {
+  Deno.test({
+    name: `e2e ${provider}: with 30 % of webhook deliveries dropped, the drift check repairs ` +
+      "every dropped change and nothing else",
+    ...opts,
+    fn: async () => {
+      const sb = await startSandbox(provider, { seed: 97, records: 40, unlimited: true });
+      const sql = db();
+      let conn: string | null = null;
+      try {
+        conn = await hookedConnection(sql, sb, 0.3);
+        await triggerSync(sql, "contacts", conn);
+        const obj = ADMIN_OBJECT[provider].contacts;
+        const rows = await sql`select remote_id from crm.contacts
+                               where connection_id = ${conn} and deleted_at is null
+                                 and kind = 'contact' order by remote_id`;
+        const ids = rows.map((r) => r.remote_id as string);
+        assert.ok(ids.length >= 24);
+
+        // 12 edits, 4 creations, 4 deletions, each delivered (or not) by the sandbox.
+        const edited = ids.slice(0, 12);
+        const gone = ids.slice(14, 18);
+        for (const [i, id] of edited.entries()) {
+          await admin(sb.url, "PATCH", `/records/${obj}/${id}`, edit(provider, `Hooked${i}`));
+        }
+        const made: string[] = [];
+        for (const n of [11, 12, 13, 14]) {
+          const r = await admin(sb.url, "POST", `/records/${obj}`, create(provider, n));
+          made.push(String(r.id ?? r.Id));
+        }
+        for (const id of gone) await admin(sb.url, "DELETE", `/records/${obj}/${id}`);
+        await admin(sb.url, "POST", "/webhooks/idle", { timeoutMs: 30_000 });
+        await until("the delivered webhooks are processed", () => inboxSettled(sql, conn!), 60_000);
+
+        // What the webhooks did not bring.
+        const before = await sql`select remote_id, first_name, deleted_at is not null as deleted
+                                 from crm.contacts where connection_id = ${conn}
+                                   and remote_id = any(${[...edited, ...made, ...gone]})`;
+        const row = new Map(before.map((r) => [r.remote_id as string, r]));
+        const staleIds = edited.filter((id, i) => row.get(id)?.first_name !== `Hooked${i}`);
+        const missingIds = made.filter((id) => !row.has(id));
+        const liveGone = gone.filter((id) => row.get(id) && !row.get(id)!.deleted);
+        const dropped = staleIds.length + missingIds.length + liveGone.length;
+        assert.ok(dropped > 0, "no change was lost: the drop rate did not bite");
+        assert.ok(
+          dropped < edited.length + made.length + gone.length,
+          "every change was lost: no webhook arrived",
+        );
+
+        const reads0 = await counters(sb.url);
+        const runs = await drift(sql, conn);
+        assert.equal(runs.length, 1, JSON.stringify(runs));
+        assert.equal(runs[0].status, "success", JSON.stringify(runs[0]));
+        const d = runs[0].details.drift;
+        assert.equal(d.stale, staleIds.length, JSON.stringify({ d, staleIds }));
+        assert.equal(d.missing, missingIds.length, JSON.stringify({ d, missingIds }));
+        assert.equal(d.deleted, liveGone.length, JSON.stringify({ d, liveGone }));
+        // Only the records the webhooks missed were fetched.
+        assert.equal(d.fetched, staleIds.length + missingIds.length, JSON.stringify(d));
+        if (provider === "hubspot") {
+          const c = await counters(sb.url);
+          const route = "POST /crm/v3/objects/:objectType/batch/read";
+          const reads = (c[route] ?? 0) - (reads0[route] ?? 0);
+          assert.equal(
+            reads,
+            (staleIds.length + missingIds.length ? 1 : 0) + (liveGone.length ? 1 : 0),
+          );
+        }
+
+        const after = await sql`select remote_id, first_name, deleted_at is not null as deleted
+                                from crm.contacts where connection_id = ${conn}
+                                  and remote_id = any(${[...edited, ...made, ...gone]})`;
+        const now = new Map(after.map((r) => [r.remote_id as string, r]));
+        edited.forEach((id, i) => assert.equal(now.get(id)?.first_name, `Hooked${i}`, id));
+        made.forEach((id) => assert.equal(now.get(id)?.deleted, false, `created ${id}`));
+        gone.forEach((id) => assert.equal(now.get(id)?.deleted, true, `deleted ${id}`));
+      } finally {
+        await admin(sb.url, "DELETE", "/faults").catch(() => {});
+        if (conn) await cleanup(sql, conn);
+        await sql.end();
+        await sb.close();
+      }
     },
   });
 }

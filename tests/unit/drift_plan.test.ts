@@ -4,6 +4,7 @@ import {
   chunks,
   countsOf,
   emptyCounts,
+  mergeStampPages,
   planRepair,
   stampsJson,
 } from "../../supabase/functions/_shared/sync/drift_plan.ts";
@@ -77,4 +78,28 @@ Deno.test("drift chunks: batches of the read size, none for no ids, bad sizes re
   assert.deepEqual(chunks([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
   assert.deepEqual(chunks([], 100), []);
   assert.throws(() => chunks([1], 0), RangeError);
+});
+
+Deno.test("drift pages: merged for one compare, with the last page's position", () => {
+  const a = page({
+    stamps: [{ remoteId: "1", modifiedAt: "2026-01-01T00:00:00.000Z" }],
+    checkpoint: { after: "1" },
+    done: false,
+  });
+  const b = page({
+    stamps: [{ remoteId: "2", modifiedAt: "2026-01-01T00:00:00.000Z" }],
+    errors: [{ remoteId: "3", reason: "x" }],
+    checkpoint: { after: "3" },
+    done: false,
+  });
+  const m = mergeStampPages([a, b]);
+  assert.deepEqual(m.stamps.map((s) => s.remoteId), ["1", "2"]);
+  assert.equal(m.errors.length, 1);
+  assert.deepEqual(m.checkpoint, { after: "3" });
+  assert.equal(m.done, false);
+  assert.ok(!("records" in m), "no page carried records");
+  const carried = mergeStampPages([page({ records: [rec("1")], done: false }), page()]);
+  assert.deepEqual(carried.records?.map((r) => r.remoteId), ["1"]);
+  assert.equal(carried.done, true);
+  assert.throws(() => mergeStampPages([]), RangeError);
 });

@@ -15,7 +15,7 @@
 // stopped by its time or CPU budget is continued by the next from there. Each run's counts go
 // to its sync_log details (drift), the walk's totals to the last run's (drift_walk).
 import type { Sql } from "../db.ts";
-import { type ObjectType, ProviderError } from "../providers/types.ts";
+import { type ObjectType, ProviderError, type StampPage } from "../providers/types.ts";
 import { errorMessage, recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
 import {
@@ -25,6 +25,7 @@ import {
   type Diff,
   type DriftCounts,
   emptyCounts,
+  mergeStampPages,
   planRepair,
   stampsJson,
 } from "./drift_plan.ts";
@@ -38,6 +39,9 @@ import { mapPage } from "./walk.ts";
 const READ_BATCH = 100;
 /** Deletion candidates confirmed per step. */
 const CONFIRM_BATCH = 100;
+/** Stamps compared by one statement at most: pages are gathered up to this (HubSpot lists 100
+ * a page), as the walk's writes gather pages up to its write batch. */
+const COMPARE_BATCH = 2_000;
 
 export interface DriftOptions {
   object: ObjectType;
@@ -129,11 +133,28 @@ export async function runDrift(sql: Sql, ctx: SyncContext, o: DriftOptions): Pro
     let checkpoint: unknown = state.checkpoint;
     let totals = countsOf(state.totals);
 
-    while (phase === "walk" && !outOfBudget()) {
-      const page = await adapter.stamps(o.object, checkpoint, {
-        pageSize: o.pageSize,
-        deadline: o.deadline,
-      });
+    // The next page is fetched while the previous batch is compared and repaired. At the time
+    // or CPU budget, the page fetched ahead is dropped: at most one page of stamps paid twice.
+    const fetchPage = (cp: unknown): Promise<StampPage> => {
+      const p = adapter.stamps(o.object, cp, { pageSize: o.pageSize, deadline: o.deadline });
+      p.catch(() => {}); // a dropped prefetch must not fail as unhandled
+      return p;
+    };
+    let ahead: Promise<StampPage> | null = phase === "walk" && !outOfBudget()
+      ? fetchPage(checkpoint)
+      : null;
+    while (phase === "walk" && ahead && !outOfBudget()) {
+      const pages: StampPage[] = [];
+      let gathered = 0;
+      while (ahead) {
+        const next: StampPage = await ahead;
+        ahead = null;
+        pages.push(next);
+        gathered += next.stamps.length + next.errors.length;
+        if (!next.done && !outOfBudget()) ahead = fetchPage(next.checkpoint);
+        if (next.done || gathered >= COMPARE_BATCH || outOfBudget()) break;
+      }
+      const page = mergeStampPages(pages);
       const stamps = stampsJson(page);
       const diffs = await timedSql(() =>
         sql<Diff[]>`select remote_id, reason from crm.drift_compare_page(${runId},
@@ -158,7 +179,7 @@ export async function runDrift(sql: Sql, ctx: SyncContext, o: DriftOptions): Pro
         });
       }
       counts = addCounts(counts, {
-        pages: 1,
+        pages: pages.length,
         compared: stamps.count,
         unidentified: stamps.unidentified,
         fetched: plan.fromPage.length + plan.byId.length,

@@ -111,6 +111,21 @@ export function planRepair(diffs: Diff[], page: StampPage): RepairPlan {
   return { fromPage, byId, counts };
 }
 
+/** Consecutive stamps pages as one compare: their stamps, records and errors, the last page's
+ * checkpoint and end. */
+export function mergeStampPages(pages: StampPage[]): StampPage {
+  if (pages.length === 0) throw new RangeError("no pages to merge");
+  const last = pages[pages.length - 1];
+  const carried = pages.some((p) => p.records);
+  return {
+    stamps: pages.flatMap((p) => p.stamps),
+    ...(carried ? { records: pages.flatMap((p) => p.records ?? []) } : {}),
+    errors: pages.flatMap((p) => p.errors),
+    checkpoint: last.checkpoint,
+    done: last.done,
+  };
+}
+
 /** `ids` in chunks of at most `size` (reads by id: the adapters' batch size). */
 export function chunks<T>(ids: T[], size: number): T[][] {
   if (!(size >= 1)) throw new RangeError("chunk size must be at least 1");
