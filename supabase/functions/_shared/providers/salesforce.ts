@@ -355,7 +355,7 @@ export function createSalesforceAdapter(
         async () => await conn.queryMore(locator) as unknown as StampRows,
         opts,
       ).catch((e) => {
-        if (/INVALID_QUERY_LOCATOR/.test(String((e as Error)?.message ?? e))) return null;
+        if (/invalid.query.locator/i.test(String((e as Error)?.message ?? e))) return null;
         throw e;
       });
     }
