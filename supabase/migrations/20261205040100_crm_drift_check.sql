@@ -232,6 +232,10 @@ create or replace function crm.drift_compare_page(
   returns table (remote_id text, reason text)
   language plpgsql
   set search_path = ''
+  -- The staging table fills and empties within minutes, so its statistics are often those of
+  -- an empty table: a plan built on them probes it (and the mirror) by sequential scan per row,
+  -- quadratic over 100k rows. Index probes are right at every size here.
+  set enable_seqscan = off
 as $$
 begin
   perform crm._hold_inbound_lease(p_connection_id, p_object, p_run_id, p_lease_token);
@@ -289,6 +293,8 @@ create or replace function crm.drift_deletion_candidates(
   returns table (remote_id text)
   language plpgsql
   set search_path = ''
+  -- As in crm.drift_compare_page: index probes whatever the staging table's statistics say.
+  set enable_seqscan = off
 as $$
 declare
   v_started timestamptz;

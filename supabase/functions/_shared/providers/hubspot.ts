@@ -3,7 +3,7 @@
 // app, search 5 requests / s, ≤ 200 results per search page, paging past 10,000 results of a
 // query answers 400, batch endpoints take ≤ 100 inputs. Search filters contacts on
 // `lastmodifieddate` and other objects on `hs_lastmodifieddate`.
-// Walks: a walk from nothing (full walks, drift checks, a stream's first delta) reads the list
+// Walks: a walk from nothing (full walks, a stream's first delta) reads the list
 // endpoint (GET /crm/v3/objects/{type}, ≤ 100 a page, by id, `after` cursor): no 10,000 cap and
 // only the 10-second burst limit, so 100-190 requests × 100 records / 10 s, where search is
 // 5/s × 200 and its own class. Deltas search by modification time (keyset, ./keyset.ts), the
@@ -32,8 +32,9 @@
 // (GET /crm/v3/objects/{type}?archived=true) pages by id with no sort and no filter on archivedAt,
 // so any "since" can only be applied after reading the whole archive. Listing it after every
 // 5-minute delta made each delta cost O(archive); the adapter therefore declares deletions
-// "listed-on-full": the engine lists the archive once per complete full walk (the hourly drift
-// check), and deltas cost nothing for deletions. Between drift checks, deletion webhooks carry
+// "listed-on-full": the engine lists the archive once per complete full walk (a backfill), and
+// deltas cost nothing for deletions. The hourly drift check lists no archive either: it confirms
+// the ids its stamps walk did not list by id (see Stamps). Between those, deletion webhooks carry
 // them when subscribed.
 // Stamps (drift checks): the list endpoint asking for the modification property alone (no
 // associations, no other properties), 100 a page by id, through apiRequest so no SDK model is

@@ -3,7 +3,8 @@
 // ascending and the API's own cursor, which has no depth cap; a finished walk saves the last
 // (update_time, id) and the next run starts at that second again (re-reading only records of
 // that second, which apply_inbound reports as unchanged). v2 lists never return deleted items,
-// so deletions are found by full walks (drift check) rather than deltas.
+// so deletions are found by full walks (their sweep) and the drift check (unlisted ids
+// confirmed by id) rather than deltas.
 // The SDK rejects with the bare error body (no status, no headers) and never retries; we replace
 // its axios response interceptors so errors keep their status and Retry-After, and add a request
 // interceptor that gives each request the call's AbortSignal and timeout (./call.ts callScope;
@@ -324,7 +325,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
     },
 
     deletedSince() {
-      // API v2 lists omit deleted items; full walks (drift check) detect them instead.
+      // API v2 lists omit deleted items; full walks and the drift check detect them instead.
       return Promise.resolve([]);
     },
 

@@ -470,7 +470,7 @@ export function createSalesforceAdapter(
 
     async deletedSince(object, since, opts = {}) {
       // Deletions already arrive through queryAll in changesSince; this serves callers that
-      // want only them (drift checks).
+      // want only them.
       const out: RemoteRecord[] = [];
       for (const type of SOBJECTS[object].filter((t) => t !== "User")) {
         const select = await fieldList(type, opts);

@@ -125,7 +125,8 @@ export interface ProviderCapabilities {
    * - "in-walk": the change walk returns them (deleted = true), in deltas and full walks;
    * - "listed-on-full": only a separate listing (deletedSince) finds them, and it cannot be
    *   bounded by time (it costs O(all deleted records)), so the engine runs it after a complete
-   *   full walk (the hourly drift check), never after a delta;
+   *   full walk (a backfill), never after a delta; the drift check needs no listing (it
+   *   confirms by id the ids its stamps walk did not list);
    * - "sweep-only": nothing lists them; the full walk's sweep finds them.
    */
   deletions: "in-walk" | "listed-on-full" | "sweep-only";
