@@ -233,8 +233,7 @@ create or replace function crm.drift_compare_page(
   language plpgsql
   set search_path = ''
   -- The staging table fills and empties within minutes, so its statistics are often those of
-  -- an empty table: a plan built on them probes it (and the mirror) by sequential scan per row,
-  -- quadratic over 100k rows. Index probes are right at every size here.
+  -- an empty table; index probes are right at every size here (see crm._analyze_drift_seen).
   set enable_seqscan = off
 as $$
 begin
@@ -293,8 +292,11 @@ create or replace function crm.drift_deletion_candidates(
   returns table (remote_id text)
   language plpgsql
   set search_path = ''
-  -- As in crm.drift_compare_page: index probes whatever the staging table's statistics say.
+  -- As in crm.drift_compare_page: index probes whatever the staging table's statistics say
+  -- (planned as empty, the anti-join materialised the staging table and scanned it once per
+  -- mirror row: quadratic, minutes at 100k rows).
   set enable_seqscan = off
+  set enable_material = off
 as $$
 declare
   v_started timestamptz;
@@ -320,6 +322,20 @@ end
 $$;
 comment on function crm.drift_deletion_candidates(bigint, bigint, uuid, text, text, integer) is
   'Drift check, after the walk: live mirror rows it never listed and nothing wrote since it started (remote id order, after p_after). CRM10 without the lease; CRM01 when no walk is in its confirm phase.';
+
+-- Fresh statistics for crm.drift_seen once a walk has listed everything: the table fills and
+-- empties every hour, and autovacuum last saw it empty, or at another connection's size. Only
+-- the table's owner may ANALYZE it, hence SECURITY DEFINER (it does nothing else).
+create or replace function crm._analyze_drift_seen()
+  returns void
+  language plpgsql
+  security definer
+  set search_path = ''
+as $$
+begin
+  analyze crm.drift_seen;
+end
+$$;
 
 -- Saves the walk's position after a page was compared and repaired, and adds p_counts to its
 -- totals. p_phase 'done' ends the walk (its seen ids go) and returns the final totals.
@@ -358,6 +374,9 @@ begin
     raise exception using errcode = 'CRM01',
       message = format('no drift walk of %s/%s under way', p_connection_id, p_object);
   end if;
+  if p_phase = 'confirm' and p_checkpoint is null then
+    perform crm._analyze_drift_seen();
+  end if;
   if p_phase = 'done' then
     delete from crm.drift_seen s where s.connection_id = p_connection_id and s.object = p_object;
     delete from crm.drift_walks d where d.connection_id = p_connection_id and d.object = p_object;
@@ -367,6 +386,9 @@ end
 $$;
 comment on function crm.save_drift_progress(bigint, bigint, uuid, text, text, jsonb, jsonb) is
   'Drift check: saves the walk''s phase and checkpoint and adds counts to its totals (returned); phase done ends the walk. CRM10 without the lease.';
+
+revoke all on function crm._analyze_drift_seen() from public, anon, authenticated;
+grant execute on function crm._analyze_drift_seen() to service_role;
 
 revoke all on function crm.drift_walk_state(bigint, bigint, uuid, text, interval),
   crm.drift_compare_page(bigint, bigint, uuid, text, jsonb),

@@ -5,7 +5,7 @@
 -- 'done' clears the walk. Every function checks the lease (CRM10) and only the service role may
 -- call them.
 begin;
-select plan(20);
+select plan(21);
 
 insert into crm.connections (id, account_id, provider, remote_account_id) values
   ('04100000-0000-4000-8000-0000000000c1', '04100000-0000-4000-8000-0000000000a1', 'hubspot', 'drift-test-1');
@@ -106,6 +106,9 @@ select ok(not has_function_privilege('authenticated',
   and not has_function_privilege('authenticated', 'crm.save_drift_progress(bigint, bigint, uuid, text, text, jsonb, jsonb)', 'execute')
   and has_function_privilege('service_role', 'crm.drift_compare_page(bigint, bigint, uuid, text, jsonb)', 'execute'),
   'only the service role runs the drift functions');
+select ok(not has_function_privilege('authenticated', 'crm._analyze_drift_seen()', 'execute')
+  and not has_function_privilege('anon', 'crm._analyze_drift_seen()', 'execute'),
+  'only the service role may refresh the staging statistics');
 select ok(not has_table_privilege('authenticated', 'crm.drift_seen', 'select')
   and not has_table_privilege('anon', 'crm.drift_walks', 'select')
   and not has_table_privilege('authenticated', 'crm.drift_walks', 'insert'),
