@@ -8,6 +8,10 @@
 import assert from "node:assert/strict";
 import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
 import { connectionCredentials } from "../../shared/local/connections.ts";
+import type { Sql as EngineSql } from "../../supabase/functions/_shared/db.ts";
+import { loadConnections } from "../../supabase/functions/_shared/sync/connections.ts";
+import { createSyncContext } from "../../supabase/functions/_shared/sync/context.ts";
+import { type DriftSummary, runDrift } from "../../supabase/functions/_shared/sync/drift.ts";
 import { encryptJson, importKey } from "../../supabase/functions/_shared/crypto.ts";
 import { sha256Hex } from "../../supabase/functions/_shared/webhooks/limits.ts";
 import { need } from "../_support/env.ts";
@@ -323,3 +327,76 @@ for (const provider of PROVIDERS) {
     },
   });
 }
+
+Deno.test({
+  name: "e2e hubspot: a drift check cut at its budget after every page resumes where it stopped",
+  ...opts,
+  fn: async () => {
+    await withConnection(
+      "hubspot",
+      { seed: 89, records: 450, unlimited: true },
+      async ({ sb, sql, conn }) => {
+        await triggerSync(sql, "contacts", conn);
+        const ids = (await sql`select remote_id from crm.contacts
+                               where connection_id = ${conn} and deleted_at is null
+                               order by remote_id`).map((r) => r.remote_id as string);
+        const [{ live }] = await sql`select count(*)::int as live from crm.contacts
+                                     where connection_id = ${conn} and deleted_at is null`;
+        // Changes on the first and the last pages, and one deletion.
+        await admin(sb.url, "PATCH", `/records/contacts/${ids[1]}`, edit("hubspot", "Early"));
+        await admin(sb.url, "PATCH", `/records/contacts/${ids.at(-2)}`, edit("hubspot", "Late"));
+        await admin(sb.url, "DELETE", `/records/contacts/${ids[200]}`);
+
+        const key = await importKey(need("CRM_ENCRYPTION_KEY"));
+        const { connections } = await loadConnections(sql as unknown as EngineSql, key, {
+          connectionId: conn,
+        });
+        const runs: DriftSummary[] = [];
+        for (let i = 0; i < 20; i++) {
+          // A new context per run, as a new worker request has: nothing carried in memory.
+          const ctx = await createSyncContext(
+            sql as unknown as EngineSql,
+            key,
+            connections[0],
+            () => {},
+            { lane: "backfill" },
+          );
+          // The CPU budget runs out as soon as this run made one CRM call.
+          const calls0 = ctx.calls();
+          const r = await runDrift(sql as unknown as EngineSql, ctx, {
+            object: "contacts",
+            trigger: "manual",
+            deadline: Date.now() + 60_000,
+            cpuLeftMs: () => (ctx.calls() > calls0 ? 0 : 1),
+            pageSize: 100,
+          });
+          runs.push(r);
+          assert.equal(r.status, "success", JSON.stringify(r));
+          if (!r.more) break;
+        }
+        assert.ok(runs.length >= 5, `${runs.length} runs: the budget did not cut the walk`);
+        const walk = runs.at(-1)!.drift_walk!;
+        assert.equal(walk.compared, live - 1, JSON.stringify(walk));
+        assert.equal(walk.stale, 2, JSON.stringify(walk));
+        assert.equal(walk.deleted, 1, JSON.stringify(walk));
+        assert.equal(walk.fetched, 2, JSON.stringify(walk));
+        assert.equal(
+          runs.reduce((n, r) => n + r.drift.compared, 0),
+          live - 1,
+          "a page compared twice or skipped",
+        );
+        const rows = await sql`select remote_id, first_name, deleted_at is not null as deleted
+                               from crm.contacts where connection_id = ${conn}
+                                 and remote_id = any(${[ids[1], ids.at(-2)!, ids[200]]})`;
+        const by = new Map(rows.map((r) => [r.remote_id as string, r]));
+        assert.equal(by.get(ids[1])?.first_name, "Early");
+        assert.equal(by.get(ids.at(-2)!)?.first_name, "Late");
+        assert.equal(by.get(ids[200])?.deleted, true);
+        const logged = await sql`select count(*)::int as n from crm.sync_log
+                                 where connection_id = ${conn} and mode = 'drift'
+                                   and status = 'success'`;
+        assert.equal(logged[0].n, runs.length, "one sync_log row per run");
+      },
+    );
+  },
+});
