@@ -42,6 +42,11 @@
 //     --latency-rate N (app writes/s, default 20), --latency-seconds N (default 60)
 //     --outbound-leads        Salesforce: change Contacts and Leads as they come (chunks of
 //                             both types) instead of Contacts only
+// The issue-13 part, on the same stack, with sandboxes of its own (rate limits lifted):
+//   drift: N unchanged contacts per provider (HubSpot N, Salesforce N/2 Contacts + N/2 Leads):
+//     today's full walk against the drift check in the same run — SQL time, API calls, bytes
+//     fetched, wall time, as ratios (./bench/drift_run.ts)
+//     --drift-records N       contacts per provider (default 100000)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
 // The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
@@ -78,6 +83,8 @@ import { runScale } from "./bench/scale.ts";
 import { runBudget } from "./bench/shared_budget.ts";
 import { type OutboundOptions, runOutboundPart } from "./bench/outbound_run.ts";
 import { printOutbound } from "./bench/outbound_report.ts";
+import { runDriftPart } from "./bench/drift_run.ts";
+import { printDrift } from "./bench/drift_report.ts";
 import { type ProviderName, PROVIDERS } from "../supabase/functions/_shared/providers/types.ts";
 
 const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-records N] " +
@@ -86,10 +93,20 @@ const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-reco
   "[--scale-providers hubspot,salesforce,pipedrive] " +
   "[--outbound-records N] [--outbound-pipedrive N] [--outbound-naive N] " +
   "[--outbound-providers LIST] [--latency-providers LIST] [--latency-rate N] " +
-  "[--latency-seconds N] [--outbound-leads] [--only engine,badpage,ab,ceiling,budget,scale,outbound] [--keep] | --down";
-const PARTS = ["engine", "badpage", "ab", "ceiling", "budget", "scale", "outbound"] as const;
+  "[--latency-seconds N] [--outbound-leads] [--drift-records N] " +
+  "[--only engine,badpage,ab,ceiling,budget,scale,outbound,drift] [--keep] | --down";
+const PARTS = [
+  "engine",
+  "badpage",
+  "ab",
+  "ceiling",
+  "budget",
+  "scale",
+  "outbound",
+  "drift",
+] as const;
 /** The parts that run on the bench stack. */
-const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale", "outbound"];
+const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale", "outbound", "drift"];
 type Part = typeof PARTS[number];
 /** Records per page of the SQL-only figures: the engine's write batch (WRITE_BATCH_RECORDS). */
 const SQL_PAGE = 2000;
@@ -125,6 +142,7 @@ const { values } = (() => {
         "latency-rate": { type: "string" },
         "latency-seconds": { type: "string" },
         "outbound-leads": { type: "boolean" },
+        "drift-records": { type: "string" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -206,6 +224,7 @@ const outbound: OutboundOptions = {
   seconds: count(values["latency-seconds"], "latency-seconds", 60, 1),
   leads: values["outbound-leads"] === true,
 };
+const driftRecords = count(values["drift-records"], "drift-records", 100_000, 100);
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);
 
@@ -306,6 +325,20 @@ async function stackPart(): Promise<void> {
     if (parts.has("outbound")) {
       const done = await outboundPart(sql, { ...stack, dbUrl: env.SUPABASE_DB_URL });
       verdicts.print.push(() => verdicts.list.push(...done()));
+    }
+    if (parts.has("drift")) {
+      banner(`drift: ${driftRecords} unchanged contacts per provider, full walk vs drift check`);
+      try {
+        const r = await runDriftPart(sql, stack, {
+          records: driftRecords,
+          timeoutMs: 30 * 60_000,
+        }, log);
+        verdicts.print.push(() => verdicts.list.push(...printDrift(r)));
+      } catch (e) {
+        log(`drift failed: ${(e as Error).stack ?? e}`);
+        const reason = (e as Error).message.split("\n")[0];
+        verdicts.print.push(() => verdicts.list.push(notMeasured("drift", reason)));
+      }
     }
 
     let badPage: BadPageResult[] = [];

@@ -49,6 +49,7 @@ function declaring(capabilities: ProviderCapabilities): ProviderAdapter {
     changesSince: no,
     deletedSince: no,
     readByIds: no,
+    stamps: no,
     writer: { maxBatch: 1, chunk: 1, externalIdProperty: no, ensureExternalId: no, write: no },
   };
 }

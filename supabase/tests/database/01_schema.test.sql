@@ -8,7 +8,7 @@ select tables_are('crm', array[
   'conflicts', 'field_mappings', 'outbox', 'webhook_events', 'sync_log', 'sync_cursors',
   'health_alerts', 'full_sync_seen', 'live_fetch_buckets', 'inbound_leases', 'inbound_failures',
   'jobs', 'job_accounts', 'job_workers', 'engine_settings', 'rate_budgets', 'provider_describes',
-  'outbound_setup', 'outbound_wakes', 'write_ledger'
+  'outbound_setup', 'outbound_wakes', 'write_ledger', 'drift_walks', 'drift_seen'
 ]);
 
 -- RLS on every table in crm, now and for any table added later.

@@ -7,11 +7,13 @@
 //   credentials refused           → dead (the connection is in status error; reconnecting
 //                                   enqueues afresh)
 //   other failures                → retried with backoff, dead after the job's attempts
-// Modes: delta walks from the watermark; full (a backfill) and drift (the hourly check) are
-// full walks, told apart only by their priority in the queue.
+// Modes: delta walks from the watermark; full (a backfill) walks everything; drift (the hourly
+// check, cron crm-drift-check) compares ids and modification times and repairs only what
+// differs (../sync/drift.ts). A drift check stopped at the budget continues like a walk.
 import type { Sql } from "../db.ts";
 import type { ObjectType } from "../providers/types.ts";
-import { runInbound, type RunSummary, type Trigger } from "../sync/inbound.ts";
+import { runDrift } from "../sync/drift.ts";
+import { runInbound, type RunProgress, type RunSummary, type Trigger } from "../sync/inbound.ts";
 import type { ContextCache } from "./contexts.ts";
 import type { Job } from "./queue.ts";
 import type { JobBudget, JobHandler, JobOutcome } from "./worker.ts";
@@ -32,6 +34,21 @@ export function inboundJobHandler(sql: Sql, contexts: ContextCache): JobHandler 
     const pageSize = Number.isInteger(job.payload.page_size)
       ? job.payload.page_size as number
       : undefined;
+    const onProgress = (p: RunProgress) => budget.heartbeat({ ...p, at: new Date().toISOString() });
+    if (job.mode === "drift") {
+      const s = await runDrift(sql, ctx, {
+        object: job.object as ObjectType,
+        trigger,
+        deadline: budget.deadline,
+        cpuLeftMs: budget.cpuLeftMs,
+        pageSize,
+        onProgress,
+      });
+      const outcome = outcomeOf(s);
+      return "details" in outcome && outcome.details
+        ? { ...outcome, details: { ...outcome.details, drift: s.drift } }
+        : outcome;
+    }
     const summary = await runInbound(sql, ctx, {
       object: job.object as ObjectType,
       mode: job.mode === "delta" ? "delta" : "full",
@@ -39,7 +56,7 @@ export function inboundJobHandler(sql: Sql, contexts: ContextCache): JobHandler 
       deadline: budget.deadline,
       cpuLeftMs: budget.cpuLeftMs,
       pageSize,
-      onProgress: (p) => budget.heartbeat({ ...p, at: new Date().toISOString() }),
+      onProgress,
     });
     return outcomeOf(summary);
   };

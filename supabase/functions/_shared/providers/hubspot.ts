@@ -3,7 +3,7 @@
 // app, search 5 requests / s, ≤ 200 results per search page, paging past 10,000 results of a
 // query answers 400, batch endpoints take ≤ 100 inputs. Search filters contacts on
 // `lastmodifieddate` and other objects on `hs_lastmodifieddate`.
-// Walks: a walk from nothing (full walks, drift checks, a stream's first delta) reads the list
+// Walks: a walk from nothing (full walks, a stream's first delta) reads the list
 // endpoint (GET /crm/v3/objects/{type}, ≤ 100 a page, by id, `after` cursor): no 10,000 cap and
 // only the 10-second burst limit, so 100-190 requests × 100 records / 10 s, where search is
 // 5/s × 200 and its own class. Deltas search by modification time (keyset, ./keyset.ts), the
@@ -32,9 +32,15 @@
 // (GET /crm/v3/objects/{type}?archived=true) pages by id with no sort and no filter on archivedAt,
 // so any "since" can only be applied after reading the whole archive. Listing it after every
 // 5-minute delta made each delta cost O(archive); the adapter therefore declares deletions
-// "listed-on-full": the engine lists the archive once per complete full walk (the hourly drift
-// check), and deltas cost nothing for deletions. Between drift checks, deletion webhooks carry
+// "listed-on-full": the engine lists the archive once per complete full walk (a backfill), and
+// deltas cost nothing for deletions. The hourly drift check lists no archive either: it confirms
+// the ids its stamps walk did not list by id (see Stamps). Between those, deletion webhooks carry
 // them when subscribed.
+// Stamps (drift checks): the list endpoint asking for the modification property alone (no
+// associations, no other properties), 100 a page by id, through apiRequest so no SDK model is
+// built per record. Archived and merged-away records are not listed: the drift check finds
+// them as missing and confirms them by id (a batch read does not return them), so a drift check
+// needs no archive listing.
 // Associations are not properties: a field selection naming `associations.<toObject>` gets the
 // ids inline on list pages (`associations=`: the walk stays at one call per 100 records, the
 // burst ceiling) and one v4 batch read per target type on search and by-id pages (search has
@@ -60,6 +66,8 @@ import {
   ProviderError,
   type RecordError,
   type RemoteRecord,
+  type Stamp,
+  type StampPage,
   type Watermark,
 } from "./types.ts";
 
@@ -464,6 +472,44 @@ export function createHubSpotAdapter(
     };
   }
 
+  /** One stamps page (see the header): `{ after }` is the list's cursor. */
+  async function stampPage(
+    object: Exclude<ObjectType, "owners">,
+    checkpoint: unknown,
+    opts: ListOptions,
+  ): Promise<StampPage> {
+    const after = (checkpoint as { after?: unknown } | null)?.after;
+    const size = Math.min(opts.pageSize ?? LIST_PAGE, LIST_PAGE);
+    const qs = new URLSearchParams({ limit: String(size), properties: MODIFIED[object] });
+    if (typeof after === "string") qs.set("after", after);
+    const res = await call("list", async () => {
+      const r = await apiRequest(hs, { method: "GET", path: `/crm/v3/objects/${object}?${qs}` });
+      const data = parseLikeSdk(r.text, r.headers.get("content-type") ?? undefined);
+      if (r.status < 200 || r.status > 299) {
+        const headers: Record<string, string> = {};
+        r.headers.forEach((v, k) => headers[k] = v);
+        throw new HubSpotApiError(r.status, data, headers);
+      }
+      return data as { results?: unknown; paging?: { next?: { after?: unknown } } } | null;
+    }, opts);
+    if (!Array.isArray(res?.results)) throw new Error("HubSpot list answered without results");
+    const stamps: Stamp[] = [];
+    const errors: RecordError[] = [];
+    for (const raw of res.results as Array<Record<string, unknown>>) {
+      const id = typeof raw?.id === "string" && /^\d+$/.test(raw.id) ? raw.id : null;
+      const props = raw?.properties as Record<string, unknown> | undefined;
+      const mod = props?.[MODIFIED[object]];
+      const at = iso(typeof mod === "string" ? mod : null) ??
+        iso(typeof raw?.updatedAt === "string" ? raw.updatedAt : null);
+      if (id && at) stamps.push({ remoteId: id, modifiedAt: at });
+      else errors.push({ remoteId: id, reason: "listed without an id or a modification time" });
+    }
+    const next = res.paging?.next?.after;
+    return typeof next === "string"
+      ? { stamps, errors, checkpoint: { after: next }, done: false }
+      : { stamps, errors, checkpoint: null, done: true };
+  }
+
   async function owners(checkpoint: unknown, opts: ListOptions): Promise<ChangePage> {
     const after = typeof checkpoint === "string" ? checkpoint : undefined;
     const page = await call(
@@ -557,6 +603,19 @@ export function createHubSpotAdapter(
         ? { modifiedAt: last.modifiedAt, remoteId: last.remoteId }
         : null;
       return { records: fresh, errors, checkpoint: step.state, watermark, done: step.done };
+    },
+
+    async stamps(object, checkpoint, opts = {}) {
+      if (object !== "owners") return await stampPage(object, checkpoint, opts);
+      // Owners are few and listed whole: the page's records are its stamps.
+      const page = await owners(checkpoint, opts);
+      return {
+        stamps: page.records.map((r) => ({ remoteId: r.remoteId, modifiedAt: r.modifiedAt })),
+        records: page.records,
+        errors: page.errors,
+        checkpoint: page.checkpoint,
+        done: page.done,
+      };
     },
 
     async deletedSince(object, since, opts = {}) {

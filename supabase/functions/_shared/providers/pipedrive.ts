@@ -3,7 +3,8 @@
 // ascending and the API's own cursor, which has no depth cap; a finished walk saves the last
 // (update_time, id) and the next run starts at that second again (re-reading only records of
 // that second, which apply_inbound reports as unchanged). v2 lists never return deleted items,
-// so deletions are found by full walks (drift check) rather than deltas.
+// so deletions are found by full walks (their sweep) and the drift check (unlisted ids
+// confirmed by id) rather than deltas.
 // The SDK rejects with the bare error body (no status, no headers) and never retries; we replace
 // its axios response interceptors so errors keep their status and Retry-After, and add a request
 // interceptor that gives each request the call's AbortSignal and timeout (./call.ts callScope;
@@ -13,6 +14,11 @@
 // Call kinds (beforeRequest and observe): "list" (v2 list pages), "list-ids" (v2 lists by
 // ids), "users" (v1 users); the writer's kinds are listed in ./pipedrive_write.ts. A token's daily budget charges list calls more than reads by id
 // and v1 more than v2, so the kinds name the cost class.
+// Stamps (drift checks): v2 lists carry whole records and take no field selection, so the
+// stamps walk is the list itself at its largest page (500, by id, the API's cursor); the page's
+// records travel with its stamps and the differing ones are applied from them, without a second
+// read. The check therefore moves as many bytes as a full walk; it saves the writes and the
+// reads by id, not the listing.
 import * as v1 from "pipedrive/v1";
 import * as v2 from "pipedrive/v2";
 import { z } from "zod";
@@ -32,6 +38,7 @@ import {
   ProviderError,
   type RecordError,
   type RemoteRecord,
+  type StampPage,
   type Watermark,
 } from "./types.ts";
 
@@ -281,8 +288,44 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
       } satisfies ChangePage;
     },
 
+    async stamps(object, checkpoint, opts = {}): Promise<StampPage> {
+      let records: RemoteRecord[];
+      let errors: RecordError[];
+      let next: string | null = null;
+      if (object === "owners") {
+        const res = await call("users", () => apis.owners.getUsers(), opts) as {
+          data?: unknown[] | null;
+        };
+        ({ records, errors } = split("owners", res.data ?? []));
+      } else {
+        const cursor = (checkpoint as { cursor?: unknown } | null)?.cursor;
+        const params = { limit: PAGE, ...(typeof cursor === "string" ? { cursor } : {}) };
+        const res = await call(
+          "list",
+          (): Promise<
+            { data?: unknown[] | null; additional_data?: { next_cursor?: string | null } | null }
+          > =>
+            object === "contacts"
+              ? apis.contacts.getPersons(params)
+              : object === "companies"
+              ? apis.companies.getOrganizations(params)
+              : apis.deals.getDeals(params),
+          opts,
+        );
+        ({ records, errors } = split(object, res.data ?? []));
+        next = res.additional_data?.next_cursor ?? null;
+      }
+      return {
+        stamps: records.map((r) => ({ remoteId: r.remoteId, modifiedAt: r.modifiedAt })),
+        records,
+        errors,
+        checkpoint: next === null ? null : { cursor: next },
+        done: next === null,
+      };
+    },
+
     deletedSince() {
-      // API v2 lists omit deleted items; full walks (drift check) detect them instead.
+      // API v2 lists omit deleted items; full walks and the drift check detect them instead.
       return Promise.resolve([]);
     },
 

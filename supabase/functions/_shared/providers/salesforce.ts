@@ -27,6 +27,12 @@
 // "describe" (field checks, one per sObject per 10 minutes). A 401 refreshed inside a call
 // reports the 401 and the retried answer under the call's kind, and the token endpoint's answer
 // as "oauth-token" (observe only, not gated by beforeRequest).
+// Stamps (drift checks): `SELECT Id, SystemModstamp FROM <sObject> ORDER BY Id` with queryMore
+// batches of 2000 (one call each), per sObject of the object (Contact then Lead). The checkpoint
+// keeps the locator and the last Id: a locator expires after 15 idle minutes (and with the
+// session), so a continuation that finds it gone (INVALID_QUERY_LOCATOR) asks again from
+// `WHERE Id > last`. `query`, not queryAll: deleted rows are not listed, so the check finds them
+// as missing and confirms them by id.
 import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -44,6 +50,8 @@ import {
   ProviderError,
   type RecordError,
   type RemoteRecord,
+  type Stamp,
+  type StampPage,
   type Watermark,
 } from "./types.ts";
 
@@ -324,6 +332,61 @@ export function createSalesforceAdapter(
     };
   }
 
+  type StampRows = { records: unknown[]; done?: boolean; nextRecordsUrl?: string };
+  interface StampWalk {
+    type: number;
+    next: string | null;
+    lastId: string | null;
+  }
+
+  async function stampPage(
+    object: ObjectType,
+    checkpoint: unknown,
+    opts: ListOptions,
+  ): Promise<StampPage> {
+    const types = SOBJECTS[object];
+    const s: StampWalk = (checkpoint as StampWalk | null) ?? { type: 0, next: null, lastId: null };
+    const type = types[s.type];
+    let res: StampRows | null = null;
+    if (s.next) {
+      const locator = s.next;
+      res = await call(
+        "query",
+        async () => await conn.queryMore(locator) as unknown as StampRows,
+        opts,
+      ).catch((e) => {
+        if (/invalid.query.locator/i.test(String((e as Error)?.message ?? e))) return null;
+        throw e;
+      });
+    }
+    if (!res) {
+      const where = s.lastId ? ` WHERE Id > ${soqlString(s.lastId)}` : "";
+      const soql = `SELECT Id, SystemModstamp FROM ${type}${where} ORDER BY Id ASC`;
+      res = await call(
+        "query",
+        async () =>
+          await conn.query(soql, { autoFetch: false, maxFetch: PAGE }) as unknown as StampRows,
+        opts,
+      );
+    }
+    const stamps: Stamp[] = [];
+    const errors: RecordError[] = [];
+    let lastId = s.lastId;
+    for (const raw of res.records as Array<{ Id?: unknown; SystemModstamp?: unknown }>) {
+      const id = typeof raw?.Id === "string" && SF_ID.test(raw.Id) ? raw.Id : null;
+      const at = typeof raw?.SystemModstamp === "string" ? isoOf(raw.SystemModstamp) : null;
+      if (id) lastId = id;
+      if (id && at) stamps.push({ remoteId: id, modifiedAt: at });
+      else errors.push({ remoteId: id, reason: `${type} listed without an Id or SystemModstamp` });
+    }
+    const more = !res.done && typeof res.nextRecordsUrl === "string";
+    const next: StampWalk = more
+      ? { type: s.type, next: res.nextRecordsUrl!, lastId }
+      : { type: s.type + 1, next: null, lastId: null };
+    const done = next.type >= types.length;
+    return { stamps, errors, checkpoint: done ? null : next, done };
+  }
+
   const org = c.instanceUrl ?? deps.baseUrl;
   const writer = createSalesforceWriter({
     conn: conn as unknown as WriteConnection,
@@ -401,9 +464,13 @@ export function createSalesforceAdapter(
       } satisfies ChangePage;
     },
 
+    stamps(object, checkpoint, opts = {}) {
+      return stampPage(object, checkpoint, opts);
+    },
+
     async deletedSince(object, since, opts = {}) {
       // Deletions already arrive through queryAll in changesSince; this serves callers that
-      // want only them (drift checks).
+      // want only them.
       const out: RemoteRecord[] = [];
       for (const type of SOBJECTS[object].filter((t) => t !== "User")) {
         const select = await fieldList(type, opts);

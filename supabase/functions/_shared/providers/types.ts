@@ -48,6 +48,28 @@ export interface ChangePage {
   done: boolean;
 }
 
+/** One record's identity and modification time, as a drift check compares them. */
+export interface Stamp {
+  remoteId: string;
+  /** ISO 8601, millisecond precision: the same time RemoteRecord.modifiedAt carries. */
+  modifiedAt: string;
+}
+
+/** One page of a stamps walk (ProviderAdapter.stamps). */
+export interface StampPage {
+  stamps: Stamp[];
+  /** The whole records of the page, when the provider's listing cannot leave fields out
+   * (Pipedrive v2, every provider's owners): the drift check applies the differing ones from
+   * here instead of reading them again by id. */
+  records?: RemoteRecord[];
+  /** Listed records the adapter could not read a stamp from (they are re-read by id when they
+   * have one). */
+  errors: RecordError[];
+  /** Where the next call continues (null when done); kept in the job's state between runs. */
+  checkpoint: unknown;
+  done: boolean;
+}
+
 export interface ListOptions {
   pageSize?: number;
   /** Aborts every request of the call (the run stopped). */
@@ -103,7 +125,8 @@ export interface ProviderCapabilities {
    * - "in-walk": the change walk returns them (deleted = true), in deltas and full walks;
    * - "listed-on-full": only a separate listing (deletedSince) finds them, and it cannot be
    *   bounded by time (it costs O(all deleted records)), so the engine runs it after a complete
-   *   full walk (the hourly drift check), never after a delta;
+   *   full walk (a backfill), never after a delta; the drift check needs no listing (it
+   *   confirms by id the ids its stamps walk did not list);
    * - "sweep-only": nothing lists them; the full walk's sweep finds them.
    */
   deletions: "in-walk" | "listed-on-full" | "sweep-only";
@@ -127,6 +150,13 @@ export interface ProviderAdapter {
     checkpoint: unknown,
     opts?: ListOptions,
   ): Promise<ChangePage>;
+  /**
+   * Every live record of `object` as (remote id, modification time), in the provider's id order
+   * with the fewest properties it allows and its largest page, for the drift check. Deleted
+   * records are not listed (the check finds them as missing). `checkpoint` is what the previous
+   * page returned (null to start).
+   */
+  stamps(object: ObjectType, checkpoint: unknown, opts?: ListOptions): Promise<StampPage>;
   /** Records deleted since a time, for providers that list deletions separately. */
   deletedSince(object: ObjectType, since: string, opts?: ListOptions): Promise<RemoteRecord[]>;
   readByIds(

@@ -19,6 +19,8 @@ export interface SyncContext {
   budget: BudgetGate;
   /** API calls made so far through this context. */
   calls(): number;
+  /** Bytes of the CRM's answers so far (their Content-Length; answers without one count 0). */
+  bytes(): number;
 }
 
 export type Logger = (msg: string, extra?: Record<string, unknown>) => void;
@@ -37,6 +39,7 @@ export async function createSyncContext(
   const mapper = createMapper(conn.provider, [...mappings], { defaultRegion: region });
   const outbound = createOutboundMapper(conn.provider, [...mappings], { defaultRegion: region });
   let calls = 0;
+  let bytes = 0;
   // settings.request_timeout_ms: the longest wait for one CRM answer (default in
   // providers/call.ts); runs also cut every request at their deadline.
   const timeout = conn.settings.request_timeout_ms;
@@ -53,7 +56,10 @@ export async function createSyncContext(
       : undefined,
     credentials: conn.credentials,
     beforeRequest: budget.beforeRequest,
-    observe: budget.observe,
+    observe: (o) => {
+      bytes += Number(o.headers.get("content-length")) || 0;
+      budget.observe(o);
+    },
     describes: describeStore(sql, conn.id),
     onTokens: (tokens) => persistTokens(sql, key, conn, tokens),
     countCall: (n = 1) => {
@@ -61,7 +67,7 @@ export async function createSyncContext(
     },
     log: withConn,
   }, mapper.fields());
-  return { conn, adapter, mapper, outbound, budget, calls: () => calls };
+  return { conn, adapter, mapper, outbound, budget, calls: () => calls, bytes: () => bytes };
 }
 
 /** crm.provider_describes for one connection: what describe calls learned, shared by every

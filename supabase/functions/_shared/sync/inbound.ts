@@ -160,6 +160,9 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
   // Objects the adapter cannot filter by modification time are walked whole.
   const mode: InboundMode = streamMode(adapter, o.object, o.mode);
   const tally = new RunTally(conn, o.object, ctx.calls);
+  // Bytes of the CRM's answers this run read (details.bytes_fetched; compared with the drift
+  // check's in the benchmark).
+  const bytes0 = ctx.bytes();
   const run = await openRun(sql, conn.id, o, mode);
   if (!run) {
     return tally.summary(null, "skipped", {
@@ -259,7 +262,10 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     }
     const status = tally.failed > 0 ? "partial" : "success";
     if (runId !== null) {
-      await closeRun(sql, { runId, leaseToken: run.leaseToken }, status, tally, { more: !done });
+      await closeRun(sql, { runId, leaseToken: run.leaseToken }, status, tally, {
+        more: !done,
+        details: { bytes_fetched: ctx.bytes() - bytes0 },
+      });
     }
     return tally.summary(runId, status, { more: !done });
   } catch (e) {

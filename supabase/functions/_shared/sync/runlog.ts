@@ -20,7 +20,7 @@ export async function closeRun(
   run: { runId: number; leaseToken: string | null },
   status: "success" | "partial" | "failed",
   tally: RunTally,
-  info: { message?: string; revoked?: boolean; more: boolean },
+  info: { message?: string; revoked?: boolean; more: boolean; details?: Record<string, unknown> },
 ): Promise<void> {
   const counts = tally.pageExtras([]);
   const error = info.message || tally.failed
@@ -30,7 +30,7 @@ export async function closeRun(
       failures: tally.failures,
     }
     : null;
-  const details = sql.json(tally.details(info.more) as never);
+  const details = sql.json({ ...tally.details(info.more), ...info.details } as never);
   const err = error ? sql.json(error as never) : null;
   if (run.leaseToken !== null) {
     await sql`select crm.close_inbound_run(${run.runId}, ${run.leaseToken}::bigint, ${status},

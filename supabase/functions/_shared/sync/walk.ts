@@ -63,7 +63,7 @@ export async function deletionPage(
   o: ReadOptions,
 ): Promise<PreparedPage | null> {
   // Since the epoch: the listing reads the whole archive anyway (see listsDeletionsAfter), and
-  // a deletion older than the last drift check that no delta saw must still be applied.
+  // a deletion older than the last full walk that no delta saw must still be applied.
   const gone: RemoteRecord[] = await adapter.deletedSince(object, new Date(0).toISOString(), {
     deadline: o.deadline,
     signal: o.signal,
