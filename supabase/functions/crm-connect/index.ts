@@ -1,0 +1,29 @@
+// crm-connect: users connect, check and disconnect their CRM accounts.
+//   POST /crm-connect/start       {provider, redirect_to?} → {authorize_url}   (user JWT)
+//   GET  /crm-connect/callback    the provider's redirect (authenticated by its state)
+//   POST /crm-connect/token       {provider: hubspot|pipedrive, token}          (user JWT)
+//   GET  /crm-connect/status      [?connection_id=] the account's connections  (user JWT)
+//   POST /crm-connect/disconnect  {connection_id, purge?}                       (user JWT)
+// verify_jwt is off in config.toml (the callback cannot carry a JWT); the function verifies
+// the user's JWT itself on every other route (_shared/connect/handler.ts). Configuration:
+// _shared/connect/config.ts.
+import { authFromEnv } from "../_shared/auth.ts";
+import { keyOrResponse } from "../_shared/crypto.ts";
+import { connect } from "../_shared/db.ts";
+import { connectConfigFromEnv, stateKey } from "../_shared/connect/config.ts";
+import { createConnectHandler } from "../_shared/connect/handler.ts";
+
+const log = (msg: string, extra?: Record<string, unknown>) =>
+  console.log(JSON.stringify({ fn: "crm-connect", msg, ...extra }));
+
+const key = await keyOrResponse();
+const handler = key instanceof Response ? null : createConnectHandler({
+  sql: connect(),
+  key,
+  stateKey: await stateKey(),
+  cfg: connectConfigFromEnv(),
+  auth: authFromEnv(),
+  log,
+});
+
+Deno.serve((req) => handler ? handler(req) : (key as Response).clone());
