@@ -16,6 +16,11 @@
 --   unique (provider, remote_account_id) routes webhooks by it.
 -- * The account always comes from the caller's verified JWT (the function passes it); these
 --   functions are service_role only and never trust an account id from a request body.
+-- * Credentials of one connection change under one lock (crm.lock_credentials: a transaction
+--   advisory lock, so it works through a transaction-mode pooler): a token refresh re-reads
+--   the stored tokens under it and skips the provider call when another worker already
+--   refreshed; a reconnect writes its new grant under it. A rotated refresh token is thus never
+--   overwritten by a stale copy held in some worker's memory.
 -- * SQLSTATEs: CRM20 other remote account, CRM21 remote account taken, CRM22 unknown provider.
 
 create table crm.connect_states (
@@ -93,6 +98,25 @@ $$;
 revoke all on function crm.consume_connect_state(uuid, uuid, uuid, text) from public;
 grant execute on function crm.consume_connect_state(uuid, uuid, uuid, text) to service_role;
 
+-- Takes the connection's credentials lock for the rest of the transaction and returns the
+-- stored ciphertext (NULL: none stored, e.g. disconnected). Waits while another transaction
+-- holds it (a refresh in flight: at most its HTTP timeout).
+create or replace function crm.lock_credentials(p_connection_id uuid)
+  returns text
+  language plpgsql
+  set search_path = ''
+as $$
+declare
+  v_text text;
+begin
+  perform pg_advisory_xact_lock(hashtext('crm.credentials'), hashtext(p_connection_id::text));
+  select convert_from(c.credentials, 'UTF8') into v_text from crm.connections c where c.id = p_connection_id;
+  return v_text;
+end
+$$;
+revoke all on function crm.lock_credentials(uuid) from public;
+grant execute on function crm.lock_credentials(uuid) to service_role;
+
 -- Creates the account's connection to a remote account, or re-activates it (same remote
 -- account: same row, mirror kept). Returns the id and whether it is new. Credentials are
 -- written by the caller in the same transaction (they are bound to the id).
@@ -147,6 +171,8 @@ begin
     return query select v_row.id, true;
     return;
   end if;
+  -- The caller writes the new grant next, in this transaction: after any refresh in flight.
+  perform crm.lock_credentials(v_row.id);
   update crm.connections c
   set status = 'active',
       status_changed_at = case when c.status <> 'active' then now() else c.status_changed_at end,
