@@ -5,8 +5,9 @@
 // connect status.
 import assert from "node:assert/strict";
 import { startHubSpot } from "../../shared/emulators/hubspot/mod.ts";
+import { startPipedrive } from "../../shared/emulators/pipedrive/mod.ts";
 import { startSalesforce } from "../../shared/emulators/salesforce/mod.ts";
-import { decryptJson, importKey } from "../../supabase/functions/_shared/crypto.ts";
+import { decryptJson, encryptJson, importKey } from "../../supabase/functions/_shared/crypto.ts";
 import { loadConnections } from "../../supabase/functions/_shared/sync/connections.ts";
 import { createSyncContext } from "../../supabase/functions/_shared/sync/context.ts";
 import { need } from "../_support/env.ts";
@@ -17,8 +18,10 @@ const log = () => {};
 
 type Started =
   | Awaited<ReturnType<typeof startHubSpot>>
-  | Awaited<ReturnType<typeof startSalesforce>>;
-const sandboxOf = (provider: "hubspot" | "salesforce", e: Started): Sandbox => ({
+  | Awaited<ReturnType<typeof startSalesforce>>
+  | Awaited<ReturnType<typeof startPipedrive>>;
+type Provider = "hubspot" | "salesforce" | "pipedrive";
+const sandboxOf = (provider: Provider, e: Started): Sandbox => ({
   provider,
   url: e.url,
   credentials: e.credentials,
@@ -27,12 +30,21 @@ const sandboxOf = (provider: "hubspot" | "salesforce", e: Started): Sandbox => (
 const liveRefresh = (e: Started) =>
   e.emulator.tokens.list().filter((t) => t.kind === "refresh" && !t.revoked).map((t) => t.token);
 
-async function concurrentRefresh(provider: "hubspot" | "salesforce", e: Started, route: string) {
+async function concurrentRefresh(
+  provider: Provider,
+  e: Started,
+  route: string,
+  oauthCredentials?: Record<string, string>,
+) {
   const sql = db();
   const key = await importKey(need("CRM_ENCRYPTION_KEY"));
   try {
     e.emulator.oauth.set({ rotateRefreshTokens: true });
     const id = await connect(sql, sandboxOf(provider, e));
+    if (oauthCredentials) {
+      const text = await encryptJson(key, oauthCredentials, id);
+      await sql`update crm.connections set credentials = convert_to(${text}, 'UTF8') where id = ${id}`;
+    }
     const twoWorkers = async () => {
       const [a, b] = await Promise.all([1, 2].map(async () => {
         const { connections } = await loadConnections(sql, key, { connectionId: id });
@@ -82,6 +94,22 @@ Deno.test(
       await startSalesforce({ seed: 52, records: 5, log }),
       "POST /services/oauth2/token",
     );
+  },
+);
+
+Deno.test(
+  "pipedrive (OAuth grant): two concurrent refreshes → one refresh call, both proceed, rotation kept",
+  opts,
+  async () => {
+    const pd = await startPipedrive({ seed: 54, records: 5, log, rateLimit: { burst: 100_000 } });
+    const c = pd.credentials;
+    await concurrentRefresh("pipedrive", pd, "POST /oauth/token", {
+      accessToken: c.PIPEDRIVE_ACCESS_TOKEN,
+      refreshToken: c.PIPEDRIVE_REFRESH_TOKEN,
+      clientId: c.PIPEDRIVE_CLIENT_ID,
+      clientSecret: c.PIPEDRIVE_CLIENT_SECRET,
+      tokenUrl: `${pd.url}/oauth/token`,
+    });
   },
 );
 

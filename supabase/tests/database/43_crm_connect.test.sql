@@ -3,7 +3,7 @@
 -- one is refused, a remote account of another app account is refused); status and disconnect
 -- scoped to the account; rights (service_role only, RLS on the nonce table).
 begin;
-select plan(23);
+select plan(25);
 
 -- Nonces ------------------------------------------------------------------------------------
 select lives_ok($$select crm.create_connect_state('43000000-0000-4000-8000-000000000001',
@@ -57,6 +57,12 @@ select throws_ok($$select crm.connect_connection('43000000-0000-4000-8000-000000
 select lives_ok($$select crm.connect_connection('43000000-0000-4000-8000-0000000000a1', 'pipedrive', 'pd-43', null)$$,
                 'another provider is another connection');
 
+select is(crm.lock_credentials((select connection_id from c43)), null,
+          'lock_credentials answers the stored ciphertext (none yet)');
+update crm.connections set credentials = convert_to('v1:a:b', 'UTF8') where id = (select connection_id from c43);
+select is(crm.lock_credentials((select connection_id from c43)), 'v1:a:b',
+          'and the ciphertext once stored');
+
 -- Status and disconnect ---------------------------------------------------------------------
 select is((select count(*)::int from crm.connect_status('43000000-0000-4000-8000-0000000000a1')), 2,
           'status lists the account''s connections');
@@ -76,6 +82,7 @@ select ok(not has_function_privilege('authenticated', 'crm.consume_connect_state
           and not has_function_privilege('authenticated', 'crm.connect_connection(uuid, text, text, text, jsonb)', 'execute')
           and not has_function_privilege('authenticated', 'crm.disconnect_connection(uuid, uuid, boolean)', 'execute')
           and not has_function_privilege('authenticated', 'crm.connect_status(uuid)', 'execute')
+          and not has_function_privilege('authenticated', 'crm.lock_credentials(uuid)', 'execute')
           and not has_table_privilege('authenticated', 'crm.connect_states', 'select')
           and (select relrowsecurity from pg_class where oid = 'crm.connect_states'::regclass),
           'signed-in users reach none of it; the nonce table has RLS');

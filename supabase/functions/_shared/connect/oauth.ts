@@ -299,6 +299,7 @@ const pipedrive: ConnectProvider = {
         refreshToken: refresh,
         clientId: app.clientId,
         clientSecret: app.clientSecret,
+        tokenUrl: `${cfg.pipedrive.oauthUrl}/oauth/token`,
         ...(me.domain ? { companyDomain: me.domain } : {}),
         ...(expiresAt(t.body) ? { expiresAt: expiresAt(t.body)! } : {}),
       },
