@@ -144,6 +144,10 @@ begin
   perform pg_advisory_xact_lock(hashtext('crm.connect:' || p_provider || ':' || p_remote_account_id));
   perform pg_advisory_xact_lock(hashtext('crm.connect:' || p_account_id::text || ':' || p_provider));
 
+  -- Lock order, as everywhere: the credentials lock, then the row (a refresh in flight holds
+  -- the first and then updates the row; the other order would deadlock with it).
+  perform crm.lock_credentials(c.id) from crm.connections c
+  where c.provider = p_provider and c.remote_account_id = p_remote_account_id;
   select * into v_row from crm.connections c
   where c.provider = p_provider and c.remote_account_id = p_remote_account_id
   for update;
@@ -171,8 +175,8 @@ begin
     return query select v_row.id, true;
     return;
   end if;
-  -- The caller writes the new grant next, in this transaction: after any refresh in flight.
-  perform crm.lock_credentials(v_row.id);
+  -- The caller writes the new grant next, in this transaction, under the credentials lock taken
+  -- above: after any refresh in flight.
   update crm.connections c
   set status = 'active',
       status_changed_at = case when c.status <> 'active' then now() else c.status_changed_at end,
@@ -232,6 +236,10 @@ as $$
 declare
   v_id uuid;
 begin
+  -- Credentials lock first (see connect_connection): a refresh in flight finishes before the
+  -- credentials are dropped, and cannot write them back afterwards.
+  perform crm.lock_credentials(c.id) from crm.connections c
+  where c.id = p_connection_id and c.account_id = p_account_id;
   select c.id into v_id from crm.connections c
   where c.id = p_connection_id and c.account_id = p_account_id
   for update;
