@@ -50,6 +50,7 @@ const secrets = {
   CRM_PIPEDRIVE_API_URL: pd.url,
   CRM_CONNECT_REDIRECT_ALLOW_LIST: `${APP},https://admin.example/`,
   CRM_CONNECT_TIMEOUT_MS: "5000",
+  CRM_CORS_ORIGINS: "https://app.example",
 };
 let gw: ConnectGateway = await startConnectGateway(port, secrets);
 
@@ -442,6 +443,36 @@ Deno.test(
     const [row] =
       await sql`select status from crm.connections where id = ${connections.salesforce}`;
     assert.equal(row.status, "active");
+  },
+);
+
+Deno.test(
+  "browsers: the preflight answers allowed origins only, answers carry CORS headers",
+  opts,
+  async () => {
+    const pre = (origin: string) =>
+      fetch(`${gw.fn}/start`, {
+        method: "OPTIONS",
+        headers: {
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization, content-type",
+        },
+      });
+    const ok = await pre("https://app.example");
+    await ok.body?.cancel();
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get("access-control-allow-origin"), "https://app.example");
+    const no = await pre("https://evil.example");
+    await no.body?.cancel();
+    assert.equal(no.status, 403);
+    assert.equal(no.headers.get("access-control-allow-origin"), null);
+    const st = await fetch(`${gw.fn}/status`, {
+      headers: { origin: "https://app.example", authorization: `Bearer ${users.hubspot.jwt}` },
+    });
+    await st.body?.cancel();
+    assert.equal(st.status, 200);
+    assert.equal(st.headers.get("access-control-allow-origin"), "https://app.example");
   },
 );
 

@@ -6,10 +6,12 @@
 //   POST /crm-connect/disconnect  {connection_id, purge?}                       (user JWT)
 // verify_jwt is off in config.toml (the callback cannot carry a JWT); the function verifies
 // the user's JWT itself on every other route (_shared/connect/handler.ts). Configuration:
-// _shared/connect/config.ts.
+// _shared/connect/config.ts. Browsers may call it from the origins in CRM_CORS_ORIGINS
+// (_shared/http/cors.ts), as crm-fetch-live.
 import { authFromEnv } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
+import { corsFromEnv, preflight, withCors } from "../_shared/http/cors.ts";
 import { connectConfigFromEnv, stateKey } from "../_shared/connect/config.ts";
 import { createConnectHandler } from "../_shared/connect/handler.ts";
 
@@ -26,4 +28,9 @@ const handler = key instanceof Response ? null : createConnectHandler({
   log,
 });
 
-Deno.serve((req) => handler ? handler(req) : (key as Response).clone());
+const cors = corsFromEnv();
+
+Deno.serve(async (req) => {
+  if (req.method === "OPTIONS") return preflight(req, cors);
+  return withCors(req, handler ? await handler(req) : (key as Response).clone(), cors);
+});
