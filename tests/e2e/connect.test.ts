@@ -294,6 +294,11 @@ Deno.test(
     const { done, callbackUrl } = await connectFlow(u, "pipedrive");
     // pipedrive's company is taken by users.pipedrive: refused with a clear code, then replayed.
     assert.equal(new URL(done.location!).searchParams.get("error"), "remote_account_taken");
+    assert.equal(
+      pd.emulator.tokens.list().filter((t) => t.revoked).length,
+      0,
+      "the refused grant is dropped, not revoked (the existing connection's grant stays)",
+    );
     const replay = record(await req(callbackUrl));
     assert.equal(replay.status, 400);
     assert.match(replay.text, /already used or has expired/);

@@ -9,7 +9,7 @@ import type { Sql } from "../db.ts";
 import { parseBody } from "../http/body.ts";
 import { type ProviderName, PROVIDERS } from "../providers/types.ts";
 import { allowedRedirect, type ConnectConfig } from "./config.ts";
-import { CONNECT_PROVIDERS, ConnectError } from "./oauth.ts";
+import { CONNECT_PROVIDERS, ConnectError, type Grant } from "./oauth.ts";
 import { pkcePair, signState, verifyState } from "./state.ts";
 import {
   consumeState,
@@ -138,7 +138,7 @@ async function callback(req: Request, d: ConnectDeps): Promise<Response> {
   const code = q.get("code");
   if (!code || code.length > 2048) return to({ error: "missing_code" });
   const p = CONNECT_PROVIDERS[claims.provider];
-  let grant;
+  let grant: Grant;
   try {
     grant = await p.exchange(d.cfg, code, spent.verifier);
   } catch (e) {
@@ -146,41 +146,17 @@ async function callback(req: Request, d: ConnectDeps): Promise<Response> {
     d.log("code exchange failed", { provider: claims.provider, code: e.code, error: e.message });
     return to({ error: e.code });
   }
-  return await finish(
-    d,
-    claims.accountId,
-    claims.provider,
-    grant,
-    p,
-    (r) =>
-      r.ok
-        ? to({ connection_id: r.connectionId, created: String(r.created) })
-        : to({ error: r.code, message: r.message }),
-  );
-}
-
-async function finish(
-  d: ConnectDeps,
-  accountId: string,
-  provider: ProviderName,
-  grant: Awaited<ReturnType<typeof CONNECT_PROVIDERS.hubspot.exchange>>,
-  p: typeof CONNECT_PROVIDERS.hubspot,
-  answer: (r: Awaited<ReturnType<typeof saveConnection>>) => Response,
-): Promise<Response> {
-  const r = await saveConnection(d.sql, d.key, accountId, provider, grant, d.log);
-  if (!r.ok) {
-    // The grant just obtained is not kept: give it back rather than leave it live.
-    await p.revoke(d.cfg, grant.credentials).catch(() => false);
-    d.log("connect refused", { provider, account_id: accountId, code: r.code });
-  } else {
-    d.log("connected", {
-      provider,
-      account_id: accountId,
-      connection_id: r.connectionId,
-      created: r.created,
-    });
-  }
-  return answer(r);
+  const r = await saveConnection(d.sql, d.key, claims.accountId, claims.provider, grant, d.log);
+  // A refused grant is dropped, not revoked: for the same remote account a revocation can also
+  // end the grant the existing connection uses (Pipedrive uninstalls the app for the company).
+  d.log(r.ok ? "connected" : "connect refused", {
+    provider: claims.provider,
+    account_id: claims.accountId,
+    ...(r.ok ? { connection_id: r.connectionId, created: r.created } : { code: r.code }),
+  });
+  return r.ok
+    ? to({ connection_id: r.connectionId, created: String(r.created) })
+    : to({ error: r.code, message: r.message });
 }
 
 async function tokenConnect(req: Request, d: ConnectDeps): Promise<Response> {
@@ -189,7 +165,7 @@ async function tokenConnect(req: Request, d: ConnectDeps): Promise<Response> {
   const parsed = await parseBody(req, TokenBody);
   if (!parsed.ok) return parsed.response;
   const p = CONNECT_PROVIDERS[parsed.data.provider];
-  let grant;
+  let grant: Grant;
   try {
     grant = await p.tokenConnect!(d.cfg, parsed.data.token);
   } catch (e) {
