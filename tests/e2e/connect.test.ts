@@ -295,7 +295,7 @@ Deno.test(
     // pipedrive's company is taken by users.pipedrive: refused with a clear code, then replayed.
     assert.equal(new URL(done.location!).searchParams.get("error"), "remote_account_taken");
     assert.equal(
-      pd.emulator.tokens.list().filter((t) => t.revoked).length,
+      pd.emulator.tokens.list().filter((t) => t.kind === "refresh" && t.revoked).length,
       0,
       "the refused grant is dropped, not revoked (the existing connection's grant stays)",
     );
