@@ -5,6 +5,7 @@
  * register their API routes on `this.api` and extra admin routes on
  * `this.admin`.
  */
+import { OAuthPolicy, type OAuthPolicyInput, OAuthPolicySchema } from "./oauth.ts";
 import { z } from "zod";
 import { Counters } from "./counters.ts";
 import { type FaultConfigInput, FaultConfigSchema, Faults } from "./faults.ts";
@@ -38,6 +39,8 @@ export interface BaseOptions {
   tenantRecords?: number;
   /** Which account this instance is (set by the tenancy; default 0). */
   account?: number;
+  /** OAuth behaviour: consent, registered redirect URIs, refresh-token rotation (./oauth.ts). */
+  oauth?: OAuthPolicyInput;
 }
 
 export interface StartedEmulator<S> {
@@ -135,6 +138,7 @@ export abstract class Emulator {
   readonly counters = new Counters();
   readonly queue: WebhookQueue;
   readonly tokens: TokenStore;
+  readonly oauth: OAuthPolicy;
   readonly api = new Router();
   readonly admin = new Router();
   readonly now: () => number;
@@ -160,6 +164,7 @@ export abstract class Emulator {
     this.prng = new Prng(this.seed).fork(name);
     this.faults = new Faults(this.seed, opts.faults ?? {});
     this.tokens = new TokenStore(this.prng.fork("tokens"), tokenTtlMs);
+    this.oauth = new OAuthPolicy(opts.oauth);
     this.queue = new WebhookQueue({
       faults: this.faults,
       timeScale: this.timeScale,
@@ -460,6 +465,11 @@ export abstract class Emulator {
       }));
     a.get("/__admin/health", () => json({ ok: true }));
     a.get("/__admin/credentials", () => json(this.credentials()));
+    a.get("/__admin/oauth", () => json(this.oauth.snapshot()));
+    a.put("/__admin/oauth", async ({ req }) => {
+      this.oauth.set(OAuthPolicySchema.parse(await this.adminBody(req)));
+      return json(this.oauth.snapshot());
+    });
 
     a.post("/__admin/reset", async ({ req }) => {
       const body = SeedSchema.parse(await this.adminBody(req));

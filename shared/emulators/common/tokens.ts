@@ -20,6 +20,9 @@ export interface TokenInfo {
   refreshToken?: string;
   /** For codes: redirect URI they were issued for. */
   redirectUri?: string;
+  /** For codes: the PKCE challenge and its method (S256 | plain) given at authorize. */
+  codeChallenge?: string;
+  codeChallengeMethod?: string;
   /** Free-form owner (user id etc.). */
   subject?: string;
 }

@@ -3,8 +3,11 @@
  * (authorization_code and refresh_token grants, form-encoded), token info and
  * refresh-token revocation. Docs:
  * https://developers.hubspot.com/docs/api/oauth-quickstart-guide
- * The refresh token stays the same across refreshes; access tokens live
- * `tokenTtlSeconds` (default 1800, as on HubSpot).
+ * The refresh token stays the same across refreshes (unless `hs.oauth.rotateRefreshTokens`);
+ * access tokens live `tokenTtlSeconds` (default 1800, as on HubSpot). HubSpot's authorize
+ * takes no PKCE parameters (client_id, scope, optional_scope, redirect_uri, state): they are
+ * ignored here as there. A refused consent sends nothing to the redirect URI (HubSpot's docs),
+ * so authorize then answers a page only.
  */
 import { json, noContent, readForm } from "../common/http.ts";
 import type { HubSpotEmulator } from "./emulator.ts";
@@ -20,6 +23,15 @@ export function registerOAuthRoutes(hs: HubSpotEmulator): void {
       return oauthError("BAD_CLIENT_ID", "missing or unknown client id");
     }
     if (!redirect) return oauthError("BAD_REDIRECT_URI", "missing redirect_uri");
+    if (!hs.oauth.redirectAllowed(redirect)) {
+      return oauthError("BAD_REDIRECT_URI", "redirect_uri does not match the app's settings");
+    }
+    if (hs.oauth.consent === "deny") {
+      return new Response("<html><body>The app was not connected.</body></html>", {
+        status: 200,
+        headers: { "content-type": "text/html; charset=utf-8" },
+      });
+    }
     const code = hs.tokens.issue("code", hs.tokens.mint("", 36, "hex"), hs.now(), {
       clientId,
       redirectUri: redirect,
@@ -65,6 +77,13 @@ export function registerOAuthRoutes(hs: HubSpotEmulator): void {
       if (!rt.ok) return oauthError("BAD_REFRESH_TOKEN", "missing or invalid refresh token");
       refreshToken = rt.info.token;
       scopes = rt.info.scopes;
+      if (hs.oauth.rotateRefreshTokens) {
+        hs.tokens.revoke((t) => t.token === rt.info.token);
+        refreshToken = hs.tokens.issue("refresh", hs.tokens.mint("", 36, "hex"), now, {
+          clientId: hs.creds.clientId,
+          scopes,
+        }).token;
+      }
     } else {
       return oauthError("BAD_GRANT_TYPE", `unsupported grant_type: ${grant}`);
     }

@@ -49,6 +49,20 @@ export function registerOwnerRoutes(hs: HubSpotEmulator): void {
     return json(body);
   };
   hs.route("GET", "/crm/v3/owners/", list);
+  // The account a token belongs to (private-app and OAuth tokens alike):
+  // https://developers.hubspot.com/docs/api/settings/account-information-api
+  hs.route("GET", "/account-info/v3/details", () =>
+    json({
+      portalId: Number(hs.creds.portalId),
+      accountType: "STANDARD",
+      timeZone: "US/Eastern",
+      companyCurrency: "USD",
+      additionalCurrencies: [],
+      utcOffset: "-05:00",
+      utcOffsetMilliseconds: -18_000_000,
+      uiDomain: "app.hubspot.com",
+      dataHostingLocation: "na1",
+    }));
   hs.route("GET", "/crm/v3/owners/:ownerId", (ctx) => {
     const byUser = ctx.url.searchParams.get("idProperty") === "userId";
     const archived = boolParam(ctx.url, "archived") ?? false;

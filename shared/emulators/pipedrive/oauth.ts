@@ -5,8 +5,11 @@
  * auth), revoke. Token responses include `api_domain`, which the SDK turns
  * into its base path. Access tokens live `tokenTtlSeconds` (default 3599).
  * Docs: https://pipedrive.readme.io/docs/marketplace-oauth-authorization
+ * Pipedrive documents no PKCE parameters; a refused consent redirects with
+ * `error=access_denied`; rotation of the refresh token follows `pd.oauth`.
  */
 import { json, parseBasicAuth, readForm } from "../common/http.ts";
+import { deniedRedirect } from "../common/oauth.ts";
 import type { PipedriveEmulator } from "./emulator.ts";
 
 export function registerOAuthRoutes(pd: PipedriveEmulator): void {
@@ -20,6 +23,10 @@ export function registerOAuthRoutes(pd: PipedriveEmulator): void {
     }
     const redirect = url.searchParams.get("redirect_uri");
     if (!redirect) return err("invalid_request", "redirect_uri is required");
+    if (!pd.oauth.redirectAllowed(redirect)) {
+      return err("invalid_request", "redirect_uri does not match the app's callback URL");
+    }
+    if (pd.oauth.consent === "deny") return deniedRedirect(redirect, url.searchParams.get("state"));
     const code = pd.tokens.issue(
       "code",
       `${pd.creds.companyId}.1.${pd.tokens.mint("", 40, "hex")}`,
@@ -61,6 +68,15 @@ export function registerOAuthRoutes(pd: PipedriveEmulator): void {
       const rt = pd.tokens.check(form.get("refresh_token"), now, ["refresh"]);
       if (!rt.ok) return err("invalid_grant", "Invalid refresh token");
       refresh = rt.info.token;
+      if (pd.oauth.rotateRefreshTokens) {
+        pd.tokens.revoke((t) => t.token === rt.info.token);
+        refresh = pd.tokens.issue(
+          "refresh",
+          `${pd.creds.companyId}:1:${pd.tokens.mint("", 40, "hex")}`,
+          now,
+          { clientId, subject: "1" },
+        ).token;
+      }
     } else {
       return err("unsupported_grant_type", `Unsupported grant_type: ${grant}`);
     }

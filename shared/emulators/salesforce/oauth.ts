@@ -6,9 +6,13 @@
  * `issued_at` and `signature` (base64 HMAC-SHA256 of id + issued_at keyed
  * with the client secret). Refresh responses carry no new refresh token.
  * Docs: https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_refresh_token_flow.htm
+ * Web server flow with PKCE: authorize takes `code_challenge` (S256, the only method
+ * Salesforce documents), the code exchange needs the matching `code_verifier`. Consent,
+ * registered redirect URIs and refresh-token rotation follow `sf.oauth` (../common/oauth.ts).
  */
 import { createHmac } from "node:crypto";
 import { json, readForm } from "../common/http.ts";
+import { deniedRedirect, pkceMatches } from "../common/oauth.ts";
 import type { TokenInfo } from "../common/tokens.ts";
 import type { SalesforceEmulator } from "./emulator.ts";
 import { invalidSession, SfError } from "./errors.ts";
@@ -49,10 +53,20 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
       return err("invalid_client_id", "client identifier invalid");
     }
     const redirect = url.searchParams.get("redirect_uri");
-    if (!redirect) return err("redirect_uri_mismatch", "redirect_uri must match configuration");
+    if (!redirect || !sf.oauth.redirectAllowed(redirect)) {
+      return err("redirect_uri_mismatch", "redirect_uri must match configuration");
+    }
+    const challenge = url.searchParams.get("code_challenge") ?? undefined;
+    const method = url.searchParams.get("code_challenge_method") ?? "S256";
+    if (challenge !== undefined && (method !== "S256" || !/^[A-Za-z0-9_-]{43}$/.test(challenge))) {
+      return err("invalid_request", "invalid code_challenge");
+    }
+    if (sf.oauth.consent === "deny") return deniedRedirect(redirect, url.searchParams.get("state"));
     const code = sf.tokens.issue("code", `aPrx${sf.tokens.mint("", 60)}`, sf.now(), {
       clientId: sf.creds.clientId,
       redirectUri: redirect,
+      codeChallenge: challenge,
+      codeChallengeMethod: challenge ? method : undefined,
     });
     const target = new URL(redirect);
     target.searchParams.set("code", code.token);
@@ -76,7 +90,13 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
         }
         const rt = sf.tokens.check(form.get("refresh_token"), now, ["refresh"]);
         if (!rt.ok) return err("invalid_grant", "expired access/refresh token");
-        return tokenResponse(mintAccess(rt.info.token));
+        if (!sf.oauth.rotateRefreshTokens) return tokenResponse(mintAccess(rt.info.token));
+        sf.tokens.revoke((t) => t.token === rt.info.token);
+        const next = sf.tokens.issue("refresh", `5Aep861${sf.tokens.mint("", 80)}`, now, {
+          clientId: sf.creds.clientId,
+          subject: sf.creds.userId,
+        });
+        return tokenResponse(mintAccess(next.token), next.token);
       }
       case "authorization_code": {
         if (secret !== sf.creds.clientSecret) {
@@ -87,7 +107,15 @@ export function registerOAuthRoutes(sf: SalesforceEmulator): void {
         if (code.info.redirectUri && code.info.redirectUri !== form.get("redirect_uri")) {
           return err("redirect_uri_mismatch", "redirect_uri must match configuration");
         }
+        // A code is single-use: revoked before the verifier is checked, so a guessed verifier
+        // cannot be retried against the same code.
         sf.tokens.revoke((t) => t.token === code.info.token);
+        const verified = await pkceMatches(
+          code.info.codeChallenge,
+          code.info.codeChallengeMethod,
+          form.get("code_verifier"),
+        );
+        if (!verified) return err("invalid_grant", "invalid code verifier");
         const refresh = sf.tokens.issue("refresh", `5Aep861${sf.tokens.mint("", 80)}`, now, {
           clientId: sf.creds.clientId,
           subject: sf.creds.userId,

@@ -8,7 +8,8 @@ select tables_are('crm', array[
   'conflicts', 'field_mappings', 'outbox', 'webhook_events', 'sync_log', 'sync_cursors',
   'health_alerts', 'full_sync_seen', 'live_fetch_buckets', 'inbound_leases', 'inbound_failures',
   'jobs', 'job_accounts', 'job_workers', 'engine_settings', 'rate_budgets', 'provider_describes',
-  'outbound_setup', 'outbound_wakes', 'write_ledger', 'drift_walks', 'drift_seen'
+  'outbound_setup', 'outbound_wakes', 'write_ledger', 'drift_walks', 'drift_seen',
+  'connect_states'
 ]);
 
 -- RLS on every table in crm, now and for any table added later.
@@ -36,11 +37,13 @@ select col_is_pk('crm', 'sync_cursors', array['connection_id', 'object'], 'sync_
 
 -- Every mirror-ish table in crm is tied to a connection (RLS keys on it). live_fetch_buckets
 -- limits a whole account and only the engine can read it; so does job_accounts (claim fairness,
--- readable by its own account); job_workers and engine_settings belong to the engine.
+-- readable by its own account); job_workers and engine_settings belong to the engine;
+-- connect_states are OAuth nonces of a connection not made yet (account-bound, engine-only).
 select is(
   (select array_agg(c.relname::text order by c.relname) from pg_class c
    where c.relnamespace = 'crm'::regnamespace and c.relkind = 'r'
-     and c.relname not in ('connections', 'live_fetch_buckets', 'job_accounts', 'job_workers', 'engine_settings')
+     and c.relname not in ('connections', 'live_fetch_buckets', 'job_accounts', 'job_workers', 'engine_settings',
+                           'connect_states')
      and not exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'connection_id')),
   null,
   'every crm table except connections has a connection_id');

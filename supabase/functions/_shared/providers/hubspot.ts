@@ -68,6 +68,7 @@ import {
   type RemoteRecord,
   type Stamp,
   type StampPage,
+  type TokenSet,
   type Watermark,
 } from "./types.ts";
 
@@ -212,8 +213,9 @@ export function createHubSpotAdapter(
     });
   let hs = client();
 
-  async function refresh() {
-    const { refreshToken, clientId, clientSecret } = deps.credentials;
+  // One refresh with the given credentials (the stored ones under deps.refreshTokens).
+  async function requestTokens(c: Record<string, string>): Promise<TokenSet> {
+    const { refreshToken, clientId, clientSecret } = c;
     if (!refreshToken || !clientId || !clientSecret) {
       throw new ProviderError(
         "HubSpot rejected the access token and no refresh token is stored",
@@ -253,15 +255,24 @@ export function createHubSpotAdapter(
         res.status,
       );
     }
-    accessToken = body.access_token;
-    hs = client();
-    await deps.onTokens({
-      accessToken,
+    return {
+      accessToken: body.access_token,
       refreshToken: body.refresh_token ?? refreshToken,
       expiresAt: typeof body.expires_in === "number"
         ? new Date(Date.now() + body.expires_in * 1000).toISOString()
         : undefined,
-    });
+    };
+  }
+
+  async function refresh() {
+    const tokens = deps.refreshTokens
+      ? await deps.refreshTokens(accessToken, requestTokens)
+      : await requestTokens(deps.credentials).then(async (t) => {
+        await deps.onTokens(t);
+        return t;
+      });
+    accessToken = tokens.accessToken;
+    hs = client();
   }
 
   const call = <T>(kind: string, fn: () => Promise<T>, o: ListOptions = {}) =>

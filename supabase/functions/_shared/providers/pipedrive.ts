@@ -28,6 +28,7 @@ import type { RetryPolicy } from "../http/retry.ts";
 import { callScope, guardedCall, isNetworkError } from "./call.ts";
 import { observeResponse, observing } from "./observe.ts";
 import { missingIds } from "./missing.ts";
+import { pipedriveRefresher } from "./pipedrive_oauth.ts";
 import { createPipedriveWriter } from "./pipedrive_write.ts";
 import {
   type ChangePage,
@@ -35,7 +36,6 @@ import {
   type ObjectType,
   type ProviderAdapter,
   type ProviderDeps,
-  ProviderError,
   type RecordError,
   type RemoteRecord,
   type StampPage,
@@ -170,7 +170,11 @@ export function toRemoteRecord(object: ObjectType, raw: unknown): RemoteRecord |
 export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
   const base = deps.baseUrl.replace(/\/$/, "");
   const c = deps.credentials;
-  const auth = c.accessToken ? { accessToken: c.accessToken } : { apiKey: c.apiToken };
+  let access = c.accessToken;
+  const auth = c.accessToken ? { accessToken: () => access } : { apiKey: c.apiToken };
+  const refresh = pipedriveRefresher(deps, () => access, (t) => {
+    access = t;
+  });
   const cfg2 = new v2.Configuration({ ...auth, basePath: `${base}/api/v2` });
   const cfg1 = new v1.Configuration({ ...auth, basePath: `${base}/v1` });
   const apis = {
@@ -194,8 +198,7 @@ export function createPipedriveAdapter(deps: ProviderDeps): ProviderAdapter {
       signal: o.signal,
       deadline: o.deadline,
       policy,
-      refresh: () =>
-        Promise.reject(new ProviderError("Pipedrive rejected the credentials", "revoked", 401)),
+      refresh,
     });
 
   function split(object: ObjectType, raws: unknown[]) {

@@ -52,6 +52,7 @@ import {
   type RemoteRecord,
   type Stamp,
   type StampPage,
+  type TokenSet,
   type Watermark,
 } from "./types.ts";
 
@@ -212,15 +213,32 @@ export function createSalesforceAdapter(
         deps.observe ? { kind: "oauth-token", deps } : undefined,
       );
       // The new token is persisted before jsforce may use it: jsforce's own "refresh" event
-      // fires asynchronously, so a call could finish (and the function exit) first.
-      oauth2.refreshToken(c.refreshToken)
-        .then(async (res) => {
-          await deps.onTokens({
-            accessToken: res.access_token,
-            refreshToken: c.refreshToken,
-            instanceUrl: res.instance_url,
-          });
-          callback(undefined, res.access_token, res);
+      // fires asynchronously, so a call could finish (and the function exit) first. A rotated
+      // refresh token (a connected-app setting) comes back in the answer and is kept.
+      const requestTokens = async (creds: Record<string, string>): Promise<TokenSet> => {
+        const res = await oauth2.refreshToken(creds.refreshToken ?? c.refreshToken!);
+        return {
+          accessToken: res.access_token,
+          refreshToken: (res as { refresh_token?: string }).refresh_token ??
+            creds.refreshToken ?? c.refreshToken,
+          instanceUrl: res.instance_url,
+        };
+      };
+      const stale = (_conn as unknown as { accessToken?: string }).accessToken;
+      (deps.refreshTokens
+        ? deps.refreshTokens(stale, requestTokens)
+        : requestTokens(c).then(async (t) => {
+          await deps.onTokens(t);
+          return t;
+        }))
+        .then((t) => {
+          if (t.refreshToken) {
+            (_conn as unknown as { refreshToken?: string }).refreshToken = t.refreshToken;
+          }
+          callback(undefined, t.accessToken, {
+            access_token: t.accessToken,
+            instance_url: t.instanceUrl ?? c.instanceUrl,
+          } as never);
         })
         .catch((e: Error) =>
           callback(

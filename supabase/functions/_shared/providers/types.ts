@@ -96,6 +96,16 @@ export interface ProviderDeps {
   /** Longest wait for one HTTP answer (default DEFAULT_CALL_TIMEOUT_MS in ./call.ts). */
   callTimeoutMs?: number;
   onTokens: (tokens: TokenSet) => Promise<void>;
+  /**
+   * Single-flight refresh (sync/token_refresh.ts): `refresh` runs with the stored credentials
+   * under the connection's lock, unless the stored access token is no longer `stale` (another
+   * caller refreshed): then the stored tokens come back without a call. What it returns is
+   * already persisted. Absent: the adapter refreshes with its own copy and calls onTokens.
+   */
+  refreshTokens?: (
+    stale: string | undefined,
+    refresh: (credentials: Record<string, string>) => Promise<TokenSet>,
+  ) => Promise<TokenSet>;
   /** Counts API calls made, for sync_log. */
   countCall: (n?: number) => void;
   /**

@@ -3,9 +3,10 @@
 // putting it in the error state when the CRM revoked access. Credentials never leave this
 // module in logs or responses.
 import { z } from "zod";
-import { decryptJson, encryptJson } from "../crypto.ts";
+import { decryptJson } from "../crypto.ts";
 import type { Sql } from "../db.ts";
 import { ProviderError, type ProviderName, PROVIDERS, type TokenSet } from "../providers/types.ts";
+import { storeTokens } from "./token_refresh.ts";
 
 export interface Connection {
   id: string;
@@ -102,23 +103,18 @@ export async function loadConnections(
   return out;
 }
 
-/** Merges refreshed tokens into the stored credentials, re-encrypted, before they are used. */
+/**
+ * Stores refreshed tokens, merged over the credentials as stored now (not over this worker's
+ * copy, which a concurrent refresh or reconnect may have outdated), under the connection's
+ * credentials lock (./token_refresh.ts).
+ */
 export async function persistTokens(
   sql: Sql,
   key: CryptoKey,
   conn: Connection,
   tokens: TokenSet,
 ): Promise<void> {
-  const next: Record<string, string> = { ...conn.credentials, accessToken: tokens.accessToken };
-  if (tokens.refreshToken) next.refreshToken = tokens.refreshToken;
-  if (tokens.expiresAt) next.expiresAt = tokens.expiresAt;
-  if (tokens.instanceUrl) next.instanceUrl = tokens.instanceUrl;
-  const stored = await encryptJson(key, next, conn.id);
-  await sql`update crm.connections
-            set credentials = convert_to(${stored}, 'UTF8'), credentials_updated_at = now(),
-                updated_at = now()
-            where id = ${conn.id}`;
-  conn.credentials = next;
+  await storeTokens(sql, key, conn, tokens);
 }
 
 export async function markConnectionError(sql: Sql, id: string, reason: string): Promise<void> {

@@ -8,6 +8,7 @@ import { createAdapter } from "../providers/registry.ts";
 import type { ProviderAdapter, ProviderDeps } from "../providers/types.ts";
 import { type Connection, persistTokens } from "./connections.ts";
 import { type BudgetGate, createBudgetGate, type Lane } from "./budget.ts";
+import { refreshSingleFlight } from "./token_refresh.ts";
 
 export interface SyncContext {
   conn: Connection;
@@ -62,6 +63,7 @@ export async function createSyncContext(
     },
     describes: describeStore(sql, conn.id),
     onTokens: (tokens) => persistTokens(sql, key, conn, tokens),
+    refreshTokens: (stale, refresh) => refreshSingleFlight(sql, key, conn, stale, refresh),
     countCall: (n = 1) => {
       calls += n;
     },
