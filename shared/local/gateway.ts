@@ -42,6 +42,9 @@ export interface GatewayOptions {
   cpuPolicy?: CpuPolicy;
   /** Processes per function (default 16); further requests wait for a free one. */
   maxProcessesPerFunction?: number;
+  /** Requests a process serves at once under per_worker (default 1). Hosted, a per_worker
+   * isolate serves concurrent requests (see function_pool.ts); >1 reproduces that. */
+  requestsPerProcess?: number;
   /** Idle processes beyond one per function are stopped after this long (default 30 s). */
   idleTimeoutMs?: number;
   watch?: boolean;
@@ -135,6 +138,7 @@ export function startGateway(opts: GatewayOptions) {
     requestTimeoutMs: opts.requestTimeoutMs ?? 150_000,
     memoryMb: opts.memoryMb ?? 256,
     maxProcessesPerFunction: opts.maxProcessesPerFunction ?? 16,
+    requestsPerProcess: opts.requestsPerProcess ?? 1,
     idleTimeoutMs: opts.idleTimeoutMs ?? 30_000,
   };
   const pool = createPool({
@@ -143,6 +147,7 @@ export function startGateway(opts: GatewayOptions) {
     cpuSoftLimitMs: limits.cpuSoftLimitMs,
     cpuPolicy: limits.cpuPolicy,
     maxProcesses: limits.maxProcessesPerFunction,
+    requestsPerProcess: limits.requestsPerProcess,
     idleTimeoutMs: limits.idleTimeoutMs,
     log,
   });
@@ -356,6 +361,10 @@ if (import.meta.main) {
   const root = fileURLToPath(new URL("../../", import.meta.url).href);
   const cpuLimit = Deno.env.get("GATEWAY_CPU_LIMIT_MS");
   if (cpuLimit && !(Number(cpuLimit) >= 0)) throw new Error("GATEWAY_CPU_LIMIT_MS: ms, 0 = off");
+  const perProcess = Deno.env.get("GATEWAY_REQUESTS_PER_PROCESS");
+  if (perProcess && !(Number.isInteger(Number(perProcess)) && Number(perProcess) >= 1)) {
+    throw new Error("GATEWAY_REQUESTS_PER_PROCESS: an integer >= 1");
+  }
   const gw = startGateway({
     port: Number(need("GATEWAY_PORT")),
     functionsDir: Deno.env.get("FUNCTIONS_DIR") ?? join(root, "supabase", "functions"),
@@ -365,6 +374,7 @@ if (import.meta.main) {
     stackEnvFile: Deno.env.get("FUNCTIONS_STACK_ENV_FILE"),
     watch: Deno.env.get("GATEWAY_WATCH") === "1",
     cpuLimitMs: cpuLimit ? Number(cpuLimit) : undefined,
+    requestsPerProcess: perProcess ? Number(perProcess) : undefined,
     env: {
       SUPABASE_URL: need("SUPABASE_URL"),
       SUPABASE_DB_URL: need("SUPABASE_DB_URL"),

@@ -24,11 +24,13 @@ import {
   parseBasicAuth,
   parsePipedriveDelivery,
 } from "../_shared/webhooks/pipedrive.ts";
+import { RouteCache, verifiedRoute } from "../_shared/webhooks/route_cache.ts";
 import {
   credential,
   hubspotConnection,
   hubspotConnectionsByPortal,
   pipedriveConnectionByUser,
+  type RoutedConnection,
   salesforceConnectionByToken,
 } from "../_shared/webhooks/routes.ts";
 import {
@@ -41,6 +43,9 @@ import {
 declare const EdgeRuntime: { waitUntil(p: Promise<unknown>): void } | undefined;
 
 const sql = connect();
+// Verified routes, remembered briefly in this isolate (route_cache.ts says what that allows).
+const routes = new RouteCache<RoutedConnection>();
+const portalRoutes = new RouteCache<Map<string, string>>();
 const log = (msg: string, extra?: Record<string, unknown>) =>
   console.log(JSON.stringify({ fn: "crm-webhook", msg, ...extra }));
 
@@ -112,10 +117,26 @@ async function hubspot(req: Request, subpath: string): Promise<Response> {
   if (key instanceof Response) return key;
   const { batch, route } = await routeHubSpot(signed, {
     appSecret: Deno.env.get("HUBSPOT_CLIENT_SECRET") || null,
-    connectionsOf: (portals) => hubspotConnectionsByPortal(sql, portals),
-    connectionSecret: async (portal) => {
-      const conn = await hubspotConnection(sql, key, portal);
-      return conn ? { id: conn.id, secret: credential(conn, "webhook_secret") } : null;
+    connectionsOf: async (portals) => {
+      // Remembered only when every portal has a connection: an unrouted event is stored
+      // unprocessed, so a portal linked a moment ago must be seen at once.
+      const k = portals.join(",");
+      return (await portalRoutes.get(k, async () => {
+        const map = await hubspotConnectionsByPortal(sql, portals);
+        return map.size === portals.length ? map : null;
+      }))?.value ?? await hubspotConnectionsByPortal(sql, portals);
+    },
+    connectionSecret: async (portal, ok) => {
+      const conn = await verifiedRoute(
+        routes,
+        `hubspot:${portal}`,
+        () => hubspotConnection(sql, key, portal),
+        (c) => {
+          const secret = credential(c, "webhook_secret");
+          return secret ? ok(secret) : false;
+        },
+      );
+      return conn ? { id: conn.id } : null;
     },
   });
   const { events, skipped } = normalizeHubSpot(batch, route);
@@ -126,15 +147,32 @@ async function hubspot(req: Request, subpath: string): Promise<Response> {
 async function salesforce(req: Request, token: string): Promise<Response> {
   const key = await keyOrResponse();
   if (key instanceof Response) return key;
-  const conn = await salesforceConnectionByToken(sql, key, token);
-  const expected = conn ? credential(conn, "webhook_token") : null;
-  if (!conn || !expected || !safeEqual(expected, token)) {
-    refuse(401, "unknown Salesforce listener token");
-  }
+  const tokenOk = (c: RoutedConnection) => {
+    const expected = credential(c, "webhook_token");
+    return !!expected && safeEqual(expected, token);
+  };
+  const conn = await verifiedRoute(
+    routes,
+    `salesforce:${token}`,
+    () => salesforceConnectionByToken(sql, key, token),
+    tokenOk,
+  );
+  if (!conn) refuse(401, "unknown Salesforce listener token");
   const body = await readText(req);
   const msg = parseOutboundMessage(body);
   if (!conn!.remoteAccountId || !sameOrg(conn!.remoteAccountId, msg.organizationId)) {
-    refuse(401, "OrganizationId does not match this listener's connection");
+    // A remembered route may be stale (organisation re-pointed): ask the database once.
+    const fresh = (await routes.get(
+      `salesforce:${token}`,
+      () => salesforceConnectionByToken(sql, key, token),
+      true,
+    ))?.value;
+    if (
+      !fresh || !tokenOk(fresh) || !fresh.remoteAccountId ||
+      !sameOrg(fresh.remoteAccountId, msg.organizationId)
+    ) {
+      refuse(401, "OrganizationId does not match this listener's connection");
+    }
   }
   const { events } = normalizeSalesforce(msg, conn!.id);
   await accept(sql, events);
@@ -149,18 +187,25 @@ async function pipedrive(req: Request): Promise<Response> {
   if (!auth) refuse(401, "basic auth required");
   const key = await keyOrResponse();
   if (key instanceof Response) return key;
-  const conn = await pipedriveConnectionByUser(sql, key, auth!.user);
-  const user = conn ? credential(conn, "webhook_user") : null;
-  const password = conn ? credential(conn, "webhook_password") : null;
-  // Both compared, always, so the answer's timing does not say which one was wrong.
-  const userOk = safeEqual(user ?? "", auth!.user);
-  const passwordOk = safeEqual(password ?? "", auth!.password);
-  if (!conn || !user || !password || !userOk || !passwordOk) {
-    refuse(401, "webhook credentials do not match");
-  }
+  const conn = await verifiedRoute(
+    routes,
+    `pipedrive:${auth!.user}`,
+    () => pipedriveConnectionByUser(sql, key, auth!.user),
+    (c) => {
+      const user = credential(c, "webhook_user");
+      const password = credential(c, "webhook_password");
+      // Both compared, always, so the answer's timing does not say which one was wrong.
+      const userOk = safeEqual(user ?? "", auth!.user);
+      const passwordOk = safeEqual(password ?? "", auth!.password);
+      return !!user && !!password && userOk && passwordOk;
+    },
+  );
+  if (!conn) refuse(401, "webhook credentials do not match");
   const body = await readText(req);
   const delivery = parsePipedriveDelivery(body);
   if (!conn!.remoteAccountId || String(delivery.meta.company_id) !== conn!.remoteAccountId) {
+    // A remembered route may be stale (company re-pointed): the database decides.
+    routes.forget(`pipedrive:${auth!.user}`);
     refuse(401, "meta.company_id does not match these credentials' connection");
   }
   const { events, skipped } = normalizePipedrive(delivery, conn!.id);
