@@ -208,6 +208,11 @@ export function startGateway(opts: GatewayOptions) {
 
     const headers = new Headers(req.headers);
     headers.delete("host");
+    // As a proxy in front of the platform's functions does: the address the request came from
+    // is appended to X-Forwarded-For (crm-webhook's refusal limit keys on its first entry).
+    const remote = (info.remoteAddr as Deno.NetAddr).hostname;
+    const forwarded = req.headers.get("x-forwarded-for");
+    headers.set("x-forwarded-for", forwarded ? `${forwarded}, ${remote}` : remote);
     // A preflight reaches the function unauthenticated, so its body (a preflight has none) is
     // read and dropped chunk by chunk rather than buffered: an anonymous OPTIONS must not make
     // the gateway hold an arbitrary upload in memory. (Read, not cancelled: an answer before the

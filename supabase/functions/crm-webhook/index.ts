@@ -24,6 +24,12 @@ import {
   parseBasicAuth,
   parsePipedriveDelivery,
 } from "../_shared/webhooks/pipedrive.ts";
+import {
+  clientAddress,
+  REFUSAL_LIMIT,
+  REFUSAL_WINDOW_MS,
+  RefusalLimiter,
+} from "../_shared/webhooks/refusal_limit.ts";
 import { RouteCache, verifiedRoute } from "../_shared/webhooks/route_cache.ts";
 import {
   credential,
@@ -43,11 +49,21 @@ import {
 declare const EdgeRuntime: { waitUntil(p: Promise<unknown>): void } | undefined;
 
 const sql = connect();
+// Senders refused too often are answered 429 before any work (refusal_limit.ts).
+const limiter = new RefusalLimiter(
+  positive(Deno.env.get("CRM_WEBHOOK_REFUSAL_LIMIT")) ?? REFUSAL_LIMIT,
+  (positive(Deno.env.get("CRM_WEBHOOK_REFUSAL_WINDOW_S")) ?? REFUSAL_WINDOW_MS / 1000) * 1000,
+);
 // Verified routes, remembered briefly in this isolate (route_cache.ts says what that allows).
 const routes = new RouteCache<RoutedConnection>();
 const portalRoutes = new RouteCache<Map<string, string>>();
 const log = (msg: string, extra?: Record<string, unknown>) =>
   console.log(JSON.stringify({ fn: "crm-webhook", msg, ...extra }));
+
+function positive(raw: string | undefined): number | null {
+  const v = Number(raw);
+  return raw && Number.isInteger(v) && v > 0 ? v : null;
+}
 
 /**
  * The URL HubSpot called, for v2/v3 signatures: CRM_WEBHOOK_PUBLIC_URL (this function's public
@@ -64,6 +80,21 @@ function publicUri(req: Request, subpath: string): string {
 }
 
 Deno.serve(async (req) => {
+  const sender = `${clientAddress(req)} ${routeKind(req)}`;
+  const wait = limiter.retryAfter(sender);
+  if (wait > 0) {
+    await req.body?.cancel().catch(() => {});
+    return Response.json({ error: "too many refused requests; retry later" }, {
+      status: 429,
+      headers: { "retry-after": String(wait) },
+    });
+  }
+  const res = await answer(req);
+  limiter.answered(sender, res.status);
+  return res;
+});
+
+async function answer(req: Request): Promise<Response> {
   try {
     return await route(req);
   } catch (e) {
@@ -71,7 +102,13 @@ Deno.serve(async (req) => {
     log("failed", { error: (e as Error).message });
     return Response.json({ error: "crm-webhook failed; see the function logs" }, { status: 500 });
   }
-});
+}
+
+/** The route a request names, for the refusal limit's key (never the Salesforce token). */
+function routeKind(req: Request): string {
+  return new URL(req.url).pathname.match(/\/crm-webhook\/(hubspot|pipedrive|salesforce)\b/)?.[1] ??
+    "other";
+}
 
 async function route(req: Request): Promise<Response> {
   const path = new URL(req.url).pathname.replace(/^.*?\/crm-webhook(?=\/|$)/, "");
