@@ -42,6 +42,13 @@
 //     --latency-rate N (app writes/s, default 20), --latency-seconds N (default 60)
 //     --outbound-leads        Salesforce: change Contacts and Leads as they come (chunks of
 //                             both types) instead of Contacts only
+// The issue-13 part, on the same stack (./bench/webhooks_run.ts):
+//   webhooks: crm-webhook's ack latency, one sender then N concurrent senders posting signed
+//     100-event HubSpot batches, and webhook → row visible for changes made in a HubSpot
+//     sandbox whose signed webhooks go to the gateway; against p99 ack < 50 ms and row
+//     p50 < 1 s, p99 < 3 s
+//     --webhook-senders N (10), --webhook-requests N per sender (60),
+//     --webhook-baseline N (300), --webhook-changes N (100; 0 skips), --webhook-rate N (10/s)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
 // The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
@@ -78,6 +85,8 @@ import { runScale } from "./bench/scale.ts";
 import { runBudget } from "./bench/shared_budget.ts";
 import { type OutboundOptions, runOutboundPart } from "./bench/outbound_run.ts";
 import { printOutbound } from "./bench/outbound_report.ts";
+import { webhookReport, webhookVerdicts } from "./bench/webhook_figures.ts";
+import { runWebhooks, type WebhookBenchOptions } from "./bench/webhooks_run.ts";
 import { type ProviderName, PROVIDERS } from "../supabase/functions/_shared/providers/types.ts";
 
 const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-records N] " +
@@ -86,10 +95,28 @@ const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-reco
   "[--scale-providers hubspot,salesforce,pipedrive] " +
   "[--outbound-records N] [--outbound-pipedrive N] [--outbound-naive N] " +
   "[--outbound-providers LIST] [--latency-providers LIST] [--latency-rate N] " +
-  "[--latency-seconds N] [--outbound-leads] [--only engine,badpage,ab,ceiling,budget,scale,outbound] [--keep] | --down";
-const PARTS = ["engine", "badpage", "ab", "ceiling", "budget", "scale", "outbound"] as const;
+  "[--latency-seconds N] [--outbound-leads] [--webhook-senders N] [--webhook-requests N] [--webhook-baseline N] " +
+  "[--webhook-changes N] [--webhook-rate N] " +
+  "[--only engine,badpage,ab,ceiling,budget,scale,outbound,webhooks] [--keep] | --down";
+const PARTS = [
+  "engine",
+  "badpage",
+  "ab",
+  "ceiling",
+  "budget",
+  "scale",
+  "outbound",
+  "webhooks",
+] as const;
 /** The parts that run on the bench stack. */
-const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale", "outbound"];
+const STACK_PARTS: readonly Part[] = [
+  "engine",
+  "ceiling",
+  "budget",
+  "scale",
+  "outbound",
+  "webhooks",
+];
 type Part = typeof PARTS[number];
 /** Records per page of the SQL-only figures: the engine's write batch (WRITE_BATCH_RECORDS). */
 const SQL_PAGE = 2000;
@@ -125,6 +152,11 @@ const { values } = (() => {
         "latency-rate": { type: "string" },
         "latency-seconds": { type: "string" },
         "outbound-leads": { type: "boolean" },
+        "webhook-senders": { type: "string" },
+        "webhook-requests": { type: "string" },
+        "webhook-baseline": { type: "string" },
+        "webhook-changes": { type: "string" },
+        "webhook-rate": { type: "string" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -205,6 +237,14 @@ const outbound: OutboundOptions = {
   ratePerSecond: count(values["latency-rate"], "latency-rate", 20, 1),
   seconds: count(values["latency-seconds"], "latency-seconds", 60, 1),
   leads: values["outbound-leads"] === true,
+};
+const webhooks: WebhookBenchOptions = {
+  senders: count(values["webhook-senders"], "webhook-senders", 10, 1),
+  requests: count(values["webhook-requests"], "webhook-requests", 60, 1),
+  baselineRequests: count(values["webhook-baseline"], "webhook-baseline", 300, 1),
+  events: 100,
+  changes: count(values["webhook-changes"], "webhook-changes", 100, 0),
+  ratePerSecond: count(values["webhook-rate"], "webhook-rate", 10, 1),
 };
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);
@@ -305,6 +345,10 @@ async function stackPart(): Promise<void> {
     const verdicts = await issue11Parts(sql, stack);
     if (parts.has("outbound")) {
       const done = await outboundPart(sql, { ...stack, dbUrl: env.SUPABASE_DB_URL });
+      verdicts.print.push(() => verdicts.list.push(...done()));
+    }
+    if (parts.has("webhooks")) {
+      const done = await webhooksPart(sql, stack);
       verdicts.print.push(() => verdicts.list.push(...done()));
     }
 
@@ -437,6 +481,28 @@ async function outboundPart(
     log(`outbound failed: ${(e as Error).stack ?? e}`);
     const reason = (e as Error).message.split("\n")[0];
     return () => [notMeasured("outbound", reason)];
+  }
+}
+
+/** The webhooks part (issue 13); reported as not measured, with the reason, if it fails. */
+async function webhooksPart(sql: postgres.Sql, stack: PortalStack): Promise<() => Verdict[]> {
+  banner(
+    `webhooks: ack with 1 then ${webhooks.senders} senders of ${webhooks.events}-event batches, ` +
+      `then ${webhooks.changes} sandbox changes → rows`,
+  );
+  if (!await functionExists(sql, "enqueue_webhook_events")) {
+    return () => [notMeasured("webhooks", "crm.enqueue_webhook_events missing")];
+  }
+  try {
+    const r = await runWebhooks(sql, stack, webhooks, log);
+    return () => {
+      for (const line of webhookReport(r)) console.log(line);
+      return webhookVerdicts(r);
+    };
+  } catch (e) {
+    log(`webhooks failed: ${(e as Error).stack ?? e}`);
+    const reason = (e as Error).message.split("\n")[0];
+    return () => [notMeasured("webhooks", reason)];
   }
 }
 

@@ -344,7 +344,7 @@ export function notMeasured(part: string, reason: string): Verdict {
 
 export function printVerdicts(vs: Verdict[]): void {
   if (!vs.length) return;
-  console.log("\ntargets (issues 11 and 12):");
+  console.log("\ntargets (issues 11, 12 and 13):");
   for (const v of vs) {
     console.log(
       `  ${v.part.padEnd(8)} ${v.target}: ${v.value} — ${

@@ -156,20 +156,38 @@ export function startGateway(opts: GatewayOptions) {
     return { limits, functions: pool.stats() };
   }
 
+  // One settle round trip per process at a time: the runner answers when nothing runs on it and
+  // no waitUntil task is pending, which covers every request whose answer was relayed before,
+  // so requests that end while a round is open (a shared process, requestsPerProcess > 1) wait
+  // for that round instead of each asking again.
+  const rounds = new Map<Proc, Promise<boolean>>();
+
+  function settleRound(proc: Proc, deadline: AbortSignal): Promise<boolean> {
+    let round = rounds.get(proc);
+    if (!round) {
+      round = fetch(`http://127.0.0.1:${proc.port}/__runner/settled`, { signal: deadline })
+        .then(async (r) => {
+          await r.body?.cancel();
+          return true;
+        })
+        .catch(() => {
+          if (proc.exit) return false; // killed at a limit or crashed: the pool logged it
+          if (deadline.aborted) {
+            pool.kill(proc, "wall_clock", "wall clock time limit reached (EdgeRuntime.waitUntil)");
+          } else pool.kill(proc, "crash");
+          return false;
+        })
+        .finally(() => rounds.delete(proc));
+      rounds.set(proc, round);
+    }
+    return round;
+  }
+
   /** The end of the response (or the caller leaving), then of the process's background work:
    * only then is the process free for another request. */
   async function settle(proc: Proc, deadline: AbortSignal) {
     pool.responded(proc);
-    try {
-      const r = await fetch(`http://127.0.0.1:${proc.port}/__runner/settled`, { signal: deadline });
-      await r.body?.cancel();
-      pool.release(proc);
-    } catch {
-      if (proc.exit) return; // killed at a limit or crashed: the pool logged it
-      if (deadline.aborted) {
-        pool.kill(proc, "wall_clock", "wall clock time limit reached (EdgeRuntime.waitUntil)");
-      } else pool.kill(proc, "crash");
-    }
+    if (await settleRound(proc, deadline)) pool.release(proc);
   }
 
   async function handle(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {

@@ -1,5 +1,6 @@
-// The refusal limit and the route memory of crm-webhook, on a fake clock.
+// The refusal limit, the route memory and the coalesced inbox enqueue of crm-webhook.
 import assert from "node:assert/strict";
+import { coalescedEnqueue } from "../../supabase/functions/_shared/webhooks/event.ts";
 import {
   clientAddress,
   RefusalLimiter,
@@ -71,4 +72,44 @@ Deno.test("verifiedRoute: a refusal on a remembered entry is re-checked against 
   // The old secret is no longer remembered once the source said otherwise.
   assert.equal(await verifiedRoute(c, "k", load, (s) => s === "old"), null);
   assert.equal(c.size, 0, "an entry that fails fresh is forgotten");
+});
+
+Deno.test("coalescedEnqueue: requests ending during a call share the next one", async () => {
+  const calls: string[][] = [];
+  const gates: Array<() => void> = [];
+  const enqueue = (ids: string[]) => {
+    calls.push([...ids].sort());
+    return new Promise<void>((ok) => gates.push(ok));
+  };
+  const kick = coalescedEnqueue(enqueue);
+  const a = kick(["c1"]);
+  const b = kick(["c2"]);
+  const c = kick(["c1", "c3"]);
+  assert.deepEqual(calls, [["c1"]], "one call runs; the others wait for the next");
+  let bDone = false;
+  b.then(() => bDone = true);
+  gates[0]();
+  await a;
+  await new Promise((r) => setTimeout(r, 0));
+  assert.deepEqual(calls, [["c1"], ["c1", "c2", "c3"]], "one more call, after the first");
+  assert.equal(bDone, false, "a waiting request ends only with the call that covers it");
+  gates[1]();
+  await Promise.all([b, c]);
+  // Idle again: the next request starts a call at once.
+  const d = kick(["c4"]);
+  assert.deepEqual(calls.at(-1), ["c4"]);
+  gates[2]();
+  await d;
+});
+
+Deno.test("coalescedEnqueue: a failed call fails its callers only; the next still runs", async () => {
+  let n = 0;
+  const kick = coalescedEnqueue(() =>
+    ++n === 1 ? Promise.reject(new Error("db down")) : Promise.resolve()
+  );
+  const first = kick(["c1"]);
+  const second = kick(["c2"]);
+  await assert.rejects(first, /db down/);
+  await second;
+  assert.equal(n, 2);
 });

@@ -11,6 +11,7 @@
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect, type Sql } from "../_shared/db.ts";
 import {
+  coalescedEnqueue,
   connectionsOf,
   enqueueInbox,
   type InboxEvent,
@@ -125,12 +126,16 @@ async function route(req: Request): Promise<Response> {
   return await salesforce(req, m[2]);
 }
 
-/** Stores the events (one call), then enqueues the inbox jobs after the answer. */
+let kickInbox: ((connectionIds: string[]) => Promise<void>) | undefined;
+
+/** Stores the events (one call), then enqueues the inbox jobs after the answer (coalesced in
+ * this isolate: see coalescedEnqueue). */
 async function accept(db: Sql, events: InboxEvent[]) {
+  kickInbox ??= coalescedEnqueue((ids) => enqueueInbox(db, ids));
   const stored = await storeEvents(db, events);
   const touched = connectionsOf(events);
   if (touched.length > 0) {
-    const kick = enqueueInbox(db, touched).catch((e) =>
+    const kick = kickInbox(touched).catch((e) =>
       log("inbox job not enqueued; the queue drain will pick the events up", {
         error: (e as Error).message,
       })
