@@ -379,10 +379,10 @@ export function createPool(opts: PoolOptions) {
       if (q.state !== "booting") return;
       q.state = "idle";
       q.idleSince = Date.now();
-      const w = s.waiters.shift();
-      if (w) {
+      // Requests that waited for this boot (their process retiring) take it, up to its room.
+      while (q.inflight < perProcess && s.waiters.length > 0) {
         begin(q);
-        w.resolve(Promise.resolve(q));
+        s.waiters.shift()!.resolve(Promise.resolve(q));
       }
     }).catch((e) => opts.log(`${slug}: successor failed to boot: ${(e as Error).message}`));
   }
