@@ -8,6 +8,8 @@
 // (EdgeRuntime.waitUntil); the queue drains whatever that misses. Bad input is a 4xx that writes
 // nothing (401 credentials, 400 malformed, 413 over 1 MiB, 405 method, 404 route); only our own
 // failures (database down, missing CRM_ENCRYPTION_KEY) answer 5xx, so the provider retries.
+// A sender refused too often is answered 429 + Retry-After before any work (refusal_limit.ts);
+// verified routes and secrets are remembered for 10 s per isolate (route_cache.ts).
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect, type Sql } from "../_shared/db.ts";
 import {
@@ -162,11 +164,12 @@ async function hubspot(req: Request, subpath: string): Promise<Response> {
     connectionsOf: async (portals) => {
       // Remembered only when every portal has a connection: an unrouted event is stored
       // unprocessed, so a portal linked a moment ago must be seen at once.
-      const k = portals.join(",");
-      return (await portalRoutes.get(k, async () => {
-        const map = await hubspotConnectionsByPortal(sql, portals);
-        return map.size === portals.length ? map : null;
-      }))?.value ?? await hubspotConnectionsByPortal(sql, portals);
+      let found: Map<string, string> | null = null;
+      const kept = await portalRoutes.get(portals.join(","), async () => {
+        found = await hubspotConnectionsByPortal(sql, portals);
+        return found.size === portals.length ? found : null;
+      });
+      return kept?.value ?? found ?? new Map();
     },
     connectionSecret: async (portal, ok) => {
       const conn = await verifiedRoute(
