@@ -46,6 +46,11 @@ Deno.test("clientAddress: first X-Forwarded-For entry, trimmed; 'unknown' withou
   assert.equal(clientAddress(req({ "x-forwarded-for": "2001:db8::1" })), "2001:db8::1");
   assert.equal(clientAddress(req({})), "unknown");
   assert.equal(clientAddress(req({ "x-forwarded-for": "x".repeat(500) })).length, 64);
+  assert.equal(
+    clientAddress(req({ "x-forwarded-for": "10.0.0.1", "x-real-ip": "203.0.113.5" }), "x-real-ip"),
+    "203.0.113.5",
+    "another header when configured",
+  );
 });
 
 Deno.test("route memory: found routes kept for the TTL, misses never", async () => {

@@ -57,6 +57,9 @@ const limiter = new RefusalLimiter(
   positive(Deno.env.get("CRM_WEBHOOK_REFUSAL_LIMIT")) ?? REFUSAL_LIMIT,
   (positive(Deno.env.get("CRM_WEBHOOK_REFUSAL_WINDOW_S")) ?? REFUSAL_WINDOW_MS / 1000) * 1000,
 );
+// Which request header names the sender (refusal_limit.ts clientAddress).
+const CLIENT_HEADER = (Deno.env.get("CRM_WEBHOOK_CLIENT_HEADER") || "x-forwarded-for")
+  .toLowerCase();
 // Verified routes, remembered briefly in this isolate (route_cache.ts says what that allows).
 const routes = new RouteCache<RoutedConnection>();
 const portalRoutes = new RouteCache<Map<string, string>>();
@@ -83,7 +86,7 @@ function publicUri(req: Request, subpath: string): string {
 }
 
 Deno.serve(async (req) => {
-  const sender = `${clientAddress(req)} ${routeKind(req)}`;
+  const sender = `${clientAddress(req, CLIENT_HEADER)} ${routeKind(req)}`;
   const wait = limiter.retryAfter(sender);
   if (wait > 0) {
     await req.body?.cancel().catch(() => {});

@@ -73,15 +73,17 @@ export class RefusalLimiter {
 }
 
 /**
- * The sender's address. Supabase's edge (and the local gateway, shared/local/gateway.ts) adds
- * the address it received the request from to X-Forwarded-For; the first entry is the client's
- * as the first proxy saw it. It is what the sender's own side says when the sender sets the
- * header itself, so a forger can pick its key (escape its count, or charge another address's);
- * it cannot make a valid delivery fail, only wait for the provider's retry. Without the header
- * (a direct call) every sender shares the key "unknown".
+ * The sender's address: the first entry of `header` (default X-Forwarded-For;
+ * CRM_WEBHOOK_CLIENT_HEADER in crm-webhook picks another, e.g. x-real-ip). Supabase's edge
+ * (and the local gateway, shared/local/gateway.ts) adds the address it received the request
+ * from to X-Forwarded-For; the first entry is the client's as the first proxy saw it. It is what
+ * the sender's own side says when the sender sets the header itself, so a forger can pick its
+ * key (escape its count, or charge another address's); it cannot make a valid delivery fail,
+ * only wait for the provider's retry. Without the header (a direct call) every sender shares
+ * the key "unknown".
  */
-export function clientAddress(req: Request): string {
-  const xff = req.headers.get("x-forwarded-for");
-  const first = xff?.split(",", 1)[0].trim().slice(0, 64);
+export function clientAddress(req: Request, header = "x-forwarded-for"): string {
+  const value = req.headers.get(header);
+  const first = value?.split(",", 1)[0].trim().slice(0, 64);
   return first || "unknown";
 }
