@@ -47,6 +47,13 @@
 //     today's full walk against the drift check in the same run — SQL time, API calls, bytes
 //     fetched, wall time, as ratios (./bench/drift_run.ts)
 //     --drift-records N       contacts per provider (default 100000)
+// The second issue-13 part, on the same stack (./bench/webhooks_run.ts):
+//   webhooks: crm-webhook's ack latency, one sender then N concurrent senders posting signed
+//     100-event HubSpot batches, and webhook → row visible for changes made in a HubSpot
+//     sandbox whose signed webhooks go to the gateway; against p99 ack < 50 ms and row
+//     p50 < 1 s, p99 < 3 s
+//     --webhook-senders N (10), --webhook-requests N per sender (60),
+//     --webhook-baseline N (300), --webhook-changes N (100; 0 skips), --webhook-rate N (10/s)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
 // The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
@@ -85,6 +92,8 @@ import { type OutboundOptions, runOutboundPart } from "./bench/outbound_run.ts";
 import { printOutbound } from "./bench/outbound_report.ts";
 import { runDriftPart } from "./bench/drift_run.ts";
 import { printDrift } from "./bench/drift_report.ts";
+import { webhookReport, webhookVerdicts } from "./bench/webhook_figures.ts";
+import { runWebhooks, type WebhookBenchOptions } from "./bench/webhooks_run.ts";
 import { type ProviderName, PROVIDERS } from "../supabase/functions/_shared/providers/types.ts";
 
 const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-records N] " +
@@ -93,8 +102,9 @@ const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-reco
   "[--scale-providers hubspot,salesforce,pipedrive] " +
   "[--outbound-records N] [--outbound-pipedrive N] [--outbound-naive N] " +
   "[--outbound-providers LIST] [--latency-providers LIST] [--latency-rate N] " +
-  "[--latency-seconds N] [--outbound-leads] [--drift-records N] " +
-  "[--only engine,badpage,ab,ceiling,budget,scale,outbound,drift] [--keep] | --down";
+  "[--latency-seconds N] [--outbound-leads] [--drift-records N] [--webhook-senders N] " +
+  "[--webhook-requests N] [--webhook-baseline N] [--webhook-changes N] [--webhook-rate N] " +
+  "[--only engine,badpage,ab,ceiling,budget,scale,outbound,drift,webhooks] [--keep] | --down";
 const PARTS = [
   "engine",
   "badpage",
@@ -104,9 +114,18 @@ const PARTS = [
   "scale",
   "outbound",
   "drift",
+  "webhooks",
 ] as const;
 /** The parts that run on the bench stack. */
-const STACK_PARTS: readonly Part[] = ["engine", "ceiling", "budget", "scale", "outbound", "drift"];
+const STACK_PARTS: readonly Part[] = [
+  "engine",
+  "ceiling",
+  "budget",
+  "scale",
+  "outbound",
+  "drift",
+  "webhooks",
+];
 type Part = typeof PARTS[number];
 /** Records per page of the SQL-only figures: the engine's write batch (WRITE_BATCH_RECORDS). */
 const SQL_PAGE = 2000;
@@ -143,6 +162,11 @@ const { values } = (() => {
         "latency-seconds": { type: "string" },
         "outbound-leads": { type: "boolean" },
         "drift-records": { type: "string" },
+        "webhook-senders": { type: "string" },
+        "webhook-requests": { type: "string" },
+        "webhook-baseline": { type: "string" },
+        "webhook-changes": { type: "string" },
+        "webhook-rate": { type: "string" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -225,6 +249,14 @@ const outbound: OutboundOptions = {
   leads: values["outbound-leads"] === true,
 };
 const driftRecords = count(values["drift-records"], "drift-records", 100_000, 100);
+const webhooks: WebhookBenchOptions = {
+  senders: count(values["webhook-senders"], "webhook-senders", 10, 1),
+  requests: count(values["webhook-requests"], "webhook-requests", 60, 1),
+  baselineRequests: count(values["webhook-baseline"], "webhook-baseline", 300, 1),
+  events: 100,
+  changes: count(values["webhook-changes"], "webhook-changes", 100, 0),
+  ratePerSecond: count(values["webhook-rate"], "webhook-rate", 10, 1),
+};
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);
 
@@ -339,6 +371,10 @@ async function stackPart(): Promise<void> {
         const reason = (e as Error).message.split("\n")[0];
         verdicts.print.push(() => verdicts.list.push(notMeasured("drift", reason)));
       }
+    }
+    if (parts.has("webhooks")) {
+      const done = await webhooksPart(sql, stack);
+      verdicts.print.push(() => verdicts.list.push(...done()));
     }
 
     let badPage: BadPageResult[] = [];
@@ -470,6 +506,28 @@ async function outboundPart(
     log(`outbound failed: ${(e as Error).stack ?? e}`);
     const reason = (e as Error).message.split("\n")[0];
     return () => [notMeasured("outbound", reason)];
+  }
+}
+
+/** The webhooks part (issue 13); reported as not measured, with the reason, if it fails. */
+async function webhooksPart(sql: postgres.Sql, stack: PortalStack): Promise<() => Verdict[]> {
+  banner(
+    `webhooks: ack with 1 then ${webhooks.senders} senders of ${webhooks.events}-event batches, ` +
+      `then ${webhooks.changes} sandbox changes → rows`,
+  );
+  if (!await functionExists(sql, "enqueue_webhook_events")) {
+    return () => [notMeasured("webhooks", "crm.enqueue_webhook_events missing")];
+  }
+  try {
+    const r = await runWebhooks(sql, stack, webhooks, log);
+    return () => {
+      for (const line of webhookReport(r)) console.log(line);
+      return webhookVerdicts(r);
+    };
+  } catch (e) {
+    log(`webhooks failed: ${(e as Error).stack ?? e}`);
+    const reason = (e as Error).message.split("\n")[0];
+    return () => [notMeasured("webhooks", reason)];
   }
 }
 

@@ -27,6 +27,8 @@ export interface StackConfig {
   sandboxRecords: number;
   /** CPU a function request may use before the gateway terminates it (546), ms; 0: no limit. */
   functionCpuLimitMs: number;
+  /** Requests one function process serves at once (the gateway's requestsPerProcess). */
+  functionRequestsPerProcess: number;
 }
 
 // The Supabase CLI's well-known local JWT secret; keys minted from it are local-only.
@@ -64,6 +66,17 @@ function functionCpuLimitMs(): number {
   return raw && Number.isInteger(v) && v >= 0 ? v : FUNCTION_CPU_LIMIT_MS;
 }
 
+// Hosted, a per_worker isolate serves concurrent requests (shared/local/function_pool.ts); the
+// stacks do the same, up to this many per process. CRM_FUNCTION_REQUESTS_PER_PROCESS=1 gives
+// one request per process (what the gateway did before issue 13's ack-latency work).
+export const FUNCTION_REQUESTS_PER_PROCESS = 16;
+
+function functionRequestsPerProcess(): number {
+  const raw = Deno.env.get("CRM_FUNCTION_REQUESTS_PER_PROCESS");
+  const v = Number(raw);
+  return raw && Number.isInteger(v) && v >= 1 ? v : FUNCTION_REQUESTS_PER_PROCESS;
+}
+
 export function stackConfig(profile: Profile = "dev"): StackConfig {
   const base = portBase(profile);
   const dir = join(ROOT, ".local", profile === "dev" ? "" : profile);
@@ -87,6 +100,7 @@ export function stackConfig(profile: Profile = "dev"): StackConfig {
     stackSecretsFile: join(dir, "function_secrets.env"),
     sandboxRecords: profile === "dev" ? DEV_SANDBOX_RECORDS : TEST_SANDBOX_RECORDS,
     functionCpuLimitMs: functionCpuLimitMs(),
+    functionRequestsPerProcess: functionRequestsPerProcess(),
   };
 }
 

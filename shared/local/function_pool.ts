@@ -1,5 +1,6 @@
-// The gateway's function processes: a pool per function, one request per process at a time,
-// and the hosted CPU limit enforced on each process.
+// The gateway's function processes: a pool per function, one request per process at a time
+// unless `requestsPerProcess` lets a process serve several at once (per_worker policy only), and
+// the hosted CPU limit enforced on each process.
 //
 // Hosted behaviour this reproduces (Supabase docs, troubleshooting "546 - WORKER_LIMIT
 // Exceeded", supabase.com/docs/guides/troubleshooting/edge-function-546-error-response): an
@@ -13,6 +14,17 @@
 // promise has settled, so background work is charged like the handler's. The per-request
 // policy (strategy_per_request.rs) instead restarts the count at each request and has no soft
 // limit; `cpuPolicy: "per_request"` gives that.
+//
+// Concurrency (requestsPerProcess > 1, per_worker only): in edge-runtime's worker pool
+// (crates/base/src/worker/pool.rs, ActiveWorkerRegistry) a per_worker isolate is never marked
+// in use, so concurrent requests to one function share its live isolate (round robin over the
+// live ones); only per_request marks an isolate busy until its request ends. With it, a process
+// takes up to requestsPerProcess requests whose answers are not yet relayed; a new one is
+// started only when every live process is full. The CPU limits are unchanged: they are the
+// process's (its whole life, per_worker), so the hard limit ends every request it is serving
+// (each answers 546, as an isolate terminated at its limit does hosted), and the soft limit
+// stops it from taking further requests and retires it once it is idle. The per-request
+// figures of the stats then cover a busy period (first request in to last one settled).
 //
 // Differences, on purpose: the count starts when the process serves its first request, so the
 // Deno boot and TypeScript import (far dearer here than an eszip load there) are never charged;
@@ -45,6 +57,8 @@ export interface PoolOptions {
   cpuPolicy: CpuPolicy;
   /** Processes per function; further requests wait for one to be free. */
   maxProcesses: number;
+  /** Requests one process serves at once (per_worker only; per_request is always 1). */
+  requestsPerProcess?: number;
   /** An idle process beyond the first of its function is stopped after this long. */
   idleTimeoutMs: number;
   log: (msg: string) => void;
@@ -73,6 +87,10 @@ export interface Proc {
   retire: boolean;
   /** Its answer has gone out; the gateway is asking whether its background work is over. */
   settling: boolean;
+  /** Requests taken and not yet released (answer relayed and background work settled). */
+  open: number;
+  /** Requests taken whose answer is not yet relayed (what requestsPerProcess bounds). */
+  inflight: number;
 }
 
 interface Waiter {
@@ -94,11 +112,16 @@ interface FunctionState {
 
 const SAMPLE_MS = 25;
 const SETTLE_GRACE_MS = 50;
+// Share of the soft limit at which a shared process gets a successor booted ahead.
+const SUCCESSOR_AT = 0.75;
 // Exited processes kept per function for the stats (the bench reads peak RSS per worker).
 const HISTORY = 200;
 const KILLS: ExitReason[] = ["cpu", "wall_clock", "memory"];
 
 export function createPool(opts: PoolOptions) {
+  const perProcess = opts.cpuPolicy === "per_worker"
+    ? Math.max(1, Math.floor(opts.requestsPerProcess ?? 1))
+    : 1;
   const fns = new Map<string, FunctionState>();
   const busy = new Set<Proc>();
   let sampler: number | undefined;
@@ -197,6 +220,8 @@ export function createPool(opts: PoolOptions) {
       idleSince: Date.now(),
       retire: false,
       settling: false,
+      open: 0,
+      inflight: 0,
     };
     s.live.add(p);
     child.status.then((status) => {
@@ -231,18 +256,43 @@ export function createPool(opts: PoolOptions) {
     return spawn(slug, entry).then((p) => {
       if (p.state !== "booting") throw new BootError("function exited while starting");
       begin(p);
+      // Requests that waited for this boot share it (requestsPerProcess > 1).
+      const s = fn(slug);
+      while (p.inflight < perProcess && s.waiters.length > 0) {
+        begin(p);
+        s.waiters.shift()!.resolve(Promise.resolve(p));
+      }
       return p;
     });
   }
 
   function begin(p: Proc) {
+    if (p.open === 0) p.requestStartCpuMs = cpuOf(p) ?? p.bootCpuMs;
     p.state = "busy";
     p.settling = false;
+    p.open++;
+    p.inflight++;
     p.requests++;
     fn(p.slug).requests++;
-    p.requestStartCpuMs = cpuOf(p) ?? p.bootCpuMs;
     busy.add(p);
     startSampler();
+  }
+
+  /** A busy process that can take one more request now (requestsPerProcess > 1). */
+  function shareable(s: FunctionState): Proc | undefined {
+    if (perProcess <= 1) return undefined;
+    let best: Proc | undefined;
+    for (const p of s.live) {
+      if (p.state !== "busy" || p.retire || p.inflight >= perProcess) continue;
+      const cpu = cpuOf(p);
+      // Past the soft limit it takes nothing more; it retires once its requests are over.
+      if (cpu === null || overSoftLimit(p, cpu)) {
+        p.retire = cpu !== null;
+        continue;
+      }
+      if (!best || p.inflight < best.inflight) best = p;
+    }
+    return best;
   }
 
   /** A ready, busy process for one request; waits (FIFO) when the function has maxProcesses. */
@@ -262,11 +312,21 @@ export function createPool(opts: PoolOptions) {
       begin(p);
       return Promise.resolve(p);
     }
-    const room = s.live.size + s.starting < opts.maxProcesses;
+    const shared = shareable(s);
+    if (shared) {
+      begin(shared);
+      successor(s, shared, slug, entry);
+      return Promise.resolve(shared);
+    }
+    // A process is booting with room for this request too: wait for it rather than boot
+    // another (edge-runtime creates isolates one at a time per function under per_worker).
+    const booting = [...s.live].filter((p) => p.state === "booting").length + s.starting;
+    const boots = perProcess > 1 && booting * (perProcess - 1) > s.waiters.length;
+    const room = !boots && s.live.size + s.starting < opts.maxProcesses;
     // A process that has just answered is usually free a moment later (its settle round trip),
     // and a caller's next request often arrives within that moment: wait for it briefly rather
     // than boot another process.
-    const soon = [...s.live].some((p) => p.state === "busy" && p.settling);
+    const soon = perProcess <= 1 && [...s.live].some((p) => p.state === "busy" && p.settling);
     if (room && !soon) return start(slug, entry);
     return new Promise<Proc>((resolve, reject) => {
       const w: Waiter = {
@@ -298,6 +358,35 @@ export function createPool(opts: PoolOptions) {
     });
   }
 
+  /**
+   * A shared process nearing its soft limit gets a successor booted ahead, idle until needed:
+   * hosted, a new isolate loads from an eszip in milliseconds; here a boot is a Deno start and a
+   * TypeScript import (hundreds of ms), which every request arriving after the retirement would
+   * otherwise wait for. The boot is not charged, as elsewhere in this pool.
+   */
+  function successor(s: FunctionState, p: Proc, slug: string, entry: string) {
+    if (opts.cpuPolicy !== "per_worker" || opts.cpuLimitMs <= 0) return;
+    if (s.starting > 0 || s.live.size >= opts.maxProcesses) return;
+    const cpu = cpuOf(p);
+    if (cpu === null || cpu - p.bootCpuMs < SUCCESSOR_AT * opts.cpuSoftLimitMs) return;
+    for (const q of s.live) {
+      if (q === p || q.retire) continue;
+      if (q.state === "booting") return;
+      const c = cpuOf(q);
+      if (c !== null && c - q.bootCpuMs < SUCCESSOR_AT * opts.cpuSoftLimitMs) return;
+    }
+    spawn(slug, entry).then((q) => {
+      if (q.state !== "booting") return;
+      q.state = "idle";
+      q.idleSince = Date.now();
+      // Requests that waited for this boot (their process retiring) take it, up to its room.
+      while (q.inflight < perProcess && s.waiters.length > 0) {
+        begin(q);
+        s.waiters.shift()!.resolve(Promise.resolve(q));
+      }
+    }).catch((e) => opts.log(`${slug}: successor failed to boot: ${(e as Error).message}`));
+  }
+
   function overSoftLimit(p: Proc, cpu: number): boolean {
     return opts.cpuPolicy === "per_worker" && opts.cpuLimitMs > 0 &&
       cpu - p.bootCpuMs >= opts.cpuSoftLimitMs;
@@ -310,6 +399,9 @@ export function createPool(opts: PoolOptions) {
     if (cpu === null) return gone(p);
     // Past the hard limit between two samples: the answer went out, the process still goes.
     if (overHardLimit(p, cpu)) return;
+    p.open = Math.max(0, p.open - 1);
+    if (p.open > 0) return; // others still running on it (requestsPerProcess > 1)
+    p.inflight = 0;
     record(p, cpu - p.requestStartCpuMs);
     busy.delete(p);
     if (busy.size === 0) stopSampler();
@@ -394,6 +486,17 @@ export function createPool(opts: PoolOptions) {
     /** The answer has been relayed; only background work may remain. */
     responded(p: Proc) {
       p.settling = true;
+      if (perProcess <= 1 || p.state !== "busy") return;
+      p.inflight = Math.max(0, p.inflight - 1);
+      // Room on a shared process: the longest-waiting request takes it.
+      if (p.retire) return;
+      const cpu = cpuOf(p);
+      if (cpu === null || overSoftLimit(p, cpu)) return;
+      const w = fn(p.slug).waiters.shift();
+      if (w) {
+        begin(p);
+        w.resolve(Promise.resolve(p));
+      }
     },
     release,
     kill,
@@ -438,7 +541,7 @@ export function createPool(opts: PoolOptions) {
         s.requests = 0;
         s.kills = { cpu: 0, wall_clock: 0, memory: 0 };
         for (const p of s.live) {
-          p.requests = p.state === "busy" ? 1 : 0;
+          p.requests = p.open;
           p.cpuMsTotal = p.cpuMsMax = p.cpuMsLast = 0;
           p.peakRssMb = 0;
           resetPeakRss(p.child.pid);

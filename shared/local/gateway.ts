@@ -42,6 +42,9 @@ export interface GatewayOptions {
   cpuPolicy?: CpuPolicy;
   /** Processes per function (default 16); further requests wait for a free one. */
   maxProcessesPerFunction?: number;
+  /** Requests a process serves at once under per_worker (default 1). Hosted, a per_worker
+   * isolate serves concurrent requests (see function_pool.ts); >1 reproduces that. */
+  requestsPerProcess?: number;
   /** Idle processes beyond one per function are stopped after this long (default 30 s). */
   idleTimeoutMs?: number;
   watch?: boolean;
@@ -135,6 +138,7 @@ export function startGateway(opts: GatewayOptions) {
     requestTimeoutMs: opts.requestTimeoutMs ?? 150_000,
     memoryMb: opts.memoryMb ?? 256,
     maxProcessesPerFunction: opts.maxProcessesPerFunction ?? 16,
+    requestsPerProcess: opts.requestsPerProcess ?? 1,
     idleTimeoutMs: opts.idleTimeoutMs ?? 30_000,
   };
   const pool = createPool({
@@ -143,6 +147,7 @@ export function startGateway(opts: GatewayOptions) {
     cpuSoftLimitMs: limits.cpuSoftLimitMs,
     cpuPolicy: limits.cpuPolicy,
     maxProcesses: limits.maxProcessesPerFunction,
+    requestsPerProcess: limits.requestsPerProcess,
     idleTimeoutMs: limits.idleTimeoutMs,
     log,
   });
@@ -151,20 +156,38 @@ export function startGateway(opts: GatewayOptions) {
     return { limits, functions: pool.stats() };
   }
 
+  // One settle round trip per process at a time: the runner answers when nothing runs on it and
+  // no waitUntil task is pending, which covers every request whose answer was relayed before,
+  // so requests that end while a round is open (a shared process, requestsPerProcess > 1) wait
+  // for that round instead of each asking again.
+  const rounds = new Map<Proc, Promise<boolean>>();
+
+  function settleRound(proc: Proc, deadline: AbortSignal): Promise<boolean> {
+    let round = rounds.get(proc);
+    if (!round) {
+      round = fetch(`http://127.0.0.1:${proc.port}/__runner/settled`, { signal: deadline })
+        .then(async (r) => {
+          await r.body?.cancel();
+          return true;
+        })
+        .catch(() => {
+          if (proc.exit) return false; // killed at a limit or crashed: the pool logged it
+          if (deadline.aborted) {
+            pool.kill(proc, "wall_clock", "wall clock time limit reached (EdgeRuntime.waitUntil)");
+          } else pool.kill(proc, "crash");
+          return false;
+        })
+        .finally(() => rounds.delete(proc));
+      rounds.set(proc, round);
+    }
+    return round;
+  }
+
   /** The end of the response (or the caller leaving), then of the process's background work:
    * only then is the process free for another request. */
   async function settle(proc: Proc, deadline: AbortSignal) {
     pool.responded(proc);
-    try {
-      const r = await fetch(`http://127.0.0.1:${proc.port}/__runner/settled`, { signal: deadline });
-      await r.body?.cancel();
-      pool.release(proc);
-    } catch {
-      if (proc.exit) return; // killed at a limit or crashed: the pool logged it
-      if (deadline.aborted) {
-        pool.kill(proc, "wall_clock", "wall clock time limit reached (EdgeRuntime.waitUntil)");
-      } else pool.kill(proc, "crash");
-    }
+    if (await settleRound(proc, deadline)) pool.release(proc);
   }
 
   async function handle(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
@@ -203,6 +226,11 @@ export function startGateway(opts: GatewayOptions) {
 
     const headers = new Headers(req.headers);
     headers.delete("host");
+    // As a proxy in front of the platform's functions does: the address the request came from
+    // is appended to X-Forwarded-For (crm-webhook's refusal limit keys on its first entry).
+    const remote = (info.remoteAddr as Deno.NetAddr).hostname;
+    const forwarded = req.headers.get("x-forwarded-for");
+    headers.set("x-forwarded-for", forwarded ? `${forwarded}, ${remote}` : remote);
     // A preflight reaches the function unauthenticated, so its body (a preflight has none) is
     // read and dropped chunk by chunk rather than buffered: an anonymous OPTIONS must not make
     // the gateway hold an arbitrary upload in memory. (Read, not cancelled: an answer before the
@@ -356,6 +384,10 @@ if (import.meta.main) {
   const root = fileURLToPath(new URL("../../", import.meta.url).href);
   const cpuLimit = Deno.env.get("GATEWAY_CPU_LIMIT_MS");
   if (cpuLimit && !(Number(cpuLimit) >= 0)) throw new Error("GATEWAY_CPU_LIMIT_MS: ms, 0 = off");
+  const perProcess = Deno.env.get("GATEWAY_REQUESTS_PER_PROCESS");
+  if (perProcess && !(Number.isInteger(Number(perProcess)) && Number(perProcess) >= 1)) {
+    throw new Error("GATEWAY_REQUESTS_PER_PROCESS: an integer >= 1");
+  }
   const gw = startGateway({
     port: Number(need("GATEWAY_PORT")),
     functionsDir: Deno.env.get("FUNCTIONS_DIR") ?? join(root, "supabase", "functions"),
@@ -365,6 +397,7 @@ if (import.meta.main) {
     stackEnvFile: Deno.env.get("FUNCTIONS_STACK_ENV_FILE"),
     watch: Deno.env.get("GATEWAY_WATCH") === "1",
     cpuLimitMs: cpuLimit ? Number(cpuLimit) : undefined,
+    requestsPerProcess: perProcess ? Number(perProcess) : undefined,
     env: {
       SUPABASE_URL: need("SUPABASE_URL"),
       SUPABASE_DB_URL: need("SUPABASE_DB_URL"),

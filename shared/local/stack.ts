@@ -125,6 +125,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     FUNCTIONS_STACK_ENV_FILE: cfg.stackSecretsFile,
     GATEWAY_WATCH: opts.watch ? "1" : "0",
     GATEWAY_CPU_LIMIT_MS: String(cfg.functionCpuLimitMs),
+    GATEWAY_REQUESTS_PER_PROCESS: String(cfg.functionRequestsPerProcess),
   });
   let emulators: Record<string, string> = {};
   const withEmulators = (opts.emulators ?? true) && existsSync(EMULATORS_MAIN);

@@ -32,7 +32,8 @@ async function connectionLines(sql: postgres.Sql): Promise<string[]> {
     select s.connection_id::text, coalesce(c.name, s.provider) as name, s.provider,
            s.connection_status, c.settings ->> 'base_url' as base_url, s.object, s.enabled,
            s.records, s.pending_outbound, s.dead_letters, s.last_success_at, s.last_error,
-           s.stale, r.status as run_status, r.trigger as run_trigger, r.processed as run_processed,
+           s.stale, s.inbox_pending, s.inbox_processing, s.inbox_dead,
+           s.inbox_oldest_pending_age::text as inbox_age, r.status as run_status, r.trigger as run_trigger, r.processed as run_processed,
            coalesce(r.finished_at, r.started_at) as run_at
     from crm.sync_status() s
     join crm.connections c on c.id = s.connection_id
@@ -56,6 +57,7 @@ async function connectionLines(sql: postgres.Sql): Promise<string[]> {
       const target = r.base_url ? `sandbox ${r.base_url}` : "real account";
       lines.push(
         `  ${r.name} — ${r.provider}, ${r.connection_status}, ${target}, id ${r.connection_id}`,
+        inboxLine(r),
         `    ${"object".padEnd(10)} ${"records".padStart(8)} ${"pending".padStart(7)} ${
           "dead".padStart(4)
         }  ${"last run".padEnd(34)} last ok`,
@@ -80,6 +82,14 @@ async function connectionLines(sql: postgres.Sql): Promise<string[]> {
 }
 
 const age = (v: string | null) => v ? v.replace(/\.\d+$/, "") : "-";
+
+/** The connection's webhook inbox backlog (crm.sync_status(): the same on each of its rows). */
+export function inboxLine(r: Record<string, unknown>): string {
+  const n = (k: string) => count(r[k] as string | number | null);
+  return `    webhook inbox: ${n("inbox_pending")} pending · ${
+    n("inbox_processing")
+  } processing · ${n("inbox_dead")} dead · oldest pending ${age(r.inbox_age as string | null)}`;
+}
 
 /** The job queue: workers live of the most allowed, and jobs by state. */
 async function engineLines(sql: postgres.Sql): Promise<string[]> {

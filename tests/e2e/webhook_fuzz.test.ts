@@ -5,6 +5,9 @@
 // be a 4xx (never 5xx, never a dropped connection) and crm.webhook_events must not grow.
 // Requests that carry a connection's real secret are always broken in a way that makes them
 // invalid (truncated, wrong org or company, not a batch), so "0 rows" is a real expectation.
+// Senders: most requests come from a pool of addresses (X-Forwarded-For) each too small to reach
+// the refusal limit, so they reach the parsers and checks; a tenth come from one flooding
+// address, which must be answered 429 once over the limit. The 429s are counted and reported.
 import assert from "node:assert/strict";
 import { signature } from "../../shared/emulators/hubspot/mod.ts";
 import { db } from "./_harness.ts";
@@ -378,16 +381,19 @@ Deno.test({
     const before = await inboxRows(sql);
     const statuses = new Map<string, Map<number, number>>();
     const bad: string[] = [];
+    const limited = { flood: 0, pool: 0 };
     let sent = 0;
     const worker = async () => {
       while (sent < N) {
         sent++;
         const req = r.next() < 0.005 ? oversized() : await r.pick(generators)();
+        const flood = r.next() < 0.1;
+        const from = flood ? "198.51.100.66" : `10.${r.int(8)}.${r.int(16)}.${r.int(250)}`;
         let status: number;
         try {
           const res = await fetch(hookUrl(req.route), {
             method: req.method,
-            headers: req.headers,
+            headers: { ...req.headers, "x-forwarded-for": from },
             body: req.method === "GET" || req.method === "HEAD" ? null : req.body,
           });
           await res.body?.cancel();
@@ -399,6 +405,7 @@ Deno.test({
         const m = statuses.get(req.kind) ?? new Map<number, number>();
         m.set(status, (m.get(status) ?? 0) + 1);
         statuses.set(req.kind, m);
+        if (status === 429) flood ? limited.flood++ : limited.pool++;
         if (status < 400 || status >= 500) bad.push(`${req.kind}: ${status}`);
       }
     };
@@ -408,8 +415,13 @@ Deno.test({
     const after = await inboxRows(sql);
     const summary = [...statuses].map(([k, m]) => `${k} ${JSON.stringify(Object.fromEntries(m))}`);
     console.log(`${sent} requests in ${seconds.toFixed(1)} s\n${summary.join("\n")}`);
+    console.log(
+      `429 (refusal limit): ${limited.flood + limited.pool} — ${limited.flood} to the flooding ` +
+        `address, ${limited.pool} to the pool of addresses`,
+    );
     assert.deepEqual(bad.slice(0, 20), [], `${bad.length} requests answered outside 4xx`);
     assert.equal(after, before, "hostile requests wrote rows");
+    if (N >= 1000) assert.ok(limited.flood > 0, "the flooding address was answered 429");
     assert.ok(sent >= N);
     await sql.end();
   },

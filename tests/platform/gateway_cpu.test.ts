@@ -201,3 +201,50 @@ Deno.test("a caller that gives up does not leave its process busy", async () => 
     assert.equal(next.body.pid, pid, "the same process serves the next request");
   }, { cpuLimitMs: LIMIT });
 });
+
+Deno.test("requestsPerProcess > 1 (per_worker): concurrent requests share a process; the CPU limit is still the process's", async () => {
+  await withGateway(async (gw, { anon }) => {
+    const warm = await call(`${gw.url}/functions/v1/burn`, bearer(anon));
+    const pid = warm.body.pid;
+    // Eight requests that wait (no CPU) at once: one process serves them all.
+    const waits = await Promise.all(
+      Array.from({ length: 8 }, () => call(`${gw.url}/functions/v1/burn?wait=200`, bearer(anon))),
+    );
+    assert.deepEqual(new Set(waits.map((r) => r.body.pid)), new Set([pid]));
+    assert.equal(burnStats(gw).spawned, 1, "no second process was started");
+    // Over the hard limit while others run on it: every request it serves answers 546.
+    const [burner, ...others] = await Promise.all([
+      call(`${gw.url}/functions/v1/burn?cpu=3000`, bearer(anon)),
+      call(`${gw.url}/functions/v1/burn?wait=2000`, bearer(anon)),
+      call(`${gw.url}/functions/v1/burn?wait=2000`, bearer(anon)),
+    ]);
+    assert.equal(burner.status, 546);
+    assert.deepEqual(others.map((r) => r.status), [546, 546], "terminated with its process");
+    assert.equal(proc(gw, pid).exit, "cpu");
+    assert.ok(!isAlive(pid as number));
+    const next = await call(`${gw.url}/functions/v1/burn`, bearer(anon));
+    assert.equal(next.status, 200);
+    assert.notEqual(next.body.pid, pid, "a fresh process");
+  }, { cpuLimitMs: LIMIT, requestsPerProcess: 16 });
+});
+
+Deno.test("requestsPerProcess > 1: past the soft limit a shared process takes nothing more and retires", async () => {
+  await withGateway(async (gw, { anon }) => {
+    const first = await call(`${gw.url}/functions/v1/burn?cpu=${LIMIT * 0.6}`, bearer(anon));
+    const pid = first.body.pid;
+    await settled(gw, pid);
+    const next = await call(`${gw.url}/functions/v1/burn`, bearer(anon));
+    assert.notEqual(next.body.pid, pid, "over half the limit: the next request goes elsewhere");
+    await until("the old process retired", () => proc(gw, pid).exit === "retired");
+  }, { cpuLimitMs: LIMIT, requestsPerProcess: 16 });
+});
+
+Deno.test("requestsPerProcess is ignored under per_request: one request per process", async () => {
+  await withGateway(async (gw, { anon }) => {
+    await call(`${gw.url}/functions/v1/burn`, bearer(anon));
+    const rs = await Promise.all(
+      Array.from({ length: 3 }, () => call(`${gw.url}/functions/v1/burn?wait=300`, bearer(anon))),
+    );
+    assert.equal(new Set(rs.map((r) => r.body.pid)).size, 3);
+  }, { cpuLimitMs: LIMIT, cpuPolicy: "per_request", requestsPerProcess: 16 });
+});

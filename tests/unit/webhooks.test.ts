@@ -407,11 +407,9 @@ Deno.test("HubSpot routing: the app secret routes by portal, a connection's secr
     appSecret,
     connectionsOf: (portals: string[]) =>
       Promise.resolve(new Map(portals.filter((p) => p !== "3").map((p) => [p, `conn-${p}`]))),
-    connectionSecret: (portal: string) => {
+    connectionSecret: async (portal: string, ok: (secret: string) => Promise<boolean>) => {
       decrypted.push(portal);
-      return Promise.resolve(
-        portal === "3" ? null : { id: `conn-${portal}`, secret: `own-${portal}` },
-      );
+      return portal !== "3" && await ok(`own-${portal}`) ? { id: `conn-${portal}` } : null;
     },
   });
   // App secret: every portal, unknown ones routed to null; no connection decrypted.

@@ -8,9 +8,12 @@
 // (EdgeRuntime.waitUntil); the queue drains whatever that misses. Bad input is a 4xx that writes
 // nothing (401 credentials, 400 malformed, 413 over 1 MiB, 405 method, 404 route); only our own
 // failures (database down, missing CRM_ENCRYPTION_KEY) answer 5xx, so the provider retries.
+// A sender refused too often is answered 429 + Retry-After before any work (refusal_limit.ts);
+// verified routes and secrets are remembered for 10 s per isolate (route_cache.ts).
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect, type Sql } from "../_shared/db.ts";
 import {
+  coalescedEnqueue,
   connectionsOf,
   enqueueInbox,
   type InboxEvent,
@@ -25,10 +28,18 @@ import {
   parsePipedriveDelivery,
 } from "../_shared/webhooks/pipedrive.ts";
 import {
+  clientAddress,
+  REFUSAL_LIMIT,
+  REFUSAL_WINDOW_MS,
+  RefusalLimiter,
+} from "../_shared/webhooks/refusal_limit.ts";
+import { RouteCache, verifiedRoute } from "../_shared/webhooks/route_cache.ts";
+import {
   credential,
   hubspotConnection,
   hubspotConnectionsByPortal,
   pipedriveConnectionByUser,
+  type RoutedConnection,
   salesforceConnectionByToken,
 } from "../_shared/webhooks/routes.ts";
 import {
@@ -41,8 +52,24 @@ import {
 declare const EdgeRuntime: { waitUntil(p: Promise<unknown>): void } | undefined;
 
 const sql = connect();
+// Senders refused too often are answered 429 before any work (refusal_limit.ts).
+const limiter = new RefusalLimiter(
+  positive(Deno.env.get("CRM_WEBHOOK_REFUSAL_LIMIT")) ?? REFUSAL_LIMIT,
+  (positive(Deno.env.get("CRM_WEBHOOK_REFUSAL_WINDOW_S")) ?? REFUSAL_WINDOW_MS / 1000) * 1000,
+);
+// Which request header names the sender (refusal_limit.ts clientAddress).
+const CLIENT_HEADER = (Deno.env.get("CRM_WEBHOOK_CLIENT_HEADER") || "x-forwarded-for")
+  .toLowerCase();
+// Verified routes, remembered briefly in this isolate (route_cache.ts says what that allows).
+const routes = new RouteCache<RoutedConnection>();
+const portalRoutes = new RouteCache<Map<string, string>>();
 const log = (msg: string, extra?: Record<string, unknown>) =>
   console.log(JSON.stringify({ fn: "crm-webhook", msg, ...extra }));
+
+function positive(raw: string | undefined): number | null {
+  const v = Number(raw);
+  return raw && Number.isInteger(v) && v > 0 ? v : null;
+}
 
 /**
  * The URL HubSpot called, for v2/v3 signatures: CRM_WEBHOOK_PUBLIC_URL (this function's public
@@ -59,6 +86,21 @@ function publicUri(req: Request, subpath: string): string {
 }
 
 Deno.serve(async (req) => {
+  const sender = `${clientAddress(req, CLIENT_HEADER)} ${routeKind(req)}`;
+  const wait = limiter.retryAfter(sender);
+  if (wait > 0) {
+    await req.body?.cancel().catch(() => {});
+    return Response.json({ error: "too many refused requests; retry later" }, {
+      status: 429,
+      headers: { "retry-after": String(wait) },
+    });
+  }
+  const res = await answer(req);
+  limiter.answered(sender, res.status);
+  return res;
+});
+
+async function answer(req: Request): Promise<Response> {
   try {
     return await route(req);
   } catch (e) {
@@ -66,7 +108,13 @@ Deno.serve(async (req) => {
     log("failed", { error: (e as Error).message });
     return Response.json({ error: "crm-webhook failed; see the function logs" }, { status: 500 });
   }
-});
+}
+
+/** The route a request names, for the refusal limit's key (never the Salesforce token). */
+function routeKind(req: Request): string {
+  return new URL(req.url).pathname.match(/\/crm-webhook\/(hubspot|pipedrive|salesforce)\b/)?.[1] ??
+    "other";
+}
 
 async function route(req: Request): Promise<Response> {
   const path = new URL(req.url).pathname.replace(/^.*?\/crm-webhook(?=\/|$)/, "");
@@ -83,12 +131,16 @@ async function route(req: Request): Promise<Response> {
   return await salesforce(req, m[2]);
 }
 
-/** Stores the events (one call), then enqueues the inbox jobs after the answer. */
+let kickInbox: ((connectionIds: string[]) => Promise<void>) | undefined;
+
+/** Stores the events (one call), then enqueues the inbox jobs after the answer (coalesced in
+ * this isolate: see coalescedEnqueue). */
 async function accept(db: Sql, events: InboxEvent[]) {
+  kickInbox ??= coalescedEnqueue((ids) => enqueueInbox(db, ids));
   const stored = await storeEvents(db, events);
   const touched = connectionsOf(events);
   if (touched.length > 0) {
-    const kick = enqueueInbox(db, touched).catch((e) =>
+    const kick = kickInbox(touched).catch((e) =>
       log("inbox job not enqueued; the queue drain will pick the events up", {
         error: (e as Error).message,
       })
@@ -112,10 +164,27 @@ async function hubspot(req: Request, subpath: string): Promise<Response> {
   if (key instanceof Response) return key;
   const { batch, route } = await routeHubSpot(signed, {
     appSecret: Deno.env.get("HUBSPOT_CLIENT_SECRET") || null,
-    connectionsOf: (portals) => hubspotConnectionsByPortal(sql, portals),
-    connectionSecret: async (portal) => {
-      const conn = await hubspotConnection(sql, key, portal);
-      return conn ? { id: conn.id, secret: credential(conn, "webhook_secret") } : null;
+    connectionsOf: async (portals) => {
+      // Remembered only when every portal has a connection: an unrouted event is stored
+      // unprocessed, so a portal linked a moment ago must be seen at once.
+      let found: Map<string, string> | null = null;
+      const kept = await portalRoutes.get(portals.join(","), async () => {
+        found = await hubspotConnectionsByPortal(sql, portals);
+        return found.size === portals.length ? found : null;
+      });
+      return kept?.value ?? found ?? new Map();
+    },
+    connectionSecret: async (portal, ok) => {
+      const conn = await verifiedRoute(
+        routes,
+        `hubspot:${portal}`,
+        () => hubspotConnection(sql, key, portal),
+        (c) => {
+          const secret = credential(c, "webhook_secret");
+          return secret ? ok(secret) : false;
+        },
+      );
+      return conn ? { id: conn.id } : null;
     },
   });
   const { events, skipped } = normalizeHubSpot(batch, route);
@@ -126,15 +195,32 @@ async function hubspot(req: Request, subpath: string): Promise<Response> {
 async function salesforce(req: Request, token: string): Promise<Response> {
   const key = await keyOrResponse();
   if (key instanceof Response) return key;
-  const conn = await salesforceConnectionByToken(sql, key, token);
-  const expected = conn ? credential(conn, "webhook_token") : null;
-  if (!conn || !expected || !safeEqual(expected, token)) {
-    refuse(401, "unknown Salesforce listener token");
-  }
+  const tokenOk = (c: RoutedConnection) => {
+    const expected = credential(c, "webhook_token");
+    return !!expected && safeEqual(expected, token);
+  };
+  const conn = await verifiedRoute(
+    routes,
+    `salesforce:${token}`,
+    () => salesforceConnectionByToken(sql, key, token),
+    tokenOk,
+  );
+  if (!conn) refuse(401, "unknown Salesforce listener token");
   const body = await readText(req);
   const msg = parseOutboundMessage(body);
   if (!conn!.remoteAccountId || !sameOrg(conn!.remoteAccountId, msg.organizationId)) {
-    refuse(401, "OrganizationId does not match this listener's connection");
+    // A remembered route may be stale (organisation re-pointed): ask the database once.
+    const fresh = (await routes.get(
+      `salesforce:${token}`,
+      () => salesforceConnectionByToken(sql, key, token),
+      true,
+    ))?.value;
+    if (
+      !fresh || !tokenOk(fresh) || !fresh.remoteAccountId ||
+      !sameOrg(fresh.remoteAccountId, msg.organizationId)
+    ) {
+      refuse(401, "OrganizationId does not match this listener's connection");
+    }
   }
   const { events } = normalizeSalesforce(msg, conn!.id);
   await accept(sql, events);
@@ -149,18 +235,25 @@ async function pipedrive(req: Request): Promise<Response> {
   if (!auth) refuse(401, "basic auth required");
   const key = await keyOrResponse();
   if (key instanceof Response) return key;
-  const conn = await pipedriveConnectionByUser(sql, key, auth!.user);
-  const user = conn ? credential(conn, "webhook_user") : null;
-  const password = conn ? credential(conn, "webhook_password") : null;
-  // Both compared, always, so the answer's timing does not say which one was wrong.
-  const userOk = safeEqual(user ?? "", auth!.user);
-  const passwordOk = safeEqual(password ?? "", auth!.password);
-  if (!conn || !user || !password || !userOk || !passwordOk) {
-    refuse(401, "webhook credentials do not match");
-  }
+  const conn = await verifiedRoute(
+    routes,
+    `pipedrive:${auth!.user}`,
+    () => pipedriveConnectionByUser(sql, key, auth!.user),
+    (c) => {
+      const user = credential(c, "webhook_user");
+      const password = credential(c, "webhook_password");
+      // Both compared, always, so the answer's timing does not say which one was wrong.
+      const userOk = safeEqual(user ?? "", auth!.user);
+      const passwordOk = safeEqual(password ?? "", auth!.password);
+      return !!user && !!password && userOk && passwordOk;
+    },
+  );
+  if (!conn) refuse(401, "webhook credentials do not match");
   const body = await readText(req);
   const delivery = parsePipedriveDelivery(body);
   if (!conn!.remoteAccountId || String(delivery.meta.company_id) !== conn!.remoteAccountId) {
+    // A remembered route may be stale (company re-pointed): the database decides.
+    routes.forget(`pipedrive:${auth!.user}`);
     refuse(401, "meta.company_id does not match these credentials' connection");
   }
   const { events, skipped } = normalizePipedrive(delivery, conn!.id);

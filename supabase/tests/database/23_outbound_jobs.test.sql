@@ -281,12 +281,12 @@ select throws_ok($$select crm.record_outbound_setup('23000000-0000-4000-8000-000
 reset role;
 
 -- sync_status: outbound columns -----------------------------------------------------------------------
+-- (positions 28-33: after the job columns; 20261205050100 adds the inbox columns after them)
 select is(
-  (select (proargnames)[array_length(proargnames, 1) - 5 : array_length(proargnames, 1)]
-   from pg_proc where oid = 'crm.sync_status'::regproc),
+  (select (proargnames)[28:33] from pg_proc where oid = 'crm.sync_status'::regproc),
   array['outbox_pending', 'outbox_dead', 'outbox_oldest_pending_age', 'last_outbound_at', 'last_outbound_status',
         'outbound_setup_error'],
-  'the outbound columns come last');
+  'the outbound columns follow the job columns');
 select is(
   (select (proargnames)[1:27] from pg_proc where oid = 'crm.sync_status'::regproc),
   (select proargnames from pg_proc where oid = 'crm._sync_status_jobs'::regproc),

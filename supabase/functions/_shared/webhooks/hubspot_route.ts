@@ -19,8 +19,11 @@ export interface HubSpotRouteDeps {
   appSecret: string | null;
   /** Connection ids of these portals (those that have one). */
   connectionsOf(portals: string[]): Promise<Map<string, string>>;
-  /** The portal's connection and its own webhook secret, if both exist. */
-  connectionSecret(portal: string): Promise<{ id: string; secret: string | null } | null>;
+  /** The portal's connection whose own webhook secret verifies `ok`, else null. */
+  connectionSecret(
+    portal: string,
+    ok: (secret: string) => Promise<boolean>,
+  ): Promise<{ id: string } | null>;
 }
 
 export interface RoutedBatch {
@@ -38,9 +41,7 @@ export async function routeHubSpot(r: SignedRequest, deps: HubSpotRouteDeps): Pr
     return { batch, route: (p) => map.get(p) ?? null, by: "app" };
   }
   if (portals.length !== 1) return refuse(401, "HubSpot signature does not match");
-  const conn = await deps.connectionSecret(portals[0]);
-  if (!conn?.secret || !await verifyHubSpot(conn.secret, r)) {
-    return refuse(401, "HubSpot signature does not match");
-  }
+  const conn = await deps.connectionSecret(portals[0], (secret) => verifyHubSpot(secret, r));
+  if (!conn) return refuse(401, "HubSpot signature does not match");
   return { batch, route: () => conn.id, by: "connection" };
 }
