@@ -102,23 +102,41 @@ export async function loadConnections(
   return out;
 }
 
-/** Merges refreshed tokens into the stored credentials, re-encrypted, before they are used. */
+/**
+ * Merges refreshed tokens into the stored credentials, re-encrypted, before they are used. The
+ * row is locked and its credentials re-read inside the transaction, so keys another writer
+ * stored since this context loaded them (the webhook secrets of a setup job) are kept rather
+ * than overwritten with this context's older copy.
+ */
 export async function persistTokens(
   sql: Sql,
   key: CryptoKey,
   conn: Connection,
   tokens: TokenSet,
 ): Promise<void> {
-  const next: Record<string, string> = { ...conn.credentials, accessToken: tokens.accessToken };
-  if (tokens.refreshToken) next.refreshToken = tokens.refreshToken;
-  if (tokens.expiresAt) next.expiresAt = tokens.expiresAt;
-  if (tokens.instanceUrl) next.instanceUrl = tokens.instanceUrl;
-  const stored = await encryptJson(key, next, conn.id);
-  await sql`update crm.connections
-            set credentials = convert_to(${stored}, 'UTF8'), credentials_updated_at = now(),
-                updated_at = now()
-            where id = ${conn.id}`;
-  conn.credentials = next;
+  const fresh: Record<string, string> = { accessToken: tokens.accessToken };
+  if (tokens.refreshToken) fresh.refreshToken = tokens.refreshToken;
+  if (tokens.expiresAt) fresh.expiresAt = tokens.expiresAt;
+  if (tokens.instanceUrl) fresh.instanceUrl = tokens.instanceUrl;
+  conn.credentials = await sql.begin(async (tx) => {
+    const [row] = await tx`select convert_from(credentials, 'UTF8') as credentials
+                           from crm.connections where id = ${conn.id} for update`;
+    let current = conn.credentials;
+    if (row?.credentials) {
+      try {
+        current = Credentials.parse(await decryptJson(key, row.credentials, conn.id));
+      } catch {
+        // Unreadable now (rewritten under another key?): keep this context's copy.
+      }
+    }
+    const next: Record<string, string> = { ...current, ...fresh };
+    const stored = await encryptJson(key, next, conn.id);
+    await tx`update crm.connections
+             set credentials = convert_to(${stored}, 'UTF8'), credentials_updated_at = now(),
+                 updated_at = now()
+             where id = ${conn.id}`;
+    return next;
+  }) as Record<string, string>;
 }
 
 export async function markConnectionError(sql: Sql, id: string, reason: string): Promise<void> {
