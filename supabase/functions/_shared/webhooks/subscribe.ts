@@ -16,7 +16,7 @@ import { webhookBaseUrl } from "./public_url.ts";
 export type { SubscribeDeps, SubscribeResult } from "./subscribe_types.ts";
 export { SubscribeConfigError } from "./subscribe_types.ts";
 
-export function registerWebhooks(
+export async function registerWebhooks(
   d: Omit<SubscribeDeps, "publicBase"> & { publicBase?: string | null },
 ): Promise<SubscribeResult> {
   const publicBase = d.publicBase ?? webhookBaseUrl(d.env);
@@ -28,10 +28,10 @@ export function registerWebhooks(
   const deps = { ...d, publicBase };
   switch (d.conn.provider) {
     case "hubspot":
-      return subscribeHubSpot(deps);
+      return await subscribeHubSpot(deps);
     case "pipedrive":
-      return subscribePipedrive(deps);
+      return await subscribePipedrive(deps);
     case "salesforce":
-      return subscribeSalesforce(deps);
+      return await subscribeSalesforce(deps);
   }
 }

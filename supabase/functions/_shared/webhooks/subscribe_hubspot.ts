@@ -76,7 +76,12 @@ export async function subscribeHubSpot(d: SubscribeDeps): Promise<SubscribeResul
   }
   const base = `${d.conn.baseUrl}/webhooks/v3/${appId}`;
   const q = `hapikey=${encodeURIComponent(key)}`;
-  const caller: ApiCaller = { log: d.log, deadline: d.deadline, refusal: "fatal" };
+  const caller: ApiCaller = {
+    log: d.log,
+    deadline: d.deadline,
+    timeoutMs: d.timeoutMs,
+    refusal: "fatal",
+  };
   const changed: string[] = [];
 
   const current = await requestJson(caller, "webhook-settings", "GET", `${base}/settings?${q}`, {

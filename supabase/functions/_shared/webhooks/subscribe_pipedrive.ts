@@ -41,7 +41,13 @@ export async function subscribePipedrive(d: SubscribeDeps): Promise<SubscribeRes
   const url = `${d.publicBase}/pipedrive`;
   const api = `${d.conn.baseUrl}/v1/webhooks`;
   const headers = authHeaders(d.conn.credentials);
-  const caller: ApiCaller = { ...d.budget, log: d.log, deadline: d.deadline, refusal: "revoked" };
+  const caller: ApiCaller = {
+    ...d.budget,
+    log: d.log,
+    deadline: d.deadline,
+    timeoutMs: d.timeoutMs,
+    refusal: "revoked",
+  };
 
   const listed = await requestJson(caller, "webhooks", "GET", api, { headers });
   const hooks = List.parse(listed.body).data ?? [];

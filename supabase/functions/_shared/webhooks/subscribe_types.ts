@@ -20,6 +20,8 @@ export interface SubscribeDeps {
   log: ProviderDeps["log"];
   /** Epoch ms after which no request starts. */
   deadline?: number;
+  /** Longest wait for one answer (default SUBSCRIBE_TIMEOUT_MS, ./subscribe_http.ts). */
+  timeoutMs?: number;
 }
 
 export interface SubscribeResult {
