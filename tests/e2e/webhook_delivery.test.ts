@@ -168,7 +168,7 @@ async function contact(sql: Sql, conn: string, id: string) {
   return r as { first_name: string | null; deleted: boolean } | undefined;
 }
 
-/** Milliseconds from now until `check` holds (polled every 10 ms). */
+/** Milliseconds from now until `check` holds (polled every 50 ms by `until`). */
 async function landed(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<number> {
   const t0 = performance.now();
   await until(what, check, ms);
