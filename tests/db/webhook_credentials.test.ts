@@ -63,6 +63,13 @@ Deno.test("webhook secrets are merged into the credentials with their hash, and 
     assert.equal(s.webhook_user_hash, await sha256Hex("u-1"));
     assert.equal(s.webhook_token_hash, null, "a hash not named is left alone");
 
+    const [before] = await sql`select credentials_updated_at as at from crm.connections
+                               where id = ${conn.id}`;
+    await storeWebhookSecrets(sql, key, conn.id, { credentials: {}, userHashOf: "u-1" });
+    const [after] = await sql`select credentials_updated_at as at from crm.connections
+                              where id = ${conn.id}`;
+    assert.deepEqual(after.at, before.at, "nothing to change: nothing written");
+
     await storeWebhookSecrets(sql, key, conn.id, {
       credentials: { webhook_user: null, webhook_password: null },
       userHashOf: null,

@@ -24,7 +24,8 @@ export async function storeWebhookSecrets(
   const tokenHash = patch.tokenHashOf ? await sha256Hex(patch.tokenHashOf) : null;
   return await sql.begin(async (tx) => {
     const [row] = await tx`
-      select convert_from(credentials, 'UTF8') as credentials
+      select convert_from(credentials, 'UTF8') as credentials, webhook_user_hash,
+             webhook_token_hash
       from crm.connections where id = ${connectionId} for update`;
     if (!row) throw new Error(`connection ${connectionId} no longer exists`);
     const current = row.credentials
@@ -35,6 +36,12 @@ export async function storeWebhookSecrets(
       if (v === null) delete next[k];
       else next[k] = v;
     }
+    // A registration that finds everything in place writes nothing (credentials_updated_at
+    // keeps meaning "the credentials changed").
+    const same = Object.entries(patch.credentials).every(([k, v]) => (current[k] ?? null) === v) &&
+      (patch.userHashOf === undefined || row.webhook_user_hash === userHash) &&
+      (patch.tokenHashOf === undefined || row.webhook_token_hash === tokenHash);
+    if (same) return current;
     const stored = await encryptJson(key, next, connectionId);
     await tx`
       update crm.connections
