@@ -13,6 +13,7 @@ import { importKey } from "../../supabase/functions/_shared/crypto.ts";
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
 import { need } from "../_support/env.ts";
 import { admin, connect, db, type Sandbox, type Sql, until } from "./_harness.ts";
+import { forgetSandboxNotificationIds } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const REMOTE: Record<ProviderName, string> = {
@@ -81,13 +82,26 @@ Deno.test({
       assert.ok(!lines.join(" ").includes(outbound.url.split("/").pop()), "no token printed");
 
       // Real time: a Salesforce edit reaches Postgres through the configured outbound message.
+      await forgetSandboxNotificationIds(sql, conns[1].id);
       const [contact] = await admin(sf.url, "GET", "/records/Contact") as { Id: string }[];
       await admin(sf.url, "PATCH", `/records/Contact/${contact.Id}`, { FirstName: "Started" });
       await until("the Salesforce edit lands", async () => {
         const [r] = await sql`select first_name from crm.contacts
                               where connection_id = ${conns[1].id} and remote_id = ${contact.Id}`;
         return r?.first_name === "Started";
-      }, 30_000);
+        // Latency is measured in webhook_delivery.test.ts; here a lost wake may wait for the
+        // next crm-workers tick.
+      }, 90_000).catch(async (e) => {
+        const log = await admin(sf.url, "GET", "/webhooks/deliveries");
+        const events = await sql`select state, attempts, last_error from crm.webhook_events
+                                 where connection_id = ${conns[1].id}`;
+        const jobs = await sql`select kind, state, last_error, run_after from crm.jobs
+                               where connection_id = ${conns[1].id}`;
+        const sent = (log.deliveries as Record<string, unknown>[])
+          .map((d) => ({ status: d.status, error: d.error, attempt: d.attempt }));
+        console.log(JSON.stringify({ stats: log.stats, sent, events, jobs }));
+        throw e;
+      });
     } finally {
       for (const c of conns) await sql`delete from crm.connections where id = ${c.id}`;
       await sql.end();
