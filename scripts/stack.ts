@@ -45,7 +45,8 @@ if (records !== undefined && records !== "") {
 }
 const noConnections = values["no-connections"] ||
   ["1", "true", "yes"].includes(Deno.env.get("CRM_SYNC_NO_CONNECTIONS")?.toLowerCase() ?? "");
-const upOptions: UpOptions = { watch: true, connections: !noConnections };
+// The sandboxes deliver webhooks to the local gateway's crm-webhook (real-time sync).
+const upOptions: UpOptions = { watch: true, connections: !noConnections, webhooks: true };
 
 /** The initial backfill; returns the line the live status keeps showing. */
 async function backfill(env: Record<string, string>): Promise<string> {

@@ -56,6 +56,11 @@ export function connectionCredentials(
         refreshToken: need(env, "HUBSPOT_REFRESH_TOKEN"),
         clientId: need(env, "HUBSPOT_CLIENT_ID"),
         clientSecret: need(env, "HUBSPOT_CLIENT_SECRET"),
+        // The sandbox's developer app: webhook subscriptions are registered with it (the
+        // connection's own app, see _shared/webhooks/subscribe_hubspot.ts).
+        ...(env.HUBSPOT_APP_ID && env.HUBSPOT_DEVELOPER_API_KEY
+          ? { appId: env.HUBSPOT_APP_ID, developerApiKey: env.HUBSPOT_DEVELOPER_API_KEY }
+          : {}),
       };
     case "salesforce":
       return {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { dbUrl, ROOT, type StackConfig } from "./config.ts";
 import { registerSandboxConnections } from "./connections.ts";
 import { formatEnv, readEnvFile } from "./env_file.ts";
+import { enableSandboxWebhooks } from "./webhooks.ts";
 import { KEY_EPOCH_S, mintKey } from "./jwt.ts";
 import {
   bootstrap,
@@ -24,6 +25,9 @@ export interface UpOptions {
   emulators?: boolean;
   /** Register one crm.connections row per sandbox (default true; needs the emulators). */
   connections?: boolean;
+  /** Register the sandbox connections' webhooks, so the sandboxes deliver to the gateway
+   * (default false: `npm start` turns it on; the test stack's tests make their own). */
+  webhooks?: boolean;
   watch?: boolean;
   log?: (msg: string) => void;
 }
@@ -195,6 +199,15 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
             .map((a) => `${a} ${by(a).join(", ")}`).join("; ")
         }${by("skipped").length ? " (skipped: pointed at a real account)" : ""}`,
       );
+      if (opts.webhooks) {
+        const lines = await enableSandboxWebhooks(sql, {
+          connections: done,
+          env: { ...env, ...emulators },
+          functionEnv: await readEnvFile(cfg.functionsEnvFile),
+          base64Key: secrets.CRM_ENCRYPTION_KEY,
+        }).catch((e) => [`webhooks not set up: ${(e as Error).message}`]);
+        for (const l of lines) log(l);
+      }
     } finally {
       await sql.end();
     }

@@ -24,6 +24,7 @@ import { contextCache } from "../_shared/jobs/contexts.ts";
 import { inboundJobHandler } from "../_shared/jobs/inbound_job.ts";
 import { inboxJobHandler } from "../_shared/jobs/inbox_job.ts";
 import { outboundJobHandler } from "../_shared/jobs/outbound_job.ts";
+import { setupJobHandler } from "../_shared/jobs/setup_job.ts";
 import { workerSettings } from "../_shared/jobs/queue.ts";
 import { runWorker } from "../_shared/jobs/worker.ts";
 import { syncInbound } from "../_shared/sync/engine.ts";
@@ -81,6 +82,7 @@ Deno.serve(async (req) => {
             inbound: inboundJobHandler(sql, contexts),
             outbound: outboundJobHandler(sql, contexts),
             inbox: inboxJobHandler(sql, contexts),
+            setup: setupJobHandler({ sql, contexts, key, log }),
           },
         }, {
           workerId: b.worker_id ?? null,

@@ -22,6 +22,7 @@ import {
 import { normalizeHubSpot } from "../_shared/webhooks/hubspot.ts";
 import { routeHubSpot } from "../_shared/webhooks/hubspot_route.ts";
 import { header, readText, Refusal, refuse, safeEqual } from "../_shared/webhooks/limits.ts";
+import { webhookBaseUrl } from "../_shared/webhooks/public_url.ts";
 import {
   normalizePipedrive,
   parseBasicAuth,
@@ -72,17 +73,14 @@ function positive(raw: string | undefined): number | null {
 }
 
 /**
- * The URL HubSpot called, for v2/v3 signatures: CRM_WEBHOOK_PUBLIC_URL (this function's public
- * URL), else SUPABASE_URL + /functions/v1/crm-webhook (the project's public URL on the
- * platform), else the request URL (behind a gateway this is not what HubSpot signed).
+ * The URL HubSpot called, for v2/v3 signatures: the function's public URL (webhookBaseUrl:
+ * CRM_WEBHOOK_PUBLIC_URL, else SUPABASE_URL + /functions/v1/crm-webhook), else the request URL
+ * (behind a gateway this is not what HubSpot signed).
  */
 function publicUri(req: Request, subpath: string): string {
   const url = new URL(req.url);
-  const base = Deno.env.get("CRM_WEBHOOK_PUBLIC_URL") ??
-    (Deno.env.get("SUPABASE_URL")
-      ? `${Deno.env.get("SUPABASE_URL")!.replace(/\/+$/, "")}/functions/v1/crm-webhook`
-      : null);
-  return base ? `${base.replace(/\/+$/, "")}${subpath}${url.search}` : req.url;
+  const base = webhookBaseUrl();
+  return base ? `${base}${subpath}${url.search}` : req.url;
 }
 
 Deno.serve(async (req) => {

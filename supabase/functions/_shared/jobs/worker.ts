@@ -130,8 +130,12 @@ export async function runWorker(deps: WorkerDeps, o: WorkerOptions): Promise<Wor
     duration_ms: report.duration_ms,
     rss_mb: Math.round(Deno.memoryUsage().rss / 2 ** 20),
   });
-  // Only a worker cut short can leave due work behind that nobody is about to claim.
-  if (stopped !== "idle") report.woken = await wakeWorkers(sql, "handover");
+  // A worker cut short leaves due work behind. An idle one may too: a job enqueued after its
+  // last empty claim and before workerFinished saw it live and idle, so that enqueue woke
+  // nobody and the job would wait for the next crm-workers tick (up to a minute).
+  if (stopped !== "idle" || await dueJobs(sql) > 0) {
+    report.woken = await wakeWorkers(sql, "handover");
+  }
   return report;
 }
 
