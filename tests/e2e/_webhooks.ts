@@ -55,17 +55,3 @@ export async function post(
   const res = await fetch(hookUrl(route), { method, headers, body });
   return { status: res.status, text: await res.text(), type: res.headers.get("content-type") };
 }
-
-/**
- * Every Salesforce sandbox numbers its Outbound Message notifications from 1 (04l…0N1…), while
- * crm.webhook_events dedupes on (provider, dedupe_key) across connections: a notification id an
- * earlier test's connection left in the inbox would make this sandbox's first deliveries look
- * like repeats, stored never. Tests that drive a Salesforce sandbox's outbound messages forget
- * the sandbox-numbered rows of other connections first (left by earlier tests; tests run one
- * at a time). With real orgs the ids are unique; the key's scope is reported to the lead.
- */
-export async function forgetSandboxNotificationIds(sql: Sql, connectionId: string) {
-  await sql`delete from crm.webhook_events
-            where provider = 'salesforce' and dedupe_key like '04l0N%'
-              and connection_id is distinct from ${connectionId}::uuid`;
-}

@@ -15,7 +15,6 @@ import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/p
 import { need } from "../_support/env.ts";
 import { admin, connect, db, type Sandbox, type Sql, triggerSync, until } from "./_harness.ts";
 import { ADMIN_OBJECT } from "./_outbound.ts";
-import { forgetSandboxNotificationIds } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -75,7 +74,6 @@ async function withWebhookConnection(
   await sql`delete from crm.connections where provider = ${provider} and remote_account_id = ${remote}`;
   const conn = await connect(sql, sb);
   await sql`update crm.connections set remote_account_id = ${remote} where id = ${conn}`;
-  if (provider === "salesforce") await forgetSandboxNotificationIds(sql, conn);
   try {
     await fn({ sb, sql, conn });
   } finally {

@@ -188,6 +188,22 @@ Deno.test(
         assert.equal(r.status, want, `${name}: ${r.status} ${r.text}`);
       }
       assert.equal(await inboxRows(sql), before, "no hostile request wrote a row");
+
+      // Notification ids are an org's own: another org's message with the same ids is stored
+      // for its connection, not dropped as a repeat of the first org's.
+      const token2 = randomSecret();
+      const conn2 = await webhookConnection(sql, "salesforce", other, { webhook_token: token2 });
+      try {
+        const r = await post(`/salesforce/${token2}`, real.replaceAll(org, other), {
+          "content-type": "text/xml",
+        });
+        assert.equal(r.status, 200, r.text);
+        const [n] = await sql`select count(*)::int as n from crm.webhook_events
+                              where connection_id = ${conn2}`;
+        assert.ok(n.n >= 1, "the second org's events are stored");
+      } finally {
+        await sql`delete from crm.connections where id = ${conn2}`;
+      }
     } finally {
       await sf.close();
       await sql.end();
@@ -230,7 +246,10 @@ Deno.test(
       assert.equal(rows.length, wanted.length);
       assert.ok(rows.length >= 2);
       // Deliveries run concurrently: compared as a set, not in arrival order.
-      assert.deepEqual(rows.map((r) => r.dedupe_key).sort(), wanted.map((b) => b.meta.id).sort());
+      assert.deepEqual(
+        rows.map((r) => r.dedupe_key).sort(),
+        wanted.map((b) => `${b.meta.company_id}:${b.meta.id}`).sort(),
+      );
       assert.ok(rows.every((r) => r.object === "contacts" && r.remote_id === String(p.id)));
       assert.ok(await inboxJob(sql, conn));
 

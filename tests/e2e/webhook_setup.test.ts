@@ -13,7 +13,6 @@ import { importKey } from "../../supabase/functions/_shared/crypto.ts";
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
 import { need } from "../_support/env.ts";
 import { admin, connect, db, type Sandbox, type Sql, until } from "./_harness.ts";
-import { forgetSandboxNotificationIds } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const REMOTE: Record<ProviderName, string> = {
@@ -82,7 +81,6 @@ Deno.test({
       assert.ok(!lines.join(" ").includes(outbound.url.split("/").pop()), "no token printed");
 
       // Real time: a Salesforce edit reaches Postgres through the configured outbound message.
-      await forgetSandboxNotificationIds(sql, conns[1].id);
       const [contact] = await admin(sf.url, "GET", "/records/Contact") as { Id: string }[];
       await admin(sf.url, "PATCH", `/records/Contact/${contact.Id}`, { FirstName: "Started" });
       await until("the Salesforce edit lands", async () => {

@@ -259,7 +259,7 @@ Deno.test("Salesforce: Outbound Message parsed and normalized", () => {
         "contacts",
         "003000000000001AAA",
         "upsert",
-        "04l000000000001AAA",
+        `${ORG}:04l000000000001AAA`,
         "2026-12-05T00:00:00.000Z",
       ],
       ["deals", "006000000000001AAA", "upsert", "04l000000000002AAA", null],
@@ -341,7 +341,7 @@ Deno.test("Pipedrive: basic auth and v2 deliveries", () => {
     );
   assert.deepEqual(
     row({}).events.map((e) => [e.object, e.remote_id, e.event_type, e.dedupe_key, e.occurred_at]),
-    [["contacts", "42", "upsert", "e1", "2026-12-05T00:00:01.000Z"]],
+    [["contacts", "42", "upsert", "777:e1", "2026-12-05T00:00:01.000Z"]],
   );
   assert.equal(row({ action: "delete" }).events[0].event_type, "delete");
   assert.equal(row({ action: "delete", merged_to_id: "41" }).events[0].event_type, "merge");

@@ -91,7 +91,8 @@ export function normalizePipedrive(
       remote_id: String(m.entity_id),
       event_type: type,
       occurred_at: Number.isFinite(t) ? new Date(t).toISOString() : null,
-      dedupe_key: m.id,
+      // Scoped by company, as Salesforce's by org: no connection's key can match another's.
+      dedupe_key: `${m.company_id}:${m.id}`,
       payload: d,
     }],
     skipped: 0,

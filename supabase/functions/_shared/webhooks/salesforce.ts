@@ -140,7 +140,9 @@ export function normalizeSalesforce(
       remote_id: recordId,
       event_type: "upsert",
       occurred_at: Number.isFinite(t) ? new Date(t).toISOString() : null,
-      dedupe_key: n.id,
+      // Scoped by org: notification ids are the org's, and one connection's deliveries must
+      // never be taken for repeats of another's.
+      dedupe_key: `${msg.organizationId}:${n.id}`,
       payload: {
         notificationId: n.id,
         organizationId: msg.organizationId,
