@@ -3,7 +3,7 @@
 import { encryptJson, importKey } from "../../supabase/functions/_shared/crypto.ts";
 import { sha256Hex } from "../../supabase/functions/_shared/webhooks/limits.ts";
 import { need } from "../_support/env.ts";
-import type { Sql } from "./_harness.ts";
+import { gatewayStats, type Sql, until } from "./_harness.ts";
 
 export const hookUrl = (route: string) =>
   `${need("SUPABASE_URL")}/functions/v1/crm-webhook${route}`;
@@ -54,4 +54,33 @@ export async function post(
 ): Promise<{ status: number; text: string; type: string | null }> {
   const res = await fetch(hookUrl(route), { method, headers, body });
   return { status: res.status, text: await res.text(), type: res.headers.get("content-type") };
+}
+
+/** Whether the connection's inbox is drained: no event pending or leased, no inbox job due. */
+export async function inboxSettled(sql: Sql, conn: string): Promise<boolean> {
+  const [r] = await sql`
+    select (select count(*) from crm.webhook_events
+            where connection_id = ${conn} and state in ('pending', 'processing')) as events,
+           (select count(*) from crm.jobs where connection_id = ${conn} and kind = 'inbox'
+              and (state = 'running' or (state = 'queued' and run_after <= now()))) as jobs`;
+  return Number(r.events) === 0 && Number(r.jobs) === 0;
+}
+
+/**
+ * Ends every live crm-webhook process, so the next delivery meets a fresh instance: one that
+ * has not remembered any verified route (crm-webhook keeps them 10 s per instance). Tests that
+ * change a connection's routing key call it for the change to take effect at once.
+ */
+export async function freshWebhookInstance(): Promise<void> {
+  const live =
+    (await gatewayStats())["crm-webhook"]?.processes.filter((p) => p.state !== "exited") ?? [];
+  for (const p of live) Deno.kill(p.pid, "SIGKILL");
+  await until(
+    "the gateway saw crm-webhook's processes end",
+    async () =>
+      ((await gatewayStats())["crm-webhook"]?.processes ?? []).every((p) =>
+        !live.some((k) => k.pid === p.pid) || p.state === "exited"
+      ),
+    10_000,
+  );
 }

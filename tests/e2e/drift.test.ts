@@ -28,7 +28,7 @@ import {
   withConnection,
 } from "./_harness.ts";
 import { ADMIN_OBJECT } from "./_outbound.ts";
-import { hookUrl, randomSecret } from "./_webhooks.ts";
+import { hookUrl, inboxSettled, randomSecret } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -231,15 +231,6 @@ async function hookedConnection(sql: Sql, sb: Sandbox, dropRate: number): Promis
   }
   await admin(sb.url, "PUT", "/faults", { webhookDropRate: dropRate, seed: 1313 });
   return id;
-}
-
-async function inboxSettled(sql: Sql, conn: string): Promise<boolean> {
-  const [r] = await sql`
-    select (select count(*) from crm.webhook_events
-            where connection_id = ${conn} and state in ('pending', 'processing')) as events,
-           (select count(*) from crm.jobs where connection_id = ${conn} and kind = 'inbox'
-              and (state = 'running' or (state = 'queued' and run_after <= now()))) as jobs`;
-  return Number(r.events) === 0 && Number(r.jobs) === 0;
 }
 
 for (const provider of PROVIDERS) {

@@ -15,6 +15,7 @@ import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/p
 import { need } from "../_support/env.ts";
 import { admin, connect, db, type Sandbox, type Sql, triggerSync, until } from "./_harness.ts";
 import { ADMIN_OBJECT } from "./_outbound.ts";
+import { freshWebhookInstance, inboxSettled } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -196,15 +197,6 @@ async function liveContacts(sql: Sql, conn: string): Promise<string[]> {
   return rows.map((r) => r.remote_id as string);
 }
 
-async function inboxSettled(sql: Sql, conn: string): Promise<boolean> {
-  const [r] = await sql`
-    select (select count(*) from crm.webhook_events
-            where connection_id = ${conn} and state in ('pending', 'processing')) as events,
-           (select count(*) from crm.jobs where connection_id = ${conn} and kind = 'inbox'
-              and (state = 'running' or (state = 'queued' and run_after <= now()))) as jobs`;
-  return Number(r.events) === 0 && Number(r.jobs) === 0;
-}
-
 const idOf = (r: Record<string, unknown>) =>
   String(r.id ?? r.Id ?? (r.data as Record<string, unknown> | undefined)?.id);
 
@@ -295,6 +287,8 @@ for (const provider of PROVIDERS) {
         } else {
           await sql`update crm.connections set webhook_user_hash = null where id = ${conn}`;
         }
+        // A crm-webhook instance that verified this connection's route remembers it for 10 s.
+        await freshWebhookInstance();
         await admin(sb.url, "PATCH", `/records/${obj}/${a}`, edit(provider, "One"));
         await admin(sb.url, "PATCH", `/records/${obj}/${a}`, edit(provider, "Two"));
         await admin(sb.url, "PATCH", `/records/${obj}/${b}`, edit(provider, "Bee"));

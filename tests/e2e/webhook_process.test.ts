@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { type ProviderName, PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
 import { admin, type Sql, triggerSync, until, withConnection, withSettings } from "./_harness.ts";
 import { ADMIN_OBJECT, asApp, awaitOutbox, pushNow } from "./_outbound.ts";
+import { inboxSettled } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -58,15 +59,6 @@ async function liveContactIds(sql: Sql, conn: string): Promise<string[]> {
                          where connection_id = ${conn} and deleted_at is null and kind = 'contact'
                          order by remote_id`;
   return rows.map((r) => r.remote_id as string);
-}
-
-async function inboxSettled(sql: Sql, conn: string): Promise<boolean> {
-  const [r] = await sql`
-    select (select count(*) from crm.webhook_events
-            where connection_id = ${conn} and state in ('pending', 'processing')) as events,
-           (select count(*) from crm.jobs where connection_id = ${conn} and kind = 'inbox'
-              and (state = 'running' or (state = 'queued' and run_after <= now()))) as jobs`;
-  return Number(r.events) === 0 && Number(r.jobs) === 0;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

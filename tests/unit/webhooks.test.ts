@@ -262,7 +262,7 @@ Deno.test("Salesforce: Outbound Message parsed and normalized", () => {
         `${ORG}:04l000000000001AAA`,
         "2026-12-05T00:00:00.000Z",
       ],
-      ["deals", "006000000000001AAA", "upsert", "04l000000000002AAA", null],
+      ["deals", "006000000000001AAA", "upsert", `${ORG}:04l000000000002AAA`, null],
     ],
   );
   const fields = (events[0].payload as { fields: Record<string, string> }).fields;
