@@ -132,7 +132,9 @@ switch (positionals[0]) {
     };
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
-    const note = await backfill(env, since).catch((e) => `backfill failed: ${(e as Error).message}`);
+    const note = await backfill(env, since).catch((e) =>
+      `backfill failed: ${(e as Error).message}`
+    );
     await runStatusView(cfg, env, [note]);
     break;
   }
