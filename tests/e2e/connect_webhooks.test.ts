@@ -172,6 +172,12 @@ Deno.test(
       subscription_url: string;
     }[];
     assert.ok(left.some((h) => h.subscription_url === "https://elsewhere.example/hooks"));
+    const twice = await req(`${gw.fn}/disconnect`, {
+      jwt: owner.jwt,
+      body: { connection_id: ids.pipedrive },
+    });
+    assert.equal(twice.status, 200, twice.text);
+    assert.equal((twice.body.webhooks as { action: string }).action, "none");
 
     const s = await req(`${gw.fn}/disconnect`, {
       jwt: owner.jwt,

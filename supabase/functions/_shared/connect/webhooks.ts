@@ -14,7 +14,7 @@ import type { ConnectDeps } from "./handler.ts";
 export const REMOVE_WEBHOOKS_BUDGET_MS = 20_000;
 
 export type RemoveResult = Omit<UnsubscribeResult, "action"> & {
-  action: UnsubscribeResult["action"] | "failed";
+  action: UnsubscribeResult["action"] | "failed" | "none";
 };
 
 export async function removeWebhooks(
@@ -30,20 +30,12 @@ export async function removeWebhooks(
   });
   const conn = connections[0];
   if (!conn) {
-    // No usable credentials (already disconnected): nothing to call the CRM with.
-    return provider === "pipedrive"
-      ? {
-        action: "manual",
-        removed: [],
-        note: "no credentials stored; delete the crm-sync webhooks in Pipedrive",
-      }
-      : await unsubscribeWebhooks({
-        provider,
-        baseUrl: "",
-        credentials: {},
-        publicBase: d.webhookBase,
-        log: d.log,
-      });
+    // No usable credentials: already disconnected (its webhooks went then), or never stored.
+    return {
+      action: "none",
+      removed: [],
+      note: "no credentials stored (already disconnected): nothing to remove",
+    };
   }
   const log = (msg: string, extra?: Record<string, unknown>) =>
     d.log(msg, { connection_id: connectionId, provider, ...extra });
