@@ -2,12 +2,16 @@
 //   --records N        records per object in each CRM sandbox (env CRM_SYNC_SANDBOX_RECORDS;
 //                      default 2000); applies when the sandboxes start, not to running ones
 //   --no-connections   do not register the sandbox connections (env CRM_SYNC_NO_CONNECTIONS=1)
-// `start` also runs the initial backfill through the sync function, then shows the live status.
+// The sandboxes are connected through crm-connect as the dev account's user
+// (shared/local/connect_sandboxes.ts), which queues their webhook set-up and first backfill.
+// `start` follows that backfill (or, when nothing is queued, runs one through the sync function),
+// then shows the live status.
 // `credentials <connection-id> [file.json]` stores a connection's credentials (JSON from the
 // file or stdin) encrypted with the stack's CRM_ENCRYPTION_KEY, e.g. for a real CRM account.
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { runBackfill } from "../shared/local/backfill.ts";
+import { followBackfillJobs, pendingInbound } from "../shared/local/backfill_jobs.ts";
 import { activeConnections, backfillSummary, backfillView } from "../shared/local/backfill_view.ts";
 import { dbUrl, stackConfig } from "../shared/local/config.ts";
 import { storeCredentials } from "../shared/local/connections.ts";
@@ -46,15 +50,32 @@ if (records !== undefined && records !== "") {
 const noConnections = values["no-connections"] ||
   ["1", "true", "yes"].includes(Deno.env.get("CRM_SYNC_NO_CONNECTIONS")?.toLowerCase() ?? "");
 // The sandboxes deliver webhooks to the local gateway's crm-webhook (real-time sync).
-const upOptions: UpOptions = { watch: true, connections: !noConnections, webhooks: true };
+const upOptions: UpOptions = {
+  watch: true,
+  connections: !noConnections,
+  webhooks: true,
+  connect: "crm-connect",
+};
 
 /** The initial backfill; returns the line the live status keeps showing. */
-async function backfill(env: Record<string, string>): Promise<string> {
+async function backfill(env: Record<string, string>, since: Date): Promise<string> {
   const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
   try {
     const conns = await activeConnections(sql);
     if (conns.length === 0) return "backfill skipped: no active connections";
     const view = backfillView(sql, conns);
+    const ids = conns.map((c) => c.id);
+    if (await pendingInbound(sql, ids) > 0) {
+      // crm-connect queued it: the workers run it.
+      const result = await followBackfillJobs({
+        sql,
+        connectionIds: ids,
+        since,
+        onProgress: view.onProgress,
+      });
+      await view.finish(result);
+      return backfillSummary(result);
+    }
     const result = await runBackfill({
       url: env.SUPABASE_URL,
       serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
@@ -99,6 +120,7 @@ switch (positionals[0]) {
     console.log("stack is down");
     break;
   case "start": {
+    const since = new Date();
     const env = await up(cfg, upOptions);
     let stopping = false;
     const stop = async () => {
@@ -110,7 +132,9 @@ switch (positionals[0]) {
     };
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
-    const note = await backfill(env).catch((e) => `backfill failed: ${(e as Error).message}`);
+    const note = await backfill(env, since).catch((e) =>
+      `backfill failed: ${(e as Error).message}`
+    );
     await runStatusView(cfg, env, [note]);
     break;
   }
