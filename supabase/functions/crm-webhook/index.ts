@@ -10,6 +10,7 @@
 // failures (database down, missing CRM_ENCRYPTION_KEY) answer 5xx, so the provider retries.
 // A sender refused too often is answered 429 + Retry-After before any work (refusal_limit.ts);
 // verified routes and secrets are remembered for 10 s per isolate (route_cache.ts).
+import { logLine } from "../_shared/http/redact.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect, type Sql } from "../_shared/db.ts";
 import {
@@ -64,8 +65,7 @@ const CLIENT_HEADER = (Deno.env.get("CRM_WEBHOOK_CLIENT_HEADER") || "x-forwarded
 // Verified routes, remembered briefly in this isolate (route_cache.ts says what that allows).
 const routes = new RouteCache<RoutedConnection>();
 const portalRoutes = new RouteCache<Map<string, string>>();
-const log = (msg: string, extra?: Record<string, unknown>) =>
-  console.log(JSON.stringify({ fn: "crm-webhook", msg, ...extra }));
+const log = (msg: string, extra?: Record<string, unknown>) => logLine("crm-webhook", msg, extra);
 
 function positive(raw: string | undefined): number | null {
   const v = Number(raw);
