@@ -604,6 +604,55 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "the callback's answers carry Referrer-Policy: no-referrer; /start is limited per user; " +
+    "a browser preflight allows GET /status",
+  opts,
+  async () => {
+    const u = await newUser();
+    const s = await req(`${gw.fn}/start`, { jwt: u.jwt, body: { provider: "hubspot" } });
+    assert.equal(s.status, 200, s.text);
+    const consent = await fetch(String(s.body.authorize_url), { redirect: "manual" });
+    await consent.body?.cancel();
+    const done = await fetch(consent.headers.get("location")!, { redirect: "manual" });
+    await done.body?.cancel();
+    assert.equal(done.status, 303);
+    assert.equal(done.headers.get("referrer-policy"), "no-referrer", "the redirect");
+    const bad = await fetch(`${gw.fn}/callback?state=x&code=y`);
+    await bad.body?.cancel();
+    assert.equal(bad.status, 400);
+    assert.equal(bad.headers.get("referrer-policy"), "no-referrer", "the page");
+    const id = new URL(done.headers.get("location")!).searchParams.get("connection_id");
+
+    // Live nonces per user: 20 (the one above was used). The 21st gets 429, nothing stored.
+    const statuses: number[] = [];
+    for (let i = 0; i < 21; i++) {
+      statuses.push(
+        (await req(`${gw.fn}/start`, { jwt: u.jwt, body: { provider: "salesforce" } })).status,
+      );
+    }
+    assert.deepEqual(statuses, [...Array(20).fill(200), 429]);
+    const [{ n }] = await sql`select count(*)::int as n from crm.connect_states
+                              where user_id = ${u.userId}`;
+    assert.equal(n, 20);
+    const other = await newUser();
+    assert.equal(
+      (await req(`${gw.fn}/start`, { jwt: other.jwt, body: { provider: "salesforce" } })).status,
+      200,
+      "another user is not affected",
+    );
+
+    const pre = await fetch(`${gw.fn}/status`, {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "GET" },
+    });
+    await pre.body?.cancel();
+    assert.match(pre.headers.get("access-control-allow-methods") ?? "", /\bGET\b/);
+    await sql`delete from crm.connect_states where user_id in ${sql([u.userId, other.userId])}`;
+    if (id) await sql`delete from crm.connections where id = ${id}`;
+  },
+);
+
 Deno.test({
   name: "teardown",
   ...opts,

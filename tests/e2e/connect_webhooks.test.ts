@@ -11,6 +11,7 @@ import { decryptJson, importKey } from "../../supabase/functions/_shared/crypto.
 import { need } from "../_support/env.ts";
 import { admin, db, until } from "./_harness.ts";
 import { APP, freePort, newUser, req, startConnectGateway } from "./_connect.ts";
+import { freshWebhookInstance } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const sql = db();
@@ -132,6 +133,66 @@ Deno.test(
     const [contact] = await admin(sf.url, "GET", "/records/Contact") as { Id: string }[];
     await admin(sf.url, "PATCH", `/records/Contact/${contact.Id}`, { FirstName: "Before" });
     await until("the delivery is stored", async () => (await eventsOf(ids.salesforce)) > 0, 30_000);
+  },
+);
+
+Deno.test(
+  "reconnecting the same remote accounts keeps the webhook secrets: the pasted Salesforce URL " +
+    "and the Pipedrive basic-auth pair keep working",
+  opts,
+  async () => {
+    const sfBefore = await credentialsOf(ids.salesforce);
+    const pdBefore = await credentialsOf(ids.pipedrive);
+    const p = await req(`${gw.fn}/token`, {
+      jwt: owner.jwt,
+      body: { provider: "pipedrive", token: pd.credentials.PIPEDRIVE_API_TOKEN },
+    });
+    assert.ok(p.status === 200 || p.status === 201, p.text);
+    assert.equal(String(p.body.connection_id), ids.pipedrive, "the same connection");
+    const s = await req(`${gw.fn}/start`, { jwt: owner.jwt, body: { provider: "salesforce" } });
+    assert.equal(s.status, 200, s.text);
+    const consent = await fetch(String(s.body.authorize_url), { redirect: "manual" });
+    await consent.body?.cancel();
+    const done = await req(consent.headers.get("location")!);
+    assert.equal(done.status, 303, done.text);
+    assert.equal(new URL(done.location!).searchParams.get("connection_id"), ids.salesforce);
+    const states = await awaitWebhookSetup(sql, [ids.salesforce, ids.pipedrive], 60_000);
+    assert.deepEqual(states.map((x) => x.state), ["registered", "manual_step"]);
+
+    const sfAfter = await credentialsOf(ids.salesforce);
+    const pdAfter = await credentialsOf(ids.pipedrive);
+    assert.ok(sfAfter.accessToken, "the new grant is stored");
+    assert.equal(sfAfter.webhook_token, sfBefore.webhook_token, "the listener token is kept");
+    assert.equal(pdAfter.webhook_user, pdBefore.webhook_user);
+    assert.equal(pdAfter.webhook_password, pdBefore.webhook_password);
+
+    // Checked by a receiver that has not remembered the routes (its memory lasts 10 s).
+    await freshWebhookInstance();
+    const sfEvents = await eventsOf(ids.salesforce);
+    const [contact] = await admin(sf.url, "GET", "/records/Contact") as { Id: string }[];
+    await admin(sf.url, "PATCH", `/records/Contact/${contact.Id}`, { FirstName: "Again" });
+    await until(
+      "the pasted URL still delivers",
+      async () => (await eventsOf(ids.salesforce)) > sfEvents,
+      30_000,
+    );
+    const auth = btoa(`${pdBefore.webhook_user}:${pdBefore.webhook_password}`);
+    const pdHook = await fetch(`${hookBase}/pipedrive`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Basic ${auth}` },
+      body: JSON.stringify({
+        meta: {
+          id: crypto.randomUUID(),
+          action: "change",
+          entity: "person",
+          entity_id: 1,
+          company_id: pd.credentials.PIPEDRIVE_COMPANY_ID,
+          version: "2.0",
+        },
+        data: { id: 1 },
+      }),
+    });
+    assert.equal(pdHook.status, 200, await pdHook.text());
   },
 );
 

@@ -136,3 +136,74 @@ Deno.test(
     }
   },
 );
+
+/** A refresh the token endpoint answers 5xx (the sandbox's fault on that route only) is
+ * transient: the run fails, the connection stays active, and the next run refreshes. */
+async function transientRefresh(
+  provider: Provider,
+  e: Started,
+  route: string,
+  oauthCredentials?: Record<string, string>,
+) {
+  const sql = db();
+  const key = await importKey(need("CRM_ENCRYPTION_KEY"));
+  try {
+    const id = await connect(sql, sandboxOf(provider, e));
+    if (oauthCredentials) {
+      const text = await encryptJson(key, oauthCredentials, id);
+      await sql`update crm.connections set credentials = convert_to(${text}, 'UTF8') where id = ${id}`;
+    }
+    e.emulator.faults.update({ error5xxRate: 1, routeFilter: route });
+    e.emulator.tokens.expireAccessTokens(Date.now());
+    const before = e.counters.count(route);
+    const failed = await triggerSync(sql, "contacts", id);
+    assert.equal(failed.ok, false, JSON.stringify(failed));
+    assert.ok(e.counters.count(route) > before, "the token endpoint was asked");
+    const [row] = await sql`select status, last_error from crm.connections where id = ${id}`;
+    assert.equal(row.status, "active", `a ${provider} token endpoint 5xx is transient`);
+    assert.doesNotMatch(row.last_error ?? "", /reconnect/);
+    e.emulator.faults.update({ error5xxRate: 0, routeFilter: null });
+    const ok = await triggerSync(sql, "contacts", id);
+    assert.equal(ok.ok, true, JSON.stringify(ok));
+    await sql`delete from crm.connections where id = ${id}`;
+  } finally {
+    await sql.end();
+    await e.close();
+  }
+}
+
+Deno.test("hubspot: a 5xx from the token endpoint leaves the connection active", opts, async () => {
+  await transientRefresh(
+    "hubspot",
+    await startHubSpot({ seed: 55, records: 5, log }),
+    "POST /oauth/v1/token",
+  );
+});
+
+Deno.test(
+  "salesforce: a 5xx from the token endpoint leaves the connection active",
+  opts,
+  async () => {
+    await transientRefresh(
+      "salesforce",
+      await startSalesforce({ seed: 56, records: 5, log }),
+      "POST /services/oauth2/token",
+    );
+  },
+);
+
+Deno.test(
+  "pipedrive (OAuth grant): a 5xx from the token endpoint leaves the connection active",
+  opts,
+  async () => {
+    const pd = await startPipedrive({ seed: 57, records: 5, log, rateLimit: { burst: 100_000 } });
+    const c = pd.credentials;
+    await transientRefresh("pipedrive", pd, "POST /oauth/token", {
+      accessToken: c.PIPEDRIVE_ACCESS_TOKEN,
+      refreshToken: c.PIPEDRIVE_REFRESH_TOKEN,
+      clientId: c.PIPEDRIVE_CLIENT_ID,
+      clientSecret: c.PIPEDRIVE_CLIENT_SECRET,
+      tokenUrl: `${pd.url}/oauth/token`,
+    });
+  },
+);

@@ -1,7 +1,9 @@
 // The refusal limit of crm-webhook end to end: a flood of forged deliveries from one address is
 // answered 429 with Retry-After once over the limit, while a valid delivery from another address
-// is stored meanwhile; the flooding address's own valid delivery is refused 429 during its window
-// (nothing stored, nothing lost: it is retried) and stored once the window is over.
+// is stored meanwhile; during its window the flooding address's valid delivery of a connection
+// whose route is cached is stored (verified from memory), a forged one gets 429, and a valid one
+// that needs the database is refused 429 (nothing stored, nothing lost: it is retried) and
+// stored once the window is over.
 import assert from "node:assert/strict";
 import { REFUSAL_LIMIT } from "../../supabase/functions/_shared/webhooks/refusal_limit.ts";
 import { db } from "./_harness.ts";
@@ -19,11 +21,14 @@ Deno.test({
     const secret = randomSecret();
     const conn = await webhookConnection(sql, "hubspot", portal, { webhook_secret: secret });
     const r = { portal, secret };
+    const portal2 = String(Number(portal) + 1);
+    const r2 = { portal: portal2, secret: randomSecret() };
+    const conn2 = await webhookConnection(sql, "hubspot", portal2, { webhook_secret: r2.secret });
     const flooder = `203.0.113.${1 + Math.floor(Math.random() * 250)}`;
     try {
-      const stored = async (id: string) =>
+      const stored = async (id: string, c = conn) =>
         (await sql`select count(*)::int as n from crm.webhook_events
-                   where connection_id = ${conn} and remote_id = ${id}`)[0].n;
+                   where connection_id = ${c} and remote_id = ${id}`)[0].n;
       const statuses: number[] = [];
       let retryAfter = 0;
       const flood = (async () => {
@@ -46,19 +51,28 @@ Deno.test({
       console.log(`flood of ${statuses.length}: ${refused} × 401, ${limited} × 429`);
       assert.equal(await stored("42"), 1, "the other sender's delivery is stored");
 
-      // The flooder's own valid delivery during the window: 429, nothing stored.
-      const during = await deliverHubSpot(r, ["43"], flooder);
+      // During the flooder's window: its valid delivery of a connection whose route this
+      // isolate has cached verifies from memory and is stored (the sender's address is a header
+      // anyone can set: a forger naming a provider's address must not get its deliveries 429'd).
+      const cached = await deliverHubSpot(r, ["44"], flooder);
+      assert.equal(cached.status, 200, await cached.text());
+      assert.equal(await stored("44"), 1, "a cached route's valid delivery is stored");
+      const forged = await deliverHubSpot(r, ["45"], flooder, { forged: true });
+      await forged.body?.cancel();
+      assert.equal(forged.status, 429, "a forged one is still limited");
+      // A connection this isolate has not seen needs the database: limited, nothing stored.
+      const during = await deliverHubSpot(r2, ["43"], flooder);
       assert.equal(during.status, 429);
       const wait = Number(during.headers.get("retry-after"));
       await during.body?.cancel();
-      assert.equal(await stored("43"), 0);
+      assert.equal(await stored("43", conn2), 0);
       // Retried after Retry-After, as providers do: stored.
       await new Promise((ok) => setTimeout(ok, wait * 1000 + 200));
-      const after = await deliverHubSpot(r, ["43"], flooder);
+      const after = await deliverHubSpot(r2, ["43"], flooder);
       assert.equal(after.status, 200, await after.text());
-      assert.equal(await stored("43"), 1, "the retried delivery is stored");
+      assert.equal(await stored("43", conn2), 1, "the retried delivery is stored");
     } finally {
-      await sql`delete from crm.connections where id = ${conn}`;
+      await sql`delete from crm.connections where id in ${sql([conn, conn2])}`;
       await sql.end();
     }
   },

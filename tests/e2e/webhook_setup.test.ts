@@ -154,3 +154,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "e2e webhook set-up: a transport failure during HubSpot registration leaves the " +
+    "developer key out of webhook_setup, crm.jobs and the functions' log",
+  ...opts,
+  fn: async () => {
+    const sql = db();
+    const key = await importKey(need("CRM_ENCRYPTION_KEY"));
+    const hs = await sandbox("hubspot", 65);
+    // A port nothing listens on: Deno's fetch error quotes the whole URL, ?hapikey= included.
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const closed = `http://127.0.0.1:${(l.addr as Deno.NetAddr).port}`;
+    l.close();
+    const devKey = `devkey-${crypto.randomUUID()}`;
+    const logFile = new URL("../../.local/test/logs/gateway.log", import.meta.url);
+    const logStart = (await Deno.stat(logFile)).size;
+    let conn = "";
+    try {
+      conn = await routedConnection(sql, { ...hs, url: closed });
+      await storeCredentials(sql, key, conn, {
+        accessToken: hs.credentials.HUBSPOT_ACCESS_TOKEN,
+        refreshToken: hs.credentials.HUBSPOT_REFRESH_TOKEN,
+        clientId: hs.credentials.HUBSPOT_CLIENT_ID,
+        clientSecret: hs.credentials.HUBSPOT_CLIENT_SECRET,
+        appId: "1492740",
+        developerApiKey: devKey,
+      });
+      await sql`select crm.register_webhooks(${conn}::uuid)`;
+      const [state] = await awaitWebhookSetup(sql, [conn], 90_000);
+      assert.equal(state.state, "failed");
+      assert.match(state.error ?? "", /network error/, "the failure is still explained");
+      const [setup] = await sql`select webhook_setup::text as s from crm.connections
+                                where id = ${conn}`;
+      assert.match(setup.s, /"reason": "transient"/);
+      assert.doesNotMatch(setup.s, new RegExp(devKey));
+      assert.doesNotMatch(setup.s, /hapikey=(?!\[redacted\])/);
+      const jobs = await sql`select to_jsonb(j)::text as t from crm.jobs j
+                             where connection_id = ${conn}`;
+      assert.ok(jobs.length > 0);
+      for (const j of jobs) assert.doesNotMatch(j.t, new RegExp(devKey));
+      // The worker logs the retry reasons and the job's outcome.
+      await until(
+        "the worker logged",
+        async () => (await Deno.stat(logFile)).size > logStart,
+        10_000,
+      );
+      const f = await Deno.open(logFile);
+      await f.seek(logStart, Deno.SeekMode.Start);
+      const tail = new TextDecoder().decode(await new Response(f.readable).arrayBuffer());
+      assert.match(tail, /webhook-settings/, "the failing registration was logged");
+      assert.doesNotMatch(tail, new RegExp(devKey));
+    } finally {
+      if (conn) await sql`delete from crm.connections where id = ${conn}`;
+      await sql.end();
+      await hs.close();
+    }
+  },
+});

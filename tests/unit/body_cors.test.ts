@@ -77,6 +77,8 @@ Deno.test("cors: allowed origins get the headers, others do not; preflights per 
     /authorization.*apikey.*content-type/,
   );
   assert.match(ok.headers.get("access-control-allow-methods")!, /POST/);
+  // crm-connect GET /status from a browser.
+  assert.match(ok.headers.get("access-control-allow-methods")!, /\bGET\b/);
   const no = preflight(from("https://evil.example", "OPTIONS"), policy);
   assert.equal(no.status, 403);
   assert.equal(no.headers.get("access-control-allow-origin"), null);

@@ -6,7 +6,7 @@ import {
   connectConfigFromEnv,
   stateKey,
 } from "../../supabase/functions/_shared/connect/config.ts";
-import { orgIdOf } from "../../supabase/functions/_shared/connect/oauth.ts";
+import { CONNECT_PROVIDERS, orgIdOf } from "../../supabase/functions/_shared/connect/oauth.ts";
 import {
   pkcePair,
   signState,
@@ -110,4 +110,38 @@ Deno.test("Salesforce identity URL → org id", () => {
   );
   assert.equal(orgIdOf("https://login.salesforce.com/id/00D/005"), null);
   assert.equal(orgIdOf("not a url"), null);
+});
+
+Deno.test("redirect allow-list: encoded slashes or backslashes, // and dot segments are refused", () => {
+  const cfg = connectConfigFromEnv(
+    env({ CRM_CONNECT_REDIRECT_ALLOW_LIST: "https://app.example/crm" }),
+  );
+  for (
+    const bad of [
+      "https://app.example/crm/..%2fadmin",
+      "https://app.example/crm/%2F%2Fevil.example",
+      "https://app.example/crm/%5cevil",
+      "https://app.example/crm/%2e%2e/admin",
+      "https://app.example/crm//evil.example",
+      "https://app.example/crm/a%2f..%2f..",
+      "https://app.example/crm/%E0%A4%A",
+    ]
+  ) assert.equal(allowedRedirect(cfg, bad), null, bad);
+  assert.equal(
+    allowedRedirect(cfg, "https://app.example/crm/done%20page?x=%2f"),
+    "https://app.example/crm/done%20page?x=%2f",
+    "an encoded slash in the query is not the path's",
+  );
+  // The URL parser resolves %2e segments itself: what is returned is the resolved URL.
+  assert.equal(allowedRedirect(cfg, "https://app.example/crm/%2E/x"), "https://app.example/crm/x");
+});
+
+Deno.test("Salesforce authorize URL asks for consent every time", () => {
+  const cfg = connectConfigFromEnv(env({
+    SUPABASE_URL: "https://p.supabase.co",
+    CRM_SALESFORCE_CLIENT_ID: "id",
+    CRM_SALESFORCE_CLIENT_SECRET: "secret",
+  }));
+  const u = new URL(CONNECT_PROVIDERS.salesforce.authorizeUrl(cfg, "st", null));
+  assert.equal(u.searchParams.get("prompt"), "consent");
 });

@@ -9,6 +9,7 @@
 // the user's JWT itself on every other route (_shared/connect/handler.ts). Configuration:
 // _shared/connect/config.ts. Browsers may call it from the origins in CRM_CORS_ORIGINS
 // (_shared/http/cors.ts), as crm-fetch-live.
+import { logLine } from "../_shared/http/redact.ts";
 import { authFromEnv } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect } from "../_shared/db.ts";
@@ -17,8 +18,7 @@ import { connectConfigFromEnv, stateKey } from "../_shared/connect/config.ts";
 import { createConnectHandler } from "../_shared/connect/handler.ts";
 import { webhookBaseUrl } from "../_shared/webhooks/public_url.ts";
 
-const log = (msg: string, extra?: Record<string, unknown>) =>
-  console.log(JSON.stringify({ fn: "crm-connect", msg, ...extra }));
+const log = (msg: string, extra?: Record<string, unknown>) => logLine("crm-connect", msg, extra);
 
 const key = await keyOrResponse();
 const handler = key instanceof Response ? null : createConnectHandler({

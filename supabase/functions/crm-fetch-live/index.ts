@@ -8,6 +8,7 @@
 // A user's calls are limited per account, reads and syncs each by their own bucket (429 +
 // Retry-After, _shared/http/live_limit.ts); the service role is not limited.
 // Browsers may call it from the origins in CRM_CORS_ORIGINS (_shared/http/cors.ts).
+import { logLine } from "../_shared/http/redact.ts";
 import { z } from "zod";
 import { authFromEnv, identify } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
@@ -34,8 +35,7 @@ const sql = connect();
 const auth = authFromEnv();
 const cors = corsFromEnv();
 const liveLimit = liveLimitFromEnv();
-const log = (msg: string, extra?: Record<string, unknown>) =>
-  console.log(JSON.stringify({ fn: "crm-fetch-live", msg, ...extra }));
+const log = (msg: string, extra?: Record<string, unknown>) => logLine("crm-fetch-live", msg, extra);
 
 Deno.serve(async (req) => {
   if (req.method === "OPTIONS") return preflight(req, cors);

@@ -13,6 +13,8 @@
 //     mode "retry" runs an inbound delta.
 // Every request stops starting new pages once its CPU budget (crm.engine_settings, well under
 // the platform's 2 s per request) is spent.
+import { logLine } from "../_shared/http/redact.ts";
+import { errorMessage } from "../_shared/sync/connections.ts";
 import { z } from "zod";
 import { authFromEnv, isServiceRole } from "../_shared/auth.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
@@ -55,7 +57,7 @@ const Body = z.union([Worker, Direct]);
 const sql = connect();
 const auth = authFromEnv();
 const log = (msg: string, extra?: Record<string, unknown>) =>
-  console.log(JSON.stringify({ fn: "crm-sync-bidirectional", msg, ...extra }));
+  logLine("crm-sync-bidirectional", msg, extra);
 
 Deno.serve(async (req) => {
   if (req.method !== "POST") return Response.json({ error: "method not allowed" }, { status: 405 });
@@ -155,7 +157,7 @@ async function direct(b: z.infer<typeof Direct>, cpuLeftMs: () => number): Promi
       }
     } catch (e) {
       log("inbound failed", { error: (e as Error).message });
-      return Response.json({ error: `inbound sync failed: ${(e as Error).message}` }, {
+      return Response.json({ error: `inbound sync failed: ${errorMessage(e)}` }, {
         status: 500,
       });
     }

@@ -8,8 +8,10 @@
 // (EdgeRuntime.waitUntil); the queue drains whatever that misses. Bad input is a 4xx that writes
 // nothing (401 credentials, 400 malformed, 413 over 1 MiB, 405 method, 404 route); only our own
 // failures (database down, missing CRM_ENCRYPTION_KEY) answer 5xx, so the provider retries.
-// A sender refused too often is answered 429 + Retry-After before any work (refusal_limit.ts);
+// A sender refused too often is answered 429 + Retry-After before any database work, unless the
+// request verifies from memory (verified_in_memory.ts; refusal_limit.ts);
 // verified routes and secrets are remembered for 10 s per isolate (route_cache.ts).
+import { logLine } from "../_shared/http/redact.ts";
 import { keyOrResponse } from "../_shared/crypto.ts";
 import { connect, type Sql } from "../_shared/db.ts";
 import {
@@ -21,7 +23,7 @@ import {
 } from "../_shared/webhooks/event.ts";
 import { normalizeHubSpot } from "../_shared/webhooks/hubspot.ts";
 import { routeHubSpot } from "../_shared/webhooks/hubspot_route.ts";
-import { header, readText, Refusal, refuse, safeEqual } from "../_shared/webhooks/limits.ts";
+import { header, readText, Refusal, refuse } from "../_shared/webhooks/limits.ts";
 import { webhookBaseUrl } from "../_shared/webhooks/public_url.ts";
 import {
   normalizePipedrive,
@@ -35,6 +37,11 @@ import {
   RefusalLimiter,
 } from "../_shared/webhooks/refusal_limit.ts";
 import { RouteCache, verifiedRoute } from "../_shared/webhooks/route_cache.ts";
+import {
+  pipedriveAuthOk,
+  salesforceTokenOk,
+  verifiesInMemory,
+} from "../_shared/webhooks/verified_in_memory.ts";
 import {
   credential,
   hubspotConnection,
@@ -64,8 +71,12 @@ const CLIENT_HEADER = (Deno.env.get("CRM_WEBHOOK_CLIENT_HEADER") || "x-forwarded
 // Verified routes, remembered briefly in this isolate (route_cache.ts says what that allows).
 const routes = new RouteCache<RoutedConnection>();
 const portalRoutes = new RouteCache<Map<string, string>>();
-const log = (msg: string, extra?: Record<string, unknown>) =>
-  console.log(JSON.stringify({ fn: "crm-webhook", msg, ...extra }));
+const log = (msg: string, extra?: Record<string, unknown>) => logLine("crm-webhook", msg, extra);
+const inMemory = {
+  routes,
+  appSecret: Deno.env.get("HUBSPOT_CLIENT_SECRET") || null,
+  publicUri,
+};
 
 function positive(raw: string | undefined): number | null {
   const v = Number(raw);
@@ -86,7 +97,9 @@ function publicUri(req: Request, subpath: string): string {
 Deno.serve(async (req) => {
   const sender = `${clientAddress(req, CLIENT_HEADER)} ${routeKind(req)}`;
   const wait = limiter.retryAfter(sender);
-  if (wait > 0) {
+  // The sender's key is a header it can set: a delivery that verifies from memory is served
+  // whatever its sender's count (verified_in_memory.ts); only work that needs the database waits.
+  if (wait > 0 && !(await verifiesInMemory(req, inMemory))) {
     await req.body?.cancel().catch(() => {});
     return Response.json({ error: "too many refused requests; retry later" }, {
       status: 429,
@@ -193,10 +206,7 @@ async function hubspot(req: Request, subpath: string): Promise<Response> {
 async function salesforce(req: Request, token: string): Promise<Response> {
   const key = await keyOrResponse();
   if (key instanceof Response) return key;
-  const tokenOk = (c: RoutedConnection) => {
-    const expected = credential(c, "webhook_token");
-    return !!expected && safeEqual(expected, token);
-  };
+  const tokenOk = (c: RoutedConnection) => salesforceTokenOk(c, token);
   const conn = await verifiedRoute(
     routes,
     `salesforce:${token}`,
@@ -237,14 +247,7 @@ async function pipedrive(req: Request): Promise<Response> {
     routes,
     `pipedrive:${auth!.user}`,
     () => pipedriveConnectionByUser(sql, key, auth!.user),
-    (c) => {
-      const user = credential(c, "webhook_user");
-      const password = credential(c, "webhook_password");
-      // Both compared, always, so the answer's timing does not say which one was wrong.
-      const userOk = safeEqual(user ?? "", auth!.user);
-      const passwordOk = safeEqual(password ?? "", auth!.password);
-      return !!user && !!password && userOk && passwordOk;
-    },
+    (c) => pipedriveAuthOk(c, auth!),
   );
   if (!conn) refuse(401, "webhook credentials do not match");
   const body = await readText(req);

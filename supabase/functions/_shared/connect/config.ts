@@ -110,6 +110,21 @@ export function connectConfigFromEnv(
   };
 }
 
+/** A path with no encoded slash or backslash, and, once decoded, no empty or dot segment nor
+ * backslash: a prefix check on it cannot be escaped by what a server or browser decodes later
+ * (`/app/..%2fadmin`, `/app/%2e%2e/x`, `/app//evil.example`). */
+function plainPath(pathname: string): boolean {
+  if (/%2f|%5c/i.test(pathname)) return false;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(pathname);
+  } catch {
+    return false;
+  }
+  if (decoded.includes("\\") || decoded.includes("//")) return false;
+  return !decoded.split("/").some((seg) => seg === "." || seg === "..");
+}
+
 /** The allowed redirect target for `requested` (the first entry when absent), or null. */
 export function allowedRedirect(cfg: ConnectConfig, requested?: string): string | null {
   if (requested === undefined) return cfg.allowList[0]?.toString() ?? null;
@@ -120,6 +135,7 @@ export function allowedRedirect(cfg: ConnectConfig, requested?: string): string 
     return null;
   }
   if (u.username || u.password) return null;
+  if (!plainPath(u.pathname)) return null;
   for (const entry of cfg.allowList) {
     if (u.origin !== entry.origin) continue;
     const base = entry.pathname.endsWith("/") ? entry.pathname : `${entry.pathname}/`;

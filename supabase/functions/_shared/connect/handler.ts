@@ -95,14 +95,23 @@ async function start(req: Request, d: ConnectDeps): Promise<Response> {
   const p = CONNECT_PROVIDERS[provider];
   const pair = p.pkce ? await pkcePair() : null;
   const nonce = crypto.randomUUID();
-  await createState(d.sql, d.key, {
-    nonce,
-    ...who,
-    provider,
-    redirectTo,
-    verifier: pair?.verifier ?? null,
-    ttlS: d.cfg.stateTtlS,
-  });
+  try {
+    await createState(d.sql, d.key, {
+      nonce,
+      ...who,
+      provider,
+      redirectTo,
+      verifier: pair?.verifier ?? null,
+      ttlS: d.cfg.stateTtlS,
+    });
+  } catch (e) {
+    // The per-user limit of live nonces (crm.create_connect_state, CRM23).
+    if ((e as { code?: string }).code !== "CRM23") throw e;
+    return Response.json({ error: "too many connects in progress; finish one or retry later" }, {
+      status: 429,
+      headers: { "retry-after": "60" },
+    });
+  }
   const state = await signState(d.stateKey, { nonce, ...who, provider }, d.cfg.stateTtlS);
   d.log("connect started", { provider, account_id: who.accountId });
   return json(200, {
@@ -297,8 +306,13 @@ export function createConnectHandler(d: ConnectDeps): (req: Request) => Promise<
       switch (route) {
         case "POST /start":
           return await start(req, d);
-        case "GET /callback":
-          return await callback(req, d);
+        case "GET /callback": {
+          // Its URL carries the provider's code and our state: never sent on as a Referer (the
+          // redirect target, or anything the small page loads).
+          const res = await callback(req, d);
+          res.headers.set("referrer-policy", "no-referrer");
+          return res;
+        }
         case "POST /token":
           return await tokenConnect(req, d);
         case "GET /status":

@@ -185,6 +185,9 @@ const salesforce: ConnectProvider = {
     u.searchParams.set("redirect_uri", cfg.callbackUrl);
     u.searchParams.set("scope", SCOPES.salesforce.join(" "));
     u.searchParams.set("state", state);
+    // Always the consent screen: a user already signed in to another org sees which org and
+    // scopes they grant, rather than being connected silently (Salesforce's prompt parameter).
+    u.searchParams.set("prompt", "consent");
     if (challenge) {
       u.searchParams.set("code_challenge", challenge);
       u.searchParams.set("code_challenge_method", "S256");

@@ -43,6 +43,20 @@ export async function consumeState(
   return { redirectTo: rows[0].redirect_to, verifier };
 }
 
+/** The stored credentials' webhook_* keys (none when they do not decrypt). */
+async function webhookSecretsOf(
+  key: CryptoKey,
+  stored: string,
+  connectionId: string,
+): Promise<Record<string, string>> {
+  try {
+    const c = await decryptJson<Record<string, string>>(key, stored, connectionId);
+    return Object.fromEntries(Object.entries(c).filter(([k]) => k.startsWith("webhook_")));
+  } catch {
+    return {};
+  }
+}
+
 export type SaveResult =
   | { ok: true; connectionId: string; created: boolean }
   | { ok: false; code: "other_remote_account" | "remote_account_taken"; message: string };
@@ -68,7 +82,20 @@ export async function saveConnection(
       const [row] = await tx`select connection_id, created from crm.connect_connection(
           ${accountId}::uuid, ${provider}, ${grant.remoteAccountId}, ${grant.name},
           ${tx.json(grant.settings as never)})`;
-      const stored = await encryptJson(key, grant.credentials, row.connection_id);
+      // Reconnecting the same remote account keeps its webhook secrets (the Salesforce listener
+      // URL an admin pasted, the Pipedrive basic-auth pair, the HubSpot signing secret): their
+      // lookup hashes stay on the row, and a new token would break the registered URLs. Merged
+      // under the credentials lock and the row lock, as token refresh and the webhook set-up
+      // write. A disconnected connection has none (disconnect clears them on purpose).
+      await tx`select crm.lock_credentials(${row.connection_id}::uuid)`;
+      const [cur] = await tx`select convert_from(credentials, 'UTF8') as c from crm.connections
+                             where id = ${row.connection_id} for update`;
+      const kept = cur?.c ? await webhookSecretsOf(key, cur.c, row.connection_id) : {};
+      const stored = await encryptJson(
+        key,
+        { ...grant.credentials, ...kept },
+        row.connection_id,
+      );
       await tx`update crm.connections
                set credentials = convert_to(${stored}, 'UTF8'), credentials_updated_at = now(),
                    updated_at = now()

@@ -13,7 +13,8 @@ export interface CorsPolicy {
 
 // What supabase-js sends with functions.invoke, as in the guide.
 const ALLOW_HEADERS = "authorization, x-client-info, apikey, content-type";
-const ALLOW_METHODS = "POST, OPTIONS";
+// GET: crm-connect's /status from a browser.
+const ALLOW_METHODS = "GET, POST, OPTIONS";
 
 export function corsFromEnv(value = Deno.env.get("CRM_CORS_ORIGINS")): CorsPolicy {
   const origins = (value ?? "").split(",").map((o) => o.trim().replace(/\/$/, "")).filter(Boolean);

@@ -35,6 +35,17 @@ async function recordSetup(sql: Sql, connectionId: string, outcome: Record<strin
     where id = ${connectionId}`;
 }
 
+/** What kind of failure the admin is looking at (webhook_setup.reason). */
+export function failureReason(e: unknown): string {
+  if (e instanceof SubscribeConfigError) return "configuration";
+  if (e instanceof ProviderError) {
+    if (e.action === "revoked") return "credentials_refused";
+    if (e.action === "fatal") return "refused_by_crm";
+    if (e.pausedUntil) return "rate_budget_paused";
+  }
+  return "transient";
+}
+
 export function setupJobHandler(d: SetupDeps): JobHandler {
   const env = d.env ?? ((name: string) => Deno.env.get(name));
   return async (job: Job, budget: JobBudget): Promise<JobOutcome> => {
@@ -74,11 +85,14 @@ export function setupJobHandler(d: SetupDeps): JobHandler {
       });
       return { outcome: "done", details };
     } catch (e) {
+      // Secret-free: errorMessage redacts query secrets, and the requests rethrow transport
+      // failures without their URL's query (http/redact.ts). `reason` classifies it.
       const error = errorMessage(e);
       const failed = (extra: Record<string, unknown> = {}) =>
         recordSetup(d.sql, job.connectionId, {
           state: "failed",
           provider,
+          reason: failureReason(e),
           error,
           attempt: job.attempts + 1,
           ...extra,

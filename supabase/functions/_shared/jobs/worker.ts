@@ -10,6 +10,7 @@
 import type { Sql } from "../db.ts";
 import type { Logger } from "../sync/context.ts";
 import { errorMessage } from "../sync/connections.ts";
+import { redactSecrets } from "../http/redact.ts";
 import type { CpuMeter } from "./cpu.ts";
 import {
   claimJob,
@@ -224,11 +225,11 @@ function record(sql: Sql, job: Job, r: JobOutcome): Promise<string | null> {
     case "more":
       return finishJob(sql, job, r.outcome, r.details);
     case "retry":
-      return failJob(sql, job, r.error, { retryAfterS: r.retryAfterS });
+      return failJob(sql, job, redactSecrets(r.error), { retryAfterS: r.retryAfterS });
     case "dead":
-      return failJob(sql, job, r.error, { permanent: true });
+      return failJob(sql, job, redactSecrets(r.error), { permanent: true });
     case "defer":
-      return deferJob(sql, job, r.until, r.reason);
+      return deferJob(sql, job, r.until, redactSecrets(r.reason));
     case "lost":
       return Promise.resolve(null);
   }

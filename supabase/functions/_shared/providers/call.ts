@@ -19,6 +19,7 @@ import {
   withRetry,
 } from "../http/retry.ts";
 import { BudgetPausedError } from "../http/limiter.ts";
+import { redactSecrets } from "../http/redact.ts";
 import { type ProviderDeps, ProviderError } from "./types.ts";
 
 /** Longest wait for one HTTP answer when the connection sets none. CRM list pages answer in
@@ -133,7 +134,7 @@ export async function guardedCall<T>(
         deadline: o.deadline,
         refresh: o.refresh,
         onRetry: (attempt, delay, reason) =>
-          deps.log(`retrying ${o.kind}`, { attempt, delay, reason }),
+          deps.log(`retrying ${o.kind}`, { attempt, delay, reason: redactSecrets(reason) }),
       },
       o.policy,
     );
@@ -143,9 +144,9 @@ export async function guardedCall<T>(
       ? (e as { lastError: unknown }).lastError
       : e;
     const c = classify(last);
-    const message = e instanceof Error ? e.message : String(e);
+    const message = redactSecrets(e instanceof Error ? e.message : String(e));
     if (c.kind === "reauth") {
-      throw new ProviderError(`credentials rejected: ${c.reason}`, "revoked");
+      throw new ProviderError(`credentials rejected: ${redactSecrets(c.reason)}`, "revoked");
     }
     // A paused rate budget: retry, not before it ends (the worker defers its job until then).
     if (last instanceof BudgetPausedError) {

@@ -51,6 +51,7 @@ import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { parseRetryAfter } from "../http/retry.ts";
 import { DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
+import { refreshAnswerError, refreshTransportError } from "./token_errors.ts";
 import { missingIds } from "./missing.ts";
 import { apiRequest, timed } from "./hubspot_http.ts";
 import { createHubSpotWriter } from "./hubspot_write.ts";
@@ -224,17 +225,22 @@ export function createHubSpotAdapter(
       );
     }
     deps.countCall();
-    const res = await fetch(`${deps.baseUrl.replace(/\/$/, "")}/oauth/v1/token`, {
-      method: "POST",
-      headers: { "Content-Type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({
-        grant_type: "refresh_token",
-        refresh_token: refreshToken,
-        client_id: clientId,
-        client_secret: clientSecret,
-      }),
-      signal: AbortSignal.timeout(deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
-    });
+    let res: Response;
+    try {
+      res = await fetch(`${deps.baseUrl.replace(/\/$/, "")}/oauth/v1/token`, {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "refresh_token",
+          refresh_token: refreshToken,
+          client_id: clientId,
+          client_secret: clientSecret,
+        }),
+        signal: AbortSignal.timeout(deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+      });
+    } catch (e) {
+      throw refreshTransportError("HubSpot", e);
+    }
     const text = await res.text().catch(() => "");
     // Reported under its own kind: the token endpoint is not an API call beforeRequest gates.
     observeResponse(res.status, res.headers, res.ok ? undefined : parseErrorBody(text), {
@@ -249,11 +255,7 @@ export function createHubSpotAdapter(
       }
     })();
     if (!res.ok || typeof body.access_token !== "string") {
-      throw new ProviderError(
-        `HubSpot token refresh failed (${res.status}): ${body.message ?? "no token"}`,
-        "revoked",
-        res.status,
-      );
+      throw refreshAnswerError("HubSpot", res.status, body);
     }
     return {
       accessToken: body.access_token,

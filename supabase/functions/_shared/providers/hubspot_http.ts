@@ -13,6 +13,7 @@
 import type { Client } from "@hubspot/api-client";
 import { Request as SdkRequest } from "@hubspot/api-client/lib/src/services/http/Request.js";
 import { callScope } from "./call.ts";
+import { fetchOrThrowSafe } from "../http/redact.ts";
 import { observeResponse, parseErrorBody } from "./observe.ts";
 
 interface SdkRequestContext {
@@ -57,8 +58,7 @@ class Answer {
 }
 
 async function send(ctx: SdkRequestContext): Promise<Answer> {
-  const res = await fetch(ctx.getUrl(), {
-    method: ctx.getHttpMethod(),
+  const res = await fetchOrThrowSafe(ctx.getHttpMethod(), ctx.getUrl(), {
     headers: ctx.getHeaders(),
     body: ctx.getBody(),
     signal: callScope.getStore()?.signal,

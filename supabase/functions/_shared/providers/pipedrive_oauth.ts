@@ -5,6 +5,7 @@
 // rotated one is never lost). API-token connections have nothing to refresh: a 401 means the
 // token was revoked. Docs: https://pipedrive.readme.io/docs/marketplace-oauth-authorization
 import { DEFAULT_CALL_TIMEOUT_MS } from "./call.ts";
+import { refreshAnswerError, refreshTransportError } from "./token_errors.ts";
 import { type ProviderDeps, ProviderError, type TokenSet } from "./types.ts";
 
 const TOKEN_URL = "https://oauth.pipedrive.com/oauth/token";
@@ -14,22 +15,23 @@ async function requestTokens(deps: ProviderDeps, c: Record<string, string>): Pro
     throw new ProviderError("Pipedrive rejected the credentials", "revoked", 401);
   }
   deps.countCall();
-  const res = await fetch(c.tokenUrl || TOKEN_URL, {
-    method: "POST",
-    headers: {
-      "content-type": "application/x-www-form-urlencoded",
-      authorization: `Basic ${btoa(`${c.clientId}:${c.clientSecret}`)}`,
-    },
-    body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: c.refreshToken }),
-    signal: AbortSignal.timeout(deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
-  });
+  let res: Response;
+  try {
+    res = await fetch(c.tokenUrl || TOKEN_URL, {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Basic ${btoa(`${c.clientId}:${c.clientSecret}`)}`,
+      },
+      body: new URLSearchParams({ grant_type: "refresh_token", refresh_token: c.refreshToken }),
+      signal: AbortSignal.timeout(deps.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS),
+    });
+  } catch (e) {
+    throw refreshTransportError("Pipedrive", e);
+  }
   const body = await res.json().catch(() => ({})) as Record<string, unknown>;
   if (!res.ok || typeof body.access_token !== "string") {
-    throw new ProviderError(
-      `Pipedrive token refresh failed (${res.status}): ${String(body.error ?? "no token")}`,
-      "revoked",
-      res.status,
-    );
+    throw refreshAnswerError("Pipedrive", res.status, body);
   }
   return {
     accessToken: body.access_token,

@@ -37,6 +37,7 @@ import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
 import { callScope, DEFAULT_CALL_TIMEOUT_MS, guardedCall, isNetworkError } from "./call.ts";
+import { refreshSdkError } from "./token_errors.ts";
 import { observeResponse, observing, parseErrorBody } from "./observe.ts";
 import { missingIds } from "./missing.ts";
 import { isoFromSalesforce } from "./iso.ts";
@@ -240,13 +241,7 @@ export function createSalesforceAdapter(
             instance_url: t.instanceUrl ?? c.instanceUrl,
           } as never);
         })
-        .catch((e: Error) =>
-          callback(
-            e instanceof ProviderError
-              ? e
-              : new ProviderError(`Salesforce token refresh failed: ${e.message}`, "revoked", 400),
-          )
-        );
+        .catch((e: Error) => callback(refreshSdkError("Salesforce", e)));
     },
   });
 

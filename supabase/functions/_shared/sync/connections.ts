@@ -2,6 +2,7 @@
 // bound to the connection id) and where its API lives; persisting refreshed tokens encrypted;
 // putting it in the error state when the CRM revoked access. Credentials never leave this
 // module in logs or responses.
+import { redactSecrets } from "../http/redact.ts";
 import { z } from "zod";
 import { decryptJson } from "../crypto.ts";
 import type { Sql } from "../db.ts";
@@ -138,6 +139,7 @@ export async function recordFailure(
   return { message, revoked };
 }
 
+/** An error as stored text: secrets in URL queries redacted (http/redact.ts), bounded. */
 export function errorMessage(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).slice(0, 1000);
+  return redactSecrets(e instanceof Error ? e.message : String(e)).slice(0, 1000);
 }

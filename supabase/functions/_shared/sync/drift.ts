@@ -240,7 +240,7 @@ export async function runDrift(sql: Sql, ctx: SyncContext, o: DriftOptions): Pro
   } catch (e) {
     const drift = { ...measured(), sql_ms: Math.round(counts.sql_ms) };
     if (isLeaseLost(e)) {
-      return { ...tally.summary(runId, "failed", { error: (e as Error).message }), drift };
+      return { ...tally.summary(runId, "failed", { error: errorMessage(e) }), drift };
     }
     const { message, revoked } = await recordFailure(sql, conn, e);
     const more = e instanceof ProviderError && e.action === "retry";

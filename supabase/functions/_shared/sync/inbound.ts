@@ -272,7 +272,7 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     feed.stop();
     // The run that took the stream over has closed this run's log row already.
     if (isLeaseLost(e)) {
-      return tally.summary(runId, "failed", { error: (e as Error).message });
+      return tally.summary(runId, "failed", { error: errorMessage(e) });
     }
     const { message, revoked } = await recordFailure(sql, conn, e);
     // Only a transient failure (out of time, a hung or failing CRM after the retries the budget

@@ -7,6 +7,7 @@
 // action the CRM's answer calls for. A failure of a whole call (CRM down, 429 after retries)
 // fails the chunk's entries as retryable (creates come back as upserts) and ends the push.
 // Each object pushed gets a crm.sync_log row (direction outbound) with truthful counts.
+import { redactSecrets } from "../http/redact.ts";
 import type { Sql } from "../db.ts";
 import { type ObjectType, ProviderError } from "../providers/types.ts";
 import { errorMessage, recordFailure } from "./connections.ts";
@@ -151,7 +152,7 @@ export async function runOutbound(
                   id: e.id,
                   lease: e.lease,
                   action: r.action,
-                  error: r.message,
+                  error: redactSecrets(r.message),
                   retry_after_seconds: r.retryAfterMs ? r.retryAfterMs / 1000 : undefined,
                 });
               }

@@ -2,6 +2,7 @@
 // lease token; a dry run's pages through crm.preview_inbound_page, which writes nothing), and
 // the close with the tally's details (warnings, samples, whether more is left), final counts,
 // status and error (crm.close_inbound_run for a leased run, crm.close_sync_run for a live one).
+import { redactSecrets } from "../http/redact.ts";
 import type { Sql } from "../db.ts";
 import { cleanString } from "../mapping/clean.ts";
 import type { InboundResult, MappingWarning } from "../mapping/mapper.ts";
@@ -25,7 +26,7 @@ export async function closeRun(
   const counts = tally.pageExtras([]);
   const error = info.message || tally.failed
     ? {
-      message: info.message ?? `${tally.failed} record(s) failed`,
+      message: redactSecrets(info.message ?? `${tally.failed} record(s) failed`),
       revoked: info.revoked ?? false,
       failures: tally.failures,
     }

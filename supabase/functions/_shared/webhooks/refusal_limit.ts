@@ -9,11 +9,19 @@
 // up to n × limit refusals per window), and a new isolate starts from zero. It bounds the
 // database work forged requests can cause, it is not an exact quota.
 //
-// The sender is the first address of X-Forwarded-For (see clientAddress); the key is that address
-// and the route (hubspot, salesforce, pipedrive), so a sender refused on one route is not slowed
-// on another. Known limit: a sender sharing an address with a provider's delivery IPs (another
-// app of that provider pointed at this URL with the wrong secret) can get the provider's valid
-// deliveries answered 429 during its windows; the provider then retries them.
+// The sender is the first entry of a request header (clientAddress: X-Forwarded-For unless
+// CRM_WEBHOOK_CLIENT_HEADER names another, e.g. x-real-ip). Supabase's edge and the local
+// gateway (shared/local/gateway.ts) append the address they received the request from, but the
+// FIRST entry is whatever the sender wrote: a sender can pick its key, to escape its count or to
+// charge another address (a provider's delivery IPs). That is why the limit only ever delays
+// requests that need the database: a delivery that verifies from memory (a cached route whose
+// secret matches, a HubSpot app signature; verified_in_memory.ts) is served whatever its
+// sender's count. Deploy behind a proxy that overwrites a header with the peer address and name
+// it in CRM_WEBHOOK_CLIENT_HEADER to key by an address the sender cannot choose. The key is the
+// address and the route (hubspot, salesforce, pipedrive), so a sender refused on one route is
+// not slowed on another. A provider's valid delivery whose route is not cached in this isolate
+// can still be answered 429 while a forger charges the provider's address; the provider retries
+// it (and it is cached as soon as any sender's valid delivery of that connection goes through).
 export const REFUSAL_LIMIT = 30;
 export const REFUSAL_WINDOW_MS = 10_000;
 const MAX_SENDERS = 10_000;

@@ -41,6 +41,12 @@ export class RouteCache<V> {
     return { value, cached: false };
   }
 
+  /** The remembered value if still fresh; never loads (the refusal limiter's in-memory check). */
+  peek(key: string): V | null {
+    const hit = this.#entries.get(key);
+    return hit && hit.until > this.now() ? hit.value : null;
+  }
+
   forget(key: string): void {
     this.#entries.delete(key);
   }

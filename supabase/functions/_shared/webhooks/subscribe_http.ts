@@ -7,6 +7,7 @@
 // the connection's credentials were refused (guardedCall turns a "reauth" without a refresh
 // into it), "fatal" for other refusals, "retry" for the rest.
 import { guardedCall, isNetworkError } from "../providers/call.ts";
+import { fetchOrThrowSafe, redactSecrets } from "../http/redact.ts";
 import type { ProviderDeps } from "../providers/types.ts";
 import { type Classification, parseRetryAfter } from "../http/retry.ts";
 
@@ -32,7 +33,7 @@ export class HttpAnswerError extends Error {
     readonly headers: Headers,
     readonly body: unknown,
   ) {
-    super(`HTTP ${status}: ${JSON.stringify(body).slice(0, 300)}`);
+    super(`HTTP ${status}: ${redactSecrets(JSON.stringify(body).slice(0, 300))}`);
     this.name = "HttpAnswerError";
   }
 }
@@ -59,8 +60,10 @@ function classify(e: unknown, refusal: ApiCaller["refusal"]): Classification {
     if (e.status >= 500) return { kind: "retry", reason: `${e.status}` };
     return { kind: "fatal", reason: e.message };
   }
-  if (isNetworkError(e)) return { kind: "retry", reason: `network: ${(e as Error).message}` };
-  return { kind: "fatal", reason: String((e as Error)?.message ?? e) };
+  if (isNetworkError(e)) {
+    return { kind: "retry", reason: `network: ${redactSecrets((e as Error).message)}` };
+  }
+  return { kind: "fatal", reason: redactSecrets(String((e as Error)?.message ?? e)) };
 }
 
 /**
@@ -84,8 +87,7 @@ export async function requestJson(
     log: c.log,
   };
   return await guardedCall(deps, async (signal) => {
-    const res = await fetch(url, {
-      method,
+    const res = await fetchOrThrowSafe(method, url, {
       signal,
       headers: {
         accept: "application/json",
