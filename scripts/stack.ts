@@ -2,6 +2,9 @@
 //   --records N        records per object in each CRM sandbox (env CRM_SYNC_SANDBOX_RECORDS;
 //                      default 2000); applies when the sandboxes start, not to running ones
 //   --no-connections   do not register the sandbox connections (env CRM_SYNC_NO_CONNECTIONS=1)
+//   --fresh            (up, start) regenerate the sandboxes from their seed and rebuild the
+//                      database with them; otherwise the sandboxes keep their state across
+//                      restarts (.local/sandboxes, saved when the stack stops)
 // `start` also runs the initial backfill through the sync function, then shows the live status.
 // `credentials <connection-id> [file.json]` stores a connection's credentials (JSON from the
 // file or stdin) encrypted with the stack's CRM_ENCRYPTION_KEY, e.g. for a real CRM account.
@@ -12,11 +15,11 @@ import { activeConnections, backfillSummary, backfillView } from "../shared/loca
 import { dbUrl, stackConfig } from "../shared/local/config.ts";
 import { storeCredentials } from "../shared/local/connections.ts";
 import { ensureStackSecrets } from "../shared/local/secrets.ts";
-import { down, up, type UpOptions } from "../shared/local/stack.ts";
+import { down, sandboxStateDir, up, type UpOptions } from "../shared/local/stack.ts";
 import { runStatusView } from "../shared/local/status_view.ts";
 import { importKey } from "../supabase/functions/_shared/crypto.ts";
 
-const USAGE = "usage: stack.ts up|down|reset|start [--records N] [--no-connections]\n" +
+const USAGE = "usage: stack.ts up|down|reset|start [--records N] [--no-connections] [--fresh]\n" +
   "       stack.ts credentials <connection-id> [credentials.json]   (JSON on stdin without a file)";
 
 function fail(msg: string): never {
@@ -28,7 +31,11 @@ const { values, positionals } = (() => {
   try {
     return parseArgs({
       args: Deno.args,
-      options: { records: { type: "string" }, "no-connections": { type: "boolean" } },
+      options: {
+        records: { type: "string" },
+        "no-connections": { type: "boolean" },
+        fresh: { type: "boolean" },
+      },
       allowPositionals: true,
       strict: true,
     });
@@ -46,7 +53,19 @@ if (records !== undefined && records !== "") {
 const noConnections = values["no-connections"] ||
   ["1", "true", "yes"].includes(Deno.env.get("CRM_SYNC_NO_CONNECTIONS")?.toLowerCase() ?? "");
 // The sandboxes deliver webhooks to the local gateway's crm-webhook (real-time sync).
-const upOptions: UpOptions = { watch: true, connections: !noConnections, webhooks: true };
+const upOptions: UpOptions = {
+  watch: true,
+  connections: !noConnections,
+  webhooks: true,
+  sandboxState: true,
+};
+
+/** Stops the stack and throws away the database and the sandboxes' saved state together. */
+async function wipe() {
+  await down(cfg);
+  await Deno.remove(cfg.pgDir, { recursive: true }).catch(() => {});
+  await Deno.remove(sandboxStateDir(cfg), { recursive: true }).catch(() => {});
+}
 
 /** The initial backfill; returns the line the live status keeps showing. */
 async function backfill(env: Record<string, string>): Promise<string> {
@@ -82,14 +101,15 @@ async function readCredentials(file: string | undefined): Promise<Record<string,
 
 switch (positionals[0]) {
   case "up": {
+    if (values.fresh) await wipe();
     await up(cfg, upOptions);
     console.log(`stack is up; connection details in ${cfg.envFile}`);
     break;
   }
   case "reset": {
-    // Throws the local database away and rebuilds it from the migrations.
-    await down(cfg);
-    await Deno.remove(cfg.pgDir, { recursive: true }).catch(() => {});
+    // Throws the local database away and rebuilds it from the migrations; the sandboxes start
+    // from their seed with it (a mirror and sandboxes of different histories would disagree).
+    await wipe();
     await up(cfg, upOptions);
     console.log("stack was reset");
     break;
@@ -99,6 +119,7 @@ switch (positionals[0]) {
     console.log("stack is down");
     break;
   case "start": {
+    if (values.fresh) await wipe();
     const env = await up(cfg, upOptions);
     let stopping = false;
     const stop = async () => {

@@ -28,6 +28,9 @@ export interface UpOptions {
   /** Register the sandbox connections' webhooks, so the sandboxes deliver to the gateway
    * (default false: `npm start` turns it on; the test stack's tests make their own). */
   webhooks?: boolean;
+  /** Keep the sandboxes' state in `<dir>/sandboxes` across restarts (default false: the test
+   * stack's sandboxes start from their seed; `npm start` and `stack:up` turn it on). */
+  sandboxState?: boolean;
   watch?: boolean;
   log?: (msg: string) => void;
 }
@@ -91,10 +94,48 @@ async function emulatorRecords(cfg: StackConfig): Promise<number | null> {
   return m ? Number(m[1]) : null;
 }
 
+/** Where the sandboxes keep their state between runs (shared/emulators/common/snapshot.ts). */
+export function sandboxStateDir(cfg: StackConfig): string {
+  return join(cfg.dir, "sandboxes");
+}
+
+/** The mirror and the sandboxes must describe the same records: a new database drops the
+ * sandboxes' saved state (both start over), and sandboxes about to be regenerated while the
+ * mirror holds records are reported (`--fresh` resets both). */
+async function checkSandboxState(cfg: StackConfig, newCluster: boolean, log: (m: string) => void) {
+  const dir = sandboxStateDir(cfg);
+  const saved = existsSync(join(dir, "hubspot.json")) ||
+    existsSync(join(dir, "salesforce.json")) || existsSync(join(dir, "pipedrive.json"));
+  if (newCluster) {
+    if (saved) {
+      await Deno.remove(dir, { recursive: true });
+      log("new database: the sandboxes' saved state was dropped too (both start from the seed)");
+    }
+    return;
+  }
+  if (saved) {
+    log(`sandboxes: loading their saved state from ${dir}`);
+    return;
+  }
+  const n = await psql(cfg, [
+    "-tA",
+    "-c",
+    "select (select count(*) from crm.contacts) + (select count(*) from crm.companies)",
+  ]).catch(() => "0");
+  if (Number(n.trim()) > 0) {
+    log(
+      "sandboxes: no saved state (first run with it, or the last stop was a crash): they are " +
+        "generated from their seed while the mirror keeps its rows; `npm start -- --fresh` " +
+        "resets both",
+    );
+  }
+}
+
 export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record<string, string>> {
   const log = opts.log ?? ((m: string) => console.error(`[stack] ${m}`));
   await Deno.mkdir(cfg.dir, { recursive: true });
-  if (await initCluster(cfg)) log(`initialised a Postgres cluster in ${cfg.pgData}`);
+  const newCluster = await initCluster(cfg);
+  if (newCluster) log(`initialised a Postgres cluster in ${cfg.pgData}`);
   await startCluster(cfg);
   log(`postgres on 127.0.0.1:${cfg.pgPort}`);
   await bootstrap(cfg);
@@ -134,6 +175,11 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   let emulators: Record<string, string> = {};
   const withEmulators = (opts.emulators ?? true) && existsSync(EMULATORS_MAIN);
   let emulatorsStarted = false;
+  const stateDir = sandboxStateDir(cfg);
+  const keepState = withEmulators && opts.sandboxState === true;
+  if (keepState && !runningPid(cfg.dir, "emulators")) {
+    await checkSandboxState(cfg, newCluster, log);
+  }
   if (withEmulators) {
     emulatorsStarted = await start("emulators", [
       DENO,
@@ -148,6 +194,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       String(cfg.emulatorPorts.pipedrive),
       "--records",
       String(cfg.sandboxRecords),
+      ...(keepState ? ["--state-dir", stateDir] : []),
     ], {});
   }
 
