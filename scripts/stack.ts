@@ -12,10 +12,11 @@ import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { runBackfill } from "../shared/local/backfill.ts";
 import { activeConnections, backfillSummary, backfillView } from "../shared/local/backfill_view.ts";
-import { dbUrl, stackConfig } from "../shared/local/config.ts";
+import { dbUrl, type Profile, stackConfig } from "../shared/local/config.ts";
 import { storeCredentials } from "../shared/local/connections.ts";
 import { ensureStackSecrets } from "../shared/local/secrets.ts";
-import { down, sandboxStateDir, up, type UpOptions } from "../shared/local/stack.ts";
+import { down, kill, sandboxStateDir, up, type UpOptions } from "../shared/local/stack.ts";
+import { handleShutdown, say } from "../shared/local/shutdown.ts";
 import { runStatusView } from "../shared/local/status_view.ts";
 import { importKey } from "../supabase/functions/_shared/crypto.ts";
 
@@ -44,7 +45,13 @@ const { values, positionals } = (() => {
   }
 })();
 
-const cfg = stackConfig("dev");
+// CRM_STACK_PROFILE=test|bench runs these commands on another profile's ports and folder (the
+// shutdown test starts a whole stack that way); the default is the developer's stack.
+const profile = (Deno.env.get("CRM_STACK_PROFILE") || "dev") as Profile;
+if (!["dev", "test", "bench"].includes(profile)) {
+  fail(`CRM_STACK_PROFILE: unknown profile ${profile}`);
+}
+const cfg = stackConfig(profile);
 const records = values.records ?? Deno.env.get("CRM_SYNC_SANDBOX_RECORDS");
 if (records !== undefined && records !== "") {
   if (!/^\d+$/.test(records)) fail(`--records must be a non-negative integer (got ${records})`);
@@ -101,8 +108,14 @@ async function readCredentials(file: string | undefined): Promise<Record<string,
 
 switch (positionals[0]) {
   case "up": {
-    if (values.fresh) await wipe();
-    await up(cfg, upOptions);
+    // Ctrl-C while it starts stops what was started; once up, the stack stays up.
+    const shutdown = handleShutdown({ stop: () => down(cfg, say), kill: () => kill(cfg, say) });
+    if (values.fresh) await shutdown.track(wipe());
+    await shutdown.track(up(cfg, { ...upOptions, signal: shutdown.signal })).catch(async (e) => {
+      if (shutdown.stopping) await shutdown.done;
+      throw e;
+    });
+    shutdown.dispose();
     console.log(`stack is up; connection details in ${cfg.envFile}`);
     break;
   }
@@ -119,20 +132,18 @@ switch (positionals[0]) {
     console.log("stack is down");
     break;
   case "start": {
-    if (values.fresh) await wipe();
-    const env = await up(cfg, upOptions);
-    let stopping = false;
-    const stop = async () => {
-      if (stopping) return;
-      stopping = true;
-      console.log("\nstopping…");
-      await down(cfg);
-      Deno.exit(0);
+    const shutdown = handleShutdown({ stop: () => down(cfg, say), kill: () => kill(cfg, say) });
+    // While stopping, whatever fails because the services go away waits for the exit.
+    const unlessStopping = async (e: unknown): Promise<never> => {
+      if (shutdown.stopping) return await shutdown.done;
+      throw e;
     };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
+    if (values.fresh) await shutdown.track(wipe());
+    const env = await shutdown.track(up(cfg, { ...upOptions, signal: shutdown.signal }))
+      .catch(unlessStopping);
     const note = await backfill(env).catch((e) => `backfill failed: ${(e as Error).message}`);
-    await runStatusView(cfg, env, [note]);
+    if (shutdown.stopping) await shutdown.done;
+    await runStatusView(cfg, env, [note]).catch(unlessStopping);
     break;
   }
   case "credentials": {

@@ -18,7 +18,14 @@ import {
   startCluster,
   stopCluster,
 } from "./postgres.ts";
-import { runningPid, startDetached, stopDetached, waitFor } from "./processes.ts";
+import {
+  clearStalePid,
+  killDetached,
+  runningPid,
+  startDetached,
+  stopDetached,
+  waitFor,
+} from "./processes.ts";
 import { ensureStackSecrets } from "./secrets.ts";
 
 export interface UpOptions {
@@ -31,6 +38,9 @@ export interface UpOptions {
   /** Keep the sandboxes' state in `<dir>/sandboxes` across restarts (default false: the test
    * stack's sandboxes start from their seed; `npm start` and `stack:up` turn it on). */
   sandboxState?: boolean;
+  /** Aborts the start-up between steps (Ctrl-C during `up`): it throws, and the caller stops
+   * what was started. */
+  signal?: AbortSignal;
   watch?: boolean;
   log?: (msg: string) => void;
 }
@@ -153,6 +163,8 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     HOME: Deno.env.get("HOME") ?? "/root",
   };
   const start = async (name: string, cmd: string[], extra: Record<string, string>) => {
+    opts.signal?.throwIfAborted();
+    if (clearStalePid(cfg.dir, name)) log(`removed the stale pid file of ${name}`);
     if (runningPid(cfg.dir, name)) return false;
     await Deno.remove(join(cfg.dir, "logs", `${name}.log`)).catch(() => {});
     await startDetached(cfg.dir, { name, cmd, env: { ...common, ...extra }, cwd: ROOT });
@@ -198,7 +210,13 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     ], {});
   }
 
-  await waitFor("gateway", () => healthy(`${env.SUPABASE_URL}/__health`), 30_000, alive("gateway"));
+  await waitFor(
+    "gateway",
+    () => healthy(`${env.SUPABASE_URL}/__health`),
+    30_000,
+    alive("gateway"),
+    opts.signal,
+  );
   await waitFor(
     "pg_net worker",
     async () => {
@@ -211,6 +229,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     },
     30_000,
     alive("pg_net_worker"),
+    opts.signal,
   );
   if (withEmulators) {
     await waitFor(
@@ -218,6 +237,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       async () => (await emulatorEnv(cfg)) !== null,
       60_000,
       alive("emulators"),
+      opts.signal,
     );
     emulators = (await emulatorEnv(cfg))!;
     const seeded = await emulatorRecords(cfg);
@@ -235,6 +255,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     }`,
   );
 
+  opts.signal?.throwIfAborted();
   if (withEmulators && (opts.connections ?? true)) {
     const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
     try {
@@ -267,10 +288,22 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
 }
 
 export async function down(cfg: StackConfig, log = (m: string) => console.error(`[stack] ${m}`)) {
-  for (const name of SERVICES) {
+  // In parallel: none of them needs another to stop (each is waited for, SIGKILL after 8 s).
+  await Promise.all(SERVICES.map(async (name) => {
     if (await stopDetached(cfg.dir, name)) log(`stopped ${name}`);
-  }
+  }));
   if (existsSync(join(cfg.pgData, "PG_VERSION")) && await stopCluster(cfg)) log("stopped postgres");
+}
+
+/** A forced stop (a second Ctrl-C): SIGKILL every service's process group, Postgres stopped
+ * in `immediate` mode; the pid files go too. */
+export async function kill(cfg: StackConfig, log = (m: string) => console.error(`[stack] ${m}`)) {
+  await Promise.all(SERVICES.map(async (name) => {
+    if (await killDetached(cfg.dir, name)) log(`killed ${name}`);
+  }));
+  if (existsSync(join(cfg.pgData, "PG_VERSION")) && await stopCluster(cfg, "immediate")) {
+    log("stopped postgres (immediate)");
+  }
 }
 
 export async function readStackEnv(cfg: StackConfig): Promise<Record<string, string>> {
