@@ -5,12 +5,16 @@
 //   --fresh            (up, start) regenerate the sandboxes from their seed and rebuild the
 //                      database with them; otherwise the sandboxes keep their state across
 //                      restarts (.local/sandboxes, saved when the stack stops)
-// `start` also runs the initial backfill through the sync function, then shows the live status.
+// The sandboxes are connected through crm-connect as the dev account's user
+// (shared/local/connect_sandboxes.ts), which queues their webhook set-up and first backfill.
+// `start` follows that backfill (or, when nothing is queued, runs one through the sync function),
+// then shows the live status.
 // `credentials <connection-id> [file.json]` stores a connection's credentials (JSON from the
 // file or stdin) encrypted with the stack's CRM_ENCRYPTION_KEY, e.g. for a real CRM account.
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { runBackfill } from "../shared/local/backfill.ts";
+import { followBackfillJobs, pendingInbound } from "../shared/local/backfill_jobs.ts";
 import { activeConnections, backfillSummary, backfillView } from "../shared/local/backfill_view.ts";
 import { dbUrl, type Profile, stackConfig } from "../shared/local/config.ts";
 import { storeCredentials } from "../shared/local/connections.ts";
@@ -64,6 +68,7 @@ const upOptions: UpOptions = {
   watch: true,
   connections: !noConnections,
   webhooks: true,
+  connect: "crm-connect",
   sandboxState: true,
 };
 
@@ -75,12 +80,24 @@ async function wipe() {
 }
 
 /** The initial backfill; returns the line the live status keeps showing. */
-async function backfill(env: Record<string, string>): Promise<string> {
+async function backfill(env: Record<string, string>, since: Date): Promise<string> {
   const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
   try {
     const conns = await activeConnections(sql);
     if (conns.length === 0) return "backfill skipped: no active connections";
     const view = backfillView(sql, conns);
+    const ids = conns.map((c) => c.id);
+    if (await pendingInbound(sql, ids) > 0) {
+      // crm-connect queued it: the workers run it.
+      const result = await followBackfillJobs({
+        sql,
+        connectionIds: ids,
+        since,
+        onProgress: view.onProgress,
+      });
+      await view.finish(result);
+      return backfillSummary(result);
+    }
     const result = await runBackfill({
       url: env.SUPABASE_URL,
       serviceRoleKey: env.SUPABASE_SERVICE_ROLE_KEY,
@@ -139,9 +156,12 @@ switch (positionals[0]) {
       throw e;
     };
     if (values.fresh) await shutdown.track(wipe());
+    const since = new Date();
     const env = await shutdown.track(up(cfg, { ...upOptions, signal: shutdown.signal }))
       .catch(unlessStopping);
-    const note = await backfill(env).catch((e) => `backfill failed: ${(e as Error).message}`);
+    const note = await backfill(env, since).catch((e) =>
+      `backfill failed: ${(e as Error).message}`
+    );
     if (shutdown.stopping) await shutdown.done;
     await runStatusView(cfg, env, [note]).catch(unlessStopping);
     break;

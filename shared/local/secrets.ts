@@ -38,3 +38,23 @@ export async function ensureStackSecrets(
   }
   return { CRM_ENCRYPTION_KEY: key };
 }
+
+/**
+ * Sets function secrets the stack owns beside the key (the dev stack's crm-connect settings for
+ * its sandboxes, ./connect_sandboxes.ts): merged into cfg.stackSecretsFile (0600). The gateway
+ * reads the file at every function spawn; the developer's supabase/functions/.env still wins.
+ * Answers whether the file changed.
+ */
+export async function setStackSecrets(
+  cfg: StackConfig,
+  vars: Record<string, string>,
+): Promise<boolean> {
+  const own = await readEnvFile(cfg.stackSecretsFile);
+  if (Object.entries(vars).every(([k, v]) => own[k] === v)) return false;
+  await Deno.mkdir(cfg.dir, { recursive: true });
+  await Deno.writeTextFile(cfg.stackSecretsFile, HEADER + formatEnv({ ...own, ...vars }), {
+    mode: 0o600,
+  });
+  await chmod(cfg.stackSecretsFile, 0o600);
+  return true;
+}

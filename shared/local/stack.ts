@@ -1,12 +1,19 @@
 // Brings the local platform up and down: Postgres (+ bootstrap + migrations via the Supabase
-// CLI), the pg_net worker, the functions gateway, the CRM sandboxes and one crm.connections row
-// per sandbox. Every step is idempotent; `down` stops exactly the processes whose pids it
-// recorded, then the cluster.
+// CLI), the pg_net worker, the functions gateway, the CRM sandboxes and one connection per
+// sandbox (the dev stack connects them through crm-connect, ./connect_sandboxes.ts; the test
+// profile writes the rows, ./connections.ts). Every step is idempotent; `down` stops exactly
+// the processes whose pids it recorded, then the cluster.
 import { existsSync } from "node:fs";
 import postgres from "postgres";
 import { join } from "node:path";
 import { dbUrl, ROOT, type StackConfig } from "./config.ts";
 import { registerSandboxConnections } from "./connections.ts";
+import {
+  connectSandboxes,
+  devUserJwt,
+  finishSandboxWebhooks,
+  sandboxConnectSecrets,
+} from "./connect_sandboxes.ts";
 import { formatEnv, readEnvFile } from "./env_file.ts";
 import { enableSandboxWebhooks } from "./webhooks.ts";
 import { KEY_EPOCH_S, mintKey } from "./jwt.ts";
@@ -26,7 +33,7 @@ import {
   stopDetached,
   waitFor,
 } from "./processes.ts";
-import { ensureStackSecrets } from "./secrets.ts";
+import { ensureStackSecrets, setStackSecrets } from "./secrets.ts";
 
 export interface UpOptions {
   emulators?: boolean;
@@ -35,6 +42,10 @@ export interface UpOptions {
   /** Register the sandbox connections' webhooks, so the sandboxes deliver to the gateway
    * (default false: `npm start` turns it on; the test stack's tests make their own). */
   webhooks?: boolean;
+  /** How the sandbox connections are made: "crm-connect" connects them through the function
+   * as the dev account's user (`npm start`; crm-connect then queues the webhook set-up and the
+   * first backfill), "rows" writes the rows directly (default: the test suites expect them). */
+  connect?: "rows" | "crm-connect";
   /** Keep the sandboxes' state in `<dir>/sandboxes` across restarts (default false: the test
    * stack's sandboxes start from their seed; `npm start` and `stack:up` turn it on). */
   sandboxState?: boolean;
@@ -175,17 +186,9 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   await start("pg_net_worker", [DENO, "run", "-A", join(ROOT, "shared/local/pg_net_worker.ts")], {
     SUPABASE_DB_URL: env.SUPABASE_DB_URL,
   });
-  await start("gateway", [DENO, "run", "-A", join(ROOT, "shared/local/gateway.ts")], {
-    ...env,
-    GATEWAY_PORT: String(cfg.gatewayPort),
-    FUNCTIONS_ENV_FILE: cfg.functionsEnvFile,
-    FUNCTIONS_STACK_ENV_FILE: cfg.stackSecretsFile,
-    GATEWAY_WATCH: opts.watch ? "1" : "0",
-    GATEWAY_CPU_LIMIT_MS: String(cfg.functionCpuLimitMs),
-    GATEWAY_REQUESTS_PER_PROCESS: String(cfg.functionRequestsPerProcess),
-  });
   let emulators: Record<string, string> = {};
   const withEmulators = (opts.emulators ?? true) && existsSync(EMULATORS_MAIN);
+  const viaConnect = withEmulators && (opts.connections ?? true) && opts.connect === "crm-connect";
   let emulatorsStarted = false;
   const stateDir = sandboxStateDir(cfg);
   const keepState = withEmulators && opts.sandboxState === true;
@@ -209,6 +212,29 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       ...(keepState ? ["--state-dir", stateDir] : []),
     ], {});
   }
+  if (viaConnect) {
+    // crm-connect's settings for the sandboxes are function secrets: written before the gateway
+    // starts, so no function process runs without them.
+    await waitFor(
+      "emulators",
+      async () => (await emulatorEnv(cfg)) !== null,
+      60_000,
+      alive("emulators"),
+      opts.signal,
+    );
+    if (
+      await setStackSecrets(cfg, sandboxConnectSecrets((await emulatorEnv(cfg))!, env.SUPABASE_URL))
+    ) log(`wrote crm-connect's sandbox settings to ${cfg.stackSecretsFile}`);
+  }
+  await start("gateway", [DENO, "run", "-A", join(ROOT, "shared/local/gateway.ts")], {
+    ...env,
+    GATEWAY_PORT: String(cfg.gatewayPort),
+    FUNCTIONS_ENV_FILE: cfg.functionsEnvFile,
+    FUNCTIONS_STACK_ENV_FILE: cfg.stackSecretsFile,
+    GATEWAY_WATCH: opts.watch ? "1" : "0",
+    GATEWAY_CPU_LIMIT_MS: String(cfg.functionCpuLimitMs),
+    GATEWAY_REQUESTS_PER_PROCESS: String(cfg.functionRequestsPerProcess),
+  });
 
   await waitFor(
     "gateway",
@@ -256,7 +282,31 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   );
 
   opts.signal?.throwIfAborted();
-  if (withEmulators && (opts.connections ?? true)) {
+  if (viaConnect) {
+    const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
+    try {
+      const jwt = await devUserJwt(cfg.jwtSecret);
+      const connected = await connectSandboxes({
+        gatewayUrl: env.SUPABASE_URL,
+        jwt,
+        env: emulators,
+      });
+      for (const c of connected) {
+        log(`${c.provider}: ${c.action} through crm-connect${c.reason ? ` (${c.reason})` : ""}`);
+      }
+      if (opts.webhooks) {
+        const lines = await finishSandboxWebhooks(sql, {
+          gatewayUrl: env.SUPABASE_URL,
+          jwt,
+          env: emulators,
+          connected,
+        }).catch((e) => [`webhooks not set up: ${(e as Error).message}`]);
+        for (const l of lines) log(l);
+      }
+    } finally {
+      await sql.end();
+    }
+  } else if (withEmulators && (opts.connections ?? true)) {
     const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
     try {
       const done = await registerSandboxConnections(sql, emulators, secrets.CRM_ENCRYPTION_KEY);

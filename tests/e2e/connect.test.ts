@@ -163,9 +163,20 @@ for (const provider of ["hubspot", "salesforce", "pipedrive"] as const) {
       assert.match(row.c, /^v1:/);
 
       const synced = await awaitJobs(sql, id, t0);
-      assert.ok(synced.ok, JSON.stringify(synced.runs));
+      assert.ok(
+        synced.runs.length > 0 && synced.runs.every((r) => r.status !== "failed"),
+        JSON.stringify(synced.runs),
+      );
       const [{ n }] = await sql`select count(*) as n from crm.contacts where connection_id = ${id}`;
       assert.ok(Number(n) >= 5, `contacts mirrored: ${n}`);
+      // The connect also queued the webhook set-up. Its outcome depends on the stack: the test
+      // stack has no deployment HubSpot app (HUBSPOT_APP_ID), so HubSpot's set-up ends dead
+      // there; that job is not the backfill's (connect_webhooks.test.ts covers the set-up).
+      const [jobs] = await sql`select count(*) filter (where kind = 'setup')::int as setup,
+                                      count(*) filter (where kind = 'inbound' and state = 'dead')::int
+                                        as dead
+                               from crm.jobs where connection_id = ${id}`;
+      assert.deepEqual({ ...jobs }, { setup: 1, dead: 0 });
 
       const st = record(await req(`${gw.fn}/status`, { jwt: u.jwt }));
       assert.equal(st.status, 200);

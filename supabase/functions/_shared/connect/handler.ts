@@ -11,6 +11,7 @@ import { PROVIDERS } from "../providers/types.ts";
 import { allowedRedirect, type ConnectConfig } from "./config.ts";
 import { CONNECT_PROVIDERS, ConnectError, type Grant } from "./oauth.ts";
 import { pkcePair, signState, verifyState } from "./state.ts";
+import { removeWebhooks } from "./webhooks.ts";
 import {
   consumeState,
   createState,
@@ -27,6 +28,8 @@ export interface ConnectDeps {
   cfg: ConnectConfig;
   auth: AuthConfig;
   log: (msg: string, extra?: Record<string, unknown>) => void;
+  /** crm-webhook's public URL (webhooks/public_url.ts), null when unknown. */
+  webhookBase: string | null;
 }
 
 const StartBody = z.object({
@@ -37,6 +40,7 @@ const TokenBody = z.object({
   provider: z.enum(["hubspot", "pipedrive"]),
   token: z.string().min(8).max(512).regex(/^[\x21-\x7e]+$/),
 }).strict();
+const ConnectionBody = z.object({ connection_id: z.string().uuid() }).strict();
 const DisconnectBody = z.object({
   connection_id: z.string().uuid(),
   purge: z.boolean().default(false),
@@ -210,6 +214,8 @@ async function disconnectRoute(req: Request, d: ConnectDeps): Promise<Response> 
   const { connection_id, purge } = parsed.data;
   const stored = await credentialsOf(d.sql, d.key, who.accountId, connection_id);
   if (!stored) return NOT_FOUND();
+  // Webhooks first: deleting them needs the credentials the revocation ends.
+  const webhooks = await removeWebhooks(d, who.accountId, connection_id, stored.provider);
   let revoked = false;
   if (stored.credentials) {
     try {
@@ -221,8 +227,65 @@ async function disconnectRoute(req: Request, d: ConnectDeps): Promise<Response> 
   }
   const result = await disconnect(d.sql, who.accountId, connection_id, purge);
   if (!result) return NOT_FOUND();
-  d.log("disconnected", { connection_id, result, revoked });
-  return json(200, { connection_id, status: result, revoked_at_provider: revoked });
+  d.log("disconnected", {
+    connection_id,
+    result,
+    revoked,
+    webhooks: webhooks.action,
+    webhooks_removed: webhooks.removed.length,
+  });
+  return json(200, {
+    connection_id,
+    status: result,
+    revoked_at_provider: revoked,
+    webhooks: { action: webhooks.action, removed: webhooks.removed.length, note: webhooks.note },
+  });
+}
+
+/**
+ * The Salesforce listener URL (it carries the connection's secret token) for the account's own
+ * connection: POST, so it is never in a URL, a cache or an access log; `no-store`; never
+ * logged. Another account's or an unknown connection → 404 alike. Not Salesforce → 400. Before
+ * the set-up job made the token → 409 with the set-up state (ask again in a moment).
+ */
+async function webhookUrl(req: Request, d: ConnectDeps): Promise<Response> {
+  const who = await user(req, d);
+  if (who instanceof Response) return who;
+  const parsed = await parseBody(req, ConnectionBody);
+  if (!parsed.ok) return parsed.response;
+  const { connection_id } = parsed.data;
+  const stored = await credentialsOf(d.sql, d.key, who.accountId, connection_id);
+  if (!stored) return NOT_FOUND();
+  if (stored.provider !== "salesforce") {
+    return json(400, {
+      error: "only Salesforce connections have a listener URL (the others register theirs)",
+    });
+  }
+  const token = stored.credentials?.webhook_token;
+  if (!token || !d.webhookBase) {
+    const [row] = await d.sql`select status, webhook_setup ->> 'state' as state
+                              from crm.connections where id = ${connection_id}::uuid`;
+    return json(409, {
+      error: "not_ready",
+      message: row?.status !== "active"
+        ? `the connection is ${row?.status}: reconnect it first`
+        : !d.webhookBase
+        ? "crm-webhook's public URL is unknown: set CRM_WEBHOOK_PUBLIC_URL"
+        : "the webhook set-up has not made the listener URL yet; ask again in a moment",
+      webhook_setup: row?.state ?? null,
+    });
+  }
+  d.log("listener URL shown", { connection_id });
+  return new Response(
+    JSON.stringify({
+      connection_id,
+      salesforce_listener_url: `${d.webhookBase}/salesforce/${token}`,
+    }),
+    {
+      status: 200,
+      headers: { "content-type": "application/json", "cache-control": "no-store" },
+    },
+  );
 }
 
 export function createConnectHandler(d: ConnectDeps): (req: Request) => Promise<Response> {
@@ -242,8 +305,11 @@ export function createConnectHandler(d: ConnectDeps): (req: Request) => Promise<
           return await status(req, d);
         case "POST /disconnect":
           return await disconnectRoute(req, d);
+        case "POST /webhook-url":
+          return await webhookUrl(req, d);
       }
-      const known = ["/start", "/callback", "/token", "/status", "/disconnect"].includes(path);
+      const known = ["/start", "/callback", "/token", "/status", "/disconnect", "/webhook-url"]
+        .includes(path);
       return json(known ? 405 : 404, { error: known ? "method not allowed" : "no such route" });
     } catch (e) {
       d.log("failed", { route, error: (e as Error).message?.slice(0, 300) });
