@@ -1,6 +1,6 @@
 // Ctrl-C of `npm start` (issue 16, point 2), with a whole stack of its own (a temporary folder,
-// ports 50 above the test profile's) started by scripts/stack.ts in its own process group, as
-// a terminal runs it: SIGINT to the group stops every process of the stack, waits for them,
+// ports 50 above the test profile's) started by scripts/stack.ts through npm's launcher
+// (scripts/deno.mjs) in its own process group, as a terminal runs it: SIGINT to the group stops every process of the stack, waits for them,
 // removes the pid files, saves the sandboxes, and exits 0; a second Ctrl-C forces; SIGHUP (the
 // terminal or pane closed) stops it too. Stale pid
 // files (a dead pid, a pid now used by an unrelated process) are removed at the next start,
@@ -23,9 +23,12 @@ interface Run {
 }
 
 function startStack(dir: string): Run {
+  // Through the launcher npm's scripts use (scripts/deno.mjs), as `npm start` runs it: the
+  // command must end only once the stack is down.
   const child = new Deno.Command("setsid", {
     args: [
-      Deno.execPath(),
+      "node",
+      join(ROOT, "scripts", "deno.mjs"),
       "run",
       "-A",
       join(ROOT, "scripts", "stack.ts"),
