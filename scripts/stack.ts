@@ -2,6 +2,9 @@
 //   --records N        records per object in each CRM sandbox (env CRM_SYNC_SANDBOX_RECORDS;
 //                      default 2000); applies when the sandboxes start, not to running ones
 //   --no-connections   do not register the sandbox connections (env CRM_SYNC_NO_CONNECTIONS=1)
+//   --fresh            (up, start) regenerate the sandboxes from their seed and rebuild the
+//                      database with them; otherwise the sandboxes keep their state across
+//                      restarts (.local/sandboxes, saved when the stack stops)
 // The sandboxes are connected through crm-connect as the dev account's user
 // (shared/local/connect_sandboxes.ts), which queues their webhook set-up and first backfill.
 // `start` follows that backfill (or, when nothing is queued, runs one through the sync function),
@@ -13,14 +16,15 @@ import postgres from "postgres";
 import { runBackfill } from "../shared/local/backfill.ts";
 import { followBackfillJobs, pendingInbound } from "../shared/local/backfill_jobs.ts";
 import { activeConnections, backfillSummary, backfillView } from "../shared/local/backfill_view.ts";
-import { dbUrl, stackConfig } from "../shared/local/config.ts";
+import { dbUrl, type Profile, stackConfig } from "../shared/local/config.ts";
 import { storeCredentials } from "../shared/local/connections.ts";
 import { ensureStackSecrets } from "../shared/local/secrets.ts";
-import { down, up, type UpOptions } from "../shared/local/stack.ts";
+import { down, kill, sandboxStateDir, up, type UpOptions } from "../shared/local/stack.ts";
+import { handleShutdown, say } from "../shared/local/shutdown.ts";
 import { runStatusView } from "../shared/local/status_view.ts";
 import { importKey } from "../supabase/functions/_shared/crypto.ts";
 
-const USAGE = "usage: stack.ts up|down|reset|start [--records N] [--no-connections]\n" +
+const USAGE = "usage: stack.ts up|down|reset|start [--records N] [--no-connections] [--fresh]\n" +
   "       stack.ts credentials <connection-id> [credentials.json]   (JSON on stdin without a file)";
 
 function fail(msg: string): never {
@@ -32,7 +36,11 @@ const { values, positionals } = (() => {
   try {
     return parseArgs({
       args: Deno.args,
-      options: { records: { type: "string" }, "no-connections": { type: "boolean" } },
+      options: {
+        records: { type: "string" },
+        "no-connections": { type: "boolean" },
+        fresh: { type: "boolean" },
+      },
       allowPositionals: true,
       strict: true,
     });
@@ -41,7 +49,13 @@ const { values, positionals } = (() => {
   }
 })();
 
-const cfg = stackConfig("dev");
+// CRM_STACK_PROFILE=test|bench runs these commands on another profile's ports and folder (the
+// shutdown test starts a whole stack that way); the default is the developer's stack.
+const profile = (Deno.env.get("CRM_STACK_PROFILE") || "dev") as Profile;
+if (!["dev", "test", "bench"].includes(profile)) {
+  fail(`CRM_STACK_PROFILE: unknown profile ${profile}`);
+}
+const cfg = stackConfig(profile);
 const records = values.records ?? Deno.env.get("CRM_SYNC_SANDBOX_RECORDS");
 if (records !== undefined && records !== "") {
   if (!/^\d+$/.test(records)) fail(`--records must be a non-negative integer (got ${records})`);
@@ -55,7 +69,15 @@ const upOptions: UpOptions = {
   connections: !noConnections,
   webhooks: true,
   connect: "crm-connect",
+  sandboxState: true,
 };
+
+/** Stops the stack and throws away the database and the sandboxes' saved state together. */
+async function wipe() {
+  await down(cfg);
+  await Deno.remove(cfg.pgDir, { recursive: true }).catch(() => {});
+  await Deno.remove(sandboxStateDir(cfg), { recursive: true }).catch(() => {});
+}
 
 /** The initial backfill; returns the line the live status keeps showing. */
 async function backfill(env: Record<string, string>, since: Date): Promise<string> {
@@ -103,14 +125,21 @@ async function readCredentials(file: string | undefined): Promise<Record<string,
 
 switch (positionals[0]) {
   case "up": {
-    await up(cfg, upOptions);
+    // Ctrl-C while it starts stops what was started; once up, the stack stays up.
+    const shutdown = handleShutdown({ stop: () => down(cfg, say), kill: () => kill(cfg, say) });
+    if (values.fresh) await shutdown.track(wipe());
+    await shutdown.track(up(cfg, { ...upOptions, signal: shutdown.signal })).catch(async (e) => {
+      if (shutdown.stopping) await shutdown.done;
+      throw e;
+    });
+    shutdown.dispose();
     console.log(`stack is up; connection details in ${cfg.envFile}`);
     break;
   }
   case "reset": {
-    // Throws the local database away and rebuilds it from the migrations.
-    await down(cfg);
-    await Deno.remove(cfg.pgDir, { recursive: true }).catch(() => {});
+    // Throws the local database away and rebuilds it from the migrations; the sandboxes start
+    // from their seed with it (a mirror and sandboxes of different histories would disagree).
+    await wipe();
     await up(cfg, upOptions);
     console.log("stack was reset");
     break;
@@ -120,22 +149,21 @@ switch (positionals[0]) {
     console.log("stack is down");
     break;
   case "start": {
-    const since = new Date();
-    const env = await up(cfg, upOptions);
-    let stopping = false;
-    const stop = async () => {
-      if (stopping) return;
-      stopping = true;
-      console.log("\nstopping…");
-      await down(cfg);
-      Deno.exit(0);
+    const shutdown = handleShutdown({ stop: () => down(cfg, say), kill: () => kill(cfg, say) });
+    // While stopping, whatever fails because the services go away waits for the exit.
+    const unlessStopping = async (e: unknown): Promise<never> => {
+      if (shutdown.stopping) return await shutdown.done;
+      throw e;
     };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
+    if (values.fresh) await shutdown.track(wipe());
+    const since = new Date();
+    const env = await shutdown.track(up(cfg, { ...upOptions, signal: shutdown.signal }))
+      .catch(unlessStopping);
     const note = await backfill(env, since).catch((e) =>
       `backfill failed: ${(e as Error).message}`
     );
-    await runStatusView(cfg, env, [note]);
+    if (shutdown.stopping) await shutdown.done;
+    await runStatusView(cfg, env, [note]).catch(unlessStopping);
     break;
   }
   case "credentials": {

@@ -13,11 +13,20 @@
  * `--tenant-records` records per object each (default 10) except account 0 (`--records`);
  * GET /__admin/accounts lists their credentials. Logs go to stderr. SIGTERM/SIGINT
  * close the servers and exit 0; a start-up failure exits 1.
+ *
+ * `--state-dir DIR` keeps the sandboxes' state across restarts (common/snapshot.ts): at start
+ * each sandbox whose snapshot `DIR/<provider>.json` exists loads it instead of its generated
+ * records; at SIGTERM/SIGINT every sandbox is saved there before the servers close, and in
+ * between a sandbox that changed is saved every `--save-interval` seconds (default 30; 0 =
+ * only at exit), so a crash loses at most that much. An unreadable snapshot stops the start
+ * (exit 1) rather than regenerating a sandbox over data a mirror may still hold.
  */
 import { parseArgs } from "node:util";
 import { startHubSpot } from "./hubspot/mod.ts";
 import { startPipedrive } from "./pipedrive/mod.ts";
 import { startSalesforce } from "./salesforce/mod.ts";
+import { readSnapshot, saveSnapshot } from "./common/snapshot.ts";
+import type { Emulator } from "./common/emulator.ts";
 
 const log = (line: string) => console.error(`[emulators] ${line}`);
 
@@ -44,6 +53,8 @@ async function main(): Promise<void> {
       "time-scale": { type: "string" },
       "accounts": { type: "string" },
       "tenant-records": { type: "string" },
+      "state-dir": { type: "string" },
+      "save-interval": { type: "string" },
     },
     strict: true,
   });
@@ -61,9 +72,12 @@ async function main(): Promise<void> {
     Deno.exit(2);
   }
   const tenantRecords = intArg(values["tenant-records"], "tenant-records", 10);
+  const stateDir = values["state-dir"];
+  const saveEverySeconds = intArg(values["save-interval"], "save-interval", 30);
   const common = { seed, records, hostname, timeScale, log, accounts, tenantRecords };
 
   const started: Array<{ close(): Promise<void> }> = [];
+  const emulators: Emulator[] = [];
   try {
     const hubspot = await startHubSpot({
       ...common,
@@ -80,8 +94,27 @@ async function main(): Promise<void> {
       port: intArg(values["pipedrive-port"], "pipedrive-port", 54332),
     });
     started.push(pipedrive);
+    const restored: string[] = [];
+    if (stateDir) {
+      for (const s of [hubspot, salesforce, pipedrive]) {
+        const snap = await readSnapshot(stateDir, s.emulator.name).catch((e) => {
+          throw new Error(
+            `${(e as Error).message}; delete it, or start the stack with --fresh`,
+          );
+        });
+        if (!snap) continue;
+        s.emulator.restoreSnapshot(snap.state);
+        s.emulator.seed = snap.seed;
+        s.emulator.records = snap.records;
+        restored.push(`${s.emulator.name} (saved ${snap.savedAt})`);
+      }
+      emulators.push(hubspot.emulator, salesforce.emulator, pipedrive.emulator);
+    }
+    if (restored.length) log(`restored from ${stateDir}: ${restored.join(", ")}`);
+    // The seed and size the sandboxes were generated with (a restored one: when first made).
+    const made = restored.length ? hubspot.emulator.records : records;
     log(
-      `HubSpot ${hubspot.url}, Salesforce ${salesforce.url}, Pipedrive ${pipedrive.url} (seed ${seed}, ${records} records per object, ${accounts} account(s) each)`,
+      `HubSpot ${hubspot.url}, Salesforce ${salesforce.url}, Pipedrive ${pipedrive.url} (seed ${seed}, ${made} records per object, ${accounts} account(s) each)`,
     );
     const env = {
       HUBSPOT_API_URL: hubspot.url,
@@ -98,11 +131,36 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
 
+  // Saves the sandboxes whose state changed since their last save (all of them with `force`).
+  const savedAt = new Map<Emulator, number>();
+  let saving: Promise<void> = Promise.resolve();
+  const save = (force: boolean) =>
+    saving = saving.then(async () => {
+      if (!stateDir) return;
+      for (const e of emulators) {
+        const v = e.stateVersion();
+        if (!force && savedAt.get(e) === v) continue;
+        try {
+          await saveSnapshot(stateDir, e);
+          savedAt.set(e, v);
+        } catch (err) {
+          log(`could not save the ${e.name} sandbox: ${(err as Error).message}`);
+        }
+      }
+    });
+  for (const e of emulators) savedAt.set(e, e.stateVersion());
+  const timer = stateDir && saveEverySeconds > 0
+    ? setInterval(() => void save(false), saveEverySeconds * 1000)
+    : undefined;
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log(`${signal}: shutting down`);
+    clearInterval(timer);
+    await save(true);
+    if (stateDir) log(`saved the sandboxes to ${stateDir}`);
     await Promise.all(started.map((s) => s.close().catch((e) => log(`close failed: ${e}`))));
     Deno.exit(0);
   };

@@ -79,7 +79,10 @@ function functionRequestsPerProcess(): number {
 
 export function stackConfig(profile: Profile = "dev"): StackConfig {
   const base = portBase(profile);
-  const dir = join(ROOT, ".local", profile === "dev" ? "" : profile);
+  // CRM_STACK_DIR puts a stack's files elsewhere (tests/platform/shutdown.test.ts runs a
+  // whole stack in a temporary folder beside the suite's own).
+  const dir = Deno.env.get("CRM_STACK_DIR") ||
+    join(ROOT, ".local", profile === "dev" ? "" : profile);
   return {
     profile,
     dir,

@@ -130,13 +130,18 @@ export async function startCluster(cfg: StackConfig): Promise<void> {
   }
 }
 
-export async function stopCluster(cfg: StackConfig): Promise<boolean> {
+/** `fast` rolls back sessions and shuts down cleanly; `immediate` (a forced stop) aborts at
+ * once and leaves crash recovery to the next start. */
+export async function stopCluster(
+  cfg: StackConfig,
+  mode: "fast" | "immediate" = "fast",
+): Promise<boolean> {
   if (!(await isRunning(cfg))) return false;
   const r = await run(`${PG_BIN}/pg_ctl`, [
     "-D",
     cfg.pgData,
     "-m",
-    "fast",
+    mode,
     "-w",
     "-t",
     "60",

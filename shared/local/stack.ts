@@ -25,7 +25,14 @@ import {
   startCluster,
   stopCluster,
 } from "./postgres.ts";
-import { runningPid, startDetached, stopDetached, waitFor } from "./processes.ts";
+import {
+  clearStalePid,
+  killDetached,
+  runningPid,
+  startDetached,
+  stopDetached,
+  waitFor,
+} from "./processes.ts";
 import { ensureStackSecrets, setStackSecrets } from "./secrets.ts";
 
 export interface UpOptions {
@@ -39,6 +46,12 @@ export interface UpOptions {
    * as the dev account's user (`npm start`; crm-connect then queues the webhook set-up and the
    * first backfill), "rows" writes the rows directly (default: the test suites expect them). */
   connect?: "rows" | "crm-connect";
+  /** Keep the sandboxes' state in `<dir>/sandboxes` across restarts (default false: the test
+   * stack's sandboxes start from their seed; `npm start` and `stack:up` turn it on). */
+  sandboxState?: boolean;
+  /** Aborts the start-up between steps (Ctrl-C during `up`): it throws, and the caller stops
+   * what was started. */
+  signal?: AbortSignal;
   watch?: boolean;
   log?: (msg: string) => void;
 }
@@ -102,10 +115,48 @@ async function emulatorRecords(cfg: StackConfig): Promise<number | null> {
   return m ? Number(m[1]) : null;
 }
 
+/** Where the sandboxes keep their state between runs (shared/emulators/common/snapshot.ts). */
+export function sandboxStateDir(cfg: StackConfig): string {
+  return join(cfg.dir, "sandboxes");
+}
+
+/** The mirror and the sandboxes must describe the same records: a new database drops the
+ * sandboxes' saved state (both start over), and sandboxes about to be regenerated while the
+ * mirror holds records are reported (`--fresh` resets both). */
+async function checkSandboxState(cfg: StackConfig, newCluster: boolean, log: (m: string) => void) {
+  const dir = sandboxStateDir(cfg);
+  const saved = existsSync(join(dir, "hubspot.json")) ||
+    existsSync(join(dir, "salesforce.json")) || existsSync(join(dir, "pipedrive.json"));
+  if (newCluster) {
+    if (saved) {
+      await Deno.remove(dir, { recursive: true });
+      log("new database: the sandboxes' saved state was dropped too (both start from the seed)");
+    }
+    return;
+  }
+  if (saved) {
+    log(`sandboxes: loading their saved state from ${dir}`);
+    return;
+  }
+  const n = await psql(cfg, [
+    "-tA",
+    "-c",
+    "select (select count(*) from crm.contacts) + (select count(*) from crm.companies)",
+  ]).catch(() => "0");
+  if (Number(n.trim()) > 0) {
+    log(
+      "sandboxes: no saved state (first run with it, or the last stop was a crash): they are " +
+        "generated from their seed while the mirror keeps its rows; `npm start -- --fresh` " +
+        "resets both",
+    );
+  }
+}
+
 export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record<string, string>> {
   const log = opts.log ?? ((m: string) => console.error(`[stack] ${m}`));
   await Deno.mkdir(cfg.dir, { recursive: true });
-  if (await initCluster(cfg)) log(`initialised a Postgres cluster in ${cfg.pgData}`);
+  const newCluster = await initCluster(cfg);
+  if (newCluster) log(`initialised a Postgres cluster in ${cfg.pgData}`);
   await startCluster(cfg);
   log(`postgres on 127.0.0.1:${cfg.pgPort}`);
   await bootstrap(cfg);
@@ -123,6 +174,8 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     HOME: Deno.env.get("HOME") ?? "/root",
   };
   const start = async (name: string, cmd: string[], extra: Record<string, string>) => {
+    opts.signal?.throwIfAborted();
+    if (clearStalePid(cfg.dir, name)) log(`removed the stale pid file of ${name}`);
     if (runningPid(cfg.dir, name)) return false;
     await Deno.remove(join(cfg.dir, "logs", `${name}.log`)).catch(() => {});
     await startDetached(cfg.dir, { name, cmd, env: { ...common, ...extra }, cwd: ROOT });
@@ -137,6 +190,11 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   const withEmulators = (opts.emulators ?? true) && existsSync(EMULATORS_MAIN);
   const viaConnect = withEmulators && (opts.connections ?? true) && opts.connect === "crm-connect";
   let emulatorsStarted = false;
+  const stateDir = sandboxStateDir(cfg);
+  const keepState = withEmulators && opts.sandboxState === true;
+  if (keepState && !runningPid(cfg.dir, "emulators")) {
+    await checkSandboxState(cfg, newCluster, log);
+  }
   if (withEmulators) {
     emulatorsStarted = await start("emulators", [
       DENO,
@@ -151,6 +209,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       String(cfg.emulatorPorts.pipedrive),
       "--records",
       String(cfg.sandboxRecords),
+      ...(keepState ? ["--state-dir", stateDir] : []),
     ], {});
   }
   if (viaConnect) {
@@ -161,6 +220,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       async () => (await emulatorEnv(cfg)) !== null,
       60_000,
       alive("emulators"),
+      opts.signal,
     );
     if (
       await setStackSecrets(cfg, sandboxConnectSecrets((await emulatorEnv(cfg))!, env.SUPABASE_URL))
@@ -176,7 +236,13 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     GATEWAY_REQUESTS_PER_PROCESS: String(cfg.functionRequestsPerProcess),
   });
 
-  await waitFor("gateway", () => healthy(`${env.SUPABASE_URL}/__health`), 30_000, alive("gateway"));
+  await waitFor(
+    "gateway",
+    () => healthy(`${env.SUPABASE_URL}/__health`),
+    30_000,
+    alive("gateway"),
+    opts.signal,
+  );
   await waitFor(
     "pg_net worker",
     async () => {
@@ -189,6 +255,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     },
     30_000,
     alive("pg_net_worker"),
+    opts.signal,
   );
   if (withEmulators) {
     await waitFor(
@@ -196,6 +263,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       async () => (await emulatorEnv(cfg)) !== null,
       60_000,
       alive("emulators"),
+      opts.signal,
     );
     emulators = (await emulatorEnv(cfg))!;
     const seeded = await emulatorRecords(cfg);
@@ -213,6 +281,7 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
     }`,
   );
 
+  opts.signal?.throwIfAborted();
   if (viaConnect) {
     const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
     try {
@@ -269,10 +338,22 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
 }
 
 export async function down(cfg: StackConfig, log = (m: string) => console.error(`[stack] ${m}`)) {
-  for (const name of SERVICES) {
+  // In parallel: none of them needs another to stop (each is waited for, SIGKILL after 8 s).
+  await Promise.all(SERVICES.map(async (name) => {
     if (await stopDetached(cfg.dir, name)) log(`stopped ${name}`);
-  }
+  }));
   if (existsSync(join(cfg.pgData, "PG_VERSION")) && await stopCluster(cfg)) log("stopped postgres");
+}
+
+/** A forced stop (a second Ctrl-C): SIGKILL every service's process group, Postgres stopped
+ * in `immediate` mode; the pid files go too. */
+export async function kill(cfg: StackConfig, log = (m: string) => console.error(`[stack] ${m}`)) {
+  await Promise.all(SERVICES.map(async (name) => {
+    if (await killDetached(cfg.dir, name)) log(`killed ${name}`);
+  }));
+  if (existsSync(join(cfg.pgData, "PG_VERSION")) && await stopCluster(cfg, "immediate")) {
+    log("stopped postgres (immediate)");
+  }
 }
 
 export async function readStackEnv(cfg: StackConfig): Promise<Record<string, string>> {

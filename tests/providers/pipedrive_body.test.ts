@@ -85,3 +85,15 @@ Deno.test("pipedrive body: create lists keep given entries with labels; merges k
     { value: "n@x.io", primary: true, label: "work" },
   ]);
 });
+
+Deno.test("pipedrive body: an organization's annual revenue and a person's job title and notes", () => {
+  // The mapper gives money as a decimal string; API v2 refuses a string for a numeric field.
+  const org = buildBody(
+    "organizations",
+    { annual_revenue: "1234567.50", website: "a.example" },
+    "update",
+  );
+  assert.deepEqual(org.body, { annual_revenue: 1234567.5, website: "a.example" });
+  const person = buildBody("persons", { job_title: "Analyst", notes: "n" }, "update");
+  assert.deepEqual(person.body, { job_title: "Analyst", notes: "n" });
+});

@@ -13,7 +13,7 @@ import { drainBody, HttpError, json, sleep } from "./http.ts";
 import { Prng } from "./prng.ts";
 import { type RequestContext, Router } from "./router.ts";
 import { type AccountDescriptor, accountSeed, Tenancy } from "./tenancy.ts";
-import { TokenStore } from "./tokens.ts";
+import { type TokenInfo, TokenStore } from "./tokens.ts";
 import { WebhookQueue } from "./webhook_queue.ts";
 
 export interface BaseOptions {
@@ -189,6 +189,35 @@ export abstract class Emulator {
   /** Whether a route needs a session (injected 401s only hit those). */
   protected requiresAuth(_route: string): boolean {
     return true;
+  }
+
+  // ---- snapshots (./snapshot.ts) ---------------------------------------------
+
+  /** The provider's records, schema and webhook configuration as plain JSON data. */
+  protected abstract snapshotProvider(): unknown;
+  /** Replace the provider's state with a snapshot's. */
+  protected abstract restoreProvider(state: unknown): void;
+  /** A number that changes with every change of the provider's records. */
+  protected abstract providerStateVersion(): number;
+
+  /** Account 0's state: the provider's, plus the tokens issued so far. */
+  snapshot(): unknown {
+    return { provider: this.snapshotProvider(), tokens: this.tokens.all() };
+  }
+
+  restoreSnapshot(state: unknown): void {
+    const s = state as { provider: unknown; tokens: TokenInfo[] };
+    if (!s || typeof s !== "object" || !Array.isArray(s.tokens)) {
+      throw new Error(`${this.name}: not a sandbox snapshot`);
+    }
+    this.restoreProvider(s.provider);
+    for (const t of s.tokens) this.tokens.add(t);
+    // The seeded stream would mint tokens the snapshot already holds.
+    this.tokens.useStream(this.prng.fork(`tokens-after-restore:${this.now()}`));
+  }
+
+  stateVersion(): number {
+    return this.providerStateVersion();
   }
 
   /** Provider state reset (tokens, rate limits, …) on admin reset. */

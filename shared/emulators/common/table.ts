@@ -29,6 +29,16 @@ function cmp(aKey: number, aSeq: number, bKey: number, bSeq: number): number {
   return aKey !== bKey ? aKey - bKey : aSeq - bSeq;
 }
 
+export interface TableSnapshot<R> {
+  nextSeq: number;
+  rows: R[];
+}
+
+function stripIndexKey<R extends Row>(row: R): R {
+  const { __mk: _, ...rest } = row as R & Indexed;
+  return rest as unknown as R;
+}
+
 export class Table<R extends Row> {
   readonly byId = new Map<string, R>();
   /** Rows sorted by seq. */
@@ -110,6 +120,20 @@ export class Table<R extends Row> {
     this.version++;
     for (const row of this.byModified) (row as R & Indexed).__mk = row.modifiedAt;
     this.byModified.sort((a, b) => cmp(a.modifiedAt, a.seq, b.modifiedAt, b.seq));
+  }
+
+  /** The rows and the next creation number, for a snapshot (./snapshot.ts). */
+  snapshot(): TableSnapshot<R> {
+    return { nextSeq: this.#nextSeq, rows: this.bySeq.map((r) => stripIndexKey(r)) };
+  }
+
+  /** Replace the contents with a snapshot's rows (ids and creation numbers kept). */
+  load(s: TableSnapshot<R>): void {
+    this.clear();
+    for (const r of s.rows) this.insert(r, true);
+    this.reindex();
+    // Ids of rows deleted for good before the snapshot are never handed out again.
+    if (s.nextSeq > this.#nextSeq) this.#nextSeq = s.nextSeq;
   }
 
   clear(): void {

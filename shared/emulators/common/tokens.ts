@@ -42,9 +42,20 @@ export class TokenStore {
     this.accessTtlMs = accessTtlMs;
   }
 
+  /** Mint from another stream from now on: after a snapshot is loaded, the seeded stream would
+   * hand out tokens the snapshot already holds. */
+  useStream(prng: Prng): void {
+    this.prng = prng;
+  }
+
   /** Random token string in a provider-like shape. */
   mint(prefix: string, length: number, alphabet: "alnum" | "hex" = "alnum"): string {
     return prefix + (alphabet === "hex" ? this.prng.hex(length) : this.prng.alnum(length));
+  }
+
+  /** Every token, for a snapshot. */
+  all(): TokenInfo[] {
+    return [...this.#tokens.values()];
   }
 
   add(info: Omit<TokenInfo, "revoked"> & { revoked?: boolean }): TokenInfo {

@@ -27,8 +27,12 @@ import { registerOAuthRoutes } from "./oauth.ts";
 import { registerPropertyRoutes } from "./properties_api.ts";
 import { registerPipelineRoutes } from "./pipelines.ts";
 import { registerWebhookSettingsRoutes } from "./webhooks_api.ts";
-import { type HubSpotWebhookConfigInput, HubSpotWebhooks } from "./webhooks.ts";
-import { HubSpotStore } from "./store.ts";
+import {
+  type HubSpotWebhookConfigInput,
+  HubSpotWebhooks,
+  type HubSpotWebhooksSnapshot,
+} from "./webhooks.ts";
+import { HubSpotStore, type HubSpotStoreSnapshot } from "./store.ts";
 import { seedHubSpot } from "./seed.ts";
 import {
   hubspotAccount,
@@ -132,6 +136,20 @@ export class HubSpotEmulator extends Emulator {
     registerPipelineRoutes(this);
     registerWebhookSettingsRoutes(this);
     registerHubSpotAdmin(this);
+  }
+
+  protected snapshotProvider(): unknown {
+    return { store: this.store.snapshot(), webhooks: this.webhooks.snapshot() };
+  }
+
+  protected restoreProvider(state: unknown): void {
+    const s = state as { store: HubSpotStoreSnapshot; webhooks: HubSpotWebhooksSnapshot };
+    this.store.load(s.store);
+    this.webhooks.load(s.webhooks);
+  }
+
+  protected providerStateVersion(): number {
+    return this.store.version + this.webhooks.subscriptions.length + this.webhooks.updatedAt;
   }
 
   #issueInitialTokens(): void {

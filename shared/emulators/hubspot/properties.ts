@@ -306,6 +306,18 @@ export class PropertyRegistry {
     return this.#defs.get(type)!.delete(name);
   }
 
+  /** Every definition per type (built-in and created), for a snapshot. */
+  snapshot(): Record<string, PropertyDef[]> {
+    return Object.fromEntries([...this.#defs].map(([t, m]) => [t, [...m.values()]]));
+  }
+
+  load(defs: Record<string, PropertyDef[]>): void {
+    this.version++;
+    for (const t of OBJECT_TYPES) {
+      this.#defs.set(t, new Map((defs[t] ?? builtinProperties(t)).map((d) => [d.name, d])));
+    }
+  }
+
   unique(type: HsObjectType): string[] {
     return this.all(type).filter((d) => d.hasUniqueValue).map((d) => d.name);
   }

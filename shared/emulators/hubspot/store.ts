@@ -6,7 +6,7 @@
  */
 import { compactJson } from "../common/compact.ts";
 import type { Prng } from "../common/prng.ts";
-import { type Row, Table } from "../common/table.ts";
+import { type Row, Table, type TableSnapshot } from "../common/table.ts";
 import type { ModifiedSelection } from "../common/emulator.ts";
 import { HsError, notFoundError, validationError } from "./errors.ts";
 import {
@@ -14,6 +14,7 @@ import {
   modifiedProperty,
   normaliseValue,
   OBJECT_TYPES,
+  type PropertyDef,
   type PropertyIssue,
   PropertyRegistry,
 } from "./properties.ts";
@@ -114,6 +115,13 @@ const SYSTEM_PROPS = new Set([
 type EdgeMap = Map<string, Map<string, { primary: boolean }>>;
 
 const key = (type: HsObjectType, id: string) => `${type}:${id}`;
+
+export interface HubSpotStoreSnapshot {
+  tables: Record<HsObjectType, TableSnapshot<HsRecord>>;
+  props: Record<string, PropertyDef[]>;
+  owners: HsOwner[];
+  edges: Array<[string, Array<[string, { primary: boolean }]>]>;
+}
 
 export class HubSpotStore {
   readonly tables: Record<HsObjectType, Table<HsRecord>> = {
@@ -653,6 +661,36 @@ export class HubSpotStore {
     this.owners.push(owner);
     this.ownersById.set(owner.id, owner);
     return owner;
+  }
+
+  /** Records, properties, owners and associations as plain data (../common/snapshot.ts). */
+  snapshot(): HubSpotStoreSnapshot {
+    return {
+      tables: Object.fromEntries(OBJECT_TYPES.map((t) => [t, this.tables[t].snapshot()])),
+      props: this.props.snapshot(),
+      owners: this.owners.map((o) => ({ ...o })),
+      edges: [...this.edges].map(([k, m]) => [k, [...m]]),
+    } as HubSpotStoreSnapshot;
+  }
+
+  load(s: HubSpotStoreSnapshot): void {
+    this.clear();
+    this.props.load(s.props);
+    for (const t of OBJECT_TYPES) if (s.tables[t]) this.tables[t].load(s.tables[t]);
+    for (const o of s.owners) {
+      this.owners.push(o);
+      this.ownersById.set(o.id, o);
+    }
+    for (const [k, list] of s.edges) this.edges.set(k, new Map(list));
+    this.#resetUnique();
+    for (const t of OBJECT_TYPES) {
+      for (const prop of this.props.unique(t)) this.addUniqueIndex(t, prop);
+    }
+  }
+
+  /** Changes with every write to a table or a property definition. */
+  get version(): number {
+    return OBJECT_TYPES.reduce((n, t) => n + this.tables[t].version, this.props.version);
   }
 
   clear(): void {

@@ -85,6 +85,15 @@ export function defaultSubscriptions(): Array<Omit<Subscription, "id">> {
 
 export type HubSpotEvent = Record<string, unknown> & { eventId: number; subscriptionType: string };
 
+export interface HubSpotWebhooksSnapshot {
+  config: Config;
+  subscriptions: Subscription[];
+  createdAt: number;
+  updatedAt: number;
+  nextEventId: number;
+  nextSubscriptionId: number;
+}
+
 export class HubSpotWebhooks {
   config: Config;
   subscriptions: Subscription[] = [];
@@ -117,6 +126,28 @@ export class HubSpotWebhooks {
       active: s.active ?? true,
       id: s.id ?? this.#nextSubscriptionId++,
     }));
+  }
+
+  /** Settings, subscriptions and id counters, for a sandbox snapshot. */
+  snapshot(): HubSpotWebhooksSnapshot {
+    return {
+      config: this.config,
+      subscriptions: this.subscriptions,
+      createdAt: this.createdAt,
+      updatedAt: this.updatedAt,
+      nextEventId: this.#nextEventId,
+      nextSubscriptionId: this.#nextSubscriptionId,
+    };
+  }
+
+  load(s: HubSpotWebhooksSnapshot): void {
+    this.config = s.config;
+    this.subscriptions = s.subscriptions;
+    this.createdAt = s.createdAt;
+    this.updatedAt = s.updatedAt;
+    this.#nextEventId = s.nextEventId;
+    this.#nextSubscriptionId = s.nextSubscriptionId;
+    this.hs.queue.maxConcurrency = this.config.maxConcurrentRequests;
   }
 
   addSubscription(s: Omit<Subscription, "id">): Subscription {

@@ -17,7 +17,7 @@ import { DailyBudget, RollingWindowLimiter } from "../common/rate_limit.ts";
 import type { RequestContext } from "../common/router.ts";
 import type { TokenInfo } from "../common/tokens.ts";
 import { PdError } from "./errors.ts";
-import { PipedriveStore } from "./store.ts";
+import { PipedriveStore, type PipedriveStoreSnapshot } from "./store.ts";
 import { seedPipedrive } from "./seed.ts";
 import { registerV2Routes } from "./v2.ts";
 import { registerV1Routes } from "./v1.ts";
@@ -162,6 +162,23 @@ export class PipedriveEmulator extends Emulator {
     this.daily.reset();
     this.permissions = { customFields: true };
     this.requestFaults.clear();
+  }
+
+  protected snapshotProvider(): unknown {
+    return { store: this.store.snapshot(), webhooks: this.webhooks.snapshot() };
+  }
+
+  protected restoreProvider(state: unknown): void {
+    const s = state as {
+      store: PipedriveStoreSnapshot;
+      webhooks: ReturnType<PipedriveWebhooks["snapshot"]>;
+    };
+    this.store.load(s.store);
+    this.webhooks.load(s.webhooks);
+  }
+
+  protected providerStateVersion(): number {
+    return this.store.version + this.webhooks.snapshot().nextId + this.webhooks.list().length;
   }
 
   reseed(seed: number, records: number): void {

@@ -59,6 +59,16 @@ export class PipedriveWebhooks {
     return [...this.#hooks];
   }
 
+  /** The webhooks and the id counter, for a sandbox snapshot. */
+  snapshot(): { hooks: PdWebhook[]; nextId: number } {
+    return { hooks: this.#hooks, nextId: this.#nextId };
+  }
+
+  load(s: { hooks: PdWebhook[]; nextId: number }): void {
+    this.#hooks = s.hooks;
+    this.#nextId = s.nextId;
+  }
+
   add(
     input: Omit<
       PdWebhook,

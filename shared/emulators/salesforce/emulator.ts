@@ -27,7 +27,7 @@ import {
   salesforceEnv,
   salesforceRoutingKeys,
 } from "./account.ts";
-import { SalesforceStore } from "./store.ts";
+import { SalesforceStore, type SalesforceStoreSnapshot } from "./store.ts";
 import { seedSalesforce } from "./seed.ts";
 import { registerOAuthRoutes } from "./oauth.ts";
 import { registerQueryRoutes } from "./query.ts";
@@ -101,6 +101,29 @@ export class SalesforceEmulator extends Emulator {
     registerSObjectRoutes(this);
     registerToolingRoutes(this);
     registerSalesforceAdmin(this);
+  }
+
+  protected snapshotProvider(): unknown {
+    return {
+      store: this.store.snapshot(),
+      outbound: this.outbound.snapshot(),
+      customFields: this.customFields.snapshot(),
+    };
+  }
+
+  protected restoreProvider(state: unknown): void {
+    const s = state as {
+      store: SalesforceStoreSnapshot;
+      outbound: ReturnType<OutboundMessages["snapshot"]>;
+      customFields: ReturnType<CustomFields["snapshot"]>;
+    };
+    this.store.load(s.store);
+    this.outbound.load(s.outbound);
+    this.customFields.load(s.customFields);
+  }
+
+  protected providerStateVersion(): number {
+    return this.store.version + JSON.stringify(this.outbound.config).length;
   }
 
   #issueInitialTokens(): void {

@@ -80,6 +80,17 @@ export class OutboundMessages {
     ) => (this.actionIds[t] = makeId(KEY_PREFIX.OutboundMessage, 100 + i, "0A")));
   }
 
+  /** Endpoint configuration and the notification counter, for a sandbox snapshot: ids must
+   * not start again at 1 (the engine's inbox would take new notifications for repeats). */
+  snapshot(): { config: Config; nextNotification: number } {
+    return { config: this.config, nextNotification: this.#nextNotification };
+  }
+
+  load(s: { config: Config; nextNotification: number }): void {
+    this.config = s.config;
+    this.#nextNotification = s.nextNotification;
+  }
+
   configure(input: OutboundConfigInput): Config {
     for (const [obj, names] of Object.entries(input.fields ?? {})) {
       const t = WRITABLE.find((w) => w === obj);

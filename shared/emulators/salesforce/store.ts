@@ -7,7 +7,7 @@
 import { compactJson } from "../common/compact.ts";
 import type { ModifiedSelection } from "../common/emulator.ts";
 import type { Prng } from "../common/prng.ts";
-import { type Row, Table } from "../common/table.ts";
+import { type Row, Table, type TableSnapshot } from "../common/table.ts";
 import { SfError, type SfErrorItem } from "./errors.ts";
 import { KEY_PREFIX, makeId, prefixOf, to18 } from "./ids.ts";
 import { type FieldDef, OrgSchema, type SfObject, SOBJECTS, STAGE_PROBABILITY } from "./schema.ts";
@@ -30,6 +30,14 @@ export interface SfChange {
   id: string;
   source: SfChangeSource;
   changedFields?: string[];
+}
+
+export interface SalesforceStoreSnapshot {
+  tables: Record<SfObject, TableSnapshot<SfRecord>>;
+  custom: Array<{ object: SfObject; field: FieldDef }>;
+  apiUserId: string;
+  adminUserId: string;
+  rules: ValidationRule[];
 }
 
 export class SalesforceStore {
@@ -473,6 +481,36 @@ export class SalesforceStore {
       return ms;
     });
     return rows.map((r) => r.id);
+  }
+
+  /** Records, custom fields, users and validation rules as plain data (../common/snapshot.ts). */
+  snapshot(): SalesforceStoreSnapshot {
+    return {
+      tables: Object.fromEntries(SOBJECTS.map((t) => [t, this.tables[t].snapshot()])),
+      custom: this.schema.custom(),
+      apiUserId: this.apiUserId,
+      adminUserId: this.adminUserId,
+      rules: this.rules,
+    } as SalesforceStoreSnapshot;
+  }
+
+  load(s: SalesforceStoreSnapshot): void {
+    this.clear();
+    this.schema.clear();
+    for (const c of s.custom) this.schema.add(c.object, c.field);
+    for (const t of SOBJECTS) if (s.tables[t]) this.tables[t].load(s.tables[t]);
+    this.apiUserId = s.apiUserId;
+    this.adminUserId = s.adminUserId;
+    this.rules = s.rules;
+    this.#unique.clear();
+    for (const t of SOBJECTS) {
+      for (const r of this.tables[t].bySeq) if (!r.isDeleted) this.#indexUnique(r, true);
+    }
+  }
+
+  /** Changes with every write to a table. */
+  get version(): number {
+    return SOBJECTS.reduce((n, t) => n + this.tables[t].version, this.schema.custom().length);
   }
 
   clear(): void {

@@ -46,6 +46,17 @@ export class CustomFields {
 
   constructor(private sf: SalesforceEmulator) {}
 
+  /** The fields created so far and the id counter, for a sandbox snapshot. */
+  snapshot(): { seq: number; created: Created[] } {
+    return { seq: this.#seq, created: [...this.#byId.values()] };
+  }
+
+  /** Loads the Tooling API's record of created fields (the org schema is the store's). */
+  load(s: { seq: number; created: Created[] }): void {
+    this.#byId = new Map(s.created.map((c) => [c.id, c]));
+    this.#seq = s.seq;
+  }
+
   /** Validate and add a field; throws SfError as the Tooling API answers. */
   create(body: unknown): Created {
     const p = CustomFieldBody.safeParse(body);

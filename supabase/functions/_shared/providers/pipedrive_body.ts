@@ -2,7 +2,7 @@
 // - Custom fields go under `custom_fields: {<40-hex key>: value}`: a property named
 //   `custom_fields.<key>`, a bare 40-hex key, or a `custom_fields` object.
 // - Relations and ids are numbers on the wire (org_id, person_id, owner_id, pipeline_id,
-//   stage_id, visible_to, label_ids); value and probability are numbers; expected_close_date
+//   stage_id, visible_to, label_ids); value, probability and annual_revenue are numbers; expected_close_date
 //   is YYYY-MM-DD. A string that is not a number is sent as it is: Pipedrive's 400 names it.
 // - Persons: v2 bodies have `name` only (no first_name/last_name, AddPersonRequest), so
 //   first/last names are joined into `name`; an update that changes one of them needs the
@@ -24,7 +24,7 @@ export interface ListEntry {
 
 const CUSTOM_KEY = /^[0-9a-f]{40}$/;
 const INT_FIELDS = new Set(["org_id", "person_id", "owner_id", "pipeline_id", "stage_id"]);
-const NUMBER_FIELDS = new Set(["value", "probability", "visible_to"]);
+const NUMBER_FIELDS = new Set(["value", "probability", "visible_to", "annual_revenue"]);
 const LIST_FIELDS = ["emails", "phones"] as const;
 
 function toNumber(v: unknown, int: boolean): unknown {

@@ -1,0 +1,198 @@
+// Ctrl-C of `npm start` (issue 16, point 2), with a whole stack of its own (a temporary folder,
+// ports 50 above the test profile's) started by scripts/stack.ts through npm's launcher
+// (scripts/deno.mjs) in its own process group, as a terminal runs it: SIGINT to the group stops every process of the stack, waits for them,
+// removes the pid files, saves the sandboxes, and exits 0; a second Ctrl-C forces; SIGHUP (the
+// terminal or pane closed) stops it too. Stale pid
+// files (a dead pid, a pid now used by an unrelated process) are removed at the next start,
+// and the unrelated process is left alone.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT } from "../../shared/local/config.ts";
+import { startTime } from "../../shared/local/processes.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const BASE = Number(Deno.env.get("CRM_STACK_PORT_BASE") || 25300) + 50;
+
+interface Run {
+  pid: number;
+  child: Deno.ChildProcess;
+  output: () => string;
+  status: Promise<Deno.CommandStatus>;
+  exited: () => boolean;
+}
+
+function startStack(dir: string): Run {
+  // Through the launcher npm's scripts use (scripts/deno.mjs), as `npm start` runs it: the
+  // command must end only once the stack is down.
+  const child = new Deno.Command("setsid", {
+    args: [
+      "node",
+      join(ROOT, "scripts", "deno.mjs"),
+      "run",
+      "-A",
+      join(ROOT, "scripts", "stack.ts"),
+      "start",
+      "--no-connections",
+      "--records",
+      "3",
+    ],
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/root",
+      NO_COLOR: "1",
+      CRM_STACK_PROFILE: "test",
+      CRM_STACK_DIR: dir,
+      CRM_STACK_PORT_BASE: String(BASE),
+    },
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const drain = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) text += chunk;
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let exited = false;
+  const status = child.status.then(async (s) => {
+    exited = true;
+    await drained;
+    return s;
+  });
+  return { pid: child.pid, child, output: () => text, status, exited: () => exited };
+}
+
+async function until(what: string, check: () => boolean, run: Run, ms = 180_000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline || run.exited()) {
+      throw new Error(`${what} not seen:\n${run.output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Pids of every process in the given process groups (zombies aside). */
+function members(groups: number[]): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (f[0] !== "Z" && groups.includes(Number(f[2]))) out.push(Number(e.name));
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}
+
+/** The stack's process groups: the command's, each service's, Postgres's. */
+function stackGroups(dir: string, run: Run): number[] {
+  const groups = [run.pid];
+  for (const s of ["emulators", "gateway", "pg_net_worker"]) {
+    const f = join(dir, "pids", `${s}.pid`);
+    groups.push(Number(Deno.readTextFileSync(f).trim().split(/\s+/)[0]));
+  }
+  const postmaster = Number(
+    Deno.readTextFileSync(join(dir, "pg", "data", "postmaster.pid")).split("\n")[0],
+  );
+  const stat = Deno.readTextFileSync(`/proc/${postmaster}/stat`);
+  groups.push(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]));
+  return groups;
+}
+
+async function up(dir: string): Promise<{ run: Run; groups: number[] }> {
+  const run = startStack(dir);
+  await until("the stack's env file", () => run.output().includes("stack.env"), run);
+  // The command is in its status view (or its backfill) now.
+  await new Promise((r) => setTimeout(r, 500));
+  return { run, groups: stackGroups(dir, run) };
+}
+
+function assertGone(dir: string, groups: number[], out: string) {
+  assert.deepEqual(members(groups), [], `processes of the stack left:\n${out}`);
+  const pids = existsSync(join(dir, "pids")) ? [...Deno.readDirSync(join(dir, "pids"))] : [];
+  assert.deepEqual(pids.map((p) => p.name), [], "pid files left");
+  assert.ok(!existsSync(join(dir, "pg", "data", "postmaster.pid")), "postgres still running");
+}
+
+Deno.test({
+  ...opts,
+  name:
+    "shutdown: Ctrl-C stops every process of the stack, waits, saves the sandboxes; stale pid files are handled",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "crm_stack_shutdown_" });
+    await Deno.chmod(dir, 0o755); // the postgres OS user runs the cluster inside it
+    const bystander = new Deno.Command("sleep", { args: ["300"] }).spawn();
+    try {
+      // 1. Ctrl-C to the group (what a terminal sends): everything stops, then the command ends.
+      const a = await up(dir);
+      assert.ok(members(a.groups).length >= 5, "the stack is running");
+      Deno.kill(-a.run.pid, "SIGINT");
+      const status = await a.run.status;
+      assert.equal(status.code, 0, a.run.output());
+      assertGone(dir, a.groups, a.run.output());
+      assert.match(a.run.output(), /stack stopped/);
+      for (const p of ["hubspot", "salesforce", "pipedrive"]) {
+        assert.ok(existsSync(join(dir, "sandboxes", `${p}.json`)), `${p} sandbox saved`);
+      }
+
+      // 2. Stale pid files, as a crash leaves them: one names a dead pid, one a pid that is now
+      // an unrelated live process. The next start replaces both and leaves that process alone.
+      const dead = new Deno.Command("true").spawn();
+      await dead.status;
+      await Deno.mkdir(join(dir, "pids"), { recursive: true });
+      await Deno.writeTextFile(join(dir, "pids", "pg_net_worker.pid"), `${dead.pid} 12345\n`);
+      await Deno.writeTextFile(join(dir, "pids", "gateway.pid"), `${bystander.pid} 1\n`);
+      assert.notEqual(startTime(bystander.pid), "1");
+      const b = await up(dir);
+      assert.match(b.run.output(), /removed the stale pid file of gateway/);
+      assert.match(b.run.output(), /removed the stale pid file of pg_net_worker/);
+      assert.match(b.run.output(), /sandboxes: loading their saved state/);
+      assert.ok(!b.groups.includes(bystander.pid), "a new gateway was started");
+      assert.ok(startTime(bystander.pid) !== null, "the unrelated process is alive");
+
+      // 3. A second Ctrl-C forces: still nothing left behind.
+      Deno.kill(-b.run.pid, "SIGINT");
+      await new Promise((r) => setTimeout(r, 50));
+      Deno.kill(-b.run.pid, "SIGINT");
+      const forced = await b.run.status;
+      assert.equal(forced.code, 130, b.run.output());
+      assert.match(b.run.output(), /forcing: killing every process of the stack/);
+      assertGone(dir, b.groups, b.run.output());
+      assert.ok(startTime(bystander.pid) !== null, "the unrelated process was never signalled");
+
+      // 4. The terminal or tmux pane closing (SIGHUP to the group) stops the stack the same way;
+      // the start after a forced stop recovers Postgres by itself.
+      const c = await up(dir);
+      Deno.kill(-c.run.pid, "SIGHUP");
+      const hup = await c.run.status;
+      assert.equal(hup.code, 0, c.run.output());
+      assertGone(dir, c.groups, c.run.output());
+    } finally {
+      try {
+        bystander.kill("SIGKILL");
+      } catch { /* gone */ }
+      await bystander.status;
+      // Whatever a failed run left: stop it by its own pid files, then remove the folder.
+      const leftovers = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", join(ROOT, "scripts", "stack.ts"), "down"],
+        clearEnv: true,
+        env: {
+          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+          HOME: Deno.env.get("HOME") ?? "/root",
+          CRM_STACK_PROFILE: "test",
+          CRM_STACK_DIR: dir,
+          CRM_STACK_PORT_BASE: String(BASE),
+        },
+        stdout: "null",
+        stderr: "null",
+      });
+      await leftovers.output().catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
