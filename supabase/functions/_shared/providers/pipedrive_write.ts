@@ -469,9 +469,10 @@ export function createPipedriveWriter(
   return {
     maxBatch: 1,
     chunk: 20,
-    // v2 takes a person's name whole: with both halves the update needs no read first.
-    sendTogether: (remoteType) =>
-      entityOf(remoteType) === "persons" ? [["first_name", "last_name"]] : [],
+    // No sendTogether for persons' first and last name: sending the row's other half (to spare
+    // the read) overwrote a concurrent CRM edit of that half, a field the app never changed
+    // (found by the chaos harness, tests/chaos/regressions/pipedrive-*.json). An update of one
+    // half reads the person and joins the CRM's current other half (completeWithStored).
     async externalIdProperty(remoteType) {
       const entity = entityOf(remoteType);
       if (!entity) throw new ProviderError(`unknown Pipedrive type ${remoteType}`, "fatal");
