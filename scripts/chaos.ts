@@ -6,11 +6,26 @@
 // and on failure prints a trace per differing record and (with --shrink) a reduced op list
 // written to tests/chaos/regressions/.
 import { parseArgs } from "node:util";
+import { parseEnv } from "../shared/local/env_file.ts";
 import { type ProviderName, PROVIDERS } from "../supabase/functions/_shared/providers/types.ts";
 import type { Policy } from "./chaos/model.ts";
 import { generate, type Op } from "./chaos/ops.ts";
 import { type Faults, ISSUE_FAULTS, runOps } from "./chaos/run.ts";
 import { CI_FAULTS, shrink } from "./chaos/shrink.ts";
+
+// The test stack's environment (`KEEP_TEST_STACK=1 npm test -- pgtap` leaves one up), unless
+// the caller exported one. Never the development stack: the run pauses the stack's sync crons.
+if (!Deno.env.get("SUPABASE_DB_URL")) {
+  const file = ".local/test/stack.env";
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch {
+    console.error(`no test stack (${file}): run KEEP_TEST_STACK=1 npm test -- pgtap first`);
+    Deno.exit(2);
+  }
+  for (const [k, v] of Object.entries(parseEnv(text))) Deno.env.set(k, v);
+}
 
 const { values: a } = parseArgs({
   args: Deno.args,
