@@ -79,9 +79,14 @@ for (let s = seed0; s < seed0 + Number(a.seeds); s++) {
       console.log(
         `seed ${s} ${provider} ${policy}: ${r.ok ? "clean" : `${r.problems.length} problems`} ` +
           `(${st.ops} ops, ${st.barriers} barriers, ${st.records} records, ${st.conflicts} ` +
-          `conflicts, ${st.raced} push-window races, ${st.apiCalls} API calls, ${
-            (st.ms / 1000).toFixed(1)
-          } s)`,
+          `conflicts, ${st.raced} push-window races, ${st.apiCalls} API calls, ` +
+          `${(st.ms / 1000).toFixed(1)} s)`,
+      );
+      const q = [...st.quiesceMs].sort((x, y) => x - y);
+      console.log(
+        `  figures: ${(st.ops / (st.opsMs / 1000)).toFixed(1)} ops/s while faults ran; ` +
+          `convergence after quiesce median ${q[q.length >> 1]} ms, max ${q[q.length - 1]} ms; ` +
+          `${(st.apiCalls / st.ops).toFixed(2)} CRM API calls per op`,
       );
       if (r.ok) continue;
       failed++;

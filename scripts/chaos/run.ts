@@ -357,8 +357,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     await sql`update crm.outbox set next_attempt_at = now()
               where connection_id = ${conn} and state = 'pending' and next_attempt_at > now()`;
     await sql`update crm.webhook_events set next_attempt_at = now()
-              where connection_id = ${conn} and state = 'pending' and next_attempt_at > now()`
-      .catch(() => {});
+              where connection_id = ${conn} and state = 'pending' and next_attempt_at > now()`;
     await sql`update crm.jobs set run_after = now()
               where connection_id = ${conn} and state = 'queued' and run_after > now()`;
     const [{ running }] = await sql`select count(*)::int as running from crm.jobs
@@ -366,8 +365,14 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     if (running === 0) {
       await sql`update crm.outbox set locked_until = now()
                 where connection_id = ${conn} and state = 'processing'
-                  and locked_until > now()`.catch(() => {});
+                  and locked_until > now()`;
+      await sql`update crm.webhook_events set locked_until = now()
+                where connection_id = ${conn} and state = 'processing'
+                  and locked_until > now()`;
     }
+    // The every-minute crm-inbox cron's tick (paused on the test stack): events a killed
+    // worker held get an inbox job again.
+    await sql`select crm.enqueue_inbox(${conn}::uuid, 'cron', false)`;
     await sql`select crm.wake_workers('chaos')`;
   }
 
