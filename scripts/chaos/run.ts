@@ -370,6 +370,12 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
                 where connection_id = ${conn} and state = 'processing'
                   and locked_until > now()`;
     }
+    // A wake whose request died with its process (a kill) holds an idle slot for a minute
+    // (crm._worker_counts), so no other worker is woken for the due jobs meanwhile: that minute
+    // passes at once.
+    await sql`update crm.job_workers set woken_at = woken_at - interval '1 minute'
+              where started_at is null and finished_at is null
+                and woken_at > now() - interval '1 minute' and woken_at < now() - interval '5 seconds'`;
     // The every-minute crm-inbox cron's tick (paused on the test stack): events a killed
     // worker held get an inbox job again.
     await sql`select crm.enqueue_inbox(${conn}::uuid, 'cron', false)`;
