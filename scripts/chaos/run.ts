@@ -379,6 +379,10 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     // The every-minute crm-inbox cron's tick (paused on the test stack): events a killed
     // worker held get an inbox job again.
     await sql`select crm.enqueue_inbox(${conn}::uuid, 'cron', false)`;
+    // And the */10 crm-outbound cron's: entries a killed worker held get a push job again.
+    const [{ held }] = await sql`select count(*)::int as held from crm.outbox
+                                 where connection_id = ${conn} and state <> 'dead'`;
+    if (held > 0) await sql`select crm.enqueue_outbound(${conn}::uuid, 'cron', false)`;
     await sql`select crm.wake_workers('chaos')`;
   }
 
