@@ -8,14 +8,20 @@
 -- the row kept the old value for good: the drift check sees equal modification times and the
 -- delta's re-read was an "echo". Both sides stayed different after quiesce.
 --
--- Now a ledger match is an echo only while the row still holds what we pushed, holds a value
--- the engine pushed itself (the L1/L2 case: the echo of L1 after L2 was pushed leaves L2), or
--- the field has a pending local edit (L2 not pushed yet). A row holding anything else got it
--- from the CRM side after the push, so the CRM's current value is taken (decision 'take', as
--- for any field changed on the CRM side only; a pending field is never taken this way).
+-- The same happens with an older value of our own: a read made between two pushes (L1 then L2),
+-- applied after the second in the same second, puts L1 back in the row.
+--
+-- Now a ledger match is an echo only while the row holds the value the engine pushed last for
+-- the field (the L1/L2 case: the echo of L1 after L2 was pushed leaves L2), the incoming value
+-- itself, or the field has a pending local edit (L2 not pushed yet). A row holding anything else
+-- (a CRM-side value or an older push) got it from a read older than our last push, so the
+-- CRM's current value is taken (decision 'take', as for any field changed on the CRM side only;
+-- a pending field is never taken this way). A stale read can still flip the row for a moment;
+-- the next read of the CRM's current value (webhook, delta, drift) puts it right, which is
+-- what was missing.
 --
 -- crm.apply_inbound as in 20261205010100_crm_outbound_ledger.sql with step 8 changed: the
--- probe `row_pushed` (the row's value is in the ledger) and the 'echo' condition.
+-- probe `row_pushed` (the row holds the field's last pushed value) and the 'echo' condition.
 create or replace function crm.apply_inbound(p_connection_id uuid, p_object text, p_records jsonb)
   returns table (created integer, updated integer, unchanged integer, deleted integer,
                  stale integer, conflicts integer)
@@ -446,10 +452,11 @@ begin
                        and l.value_hash = crm._hash(v.val) and l.pushed_at > now() - interval '7 days')
                   end as ledger_echo,
                   case when r.any_ledger and not v.held then
-                    exists (select 1 from crm.write_ledger l
-                            where l.object = $1 and l.record_id = r.target_id and l.field = v.field
-                              and l.value_hash = crm._hash(coalesce(v.local_val, 'null'::jsonb))
-                              and l.pushed_at > now() - interval '7 days')
+                    (select l.value_hash = crm._hash(coalesce(v.local_val, 'null'::jsonb))
+                     from crm.write_ledger l
+                     where l.object = $1 and l.record_id = r.target_id and l.field = v.field
+                       and l.pushed_at > now() - interval '7 days'
+                     order by l.id desc limit 1)
                   end as row_pushed
            from rec r
            cross join lateral (
