@@ -106,12 +106,17 @@ function parseTime(s: unknown): number {
 class Crm {
   constructor(readonly provider: ProviderName, readonly url: string) {}
 
-  async call(method: string, path: string, body?: unknown): Promise<{ status: number; json: Any }> {
+  async call(
+    method: string,
+    path: string,
+    body?: unknown,
+    timeoutMs = 30_000,
+  ): Promise<{ status: number; json: Any }> {
     const res = await fetch(`${this.url}/__admin${path}`, {
       method,
       headers: { "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(30_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
     let json: unknown = null;
@@ -414,7 +419,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   async function quiesce() {
     const q0 = Date.now();
     await setFaults(false);
-    const idle = await crm.call("POST", "/webhooks/idle", { timeoutMs: 60_000 });
+    const idle = await crm.call("POST", "/webhooks/idle", { timeoutMs: 60_000 }, 70_000);
     if (idle.status >= 300) throw new Error(`webhooks/idle: ${idle.status}`);
     await drain("after the ops");
     await inbound("delta");
