@@ -347,13 +347,25 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
 
   async function settled(): Promise<boolean> {
     const [r] = await sql`
-      select (select count(*) from crm.outbox where connection_id = ${conn}
-                and state <> 'dead') as outbox,
+      select (select count(*) from crm.outbox o where o.connection_id = ${conn}
+                and o.state <> 'dead'
+                -- manual: an entry held by an open conflict waits for the barrier's resolution.
+                and not exists (select 1 from crm.conflicts k
+                                where k.connection_id = o.connection_id
+                                  and k.record_id = o.record_id and k.resolved_at is null))
+               as outbox,
              (select count(*) from crm.webhook_events where connection_id = ${conn}
                 and state in ('pending', 'processing')) as inbox,
-             (select count(*) from crm.jobs where connection_id = ${conn}
-                and (state = 'running' or (state = 'queued' and run_after <= now()))) as jobs`;
-    return Number(r.outbox) + Number(r.inbox) + Number(r.jobs) === 0;
+             (select count(*) from crm.jobs where connection_id = ${conn} and kind <> 'outbound'
+                and (state = 'running' or (state = 'queued' and run_after <= now()))) as jobs,
+             (select count(*) from crm.jobs where connection_id = ${conn} and kind = 'outbound'
+                and (state = 'running' or (state = 'queued' and run_after <= now()))) as pushes,
+             (select count(*) from crm.outbox o where o.connection_id = ${conn}
+                and o.state <> 'dead') as entries`;
+    // Held entries alone keep a push job coming back; they are settled for this purpose.
+    const held = Number(r.entries) > 0 && Number(r.outbox) === 0;
+    return Number(r.outbox) + Number(r.inbox) + Number(r.jobs) + (held ? 0 : Number(r.pushes)) ===
+      0;
   }
 
   /** Time passing, fast: backoffs and leases of work nobody holds any more are made due. A
