@@ -99,7 +99,8 @@ for (let s = seed0; s < seed0 + Number(a.seeds); s++) {
       }
       if (a.shrink) {
         const small = await shrink(ops, opts, (l) => console.error(l));
-        const file = `tests/chaos/regressions/${provider}-${policy}-seed${s}.json`;
+        const file =
+          `tests/chaos/regressions/${opts.provider}-${opts.policy}-seed${opts.seed}.json`;
         await Deno.mkdir("tests/chaos/regressions", { recursive: true });
         await Deno.writeTextFile(
           file,
