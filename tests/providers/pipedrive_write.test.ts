@@ -335,6 +335,44 @@ test(
   },
 );
 
+test(
+  "half-name updates join the CRM's current other half, read 100 at a time, never the row's",
+  async (pd, h) => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const made = await admin(pd.url, "POST", "/__admin/records/person", {
+        name: `Ada Lovelace${i}`,
+      }) as Rec;
+      ids.push(String(made.id));
+    }
+    // A CRM user renames the last halves after the app read the rows.
+    for (const id of ids) {
+      await admin(pd.url, "PATCH", `/__admin/records/person/${id}`, { name: `Ada King${id}` });
+    }
+    h.reset();
+    const results = await h.writer.write(
+      "contacts",
+      ids.map((id, i) => ({
+        kind: "update" as const,
+        ref: `u${i}`,
+        remoteType: "persons",
+        remoteId: id,
+        properties: { first_name: "Augusta" },
+      })),
+    );
+    results.forEach((r) => ok(r));
+    for (const id of ids) {
+      assert.equal((await record(pd, "person", id)).name, `Augusta King${id}`);
+    }
+    assert.deepEqual(
+      h.kinds.filter((k) => k === "read").length,
+      1,
+      `one read for five updates: ${h.kinds.join(",")}`,
+    );
+    assert.equal(h.kinds.filter((k) => k === "update").length, 5);
+  },
+);
+
 test("an uncertain create finds the earlier attempt's record: no duplicate", async (pd, h) => {
   const setup = await h.writer.ensureExternalId("persons");
   assert.ok(setup.ok);

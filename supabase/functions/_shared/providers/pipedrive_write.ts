@@ -316,6 +316,7 @@ export function createPipedriveWriter(
     key: string | null,
     opts: ListOptions,
     last: { error?: HttpAnswerError },
+    stored: ReadonlyMap<string, Record<string, unknown>>,
   ): Promise<WriteResult> {
     if (op.kind === "delete") {
       const id = Number(op.remoteId);
@@ -335,7 +336,10 @@ export function createPipedriveWriter(
       const id = Number(op.remoteId);
       const parts_ = buildBody(entity, op.properties, "update");
       let body = parts_.body;
-      if (entity === "persons" && needsStored(parts_)) {
+      const prefetched = entity === "persons" ? stored.get(op.remoteId) : undefined;
+      if (prefetched) {
+        body = completeWithStored(parts_, prefetched);
+      } else if (entity === "persons" && needsStored(parts_)) {
         const got = await answer(
           "read",
           async () => (await apis.persons.getPerson({ id })) as { data?: Record<string, unknown> },
@@ -382,6 +386,46 @@ export function createPipedriveWriter(
     return res.ok ? okResult(op.ref, res.data.data, true) : rejected(op.ref, res.error, "create");
   }
 
+  /**
+   * Reads those persons 100 at a time by id (v2 `ids`) before the updates are sent: one call per
+   * 100 updates instead of one each. The row's own other half is never sent: it may be older
+   * than a CRM user's edit of it (found by the chaos harness). A person the listing does not
+   * return, or a listing that failed, is read alone by the update itself.
+   */
+  async function prefetchPersons(
+    ops: WriteOp[],
+    entities: (PdEntity | null)[],
+    opts: ListOptions,
+  ): Promise<Map<string, Record<string, unknown>>> {
+    const ids: string[] = [];
+    for (const [i, op] of ops.entries()) {
+      if (entities[i] !== "persons" || op.kind !== "update" || !/^\d+$/.test(op.remoteId)) continue;
+      if (needsStored(buildBody("persons", op.properties, "update"))) ids.push(op.remoteId);
+    }
+    const found = new Map<string, Record<string, unknown>>();
+    for (let k = 0; k < ids.length; k += 100) {
+      const chunk = ids.slice(k, k + 100);
+      try {
+        const got = await answer(
+          "read",
+          async () =>
+            (await apis.persons.getPersons({ ids: chunk.join(","), limit: 100 })) as {
+              data?: Record<string, unknown>[] | null;
+            },
+          opts,
+          {},
+        );
+        if (!got.ok) continue;
+        for (const p of got.data.data ?? []) found.set(String(p.id), p);
+      } catch (e) {
+        if (!(e instanceof ProviderError) || e.action === "revoked" || e.action === "reauth") {
+          throw e;
+        }
+      }
+    }
+    return found;
+  }
+
   async function write(
     object: ObjectType,
     ops: WriteOp[],
@@ -394,6 +438,9 @@ export function createPipedriveWriter(
       const e = entities[i];
       if (op.kind === "create" && e && !keyOf.has(e)) keyOf.set(e, await lookupKey(e, opts));
     }
+    // The persons of this call's updates that need the CRM's stored values (the other half of
+    // the name, the email and phone lists), as the CRM holds them now.
+    const stored = await prefetchPersons(ops, entities, opts);
     let stopped: { message: string; retryAfterMs?: number } | null = null;
     let next = 0;
     let fatal: unknown = null;
@@ -428,7 +475,7 @@ export function createPipedriveWriter(
         }
         const last: { error?: HttpAnswerError } = {};
         try {
-          results[i] = await one(op, entity, keyOf.get(entity) ?? null, opts, last);
+          results[i] = await one(op, entity, keyOf.get(entity) ?? null, opts, last, stored);
         } catch (e) {
           if (!(e instanceof ProviderError) || e.action === "revoked" || e.action === "reauth") {
             fatal = e;
@@ -469,9 +516,10 @@ export function createPipedriveWriter(
   return {
     maxBatch: 1,
     chunk: 20,
-    // v2 takes a person's name whole: with both halves the update needs no read first.
-    sendTogether: (remoteType) =>
-      entityOf(remoteType) === "persons" ? [["first_name", "last_name"]] : [],
+    // No sendTogether for persons' first and last name: sending the row's other half (to spare
+    // the read) overwrote a concurrent CRM edit of that half, a field the app never changed
+    // (found by the chaos harness, tests/chaos/regressions/pipedrive-*.json). An update of one
+    // half reads the person and joins the CRM's current other half (completeWithStored).
     async externalIdProperty(remoteType) {
       const entity = entityOf(remoteType);
       if (!entity) throw new ProviderError(`unknown Pipedrive type ${remoteType}`, "fatal");

@@ -1,0 +1,151 @@
+// The chaos harness's model: from what each side did between two barriers (recorded effects,
+// with the app's edit time and the CRM's modification time as the engine sees them) it predicts,
+// per record, whether it is alive and each field's final value under the connection's policy.
+//
+// What it can predict exactly, and what it cannot (then it allows a set of outcomes, never
+// anything outside it):
+// - A field changed on one side only: that side's last value.
+// - Changed on both sides: `crm_wins` → the CRM's value when the CRM's last edit came after the
+//   app's (in real time: the harness runs operations one at a time); `app_wins` → the app's when
+//   the app's came after. Otherwise whether the engine saw the two edits as one conflict or as
+//   two successive changes depends on when the worker pulled, which the harness does not observe:
+//   either value. `newest_wins` → the CRM's value when its recorded modification time is later
+//   than the app's edit time (the engine compares exactly these; Salesforce and Pipedrive times
+//   are whole seconds), the app's when the app's edit came last, after every CRM modification of
+//   the record recorded so far; otherwise either. `manual` → either, and a conflict the harness
+//   resolves at the barrier must end with the chosen side's value.
+// - Liveness: no delete → alive; deletes on one side only (app soft/hard delete, CRM delete or
+//   merge loser, a restore after a CRM delete) → that side's last word. Deletes and restores
+//   mixed with the other side's edits: `newest_wins` and `crm_wins` → a CRM delete wins over app
+//   edits; `app_wins` → an app edit after the CRM delete recreates the record; anything else
+//   (e.g. an app delete racing a CRM edit, which the design does not specify) → alive or deleted,
+//   and if alive any value either side wrote. Both sides must still agree.
+import type { Field, Values } from "./ops.ts";
+
+export type Policy = "newest_wins" | "crm_wins" | "app_wins" | "manual";
+
+export type Effect =
+  | { side: "app"; kind: "insert" | "edit"; op: number; at: number; v: Values }
+  | { side: "app"; kind: "delete"; op: number; at: number }
+  /** `raced`: fields of this CRM edit that had an app edit queued but not yet pushed when the
+   * CRM edit was made (the harness looks at the outbox right before it writes). */
+  | { side: "crm"; kind: "create" | "edit"; op: number; at: number; v: Values; raced?: Field[] }
+  | { side: "crm"; kind: "delete" | "restore" | "merged" | "touch"; op: number; at: number };
+
+export interface Base {
+  live: boolean;
+  v: Values;
+}
+
+export interface Expect {
+  live: Set<boolean>;
+  fields: Partial<Record<Field, Set<string | null>>>;
+  why: string[];
+}
+
+const setOf = <T>(...xs: T[]) => new Set(xs);
+
+/**
+ * `pushWindow`: how to judge a CRM edit made while an app edit of the same field waited in the
+ * outbox. The push is a blind write (no CRM offers a conditional update the engine uses), so
+ * the push overwrites the CRM edit, which then comes back as the engine's own echo: the CRM's
+ * edit is lost with no conflict recorded, whatever the policy. `strict` expects what the policy
+ * says (and so reports that loss); `known` allows either value and counts the case.
+ */
+export function expect(
+  policy: Policy,
+  fields: readonly Field[],
+  base: Base | null,
+  effects: Effect[],
+  resolved: Partial<Record<Field, string | null>> = {},
+  pushWindow: "strict" | "known" = "strict",
+): Expect {
+  const why: string[] = [];
+  const app = effects.filter((e) => e.side === "app");
+  const crm = effects.filter((e) => e.side === "crm");
+  const start: Values = { ...(base?.v ?? {}) };
+  for (const e of effects) {
+    if (e.kind === "insert" || e.kind === "create") Object.assign(start, e.v);
+  }
+
+  // Liveness.
+  let live: Set<boolean>;
+  const appDel = app.some((e) => e.kind === "delete");
+  const crmLife = crm.filter((e) => ["delete", "merged", "restore"].includes(e.kind));
+  type Edit = { op: number; at: number; v: Values; raced?: Field[] };
+  const edits = (l: Effect[]) => l.filter((e) => e.kind === "edit") as Edit[];
+  const appEdits = edits(app);
+  const crmEdits = edits(crm);
+  const existed = base?.live ?? effects.some((e) => e.kind === "insert" || e.kind === "create");
+  let mixed = false;
+  if (!appDel && !crmLife.length) {
+    live = setOf(existed);
+  } else if (appDel && !crm.some((e) => e.kind !== "touch")) {
+    live = setOf(false);
+  } else if (appDel) {
+    live = setOf(true, false);
+    mixed = true;
+    why.push("an app delete and CRM operations on one record");
+  } else {
+    const last = crmLife[crmLife.length - 1];
+    const crmLive = last.kind === "restore";
+    const killed = crmLife.some((e) => e.kind !== "restore");
+    if (!appEdits.length) live = setOf(crmLive);
+    else if (crmLive || crmLife.some((e) => e.kind === "merged")) {
+      live = setOf(true, false);
+      mixed = true;
+      why.push("app edits and a CRM restore or merge");
+    } else if (killed && (policy === "newest_wins" || policy === "crm_wins")) {
+      live = setOf(false);
+      why.push("a CRM delete against app edits: the delete wins");
+    } else if (
+      policy === "app_wins" && appEdits.some((a) => a.op > last.op)
+    ) {
+      live = setOf(true);
+      mixed = true;
+      why.push("app_wins: an app edit after the CRM delete recreates the record");
+    } else {
+      live = setOf(true, false);
+      mixed = true;
+      why.push(`${policy}: a CRM delete and app edits`);
+    }
+  }
+
+  const out: Expect = { live, fields: {}, why };
+  for (const f of fields) {
+    const a = appEdits.filter((e) => e.v[f] !== undefined).pop();
+    const c = crmEdits.filter((e) => e.v[f] !== undefined).pop();
+    const b = start[f] ?? null;
+    let s: Set<string | null>;
+    if (mixed) {
+      s = setOf<string | null>(b);
+      for (const e of effects) if ("v" in e && e.v[f] !== undefined) s.add(e.v[f]!);
+    } else if (!a && !c) s = setOf(b);
+    else if (!c) s = setOf(a!.v[f]!);
+    else if (!a) s = setOf(c.v[f]!);
+    else {
+      const av = a.v[f]!, cv = c.v[f]!;
+      const either = setOf<string | null>(av, cv);
+      if (policy === "crm_wins") s = c.op > a.op ? setOf(cv) : either;
+      else if (policy === "app_wins") s = a.op > c.op ? setOf(av) : either;
+      else if (policy === "newest_wins") {
+        const crmAfter = crm.filter((e) => e.op > a.op);
+        const crmMax = Math.max(...crm.map((e) => e.at));
+        if (c.at > a.at) s = setOf(cv);
+        else if (!crmAfter.length && a.at > crmMax) s = setOf(av);
+        else s = either;
+      } else s = either;
+      if (c.raced?.includes(f) && c.op > a.op) {
+        why.push(`${f}: the CRM edit #${c.op} raced a queued push of app edit #${a.op}`);
+        if (pushWindow === "known") s = either;
+      }
+      if (s.size > 1) why.push(`${f}: concurrent edits under ${policy}`);
+    }
+    if (f in resolved) {
+      s = setOf(resolved[f] ?? null);
+      why.push(`${f}: manual conflict resolved`);
+    }
+    out.fields[f] = s;
+  }
+  return out;
+}
