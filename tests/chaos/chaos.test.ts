@@ -48,15 +48,16 @@ for (const provider of PROVIDERS) {
 }
 
 const dir = new URL("./regressions/", import.meta.url);
-for (const e of [...Deno.readDirSync(dir)].filter((e) => e.name.endsWith(".json")).sort()) {
-  const fx = JSON.parse(Deno.readTextFileSync(new URL(e.name, dir))) as {
+const files = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".json"));
+for (const name of files.sort()) {
+  const fx = JSON.parse(Deno.readTextFileSync(new URL(name, dir))) as {
     about: string;
     known?: string;
     options: Omit<RunOptions, "log">;
     ops: Op[];
   };
   Deno.test({
-    name: `chaos regression ${e.name}: ${fx.about.slice(0, 80)}`,
+    name: `chaos regression ${name}: ${fx.about.slice(0, 80)}`,
     ...opts,
     // A fixture of a limit not fixed yet says why; it is kept so the fix can be checked.
     ignore: fx.known !== undefined,
