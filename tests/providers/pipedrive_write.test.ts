@@ -588,7 +588,7 @@ test("N ops are N calls with bounded concurrency, paced by beforeRequest", async
   assert.deepEqual(kinds, ids.map(() => "update"));
   assert.ok(maxOpen > 1 && maxOpen <= 4, `at most 4 calls at once, saw ${maxOpen}`);
   assert.equal(adapter.writer!.maxBatch, 1);
-  assert.equal(adapter.writer!.chunk, 20);
+  assert.equal(adapter.writer!.chunk, 100);
   assert.equal(h.calls(), 0);
 });
 
