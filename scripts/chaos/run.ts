@@ -189,6 +189,9 @@ interface Handle {
   email: string;
 }
 
+/** Added to a run's seed for its sandbox (see runOps). */
+const SANDBOX_SEED_BASE = 10_000;
+
 const ACCOUNT: Record<ProviderName, string> = {
   hubspot: "HUBSPOT_PORTAL_ID",
   salesforce: "SALESFORCE_ORG_ID",
@@ -277,7 +280,10 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   const log = o.log ?? (() => {});
   const p = o.provider;
   const fields = FIELDS[p];
-  const sb = await startSandbox(p, o.seed);
+  // The sandbox's own seed is kept apart from the run's: its account ids (portal, org, company)
+  // come from it, and seed 1 is the test stack's own sandboxes, whose connections a run must
+  // never replace.
+  const sb = await startSandbox(p, SANDBOX_SEED_BASE + o.seed);
   const crm = new Crm(p, sb.url);
   const sql = postgres(need("SUPABASE_DB_URL"), {
     max: 4,
