@@ -136,17 +136,20 @@ for (const provider of PROVIDERS) {
           modifiedAt: at.toISOString(),
         });
         const answer = await triggerSync(sql, "contacts", conn);
-        const run = answer.runs.find((r) => r.object === "contacts")!;
-        assert.equal(run.status, "success", JSON.stringify(run));
+        // One run, or several when a request's CPU budget ended it and a continuation resumed
+        // from its checkpoint (a slower machine): the walk is judged over all of them.
+        const runs = answer.runs.filter((r) => r.object === "contacts");
+        assert.ok(
+          runs.length >= 1 && runs.every((r) => r.status === "success"),
+          JSON.stringify(runs),
+        );
         assert.equal(answer.more, false);
         const [{ n }] = await sql`select count(*)::int as n from crm.contacts
                                   where connection_id = ${conn} and remote_updated_at = ${at}`;
         assert.equal(n, 5_000, "every bulk-edited record carries the new time");
         // Read once: the walk re-reads at most its small overlap window, never the tie twice.
-        assert.ok(
-          (run.processed as number) >= 5_000 && (run.processed as number) < 5_200,
-          JSON.stringify(run),
-        );
+        const processed = runs.reduce((t, r) => t + (r.processed as number), 0);
+        assert.ok(processed >= 5_000 && processed < 5_200, JSON.stringify(runs));
       });
     },
   });
