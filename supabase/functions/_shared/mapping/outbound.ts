@@ -35,14 +35,8 @@ export interface OutboundPlan {
 export interface OutboundMapper {
   /** The remote object a row is written to, or null when nothing maps the object outbound. */
   remoteType(object: ObjectType, row: Record<string, unknown>): string | null;
-  /** The properties to send for the changed `fields` of `row` (a new record's: all it has).
-   * `together`: groups of remote properties sent whole when one of them is sent. */
-  plan(
-    object: ObjectType,
-    row: Record<string, unknown>,
-    fields: readonly string[],
-    together?: readonly (readonly string[])[],
-  ): OutboundPlan;
+  /** The properties to send for the changed `fields` of `row` (a new record's: all it has). */
+  plan(object: ObjectType, row: Record<string, unknown>, fields: readonly string[]): OutboundPlan;
 }
 
 interface Compiled {
@@ -89,7 +83,7 @@ export function createOutboundMapper(
 
   return {
     remoteType,
-    plan(object, row, fields, together = []) {
+    plan(object, row, fields) {
       const type = remoteType(object, row);
       const out: OutboundPlan = {
         remoteType: type ?? "",
@@ -99,12 +93,6 @@ export function createOutboundMapper(
       };
       const list = type ? byObject.get(object)!.get(type)! : [];
       const wanted = new Set(fields);
-      for (const group of together) {
-        const members = list.filter((m) => group.includes(m.property));
-        if (members.some((m) => wanted.has(m.column))) {
-          for (const m of members) wanted.add(m.column);
-        }
-      }
       const mapped = new Set(list.map((m) => m.column));
       for (const f of fields) {
         if (!mapped.has(f)) out.skipped.push({ field: f, reason: "no outbound mapping" });

@@ -518,7 +518,7 @@ export function createPipedriveWriter(
     // 100: one v2 list by ids reads every person of a chunk that needs its stored values (the
     // list's page size); 100 PATCHes at the documented 80 requests / 2 s take 2.5 s.
     chunk: 100,
-    // No sendTogether for persons' first and last name: sending the row's other half (to spare
+    // Persons' first and last name: sending the row's other half (to spare
     // the read) overwrote a concurrent CRM edit of that half, a field the app never changed
     // (found by the chaos harness, tests/chaos/regressions/pipedrive-*.json). An update of one
     // half reads the person and joins the CRM's current other half (completeWithStored).

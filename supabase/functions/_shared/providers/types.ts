@@ -250,12 +250,6 @@ export interface ProviderWriter {
   readonly maxBatch: number;
   /** Most ops the engine passes to one write() call (several API calls for Pipedrive). */
   readonly chunk: number;
-  /** Properties of `remoteType` the CRM only takes together: when one of a group changes, the
-   * engine sends the whole group from the row, sparing the writer a read of the record. Only for
-   * groups whose other members cannot change in the CRM meanwhile: Pipedrive persons' first and
-   * last name do not qualify (the row's other half overwrote a CRM user's concurrent edit of
-   * it), so its writer reads the persons instead and no writer uses this today. */
-  sendTogether?(remoteType: string): readonly (readonly string[])[];
   /** The property holding our external id on `remoteType` (HubSpot `crm_sync_id`, Salesforce
    * `Crm_Sync_Id__c`, Pipedrive the custom field's key once known). */
   externalIdProperty(remoteType: string): Promise<string>;

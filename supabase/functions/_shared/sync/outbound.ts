@@ -106,13 +106,7 @@ export async function runOutbound(
         let batch;
         try {
           await gate.prepare(creates, { deadline: o.deadline });
-          batch = planPush(
-            object,
-            entries,
-            ctx.outbound,
-            gate.hold,
-            (t) => writer.sendTogether?.(t) ?? [],
-          );
+          batch = planPush(object, entries, ctx.outbound, gate.hold);
         } catch (e) {
           // Nothing was sent: the claimed entries go back with the reason, not left leased.
           const reason = errorMessage(e);

@@ -29,7 +29,6 @@ export function planPush(
   entries: OutboxEntry[],
   mapper: OutboundMapper,
   holdCreate: CreateHold,
-  together: (remoteType: string) => readonly (readonly string[])[] = () => [],
 ): PushBatch {
   const b: PushBatch = {
     ops: [],
@@ -57,12 +56,7 @@ export function planPush(
       b.completed.push({ id: e.id, lease: e.lease });
       continue;
     }
-    const plan = mapper.plan(
-      object,
-      row,
-      e.changedColumns,
-      together(mapper.remoteType(object, row) ?? ""),
-    );
+    const plan = mapper.plan(object, row, e.changedColumns);
     for (const s of plan.skipped) b.skipped.push({ record_id: e.recordId, ...s });
     for (const w of plan.warnings) b.warnings.push({ record_id: e.recordId, ...w });
     if (!plan.remoteType) {
