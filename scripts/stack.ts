@@ -22,6 +22,7 @@ import { ensureStackSecrets } from "../shared/local/secrets.ts";
 import { down, kill, sandboxStateDir, up, type UpOptions } from "../shared/local/stack.ts";
 import { handleShutdown, say } from "../shared/local/shutdown.ts";
 import { runStatusView } from "../shared/local/status_view.ts";
+import { tryItLines } from "../shared/local/try_it.ts";
 import { importKey } from "../supabase/functions/_shared/crypto.ts";
 
 const USAGE = "usage: stack.ts up|down|reset|start [--records N] [--no-connections] [--fresh]\n" +
@@ -77,6 +78,18 @@ async function wipe() {
   await down(cfg);
   await Deno.remove(cfg.pgDir, { recursive: true }).catch(() => {});
   await Deno.remove(sandboxStateDir(cfg), { recursive: true }).catch(() => {});
+}
+
+/** The sandbox providers the "try it" commands can use. */
+async function sandboxProviders(env: Record<string, string>): Promise<string[]> {
+  const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
+  try {
+    const rows = await sql`select distinct provider from crm.connections
+                           where status = 'active' and settings ? 'base_url'`;
+    return rows.map((r) => r.provider as string);
+  } finally {
+    await sql.end();
+  }
 }
 
 /** The initial backfill; returns the line the live status keeps showing. */
@@ -163,7 +176,12 @@ switch (positionals[0]) {
       `backfill failed: ${(e as Error).message}`
     );
     if (shutdown.stopping) await shutdown.done;
-    await runStatusView(cfg, env, [note]).catch(unlessStopping);
+    const tryIt = note.startsWith("backfill done")
+      ? tryItLines(await sandboxProviders(env).catch(() => []))
+      : [];
+    await runStatusView(cfg, env, { notes: [note], tryIt, signal: shutdown.signal })
+      .catch(unlessStopping);
+    if (shutdown.stopping) await shutdown.done;
     break;
   }
   case "credentials": {
