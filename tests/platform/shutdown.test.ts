@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../../shared/local/config.ts";
 import { startTime } from "../../shared/local/processes.ts";
+import { assertGone, cleanUp, members, stackGroups } from "./_stack.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const BASE = Number(Deno.env.get("CRM_STACK_PORT_BASE") || 25300) + 50;
@@ -75,48 +76,12 @@ async function until(what: string, check: () => boolean, run: Run, ms = 180_000)
   }
 }
 
-/** Pids of every process in the given process groups (zombies aside). */
-function members(groups: number[]): number[] {
-  const out: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (f[0] !== "Z" && groups.includes(Number(f[2]))) out.push(Number(e.name));
-    } catch { /* exited meanwhile */ }
-  }
-  return out;
-}
-
-/** The stack's process groups: the command's, each service's, Postgres's. */
-function stackGroups(dir: string, run: Run): number[] {
-  const groups = [run.pid];
-  for (const s of ["emulators", "gateway", "pg_net_worker"]) {
-    const f = join(dir, "pids", `${s}.pid`);
-    groups.push(Number(Deno.readTextFileSync(f).trim().split(/\s+/)[0]));
-  }
-  const postmaster = Number(
-    Deno.readTextFileSync(join(dir, "pg", "data", "postmaster.pid")).split("\n")[0],
-  );
-  const stat = Deno.readTextFileSync(`/proc/${postmaster}/stat`);
-  groups.push(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]));
-  return groups;
-}
-
 async function up(dir: string): Promise<{ run: Run; groups: number[] }> {
   const run = startStack(dir);
   await until("the stack's env file", () => run.output().includes("stack.env"), run);
   // The command is in its status view (or its backfill) now.
   await new Promise((r) => setTimeout(r, 500));
-  return { run, groups: stackGroups(dir, run) };
-}
-
-function assertGone(dir: string, groups: number[], out: string) {
-  assert.deepEqual(members(groups), [], `processes of the stack left:\n${out}`);
-  const pids = existsSync(join(dir, "pids")) ? [...Deno.readDirSync(join(dir, "pids"))] : [];
-  assert.deepEqual(pids.map((p) => p.name), [], "pid files left");
-  assert.ok(!existsSync(join(dir, "pg", "data", "postmaster.pid")), "postgres still running");
+  return { run, groups: stackGroups(dir, run.pid) };
 }
 
 Deno.test({
@@ -177,22 +142,7 @@ Deno.test({
         bystander.kill("SIGKILL");
       } catch { /* gone */ }
       await bystander.status;
-      // Whatever a failed run left: stop it by its own pid files, then remove the folder.
-      const leftovers = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", join(ROOT, "scripts", "stack.ts"), "down"],
-        clearEnv: true,
-        env: {
-          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-          HOME: Deno.env.get("HOME") ?? "/root",
-          CRM_STACK_PROFILE: "test",
-          CRM_STACK_DIR: dir,
-          CRM_STACK_PORT_BASE: String(BASE),
-        },
-        stdout: "null",
-        stderr: "null",
-      });
-      await leftovers.output().catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await cleanUp(dir, ROOT, BASE);
     }
   },
 });

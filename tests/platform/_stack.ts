@@ -1,0 +1,59 @@
+// What the platform tests need to watch a whole stack started by scripts/stack.ts in a folder
+// of its own: the process groups it made, and that none of them is left after it stopped.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+/** Pids of every process in the given process groups (zombies aside). */
+export function members(groups: number[]): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (f[0] !== "Z" && groups.includes(Number(f[2]))) out.push(Number(e.name));
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}
+
+/** The stack's process groups: the command's (`commandGroup`), each service's, Postgres's. */
+export function stackGroups(dir: string, commandGroup: number): number[] {
+  const groups = [commandGroup];
+  for (const s of ["emulators", "gateway", "pg_net_worker"]) {
+    const f = join(dir, "pids", `${s}.pid`);
+    groups.push(Number(Deno.readTextFileSync(f).trim().split(/\s+/)[0]));
+  }
+  const postmaster = Number(
+    Deno.readTextFileSync(join(dir, "pg", "data", "postmaster.pid")).split("\n")[0],
+  );
+  const stat = Deno.readTextFileSync(`/proc/${postmaster}/stat`);
+  groups.push(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]));
+  return groups;
+}
+
+export function assertGone(dir: string, groups: number[], out: string) {
+  assert.deepEqual(members(groups), [], `processes of the stack left:\n${out}`);
+  const pids = existsSync(join(dir, "pids")) ? [...Deno.readDirSync(join(dir, "pids"))] : [];
+  assert.deepEqual(pids.map((p) => p.name), [], "pid files left");
+  assert.ok(!existsSync(join(dir, "pg", "data", "postmaster.pid")), "postgres still running");
+}
+
+/** Stops whatever a failed run left, by the folder's own pid files, and removes the folder. */
+export async function cleanUp(dir: string, root: string, portBase: number) {
+  await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(root, "scripts", "stack.ts"), "down"],
+    clearEnv: true,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/root",
+      CRM_STACK_PROFILE: "test",
+      CRM_STACK_DIR: dir,
+      CRM_STACK_PORT_BASE: String(portBase),
+    },
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => {});
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}
