@@ -4,7 +4,6 @@
 // crm|app|show, each side's edit reaches the other); Ctrl-C typed into the terminal stops every
 // process of the stack. The pty is util-linux `script` (bsdutils, essential on Debian).
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { ROOT } from "../../shared/local/config.ts";
 import { assertGone, cleanUp, members, stackGroups } from "./_stack.ts";
 
