@@ -61,7 +61,7 @@ export interface StatusModel {
   net: { queued: number; lastHour: number; failed: number };
 }
 
-/** sync_status().last_error is the error's message, or its JSON text when it has none (e.g. a
+/** sync_status().current_error (as last_error) is the error's message, or its JSON text when it has none (e.g. a
  * JSON object stored as a string): the message inside when there is one. */
 export function errorMessage(text: string): string {
   let v: unknown = text;
@@ -91,15 +91,14 @@ export function nextCronRun(schedule: string, after: Date): Date | null {
 
 async function readStreams(sql: postgres.Sql) {
   return await sql`
-    select s.connection_id::text, coalesce(c.name, s.provider) as name, s.provider,
+    select s.connection_id::text, coalesce(s.connection_name, s.provider) as name, s.provider,
            s.connection_status, s.object, s.enabled, s.records, s.outbox_pending,
-           s.pending_outbound, s.dead_letters, s.last_success_at, s.last_failure_at, s.last_error,
+           s.pending_outbound, s.dead_letters, s.current_error,
            s.open_failures, s.jobs_dead, s.budget_paused_until, s.budget_pause_reason,
            s.outbound_setup_error, s.last_outbound_status, s.inbox_pending,
            extract(epoch from s.inbox_oldest_pending_age)::float8 as inbox_oldest_s,
            r.status as run_status, coalesce(r.finished_at, r.started_at) as run_at
     from crm.sync_status() s
-    join crm.connections c on c.id = s.connection_id
     left join lateral (
       select l.status, l.started_at, l.finished_at
       from crm.sync_log l
@@ -128,10 +127,7 @@ async function webhookLag(sql: postgres.Sql): Promise<Map<string, number>> {
 
 function streamErrors(r: postgres.Row): string[] {
   const errors: string[] = [];
-  const failedLast = r.last_failure_at &&
-    (!r.last_success_at || new Date(r.last_failure_at) > new Date(r.last_success_at));
-  if (failedLast && r.last_error) errors.push(errorMessage(String(r.last_error)));
-  else if (failedLast) errors.push("latest run failed");
+  if (r.current_error) errors.push(errorMessage(String(r.current_error)));
   if (num(r.open_failures)) errors.push(`${num(r.open_failures)} record(s) failing`);
   if (num(r.jobs_dead)) errors.push(`${num(r.jobs_dead)} job(s) dead`);
   if (r.budget_paused_until && new Date(r.budget_paused_until) > new Date()) {
