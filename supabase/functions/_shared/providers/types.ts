@@ -46,6 +46,11 @@ export interface ChangePage {
   checkpoint: unknown;
   watermark: Watermark | null;
   done: boolean;
+  /** Records the walk still has to read from this page on, this page included, when the
+   * provider says (HubSpot search `total`, a Salesforce count): each page is a re-query, so it
+   * is what remains, and the walk's estimate is what it read before this page plus this.
+   * Absent when the provider gives no total (Pipedrive, HubSpot list pages after the first). */
+  total?: number;
 }
 
 /** One record's identity and modification time, as a drift check compares them. */
