@@ -50,8 +50,8 @@
 // the records matching from its lower bound on (a re-query, so what remains; the overlap and
 // the ties already seen make it a slight overcount); a tie page's total counts one instant only
 // and is not reported. The list has no total: a list walk's first page asks search for it
-// (limit 1, no filter: one search call per walk), later list pages report none. A failed
-// total leaves it unknown and the walk goes on.
+// (limit 1, no filter: one search call per walk) when the caller asks (ListOptions.countTotal),
+// later list pages report none. A failed total leaves it unknown and the walk goes on.
 import { Client } from "@hubspot/api-client";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -474,7 +474,7 @@ export function createHubSpotAdapter(
           ),
         opts,
       ),
-      walk === null ? countAll(object, opts) : Promise.resolve(undefined),
+      walk === null && opts.countTotal ? countAll(object, opts) : Promise.resolve(undefined),
     ]);
     const startedAt = walk?.startedAt ?? answeredAt(res.headers["date"], askedMs);
     const { records, errors } = split(object, res.data.results);

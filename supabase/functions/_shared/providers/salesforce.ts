@@ -37,8 +37,9 @@
 // most the LIMIT (the rows it returns), so a page tells what remains only when it is short and
 // its sObject the object's last: then it is exact. A walk's first page that is full asks
 // `SELECT COUNT() ... WHERE <its keyset bound>` per sObject of the object (one call each, only
-// for walks longer than a page: an idle delta pays nothing). Other pages report none; a failed
-// count leaves the total unknown and the walk goes on.
+// for walks longer than a page, so an idle delta pays nothing, and only when the caller asks:
+// ListOptions.countTotal). Other pages report none; a failed count leaves the total unknown and
+// the walk goes on.
 import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -489,7 +490,7 @@ export function createSalesforceAdapter(
       const done = next.type >= types.length;
       const total = typeDone && done
         ? res.totalSize ?? res.records.length
-        : checkpoint == null && !typeDone
+        : checkpoint == null && !typeDone && opts.countTotal
         ? await countRows(types, where, opts)
         : undefined;
       let watermark: Watermark | null = null;

@@ -82,6 +82,10 @@ export interface ListOptions {
   /** Epoch ms, the run's budget: no request, rate-limit wait or retry that would end past it is
    * started, and a request still open then is aborted. */
   deadline?: number;
+  /** Report ChangePage.total even where it costs a call of its own (a list walk's first page, a
+   * count): walks showing progress ask, live reads do not. Totals that come free with a page
+   * are reported either way. */
+  countTotal?: boolean;
 }
 
 /** Tokens the adapter obtained by refreshing; the caller persists them encrypted. */

@@ -179,6 +179,8 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
   const fetchPage = pageReader(adapter, mapper, o.object, from, {
     pageSize: o.pageSize,
     deadline: o.deadline,
+    // The walk's estimate (crm.backfill_progress) is worth a call per walk; a dry run's is not.
+    countTotal: !o.dryRun,
   });
   const target: PageTarget = {
     runId,
