@@ -49,7 +49,9 @@ const took = (r: ProgressRow) =>
     ? duration((r.finished_at.getTime() - r.started_at.getTime()) / 1000)
     : "";
 const rate = (r: ProgressRow) => (r.rate === null ? "" : `${n(r.rate)}/s`);
-const eta = (r: ProgressRow) => (r.eta_s === null ? "" : `ETA ${duration(r.eta_s)}`);
+// Whole seconds: crm.backfill_progress() rounds the ETA so.
+const eta = (r: ProgressRow) =>
+  r.eta_s === null ? "" : `ETA ${r.eta_s < 60 ? `${Math.round(r.eta_s)} s` : duration(r.eta_s)}`;
 
 /** A walk that ended has read what there was: its total is its count. */
 function barTotal(r: ProgressRow): number | null {
@@ -122,7 +124,7 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
   const payload = (r: ProgressRow): Payload => ({
     label: label(r),
     count: barTotal(r) === null
-      ? `${n(r.records).padStart(7)} records (no total)`
+      ? `${n(r.records).padStart(7)} records`
       : `${n(r.records)}/${n(barTotal(r)!)}`,
     pace: r.state === "running" ? [rate(r), eta(r)].filter(Boolean).join(" ") : "",
     state: stateText(r),

@@ -74,7 +74,7 @@ Deno.test("through a pipe: one line per change, no ANSI, then the final table", 
   assert.deepEqual(lines.slice(0, 6), [
     "backfill: HubSpot sandbox contacts waiting 0 records",
     "backfill: Pipedrive sandbox deals waiting 0 records",
-    "backfill: HubSpot sandbox contacts running 400/2,000 (20%) 200/s ETA 8.0 s",
+    "backfill: HubSpot sandbox contacts running 400/2,000 (20%) 200/s ETA 8 s",
     "backfill: Pipedrive sandbox deals running 100 records 50/s",
     "backfill: HubSpot sandbox contacts done in 4.0 s 2,000/2,000 (100%)",
     "backfill: Pipedrive sandbox deals failed: boom 100 records",
@@ -98,8 +98,8 @@ Deno.test("on a terminal: cli-progress bars, a count without a total, cleared be
   assert.ok(ANSI.test(drawn), "the bars are drawn with cursor moves");
   // cli-progress's default bar: 20 cells, a quarter complete.
   assert.ok(drawn.includes("\u2588".repeat(5) + "\u2591".repeat(15)), drawn);
-  assert.match(drawn, /HubSpot sandbox +contacts .* 25% 500\/2,000 250\/s ETA 6\.0 s running/);
-  assert.match(drawn, /Pipedrive sandbox +deals +300 records \(no total\) 100\/s running/);
+  assert.match(drawn, /HubSpot sandbox +contacts .* 25% 500\/2,000 250\/s ETA 6 s running/);
+  assert.match(drawn, /Pipedrive sandbox +deals +300 records 100\/s running/);
   assert.ok(!/Pipedrive sandbox[^\n]*\u2588/.test(drawn), "no bar without a total");
 
   view.update([
