@@ -79,7 +79,8 @@ for (const provider of ["hubspot", "salesforce", "pipedrive"] as const) {
             { processed: 0, estimate: expected },
             "at the first page, nothing read yet and the sandbox's count ahead",
           );
-          assert.equal(Number(p.estimated_total), expected, "the walk's estimate held");
+          // HubSpot's archive listing, read whole after the walk, ends the estimate at its count.
+          assert.equal(Number(p.estimated_total), counted + besides, "the estimate ends exact");
         } finally {
           await sql.unsafe(`drop trigger if exists ${table}_t on crm.sync_log;
                             drop function if exists public.${table}_f();

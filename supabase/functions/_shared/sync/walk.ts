@@ -76,11 +76,13 @@ export async function deletionPage(
     signal: o.signal,
   });
   if (gone.length === 0) return null;
+  // Read whole, the listing is exactly what remains of the walk: its estimate ends at its count.
   return mapPage(mapper, object, {
     records: gone,
     errors: [],
     checkpoint: null,
     watermark: null,
     done: true,
+    total: gone.length,
   });
 }
