@@ -43,7 +43,7 @@ export function duration(s: number): string {
 
 const key = (r: ProgressRow) => `${r.connection_id}:${r.object}`;
 const label = (r: ProgressRow) =>
-  `${r.connection_name.slice(0, 18).padEnd(18)} ${r.object.padEnd(9)}`;
+  `${r.connection_name.slice(0, 14).padEnd(14)} ${r.object.padEnd(9)}`;
 const took = (r: ProgressRow) =>
   r.started_at && r.finished_at
     ? duration((r.finished_at.getTime() - r.started_at.getTime()) / 1000)
@@ -80,7 +80,7 @@ export function progressLine(r: ProgressRow): string {
 
 /** The final table, printed once when the backfill ends. */
 export function progressTable(rows: ProgressRow[]): string[] {
-  const head = `  ${"connection".padEnd(18)} ${"object".padEnd(9)} ${"state".padEnd(8)} ${
+  const head = `  ${"connection".padEnd(14)} ${"object".padEnd(9)} ${"state".padEnd(8)} ${
     "records".padStart(9)
   } ${"estimate".padStart(9)} ${"rate".padStart(9)} ${"took".padStart(8)}`;
   return [
@@ -95,7 +95,8 @@ export function progressTable(rows: ProgressRow[]): string[] {
   ];
 }
 
-// The bar's lines: a bar when there is a total, a count when the CRM gives none (Pipedrive).
+// The bar's lines, within 80 columns: a bar when there is a total, a count when the CRM gives
+// none (Pipedrive). A running stream's bar needs no state beside it.
 const WITH_TOTAL = "  {label} {bar} {percentage}% {count} {pace} {state}";
 const COUNT_ONLY = "  {label} {count} {pace} {state}";
 
@@ -127,7 +128,7 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
       ? `${n(r.records).padStart(7)} records`
       : `${n(r.records)}/${n(barTotal(r)!)}`,
     pace: r.state === "running" ? [rate(r), eta(r)].filter(Boolean).join(" ") : "",
-    state: stateText(r),
+    state: r.state === "running" && !r.last_error ? "" : stateText(r),
     hasTotal: barTotal(r) !== null,
   });
 
@@ -138,7 +139,7 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
       gracefulExit: false,
       hideCursor: false,
       clearOnComplete: true,
-      barsize: 20,
+      barsize: 16,
       barCompleteChar: "\u2588",
       barIncompleteChar: "\u2591",
       // Redrawn when the rows change (below), not on the library's timer alone.

@@ -12,7 +12,7 @@ function row(p: Partial<ProgressRow>): ProgressRow {
   return {
     connection_id: "00000000-0000-4000-8000-000000000001",
     provider: "hubspot",
-    connection_name: "HubSpot sandbox",
+    connection_name: "HubSpot test",
     object: "contacts",
     state: "running",
     records: 0,
@@ -31,7 +31,7 @@ const pipedrive = (p: Partial<ProgressRow>) =>
   row({
     connection_id: "00000000-0000-4000-8000-000000000002",
     provider: "pipedrive",
-    connection_name: "Pipedrive sandbox",
+    connection_name: "Pipedrive test",
     object: "deals",
     ...p,
   });
@@ -72,17 +72,17 @@ Deno.test("through a pipe: one line per change, no ANSI, then the final table", 
   assert.ok(!ANSI.test(text), "no escape sequences in a log");
   const lines = text.trimEnd().split("\n");
   assert.deepEqual(lines.slice(0, 6), [
-    "backfill: HubSpot sandbox contacts waiting 0 records",
-    "backfill: Pipedrive sandbox deals waiting 0 records",
-    "backfill: HubSpot sandbox contacts running 400/2,000 (20%) 200/s ETA 8 s",
-    "backfill: Pipedrive sandbox deals running 100 records 50/s",
-    "backfill: HubSpot sandbox contacts done in 4.0 s 2,000/2,000 (100%)",
-    "backfill: Pipedrive sandbox deals failed: boom 100 records",
+    "backfill: HubSpot test contacts waiting 0 records",
+    "backfill: Pipedrive test deals waiting 0 records",
+    "backfill: HubSpot test contacts running 400/2,000 (20%) 200/s ETA 8 s",
+    "backfill: Pipedrive test deals running 100 records 50/s",
+    "backfill: HubSpot test contacts done in 4.0 s 2,000/2,000 (100%)",
+    "backfill: Pipedrive test deals failed: boom 100 records",
   ]);
   assert.equal(lines[6], "");
   assert.match(lines[7], /connection +object +state +records +estimate +rate +took/);
-  assert.match(lines[8], /HubSpot sandbox +contacts +done +2,000 +2,000 +500\/s +4\.0 s$/);
-  assert.match(lines[9], /Pipedrive sandbox +deals +failed +100 +- +50\/s +2\.0 s +boom$/);
+  assert.match(lines[8], /HubSpot test +contacts +done +2,000 +2,000 +500\/s +4\.0 s$/);
+  assert.match(lines[9], /Pipedrive test +deals +failed +100 +- +50\/s +2\.0 s +boom$/);
   assert.equal(lines[10], "backfill done: 2,100 records processed in 4.0 s, 9 request(s)");
   assert.equal(lines.length, 11);
 });
@@ -96,11 +96,11 @@ Deno.test("on a terminal: cli-progress bars, a count without a total, cleared be
   ]);
   const drawn = out.text();
   assert.ok(ANSI.test(drawn), "the bars are drawn with cursor moves");
-  // cli-progress's default bar: 20 cells, a quarter complete.
-  assert.ok(drawn.includes("\u2588".repeat(5) + "\u2591".repeat(15)), drawn);
-  assert.match(drawn, /HubSpot sandbox +contacts .* 25% 500\/2,000 250\/s ETA 6 s running/);
-  assert.match(drawn, /Pipedrive sandbox +deals +300 records 100\/s running/);
-  assert.ok(!/Pipedrive sandbox[^\n]*\u2588/.test(drawn), "no bar without a total");
+  // 16 cells, a quarter complete.
+  assert.ok(drawn.includes("\u2588".repeat(4) + "\u2591".repeat(12)), drawn);
+  assert.match(drawn, /HubSpot test +contacts .* 25% 500\/2,000 250\/s ETA 6 s *\x1b/);
+  assert.match(drawn, /Pipedrive test +deals +300 records 100\/s *\x1b/);
+  assert.ok(!/Pipedrive test[^\n]*\u2588/.test(drawn), "no bar without a total");
 
   view.update([
     row({ records: 2000, estimated_total: 2000, rate: 500, eta_s: 0 }),
@@ -110,7 +110,11 @@ Deno.test("on a terminal: cli-progress bars, a count without a total, cleared be
     }),
   ], "a stream failed (deals: 502); retrying in 2 s");
   const later = out.text().slice(drawn.length);
-  assert.ok(later.includes("\u2588".repeat(20)), "the bar fills up");
+  assert.ok(later.includes("\u2588".repeat(16)), "the bar fills up");
+  // What is written between two cursor moves fits an 80-column terminal.
+  for (const l of (drawn + later).split(/\r?\n|\x1b\[[0-9;?]*[A-Za-z]/)) {
+    assert.ok(l.length <= 80, `wider than 80: ${l}`);
+  }
   assert.ok(later.includes("a stream failed (deals: 502); retrying in 2 s"), "notes go above");
 
   const before = out.text().length;
@@ -123,8 +127,8 @@ Deno.test("on a terminal: cli-progress bars, a count without a total, cleared be
   assert.ok(end.includes("\x1b[0J"), JSON.stringify(end.slice(0, 80)));
   const table = end.slice(end.lastIndexOf("\x1b[0J") + 4);
   assert.ok(!ANSI.test(table), "the final table is plain text");
-  assert.match(table, /HubSpot sandbox +contacts +done +2,000 +2,000 +500\/s +4\.0 s/);
-  assert.match(table, /Pipedrive sandbox +deals +done +900 +- +150\/s +6\.0 s/);
+  assert.match(table, /HubSpot test +contacts +done +2,000 +2,000 +500\/s +4\.0 s/);
+  assert.match(table, /Pipedrive test +deals +done +900 +- +150\/s +6\.0 s/);
   assert.ok(table.trimEnd().endsWith("backfill done"));
 });
 
