@@ -113,6 +113,8 @@ export interface ProgressRenderer {
   update(rows: ProgressRow[], note?: string | null): void;
   /** Clears the bars and prints the final table and the summary line. */
   end(rows: ProgressRow[], summary: string): void;
+  /** Stops drawing (the stack is stopping): the bars are cleared, later updates ignored. */
+  halt(): void;
 }
 
 export function progressRenderer(o: { stream: ViewStream; tty: boolean }): ProgressRenderer {
@@ -120,6 +122,7 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
   const printed = new Map<string, string>();
   let lastNote: string | null = null;
   let multi: MultiBar<Payload> | null = null;
+  let halted = false;
   const bars = new Map<string, Bar<Payload>>();
 
   const payload = (r: ProgressRow): Payload => ({
@@ -138,6 +141,9 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
       // The stack's own Ctrl-C handling stops the stack; the bars only draw.
       gracefulExit: false,
       hideCursor: false,
+      // The library trims lines to the terminal's width itself; false would switch the
+      // terminal's line wrapping off, and a process killed mid-backfill would leave it off.
+      linewrap: true,
       clearOnComplete: true,
       barsize: 16,
       barCompleteChar: "\u2588",
@@ -175,14 +181,20 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
     }
   };
 
+  const halt = () => {
+    if (!halted) multi?.stop();
+    halted = true;
+  };
   return {
     update(rows, note = null) {
+      if (halted) return;
       if (o.tty) drawOnTerminal(rows, note);
       else printChanges(rows, note);
       lastNote = note;
     },
+    halt,
     end(rows, summary) {
-      multi?.stop();
+      halt();
       if (rows.length) {
         line("");
         for (const l of progressTable(rows)) line(l);
@@ -223,10 +235,14 @@ export function backfillView(
   const ids = conns.map((c) => c.id);
   let retrying: string | null = null;
   let reading: Promise<void> | null = null;
-  // A read that fails (the stack is stopping) draws nothing.
+  // A read that fails means the stack is stopping (Ctrl-C): the bars go, so that they do not
+  // redraw over its shutdown messages.
   const refresh = () =>
     reading ??= readProgress(sql, ids)
-      .then((rows) => view.update(rows, retrying), () => {})
+      .then((rows) => view.update(rows, retrying), () => {
+        clearInterval(timer);
+        view.halt();
+      })
       .finally(() => reading = null);
   const timer = setInterval(refresh, o.pollMs ?? 1000);
   Deno.unrefTimer(timer);

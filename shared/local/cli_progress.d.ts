@@ -15,6 +15,7 @@ export interface Options<P> {
   barIncompleteChar?: string;
   gracefulExit?: boolean;
   hideCursor?: boolean;
+  linewrap?: boolean;
   clearOnComplete?: boolean;
   throttleTime?: number;
 }

@@ -132,6 +132,18 @@ Deno.test("on a terminal: cli-progress bars, a count without a total, cleared be
   assert.ok(table.trimEnd().endsWith("backfill done"));
 });
 
+Deno.test("halted (the stack is stopping), a terminal's bars are cleared and draw no more", () => {
+  const out = fakeStream(true);
+  const view = progressRenderer({ stream: out.stream, tty: true });
+  view.update([row({ records: 500, estimated_total: 2000 })]);
+  view.halt();
+  const halted = out.text().length;
+  assert.ok(out.text().endsWith("\x1b[0J"), "cleared");
+  view.update([row({ records: 900, estimated_total: 2000 })]);
+  assert.equal(out.text().length, halted, "nothing more drawn");
+  assert.ok(!out.text().includes("\x1b[?7l"), "line wrapping is never switched off");
+});
+
 Deno.test("durations read at a glance", () => {
   assert.equal(duration(4.04), "4.0 s");
   assert.equal(duration(200), "3m 20s");
