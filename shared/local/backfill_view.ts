@@ -113,7 +113,8 @@ export interface ProgressRenderer {
   update(rows: ProgressRow[], note?: string | null): void;
   /** Clears the bars and prints the final table and the summary line. */
   end(rows: ProgressRow[], summary: string): void;
-  /** Stops drawing (the stack is stopping): the bars are cleared, later updates ignored. */
+  /** Stops drawing at once and for good (the stack is stopping): whatever was printed below the
+   * bars meanwhile (its shutdown messages) stays; the bars are not redrawn nor cleared. */
   halt(): void;
 }
 
@@ -135,9 +136,18 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
     hasTotal: barTotal(r) !== null,
   });
 
+  // What cli-progress writes to: muted once halted, so that stopping it moves no cursor.
+  const terminal: ViewStream = {
+    write: (s) => halted || o.stream.write(s),
+    isTTY: o.stream.isTTY,
+    get columns() {
+      return o.stream.columns;
+    },
+  };
+
   const drawOnTerminal = (rows: ProgressRow[], note: string | null) => {
     multi ??= new cliProgress.MultiBar<Payload>({
-      stream: o.stream,
+      stream: terminal,
       // The stack's own Ctrl-C handling stops the stack; the bars only draw.
       gracefulExit: false,
       hideCursor: false,
@@ -182,8 +192,9 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
   };
 
   const halt = () => {
-    if (!halted) multi?.stop();
     halted = true;
+    multi?.stop();
+    multi = null;
   };
   return {
     update(rows, note = null) {
@@ -194,7 +205,10 @@ export function progressRenderer(o: { stream: ViewStream; tty: boolean }): Progr
     },
     halt,
     end(rows, summary) {
-      halt();
+      // Cleared (clearOnComplete) unless halted already.
+      multi?.stop();
+      multi = null;
+      halted = true;
       if (rows.length) {
         line("");
         for (const l of progressTable(rows)) line(l);
@@ -222,11 +236,12 @@ export function backfillSummary(r: BackfillResult): string {
 }
 
 /** Follows the connections' backfill in crm.backfill_progress() until finish(): onProgress (the
- * backfill's own callback) redraws at once, a timer every `pollMs` in between. */
+ * backfill's own callback) redraws at once, a timer every `pollMs` in between. `signal` (the
+ * stack's shutdown) halts the drawing at once, before the shutdown prints anything. */
 export function backfillView(
   sql: postgres.Sql,
   conns: Connection[],
-  o: { stream?: ViewStream; tty?: boolean; pollMs?: number } = {},
+  o: { stream?: ViewStream; tty?: boolean; pollMs?: number; signal?: AbortSignal } = {},
 ) {
   const view = progressRenderer({
     stream: o.stream ?? process.stdout,
@@ -246,6 +261,10 @@ export function backfillView(
       .finally(() => reading = null);
   const timer = setInterval(refresh, o.pollMs ?? 1000);
   Deno.unrefTimer(timer);
+  o.signal?.addEventListener("abort", () => {
+    clearInterval(timer);
+    view.halt();
+  }, { once: true });
   return {
     async onProgress(p: BackfillProgress) {
       retrying = p.retrying;

@@ -132,15 +132,16 @@ Deno.test("on a terminal: cli-progress bars, a count without a total, cleared be
   assert.ok(table.trimEnd().endsWith("backfill done"));
 });
 
-Deno.test("halted (the stack is stopping), a terminal's bars are cleared and draw no more", () => {
+Deno.test("halted (the stack is stopping), the bars write nothing more, not even a clear", () => {
   const out = fakeStream(true);
   const view = progressRenderer({ stream: out.stream, tty: true });
   view.update([row({ records: 500, estimated_total: 2000 })]);
+  const drawn = out.text().length;
   view.halt();
-  const halted = out.text().length;
-  assert.ok(out.text().endsWith("\x1b[0J"), "cleared");
   view.update([row({ records: 900, estimated_total: 2000 })]);
-  assert.equal(out.text().length, halted, "nothing more drawn");
+  assert.equal(out.text().length, drawn, "nothing written after the halt");
+  view.end([row({ state: "done", records: 2000, finished_at: at(4) })], "backfill interrupted");
+  assert.match(out.text().slice(drawn), /^\n {2}connection[^\x1b]*backfill interrupted\n$/);
   assert.ok(!out.text().includes("\x1b[?7l"), "line wrapping is never switched off");
 });
 
