@@ -250,7 +250,7 @@ export function backfillView(
   const ids = conns.map((c) => c.id);
   let retrying: string | null = null;
   let reading: Promise<void> | null = null;
-  // A read that fails means the stack is stopping (Ctrl-C): the bars go, so that they do not
+  // A read that fails means the stack is stopping: the bars stop for good, so that they do not
   // redraw over its shutdown messages.
   const refresh = () =>
     reading ??= readProgress(sql, ids)
