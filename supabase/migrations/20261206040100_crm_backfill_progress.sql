@@ -21,11 +21,13 @@
 -- backfill job (an inbound job in mode full or with trigger backfill) for the waiting state.
 -- Redefines crm.record_sync_progress (same signature and increments as 20261122010900).
 
--- Finds a stream's walks and a walk's runs without scanning its sync_log history.
+-- A walk's runs, and the first runs of a stream's backfill walks, without scanning its sync_log
+-- history (the cron deltas' walks are not in the second index).
 create index if not exists sync_log_walk_idx on crm.sync_log (((details ->> 'walk_run')::bigint))
   where details ? 'walk_run';
-create index if not exists sync_log_walk_start_idx on crm.sync_log (connection_id, object, id desc)
-  where direction = 'inbound' and (details ->> 'walk_run')::bigint = id;
+create index if not exists sync_log_backfill_walk_idx on crm.sync_log (connection_id, object, id desc)
+  where direction = 'inbound' and (details ->> 'walk_run')::bigint = id
+    and (trigger = 'backfill' or mode = 'full');
 
 -- Marks a running inbound run as the start of a walk (p_continues false) or as the next run
 -- of the stream's walk in the same mode. A continuation whose walk is unknown (runs from
