@@ -93,12 +93,16 @@ async function sandboxProviders(env: Record<string, string>): Promise<string[]> 
 }
 
 /** The initial backfill; returns the line the live status keeps showing. */
-async function backfill(env: Record<string, string>, since: Date): Promise<string> {
+async function backfill(
+  env: Record<string, string>,
+  since: Date,
+  signal: AbortSignal,
+): Promise<string> {
   const sql = postgres(env.SUPABASE_DB_URL, { max: 1, onnotice: () => {} });
   try {
     const conns = await activeConnections(sql);
     if (conns.length === 0) return "backfill skipped: no active connections";
-    const view = backfillView(sql, conns);
+    const view = backfillView(sql, conns, { signal });
     const ids = conns.map((c) => c.id);
     if (await pendingInbound(sql, ids) > 0) {
       // crm-connect queued it: the workers run it.
@@ -172,7 +176,7 @@ switch (positionals[0]) {
     const since = new Date();
     const env = await shutdown.track(up(cfg, { ...upOptions, signal: shutdown.signal }))
       .catch(unlessStopping);
-    const note = await backfill(env, since).catch((e) =>
+    const note = await backfill(env, since, shutdown.signal).catch((e) =>
       `backfill failed: ${(e as Error).message}`
     );
     if (shutdown.stopping) await shutdown.done;

@@ -207,6 +207,15 @@ Deno.test({
         select (stats ->> 'cpu_ms')::int as cpu_ms from crm.job_workers
         where started_at >= ${t0} and (stats ->> 'jobs')::int > 0`;
       assert.ok(answer.runs.length >= 2, `handed over (${answer.runs.length} runs)`);
+      // crm.backfill_progress() reads the handed-over walk as one: every run and record, and
+      // the estimate Salesforce's counts gave at its first page.
+      const [p] = await sql`select state, records, estimated_total, runs
+                            from crm.backfill_progress()
+                            where connection_id = ${conn} and object = 'contacts'`;
+      assert.deepEqual(
+        { ...p, records: Number(p.records), estimated_total: Number(p.estimated_total) },
+        { state: "done", records: 100_000, estimated_total: 100_000, runs: answer.runs.length },
+      );
       const limit = 2_000;
       assert.ok(
         workers.every((w) => w.cpu_ms < limit),

@@ -13,15 +13,19 @@ export async function walkChanges(
   object: ObjectType,
   from: Watermark | null = null,
   pageSize?: number,
-): Promise<{ seen: RemoteRecord[]; watermark: Watermark | null }> {
+  countTotal?: boolean,
+): Promise<{ seen: RemoteRecord[]; watermark: Watermark | null; totals: (number | null)[] }> {
   const seen: RemoteRecord[] = [];
+  // Each page's ChangePage.total (null when it had none).
+  const totals: (number | null)[] = [];
   let checkpoint: unknown = null;
   for (let i = 0; i < 10_000; i++) {
-    const page = await adapter.changesSince(object, from, checkpoint, pageSize ? { pageSize } : {});
+    const page = await adapter.changesSince(object, from, checkpoint, { pageSize, countTotal });
     assert.deepEqual(page.errors, []);
     seen.push(...page.records);
+    totals.push(page.total ?? null);
     checkpoint = page.checkpoint;
-    if (page.done) return { seen, watermark: page.watermark };
+    if (page.done) return { seen, watermark: page.watermark, totals };
   }
   throw new Error("walk did not finish");
 }

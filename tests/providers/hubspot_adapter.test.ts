@@ -55,7 +55,7 @@ Deno.test({
     });
     try {
       const { adapter, calls } = setup(sandbox);
-      const walked = await walkChanges(adapter, "contacts");
+      const walked = await walkChanges(adapter, "contacts", null, undefined, true);
       const all = walked.seen;
       const ids = new Set(all.map((r) => r.remoteId));
       // Every seeded record is older than the walk: the watermark is the newest one listed.
@@ -68,10 +68,16 @@ Deno.test({
         r: { archived?: boolean },
       ) => !r.archived);
       assert.equal(ids.size, live.length, "every live contact delivered");
-      assert.equal(calls(), Math.ceil(live.length / 100), "one list call per 100 records");
+      assert.equal(
+        calls(),
+        Math.ceil(live.length / 100) + 1,
+        "one list call per 100 records, one search for the total",
+      );
       const routes = (await admin(sandbox.url, "GET", "/__admin/counters")).routes;
-      assert.equal(routes[LIST]?.total, calls(), "the full walk listed");
-      assert.equal(routes[SEARCH]?.total ?? 0, 0, "the full walk never searched");
+      assert.equal(routes[LIST]?.total, calls() - 1, "the full walk listed");
+      assert.equal(routes[SEARCH]?.total ?? 0, 1, "the full walk searched once, for its total");
+      // The list has no total: the first page carries search's, the others none.
+      assert.deepEqual(walked.totals, [live.length, ...walked.totals.slice(1).map(() => null)]);
 
       // A bulk edit: 450 contacts share one modified timestamp (more than two search pages).
       const t = Date.now() + 60_000;
@@ -81,12 +87,16 @@ Deno.test({
         modifiedAt: t,
       });
       const last = all.reduce((a, r) => (r.modifiedAt > a.modifiedAt ? r : a));
-      const delta = (await walkChanges(adapter, "contacts", {
+      const deltaWalk = await walkChanges(adapter, "contacts", {
         modifiedAt: last.modifiedAt,
         remoteId: last.remoteId,
-      })).seen;
+      });
+      const delta = deltaWalk.seen;
       const bulk = delta.filter((r) => Date.parse(r.modifiedAt) === t);
       assert.equal(bulk.length, 450);
+      // A search page's total comes free: what matches from its lower bound on (the overlap
+      // before the watermark included).
+      assert.ok(deltaWalk.totals[0]! >= delta.length, JSON.stringify(deltaWalk.totals));
       assert.equal(new Set(bulk.map((r) => r.remoteId)).size, 450);
 
       const [a, b] = [...ids].slice(0, 2);

@@ -46,6 +46,12 @@
 // burst ceiling) and one v4 batch read per target type on search and by-id pages (search has
 // no `associations`), and they arrive as properties["associations.<toObject>"] = ["123", ...]
 // (numeric order; [] when none).
+// Totals (ChangePage.total, the walk's estimate): a forward search page reports its `total`,
+// the records matching from its lower bound on (a re-query, so what remains; the overlap and
+// the ties already seen make it a slight overcount); a tie page's total counts one instant only
+// and is not reported. The list has no total: a list walk's first page asks search for it
+// (limit 1, no filter: one search call per walk) when the caller asks (ListOptions.countTotal),
+// later list pages report none. A failed total leaves it unknown and the walk goes on.
 import { Client } from "@hubspot/api-client";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -346,7 +352,22 @@ export function createHubSpotAdapter(
     }
     const results = (data as { results?: unknown } | null)?.results;
     if (!Array.isArray(results)) throw new Error("HubSpot search answered without results");
-    return { results };
+    const total = (data as { total?: unknown }).total;
+    return { results, total: typeof total === "number" && total >= 0 ? total : undefined };
+  }
+
+  /** Every live record of `object` as search counts them (see Totals in the header). */
+  async function countAll(
+    object: Exclude<ObjectType, "owners">,
+    opts: ListOptions,
+  ): Promise<number | undefined> {
+    try {
+      const body = { properties: ["hs_object_id"], limit: 1 };
+      return (await call("search", () => search(object, body), opts)).total;
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      return undefined;
+    }
   }
 
   function propsFor(object: Exclude<ObjectType, "owners">): string[] {
@@ -440,18 +461,21 @@ export function createHubSpotAdapter(
     const size = Math.min(opts.pageSize ?? LIST_PAGE, LIST_PAGE);
     const askedMs = Date.now();
     const targets = associationTargets(object);
-    const res = await call(
-      "list",
-      () =>
-        timed(api(object).basicApi).getPageWithHttpInfo(
-          size,
-          walk?.after,
-          propsFor(object),
-          undefined,
-          targets.length ? targets : undefined,
-        ),
-      opts,
-    );
+    const [res, total] = await Promise.all([
+      call(
+        "list",
+        () =>
+          timed(api(object).basicApi).getPageWithHttpInfo(
+            size,
+            walk?.after,
+            propsFor(object),
+            undefined,
+            targets.length ? targets : undefined,
+          ),
+        opts,
+      ),
+      walk === null && opts.countTotal ? countAll(object, opts) : Promise.resolve(undefined),
+    ]);
     const startedAt = walk?.startedAt ?? answeredAt(res.headers["date"], askedMs);
     const { records, errors } = split(object, res.data.results);
     // The list answers associated ids inline (`associations=`), so a list page costs one call
@@ -472,6 +496,7 @@ export function createHubSpotAdapter(
         checkpoint: { walk: "list", after, startedAt, newest } satisfies ListWalk,
         watermark: null,
         done: false,
+        ...(total === undefined ? {} : { total }),
       };
     }
     // remoteId "": nothing at that instant is claimed read (ids sort after "").
@@ -482,6 +507,7 @@ export function createHubSpotAdapter(
       checkpoint: null,
       watermark: { modifiedAt: at, remoteId: "" },
       done: true,
+      ...(total === undefined ? {} : { total }),
     };
   }
 
@@ -615,7 +641,15 @@ export function createHubSpotAdapter(
       const watermark: Watermark | null = last
         ? { modifiedAt: last.modifiedAt, remoteId: last.remoteId }
         : null;
-      return { records: fresh, errors, checkpoint: step.state, watermark, done: step.done };
+      const total = q.kind === "forward" ? res.total : undefined;
+      return {
+        records: fresh,
+        errors,
+        checkpoint: step.state,
+        watermark,
+        done: step.done,
+        ...(total === undefined ? {} : { total }),
+      };
     },
 
     async stamps(object, checkpoint, opts = {}) {

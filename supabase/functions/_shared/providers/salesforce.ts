@@ -33,6 +33,13 @@
 // session), so a continuation that finds it gone (INVALID_QUERY_LOCATOR) asks again from
 // `WHERE Id > last`. `query`, not queryAll: deleted rows are not listed, so the check finds them
 // as missing and confirms them by id.
+// Totals (ChangePage.total, the walk's estimate): a query with LIMIT answers a totalSize of at
+// most the LIMIT (the rows it returns), so a page tells what remains only when it is short and
+// its sObject the object's last: then it is exact. A walk's first page that is full asks
+// `SELECT COUNT() ... WHERE <its keyset bound>` per sObject of the object (one call each, only
+// for walks longer than a page, so an idle delta pays nothing, and only when the caller asks:
+// ListOptions.countTotal). Other pages report none; a failed count leaves the total unknown and
+// the walk goes on.
 import jsforce from "jsforce/core";
 import { z } from "zod";
 import type { Classification } from "../http/retry.ts";
@@ -260,10 +267,32 @@ export function createSalesforceAdapter(
       { kind, classify: classifySalesforce, signal: o.signal, deadline: o.deadline },
     );
 
-  type Rows = { records: unknown[] };
+  type Rows = { records: unknown[]; totalSize?: number };
   // jsforce's Query is a thenable, not a Promise: await it inside an async function.
   const query = (soql: string, o: Record<string, unknown>, opts: ListOptions) =>
     call("query", async (): Promise<Rows> => await conn.query(soql, o) as unknown as Rows, opts);
+
+  /** Rows of `types` matching `where`, as the walk reads them (queryAll but for User); undefined
+   * when a count fails (see Totals in the header). */
+  async function countRows(
+    types: string[],
+    where: string,
+    opts: ListOptions,
+  ): Promise<number | undefined> {
+    try {
+      let n = 0;
+      for (const type of types) {
+        const soql = `SELECT COUNT() FROM ${type}${where}`;
+        const res = await query(soql, { scanAll: type !== "User" }, opts);
+        if (typeof res.totalSize !== "number") return undefined;
+        n += res.totalSize;
+      }
+      return n;
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      return undefined;
+    }
+  }
 
   /** The selected fields of `type` the org has (`Rel.Field` when the relationship exists). */
   function selectable(type: string, opts: ListOptions): Promise<string[]> {
@@ -459,6 +488,11 @@ export function createSalesforceAdapter(
         next.type = s.type + 1;
       }
       const done = next.type >= types.length;
+      const total = typeDone && done
+        ? res.totalSize ?? res.records.length
+        : checkpoint == null && !typeDone && opts.countTotal
+        ? await countRows(types, where, opts)
+        : undefined;
       let watermark: Watermark | null = null;
       if (done) {
         // One cursor per object: the earliest end over its sObjects, so no type is skipped.
@@ -474,6 +508,7 @@ export function createSalesforceAdapter(
         checkpoint: done ? null : next,
         watermark,
         done,
+        ...(total === undefined ? {} : { total }),
       } satisfies ChangePage;
     },
 

@@ -46,6 +46,11 @@ export interface ChangePage {
   checkpoint: unknown;
   watermark: Watermark | null;
   done: boolean;
+  /** Records the walk still has to read from this page on, this page included, when the
+   * provider says (HubSpot search `total`, a Salesforce count): each page is a re-query, so it
+   * is what remains, and the walk's estimate is what it read before this page plus this.
+   * Absent when the provider gives no total (Pipedrive, HubSpot list pages after the first). */
+  total?: number;
 }
 
 /** One record's identity and modification time, as a drift check compares them. */
@@ -77,6 +82,10 @@ export interface ListOptions {
   /** Epoch ms, the run's budget: no request, rate-limit wait or retry that would end past it is
    * started, and a request still open then is aborted. */
   deadline?: number;
+  /** Report ChangePage.total even where it costs a call of its own (a list walk's first page, a
+   * count): walks showing progress ask, live reads do not. Totals that come free with a page
+   * are reported either way. */
+  countTotal?: boolean;
 }
 
 /** Tokens the adapter obtained by refreshing; the caller persists them encrypted. */

@@ -179,6 +179,8 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
   const fetchPage = pageReader(adapter, mapper, o.object, from, {
     pageSize: o.pageSize,
     deadline: o.deadline,
+    // The walk's estimate (crm.backfill_progress) is worth a call per walk; a dry run's is not.
+    countTotal: !o.dryRun,
   });
   const target: PageTarget = {
     runId,
@@ -218,6 +220,11 @@ async function walk(sql: Sql, ctx: SyncContext, o: InboundOptions): Promise<RunS
     merge: mergePages,
   });
   try {
+    // The runs of one walk (a first run and the continuations from its checkpoint) share its
+    // progress: crm.backfill_progress() sums them.
+    if (runId !== null) {
+      await sql`select crm.mark_inbound_walk(${runId}, ${checkpoint != null})`;
+    }
     for (let batch = await feed.next(); batch; batch = await feed.next()) {
       const saveStart = now();
       await save(batch, batch.done ? null : batch.checkpoint);

@@ -72,6 +72,8 @@ export interface PreparedPage {
   checkpoint: unknown;
   watermark: Watermark | null;
   done: boolean;
+  /** Records the walk has left from this page on (ChangePage.total); undefined when unknown. */
+  total?: number;
 }
 
 export function preparePage(page: ChangePage, mapped: InboundResult[]): PreparedPage {
@@ -88,7 +90,16 @@ export function preparePage(page: ChangePage, mapped: InboundResult[]): Prepared
     checkpoint: page.checkpoint,
     watermark: page.watermark,
     done: page.done,
+    ...(page.total === undefined ? {} : { total: page.total }),
   };
+}
+
+/** What remains from the first of consecutive pages on: the last known total plus the records
+ * of the pages before it (undefined when none of them knew). */
+function remainingFrom(pages: PreparedPage[]): number | undefined {
+  const k = pages.findLastIndex((p) => p.total !== undefined);
+  if (k < 0) return undefined;
+  return pages.slice(0, k).reduce((n, p) => n + p.count, pages[k].total!);
 }
 
 /** Consecutive pages (oldest first) as one write: the newest page's checkpoint and watermark. */
@@ -104,6 +115,7 @@ export function mergePages(pages: PreparedPage[]): PreparedPage {
     checkpoint: last.checkpoint,
     watermark: pages.findLast((p) => p.watermark)?.watermark ?? null,
     done: last.done,
+    ...(remainingFrom(pages) === undefined ? {} : { total: remainingFrom(pages) }),
   };
 }
 
@@ -120,7 +132,11 @@ export async function savePage(
   const unread = sql.json(
     page.errors.map((e) => ({ remote_id: e.remoteId, reason: e.reason })) as never,
   );
-  const extras = tally.pageExtras(page.errors);
+  const extras: Record<string, number> = tally.pageExtras(page.errors);
+  // The walk's estimate (crm.record_sync_progress): only pages that move the stream have one.
+  if ((t.mode === "delta" || t.mode === "full") && page.total !== undefined) {
+    extras.remaining = page.total;
+  }
   const rows = t.dryRun
     ? await sql`
       select * from crm.preview_inbound_page(${t.connectionId}, ${t.object}, ${t.mode},

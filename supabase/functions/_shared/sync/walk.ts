@@ -34,6 +34,8 @@ export interface ReadOptions {
   /** The run's deadline (epoch ms): see ListOptions.deadline. */
   deadline: number;
   signal?: AbortSignal;
+  /** See ListOptions.countTotal. */
+  countTotal?: boolean;
 }
 
 /** Maps raw records and serialises them as one page for crm.save_inbound_page. */
@@ -50,7 +52,12 @@ export function pageReader(
   from: Watermark | null,
   o: ReadOptions,
 ): (checkpoint: unknown) => Promise<PreparedPage> {
-  const opts = { pageSize: o.pageSize, deadline: o.deadline, signal: o.signal };
+  const opts = {
+    pageSize: o.pageSize,
+    deadline: o.deadline,
+    signal: o.signal,
+    countTotal: o.countTotal,
+  };
   return async (checkpoint) =>
     mapPage(mapper, object, await adapter.changesSince(object, from, checkpoint, opts));
 }
@@ -69,11 +76,13 @@ export async function deletionPage(
     signal: o.signal,
   });
   if (gone.length === 0) return null;
+  // Read whole, the listing is exactly what remains of the walk: its estimate ends at its count.
   return mapPage(mapper, object, {
     records: gone,
     errors: [],
     checkpoint: null,
     watermark: null,
     done: true,
+    total: gone.length,
   });
 }
