@@ -107,7 +107,9 @@ Deno.test({
       const text = run.output();
       const firstView = text.indexOf("connection object");
       assert.ok(firstView > 0, text);
-      assert.match(text.slice(0, firstView), /backfill/, "the backfill is shown before the view");
+      // The backfill's progress bars (cli-progress) are drawn before the view, then its table.
+      assert.match(text.slice(0, firstView), /HubSpot.* contacts +█+ 100% 20\/20/);
+      assert.match(text.slice(0, firstView), /Pipedrive.* contacts +.*20/);
       assert.match(text, /backfill done: [\d,]+ records/);
 
       // The latest complete screen fits the terminal.
