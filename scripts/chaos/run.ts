@@ -831,7 +831,9 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   }
   const counters = await crm.call("GET", "/counters");
   const apiCalls = Number(counters.json?.total ?? 0);
-  await sql`delete from crm.connections where id = ${conn}`.catch(() => {});
+  if (Deno.env.get("CRM_CHAOS_KEEP") !== "1") {
+    await sql`delete from crm.connections where id = ${conn}`.catch(() => {});
+  } else log(`kept connection ${conn}`);
   await sql.end();
   await sb.close();
   const traces: Record<number, string[]> = {};
