@@ -327,16 +327,19 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     }) as T;
   }
 
-  /** Binds a handle to its mirror row (local id) and remote id, whichever is known. */
+  /** Binds a handle to its mirror row (local id) and remote id, whichever is known. A row the
+   * app hard-deleted is gone with its id; the CRM record it mirrored, read again (a tombstone,
+   * then a restore), has a row of a new id, which the handle follows by remote id. */
   async function bind(h: number): Promise<Handle | null> {
     const x = handles.get(h);
     if (!x) return null;
-    const rows = x.local
+    let rows = x.local
       ? await sql`select id::text, remote_id from crm.contacts where id = ${x.local}`
-      : x.remote
-      ? await sql`select id::text, remote_id from crm.contacts
-                  where connection_id = ${conn} and remote_id = ${x.remote}`
       : [];
+    if (!rows.length && x.remote) {
+      rows = await sql`select id::text, remote_id from crm.contacts
+                       where connection_id = ${conn} and remote_id = ${x.remote}`;
+    }
     if (rows.length) {
       x.local = rows[0].id;
       if (rows[0].remote_id) x.remote = rows[0].remote_id;
