@@ -709,6 +709,16 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         if (!a?.rec?.live || !b?.rec?.live || a.x.remote === b.x.remote) {
           return note(op.h, `#${i} crm merge: a record is not in the CRM, skipped`);
         }
+        // The loser's app edits still queued: the engine settles them against the survivor
+        // (docs/architecture.md, "Merges and pending app edits"). One already being pushed
+        // may land on either record.
+        const pending = b.x.local
+          ? await sql`select o.state, o.changed_columns, to_jsonb(c) as row,
+                             (select max(s.local_changed_at) from crm.sync_state s
+                              where s.record_id = c.id) as at
+                      from crm.outbox o join crm.contacts c on c.id = o.record_id
+                      where o.record_id = ${b.x.local} and o.op <> 'delete' and o.state <> 'dead'`
+          : [];
         const r = await crm.call("POST", `/records/${OBJ[p]}/merge`, {
           primaryId: a.x.remote,
           mergedId: b.x.remote,
@@ -725,6 +735,27 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
           effect(op.h, { side: "crm", kind: "edit", op: i, at: sa!.at, v: filled });
         } else effect(op.h, { side: "crm", kind: "touch", op: i, at: sa!.at });
         effect(op.loser, { side: "crm", kind: "merged", op: i, at: sbr?.at ?? sa!.at });
+        for (const q of pending) {
+          const moved: Values = {};
+          for (const f of fields) {
+            if ((q.changed_columns ?? []).includes(f) && q.row[f] != null) moved[f] = q.row[f];
+          }
+          if (!Object.keys(moved).length) continue;
+          effect(op.h, {
+            side: "app",
+            kind: "edit",
+            op: i,
+            at: new Date(q.at).getTime(),
+            v: moved,
+            retargeted: true,
+            inFlight: q.state === "processing",
+          });
+          note(
+            op.h,
+            `#${i} crm merge: the loser's queued app edit ${JSON.stringify(moved)}` +
+              (q.state === "processing" ? " (being pushed)" : ""),
+          );
+        }
         note(op.h, `#${i} crm merge: survivor of h${op.loser}`);
         note(op.loser, `#${i} crm merge: merged into h${op.h}`);
         break;
