@@ -169,6 +169,13 @@ export function expect(
       }
       if (s.size > 1) why.push(`${f}: concurrent edits under ${policy}`);
     }
+    // A survivor's own app edit of the field: the engine keeps it over a merge loser's while it
+    // is queued, and the loser's is settled against it once pushed.
+    const own = appEdits.filter((e) => !e.retargeted && e.v[f] !== undefined).pop();
+    if (a?.retargeted && own && !mixed) {
+      s.add(own.v[f]!);
+      why.push(`${f}: the survivor's own app edit #${own.op} and a merge loser's`);
+    }
     if (f in resolved) {
       s = setOf(resolved[f] ?? null);
       why.push(`${f}: manual conflict resolved`);
