@@ -361,6 +361,8 @@ begin
                   (select o from crm.outbox o where o.object = $2 and o.record_id = t.id) as ob
            from crm.%1$I t
            where t.id = i.id
+           -- Kept a correlated probe: flattened, the page was joined to the table by a scan.
+           offset 0
          ) l$q$,
       p_object)
       using v_lock_ids, p_object;
