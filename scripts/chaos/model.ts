@@ -26,6 +26,17 @@ export type Policy = "newest_wins" | "crm_wins" | "app_wins" | "manual";
 
 export type Effect =
   | { side: "app"; kind: "insert" | "edit"; op: number; at: number; v: Values }
+  /** A merge loser's queued app edit, which the engine settles against the survivor; one being
+   * pushed when the merge was made (`inFlight`) may land on the loser before the merge. */
+  | {
+    side: "app";
+    kind: "edit";
+    op: number;
+    at: number;
+    v: Values;
+    retargeted: true;
+    inFlight: boolean;
+  }
   | { side: "app"; kind: "delete"; op: number; at: number }
   /** `raced`: fields of this CRM edit that had an app edit queued but not yet pushed when the
    * CRM edit was made (the harness looks at the outbox right before it writes). */
@@ -72,7 +83,14 @@ export function expect(
   let live: Set<boolean>;
   const appDel = app.some((e) => e.kind === "delete");
   const crmLife = crm.filter((e) => ["delete", "merged", "restore"].includes(e.kind));
-  type Edit = { op: number; at: number; v: Values; raced?: Field[] };
+  type Edit = {
+    op: number;
+    at: number;
+    v: Values;
+    raced?: Field[];
+    retargeted?: boolean;
+    inFlight?: boolean;
+  };
   const edits = (l: Effect[]) => l.filter((e) => e.kind === "edit") as Edit[];
   const appEdits = edits(app);
   const crmEdits = edits(crm);
@@ -121,8 +139,14 @@ export function expect(
       s = setOf<string | null>(b);
       for (const e of effects) if ("v" in e && e.v[f] !== undefined) s.add(e.v[f]!);
     } else if (!a && !c) s = setOf(b);
-    else if (!c) s = setOf(a!.v[f]!);
-    else if (!a) s = setOf(c.v[f]!);
+    else if (!c) {
+      s = setOf(a!.v[f]!);
+      // A merge survivor's own value is the CRM's side of a re-targeted edit.
+      if (a!.retargeted && (policy !== "app_wins" || a!.inFlight)) {
+        s.add(b);
+        why.push(`${f}: a merge loser's app edit against the survivor's value under ${policy}`);
+      }
+    } else if (!a) s = setOf(c.v[f]!);
     else {
       const av = a.v[f]!, cv = c.v[f]!;
       const either = setOf<string | null>(av, cv);
@@ -139,7 +163,18 @@ export function expect(
         why.push(`${f}: the CRM edit #${c.op} raced a queued push of app edit #${a.op}`);
         if (pushWindow === "known") s = either;
       }
+      if (a.inFlight) {
+        why.push(`${f}: a merge loser's app edit #${a.op} was being pushed at the merge`);
+        s = either;
+      }
       if (s.size > 1) why.push(`${f}: concurrent edits under ${policy}`);
+    }
+    // A survivor's own app edit of the field: the engine keeps it over a merge loser's while it
+    // is queued, and the loser's is settled against it once pushed.
+    const own = appEdits.filter((e) => !e.retargeted && e.v[f] !== undefined).pop();
+    if (a?.retargeted && own && !mixed) {
+      s.add(own.v[f]!);
+      why.push(`${f}: the survivor's own app edit #${own.op} and a merge loser's`);
     }
     if (f in resolved) {
       s = setOf(resolved[f] ?? null);

@@ -327,16 +327,19 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     }) as T;
   }
 
-  /** Binds a handle to its mirror row (local id) and remote id, whichever is known. */
+  /** Binds a handle to its mirror row (local id) and remote id, whichever is known. A row the
+   * app hard-deleted is gone with its id; the CRM record it mirrored, read again (a tombstone,
+   * then a restore), has a row of a new id, which the handle follows by remote id. */
   async function bind(h: number): Promise<Handle | null> {
     const x = handles.get(h);
     if (!x) return null;
-    const rows = x.local
+    let rows = x.local
       ? await sql`select id::text, remote_id from crm.contacts where id = ${x.local}`
-      : x.remote
-      ? await sql`select id::text, remote_id from crm.contacts
-                  where connection_id = ${conn} and remote_id = ${x.remote}`
       : [];
+    if (!rows.length && x.remote) {
+      rows = await sql`select id::text, remote_id from crm.contacts
+                       where connection_id = ${conn} and remote_id = ${x.remote}`;
+    }
     if (rows.length) {
       x.local = rows[0].id;
       if (rows[0].remote_id) x.remote = rows[0].remote_id;
@@ -706,6 +709,16 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         if (!a?.rec?.live || !b?.rec?.live || a.x.remote === b.x.remote) {
           return note(op.h, `#${i} crm merge: a record is not in the CRM, skipped`);
         }
+        // The loser's app edits still queued: the engine settles them against the survivor
+        // (docs/architecture.md, "Merges and pending app edits"). One already being pushed
+        // may land on either record.
+        const pending = b.x.local
+          ? await sql`select o.state, o.changed_columns, to_jsonb(c) as row,
+                             (select max(s.local_changed_at) from crm.sync_state s
+                              where s.record_id = c.id) as at
+                      from crm.outbox o join crm.contacts c on c.id = o.record_id
+                      where o.record_id = ${b.x.local} and o.op <> 'delete' and o.state <> 'dead'`
+          : [];
         const r = await crm.call("POST", `/records/${OBJ[p]}/merge`, {
           primaryId: a.x.remote,
           mergedId: b.x.remote,
@@ -722,6 +735,27 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
           effect(op.h, { side: "crm", kind: "edit", op: i, at: sa!.at, v: filled });
         } else effect(op.h, { side: "crm", kind: "touch", op: i, at: sa!.at });
         effect(op.loser, { side: "crm", kind: "merged", op: i, at: sbr?.at ?? sa!.at });
+        for (const q of pending) {
+          const moved: Values = {};
+          for (const f of fields) {
+            if ((q.changed_columns ?? []).includes(f) && q.row[f] != null) moved[f] = q.row[f];
+          }
+          if (!Object.keys(moved).length) continue;
+          effect(op.h, {
+            side: "app",
+            kind: "edit",
+            op: i,
+            at: new Date(q.at).getTime(),
+            v: moved,
+            retargeted: true,
+            inFlight: q.state === "processing",
+          });
+          note(
+            op.h,
+            `#${i} crm merge: the loser's queued app edit ${JSON.stringify(moved)}` +
+              (q.state === "processing" ? " (being pushed)" : ""),
+          );
+        }
         note(op.h, `#${i} crm merge: survivor of h${op.loser}`);
         note(op.loser, `#${i} crm merge: merged into h${op.h}`);
         break;
@@ -831,7 +865,9 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   }
   const counters = await crm.call("GET", "/counters");
   const apiCalls = Number(counters.json?.total ?? 0);
-  await sql`delete from crm.connections where id = ${conn}`.catch(() => {});
+  if (Deno.env.get("CRM_CHAOS_KEEP") !== "1") {
+    await sql`delete from crm.connections where id = ${conn}`.catch(() => {});
+  } else log(`kept connection ${conn}`);
   await sql.end();
   await sb.close();
   const traces: Record<number, string[]> = {};

@@ -18,10 +18,10 @@ function explain(r: RunResult): string {
 }
 
 const SEEDS: Array<[number, Policy]> = [[1, "newest_wins"], [2, "crm_wins"], [3, "app_wins"]];
-// The seeded runs find engine limits not fixed yet (README, "Convergence under chaos": a stale
-// same-second read taken under app_wins, a HubSpot merge of a record with a pending app edit),
-// so they are not part of `npm test` until those are fixed; they run with CRM_CHAOS_SEEDS=1
-// (`CRM_CHAOS_SEEDS=1 npm test -- deno`) or through `npm run chaos`.
+// The seeded runs still find an engine limit not fixed yet now and then (README, "Convergence
+// under chaos": a Pipedrive name half rewritten over a CRM edit made while its push was being
+// written, seed 1), so they are not part of `npm test` until it is fixed; they run with
+// CRM_CHAOS_SEEDS=1 (`CRM_CHAOS_SEEDS=1 npm test -- deno`) or through `npm run chaos`.
 const RUN_SEEDS = Deno.env.get("CRM_CHAOS_SEEDS") === "1";
 
 for (const provider of PROVIDERS) {

@@ -284,7 +284,7 @@ select is(pg_temp.apply('contacts', '[{"remote_id": "999", "remote_updated_at": 
 select is(pg_temp.apply('contacts', '[{"remote_id": "999", "remote_updated_at": "2026-01-01T14:00:00Z", "first_name": "Zombie"}]'),
   '(0,0,0,0,1,0)', '... so an older create event cannot resurrect it');
 select is(pg_temp.apply('contacts', '[{"remote_id": "102", "remote_updated_at": "2999-02-01T00:00:00Z", "merged_into": "101"}]'),
-  '(0,0,0,1,0,0)', 'a merged record becomes a tombstone');
+  '(0,0,0,1,0,1)', 'a merged record becomes a tombstone; its pending app edit is settled against the survivor (a conflict, reason merge)');
 select results_eq(
   $$select c.merged_into_remote_id, c.deleted_at is not null, a.remote_id
     from crm.contacts c join crm.record_aliases a on a.connection_id = c.connection_id
@@ -301,14 +301,14 @@ select pg_temp.apply('contacts', '[{"remote_id": "501", "remote_updated_at": "20
 update crm.contacts set job_title = 'pending' where connection_id = '04000000-0000-4000-8000-0000000000c1' and remote_id = '502';
 select is(pg_temp.apply('contacts', '[{"remote_id": "501", "remote_updated_at": "2026-01-02T00:00:00Z",
                                         "merged_ids": ["502", "503"], "last_name": "Merged"}]'),
-  '(0,1,0,1,0,0)', 'survivor with merged_ids: survivor updated, known loser tombstoned');
+  '(0,1,0,1,0,1)', 'survivor with merged_ids: survivor updated, known loser tombstoned, its pending edit a conflict');
 select results_eq(
   $$select c.remote_id, c.deleted_at is not null, c.merged_into_remote_id,
            (select count(*)::integer from crm.outbox o where o.record_id = c.id)
     from crm.contacts c where c.connection_id = '04000000-0000-4000-8000-0000000000c1' and c.remote_id in ('501', '502')
     order by c.remote_id$$,
-  $$values ('501', false, null::text, 0), ('502', true, '501', 0)$$,
-  'the loser points at the survivor and its pending changes are dropped');
+  $$values ('501', false, null::text, 1), ('502', true, '501', 0)$$,
+  'the loser points at the survivor; its pending edit (newer than the survivor) is queued for the survivor');
 select results_eq(
   $$select alias_remote_id, remote_id from crm.record_aliases
     where connection_id = '04000000-0000-4000-8000-0000000000c1' and remote_id = '501' order by 1$$,
