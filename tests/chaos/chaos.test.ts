@@ -8,6 +8,7 @@ import type { Policy } from "../../scripts/chaos/model.ts";
 import { generate, type Op } from "../../scripts/chaos/ops.ts";
 import { runOps, type RunOptions, type RunResult } from "../../scripts/chaos/run.ts";
 import { CI_FAULTS } from "../../scripts/chaos/shrink.ts";
+import { gatewayRestarter } from "../../scripts/chaos/gateway.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -39,6 +40,7 @@ for (const provider of PROVIDERS) {
           seed,
           faults: CI_FAULTS,
           pushWindow: "known",
+          restartGateway: gatewayRestarter(),
         });
         assert.ok(r.ok, explain(r));
         assert.ok(r.stats.barriers >= 2, JSON.stringify(r.stats));
@@ -64,7 +66,7 @@ for (const name of files.sort()) {
     fn: async () => {
       // Runs three times: a race the list provokes does not fire on every run.
       for (let i = 0; i < 3; i++) {
-        const r = await runOps(fx.ops, fx.options);
+        const r = await runOps(fx.ops, { ...fx.options, restartGateway: gatewayRestarter() });
         assert.ok(r.ok, explain(r));
       }
     },
