@@ -49,6 +49,9 @@ export interface RunOptions {
   /** Restarts the stack's functions gateway (shared/local/stack.ts restartGateway); without
    * it a `restart_gateway` op is skipped (noted in the stats). */
   restartGateway?: (hard: boolean) => Promise<void>;
+  /** Run every op even after a barrier found problems (the bench's long runs: the next
+   * barrier starts from what was observed). By default the run stops at that barrier. */
+  keepGoing?: boolean;
   log?: (line: string) => void;
 }
 
@@ -941,8 +944,23 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     await inbound("delta");
     await crm.call("DELETE", "/counters");
     for (const [i, op] of ops.entries()) {
-      await exec(i, op);
-      if (problems.length && op.k === "settle") break;
+      try {
+        await exec(i, op);
+      } catch (e) {
+        // The database aborting an app user's statement (a deadlock with the engine, a
+        // serialization failure) is a finding, not the harness's failure: the write did not
+        // happen (no effect was recorded) and the run goes on.
+        const code = (e as { code?: string }).code;
+        if (!op.k.startsWith("app_") || (code !== "40P01" && code !== "40001")) throw e;
+        const h = handlesOf(op)[0] ?? null;
+        problems.push({
+          barrier,
+          handle: h,
+          what: `#${i} ${op.k}: the app's statement failed: ${(e as Error).message} (${code})`,
+        });
+        if (h !== null) note(h, `#${i} ${op.k} FAILED in the database: ${(e as Error).message}`);
+      }
+      if (problems.length && op.k === "settle" && !o.keepGoing) break;
     }
     if (ops[ops.length - 1]?.k !== "settle") {
       await exec(ops.length, { k: "settle" });
