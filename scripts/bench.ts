@@ -423,6 +423,10 @@ async function stackPart(): Promise<void> {
           );
           for (const l of chaosReport(rs)) console.log(l);
           for (const { provider, result } of rs) {
+            if ("error" in result) {
+              verdicts.list.push(notMeasured(`chaos ${provider}`, result.error));
+              continue;
+            }
             verdicts.list.push({
               part: "chaos",
               target: `${provider} converges as the model says`,

@@ -30,7 +30,8 @@ export interface ChaosBenchStack {
 
 export interface ChaosBenchResult {
   provider: ProviderName;
-  result: RunResult;
+  /** The run, or why it could not finish (the other providers still run). */
+  result: RunResult | { error: string };
 }
 
 export async function runChaosPart(
@@ -49,17 +50,22 @@ export async function runChaosPart(
   for (const provider of o.providers) {
     const ops = generate({ provider, seed: o.seed, ops: o.ops });
     log(`${provider}: ${ops.length} ops, seed ${o.seed}, ${o.policy}, ${o.faults} faults`);
-    const result = await runOps(ops, {
-      provider,
-      policy: o.policy,
-      seed: o.seed,
-      faults,
-      pushWindow: "known",
-      restartGateway: gatewayRestarter(stack.url),
-      keepGoing: true,
-      log,
-    });
-    out.push({ provider, result });
+    try {
+      const result = await runOps(ops, {
+        provider,
+        policy: o.policy,
+        seed: o.seed,
+        faults,
+        pushWindow: "known",
+        restartGateway: gatewayRestarter(stack.url),
+        keepGoing: true,
+        log,
+      });
+      out.push({ provider, result });
+    } catch (e) {
+      log(`${provider}: the run failed: ${(e as Error).stack ?? e}`);
+      out.push({ provider, result: { error: (e as Error).message.split("\n")[0] } });
+    }
   }
   return out;
 }
@@ -76,6 +82,10 @@ export function chaosReport(rs: ChaosBenchResult[]): string[] {
     "|---|---|---|---|---|---|---|---|",
   ];
   for (const { provider, result: r } of rs) {
+    if ("error" in r) {
+      lines.push(`| ${provider} | – | – | – | – | – | – | not measured: ${r.error} |`);
+      continue;
+    }
     const s = r.stats;
     lines.push(
       `| ${provider} | ${s.ops.toLocaleString("en")} | ${
@@ -90,6 +100,7 @@ export function chaosReport(rs: ChaosBenchResult[]): string[] {
     );
   }
   for (const { provider, result: r } of rs) {
+    if ("error" in r) continue;
     for (const p of r.problems.slice(0, 20)) {
       lines.push(`  ${provider} barrier ${p.barrier}${p.handle ? ` h${p.handle}` : ""}: ${p.what}`);
     }
