@@ -971,7 +971,11 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   }
   const counters = await crm.call("GET", "/counters");
   const apiCalls = Number(counters.json?.total ?? 0);
-  await sql`delete from crm.connections where id = ${conn}`.catch(() => {});
+  // CRM_CHAOS_KEEP=1 keeps the connection's rows (mirror, outbox, ledger, conflicts, sync log)
+  // for a post-mortem; the next run with the same seed replaces it.
+  if (Deno.env.get("CRM_CHAOS_KEEP") !== "1") {
+    await sql`delete from crm.connections where id = ${conn}`.catch(() => {});
+  }
   await sql.end();
   await sb.close();
   const traces: Record<number, string[]> = {};
