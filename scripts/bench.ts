@@ -54,6 +54,11 @@
 //     p50 < 1 s, p99 < 3 s
 //     --webhook-senders N (10), --webhook-requests N per sender (60),
 //     --webhook-baseline N (300), --webhook-changes N (100; 0 skips), --webhook-rate N (10/s)
+// The issue-15 part, on the same stack, with sandboxes of its own (./bench/chaos_run.ts):
+//   chaos: the convergence harness's long version, N seeded ops per provider on both sides
+//     under the issue's faults: ops/s, convergence time after quiesce, API calls per op
+//     --chaos-ops N (10000 per provider), --chaos-seed N (1), --chaos-providers LIST (all),
+//     --chaos-policy P (newest_wins), --chaos-faults issue|ci (issue: with hung requests)
 //   --keep          leave the bench stack (and A/B clusters) up afterwards (stop with --down)
 //   --down          only stop what --keep left up
 // The bench stack is the `bench` profile (ports 283xx, or CRM_STACK_PORT_BASE + 100 + …;
@@ -94,6 +99,8 @@ import { runDriftPart } from "./bench/drift_run.ts";
 import { printDrift } from "./bench/drift_report.ts";
 import { webhookReport, webhookVerdicts } from "./bench/webhook_figures.ts";
 import { runWebhooks, type WebhookBenchOptions } from "./bench/webhooks_run.ts";
+import { chaosReport, runChaosPart } from "./bench/chaos_run.ts";
+import type { Policy } from "./chaos/model.ts";
 import { type ProviderName, PROVIDERS } from "../supabase/functions/_shared/providers/types.ts";
 
 const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-records N] " +
@@ -104,7 +111,9 @@ const USAGE = "usage: bench.ts [--records N] [--baseline N] [--ab REF [--ab-reco
   "[--outbound-providers LIST] [--latency-providers LIST] [--latency-rate N] " +
   "[--latency-seconds N] [--outbound-leads] [--drift-records N] [--webhook-senders N] " +
   "[--webhook-requests N] [--webhook-baseline N] [--webhook-changes N] [--webhook-rate N] " +
-  "[--only engine,badpage,ab,ceiling,budget,scale,outbound,drift,webhooks] [--keep] | --down";
+  "[--chaos-ops N] [--chaos-seed N] [--chaos-providers LIST] [--chaos-policy P] " +
+  "[--chaos-faults issue|ci] " +
+  "[--only engine,badpage,ab,ceiling,budget,scale,outbound,drift,webhooks,chaos] [--keep] | --down";
 const PARTS = [
   "engine",
   "badpage",
@@ -115,6 +124,7 @@ const PARTS = [
   "outbound",
   "drift",
   "webhooks",
+  "chaos",
 ] as const;
 /** The parts that run on the bench stack. */
 const STACK_PARTS: readonly Part[] = [
@@ -125,6 +135,7 @@ const STACK_PARTS: readonly Part[] = [
   "outbound",
   "drift",
   "webhooks",
+  "chaos",
 ];
 type Part = typeof PARTS[number];
 /** Records per page of the SQL-only figures: the engine's write batch (WRITE_BATCH_RECORDS). */
@@ -167,6 +178,11 @@ const { values } = (() => {
         "webhook-baseline": { type: "string" },
         "webhook-changes": { type: "string" },
         "webhook-rate": { type: "string" },
+        "chaos-ops": { type: "string" },
+        "chaos-seed": { type: "string" },
+        "chaos-providers": { type: "string" },
+        "chaos-policy": { type: "string" },
+        "chaos-faults": { type: "string" },
         keep: { type: "boolean" },
         down: { type: "boolean" },
       },
@@ -256,6 +272,17 @@ const webhooks: WebhookBenchOptions = {
   events: 100,
   changes: count(values["webhook-changes"], "webhook-changes", 100, 0),
   ratePerSecond: count(values["webhook-rate"], "webhook-rate", 10, 1),
+};
+const POLICIES = ["newest_wins", "crm_wins", "app_wins", "manual"];
+const chaos = {
+  providers: providerList("chaos-providers"),
+  ops: count(values["chaos-ops"], "chaos-ops", 10_000, 10),
+  seed: count(values["chaos-seed"], "chaos-seed", 1, 1),
+  policy:
+    (POLICIES.includes(values["chaos-policy"] ?? "newest_wins")
+      ? values["chaos-policy"] ?? "newest_wins"
+      : fail(`--chaos-policy: one of ${POLICIES.join(", ")}`)) as Policy,
+  faults: (values["chaos-faults"] ?? "issue") === "ci" ? "ci" as const : "issue" as const,
 };
 const log = (m: string) => console.log(m);
 const banner = (t: string) => console.log(`\n=== ${t} ${"=".repeat(Math.max(0, 70 - t.length))}`);
@@ -375,6 +402,44 @@ async function stackPart(): Promise<void> {
     if (parts.has("webhooks")) {
       const done = await webhooksPart(sql, stack);
       verdicts.print.push(() => verdicts.list.push(...done()));
+    }
+    if (parts.has("chaos")) {
+      banner(
+        `chaos: ${chaos.ops} ops per provider (${chaos.providers.join(", ")}), seed ${chaos.seed}`,
+      );
+      try {
+        const rs = await runChaosPart(
+          {
+            url: env.SUPABASE_URL,
+            dbUrl: env.SUPABASE_DB_URL,
+            encryptionKey: env.CRM_ENCRYPTION_KEY,
+          },
+          chaos,
+          log,
+        );
+        verdicts.print.push(() => {
+          console.log(
+            `\n── chaos: ${chaos.ops.toLocaleString("en")} ops per provider, ${chaos.policy} ──`,
+          );
+          for (const l of chaosReport(rs)) console.log(l);
+          for (const { provider, result } of rs) {
+            if ("error" in result) {
+              verdicts.list.push(notMeasured(`chaos ${provider}`, result.error));
+              continue;
+            }
+            verdicts.list.push({
+              part: "chaos",
+              target: `${provider} converges as the model says`,
+              value: result.ok ? "yes" : `${result.problems.length} problems`,
+              met: result.ok,
+            });
+          }
+        });
+      } catch (e) {
+        log(`chaos failed: ${(e as Error).stack ?? e}`);
+        const reason = (e as Error).message.split("\n")[0];
+        verdicts.print.push(() => verdicts.list.push(notMeasured("chaos", reason)));
+      }
     }
 
     let badPage: BadPageResult[] = [];

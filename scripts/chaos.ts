@@ -1,6 +1,6 @@
 // npm run chaos -- --seed S --ops N [--providers hubspot,salesforce,pipedrive]
 //   [--policy newest_wins|crm_wins|app_wins|manual] [--seeds K] [--faults issue|ci|none]
-//   [--shrink] [--replay file.json]
+//   [--shrink] [--replay file.json] [--without kind,kind]
 // Runs seeded random operations on both sides of a connection on the test stack (source
 // .local/test/stack.env first; see README), checks convergence and the model at every barrier,
 // and on failure prints a trace per differing record and (with --shrink) a reduced op list
@@ -12,6 +12,7 @@ import type { Policy } from "./chaos/model.ts";
 import { generate, type Op } from "./chaos/ops.ts";
 import { type Faults, ISSUE_FAULTS, runOps } from "./chaos/run.ts";
 import { CI_FAULTS, shrink } from "./chaos/shrink.ts";
+import { gatewayRestarter } from "./chaos/gateway.ts";
 
 // The test stack's environment (`KEEP_TEST_STACK=1 npm test -- pgtap` leaves one up), unless
 // the caller exported one. Never the development stack: the run pauses the stack's sync crons.
@@ -39,6 +40,9 @@ const { values: a } = parseArgs({
     shrink: { type: "boolean", default: false },
     replay: { type: "string" },
     "push-window": { type: "string", default: "strict" },
+    // Drops these op kinds from the generated lists (a sub-list is a valid list), e.g. to look
+    // past a known finding: --without app_assoc.
+    without: { type: "string", default: "" },
   },
 });
 
@@ -56,6 +60,8 @@ const faults: Faults = a.faults === "none"
   : a.faults === "ci"
   ? CI_FAULTS
   : ISSUE_FAULTS;
+const restartGateway = gatewayRestarter();
+if (!restartGateway) console.error("chaos: not the test stack's gateway: no gateway restarts");
 const seed0 = Number(a.seed);
 let failed = 0;
 for (let s = seed0; s < seed0 + Number(a.seeds); s++) {
@@ -74,10 +80,14 @@ for (let s = seed0; s < seed0 + Number(a.seeds); s++) {
         ops = fx.ops;
         opts = { ...opts, ...fx.options };
       } else ops = generate({ provider, seed: s, ops: Number(a.ops) });
-      const r = await runOps(ops, { ...opts, log: (l) => console.error(l) });
+      const without = new Set(a.without!.split(",").filter(Boolean));
+      ops = ops.filter((op) => !without.has(op.k));
+      const r = await runOps(ops, { ...opts, restartGateway, log: (l) => console.error(l) });
       const st = r.stats;
       console.log(
-        `seed ${s} ${provider} ${policy}: ${r.ok ? "clean" : `${r.problems.length} problems`} ` +
+        `seed ${opts.seed} ${opts.provider} ${opts.policy}: ${
+          r.ok ? "clean" : `${r.problems.length} problems`
+        } ` +
           `(${st.ops} ops, ${st.barriers} barriers, ${st.records} records, ${st.conflicts} ` +
           `conflicts, ${st.raced} push-window races, ${st.apiCalls} API calls, ` +
           `${(st.ms / 1000).toFixed(1)} s)`,
@@ -88,6 +98,12 @@ for (let s = seed0; s < seed0 + Number(a.seeds); s++) {
           `convergence after quiesce median ${q[q.length >> 1]} ms, max ${q[q.length - 1]} ms; ` +
           `${(st.apiCalls / st.ops).toFixed(2)} CRM API calls per op`,
       );
+      console.log(
+        `  faults: ${st.gatewayRestarts} gateway restarts; ${st.pgDropped.length} engine ` +
+          `statements cut (${st.pgMissed} drops found none running); ${st.refusedDead} dead ` +
+          `letters of refused records`,
+      );
+      for (const q of st.pgDropped) console.error(`  cut: ${q}`);
       if (r.ok) continue;
       failed++;
       for (const p of r.problems) {
@@ -98,7 +114,7 @@ for (let s = seed0; s < seed0 + Number(a.seeds); s++) {
         for (const l of lines) console.log(`    ${l}`);
       }
       if (a.shrink) {
-        const small = await shrink(ops, opts, (l) => console.error(l));
+        const small = await shrink(ops, { ...opts, restartGateway }, (l) => console.error(l));
         const file =
           `tests/chaos/regressions/${opts.provider}-${opts.policy}-seed${opts.seed}.json`;
         await Deno.mkdir("tests/chaos/regressions", { recursive: true });

@@ -13,8 +13,20 @@ export const FIELDS: Record<ProviderName, readonly Field[]> = {
   pipedrive: ["first_name", "last_name"],
 };
 
-export type Field = "first_name" | "last_name" | "job_title";
-export type Values = Partial<Record<Field, string>>;
+export type Field = "first_name" | "last_name" | "job_title" | "company_remote_id";
+
+/** The association the harness changes: a contact's company (HubSpot `associatedcompanyid`,
+ * its primary company; Salesforce `AccountId`; Pipedrive `org_id`), mapped `both` for every
+ * provider (docs/fields.md). Its values are the companies' remote ids, made at the start of a
+ * run (`COMPANIES` of them) and named by index in the ops. Deals' associations are not
+ * exercised: the harness syncs contacts only. */
+export const ASSOC: Field = "company_remote_id";
+export const COMPANIES = 3;
+
+/** Every field the model and the comparison cover. */
+export const compared = (p: ProviderName): Field[] => [...FIELDS[p], ASSOC];
+/** null: cleared (only the association is ever cleared). */
+export type Values = Partial<Record<Field, string | null>>;
 
 export type Op =
   | { k: "app_insert"; h: number; v: Values }
@@ -30,6 +42,15 @@ export type Op =
   | { k: "crm_merge"; h: number; loser: number }
   /** The same field edited on many records, then all of them set to one modification time. */
   | { k: "crm_bulk"; hs: number[]; field: Field; value: string }
+  /** A CRM user sets (or clears: null) the record's company, as the CRM's UI does. */
+  | { k: "crm_assoc"; h: number; company: number | null }
+  /** The app sets (or clears) the mirror row's company_remote_id. */
+  | { k: "app_assoc"; h: number; company: number | null }
+  /** From here on the CRM refuses every API update of the record (the sandbox's refusals):
+   * the engine's pushes of it must end as dead letters with the CRM's reason. */
+  | { k: "crm_refuse"; h: number }
+  /** The functions gateway restarted: `hard` kills it and its function processes at once. */
+  | { k: "restart_gateway"; hard: boolean }
   | { k: "pull" }
   | { k: "kill_worker" }
   | { k: "drop_pg" }
@@ -73,6 +94,9 @@ export function generate(o: GenOptions): Op[] {
     live.add(h);
     ops.push({ k: "crm_create", h, v: values(ops.length, "C", true) });
   }
+  // A few records refuse the engine's writes for the rest of the run (none in one run of four).
+  const refused = rnd.int(0, 3) === 0 ? 0 : rnd.int(1, 2);
+  for (let i = 0; i < refused; i++) ops.push({ k: "crm_refuse", h: rnd.int(1, o.initial ?? 8) });
   ops.push({ k: "settle" });
   const weights: Array<[Op["k"], number]> = [
     ["app_insert", 5],
@@ -86,9 +110,12 @@ export function generate(o: GenOptions): Op[] {
     ["crm_restore", CAN_RESTORE[o.provider] ? 2 : 0],
     ["crm_merge", 2],
     ["crm_bulk", 3],
+    ["crm_assoc", 6],
+    ["app_assoc", 4],
     ["pull", 4],
     ["kill_worker", 1],
     ["drop_pg", 1],
+    ["restart_gateway", 1],
     ["sleep", 4],
     ["settle", 4],
   ];
@@ -164,6 +191,16 @@ export function generate(o: GenOptions): Op[] {
         }
         break;
       }
+      case "crm_assoc":
+      case "app_assoc": {
+        const h = target();
+        const company = rnd.int(0, COMPANIES);
+        if (h) ops.push({ k: kind, h, company: company === COMPANIES ? null : company });
+        break;
+      }
+      case "restart_gateway":
+        ops.push({ k: kind, hard: rnd.chance(0.5) });
+        break;
       case "sleep":
         ops.push({ k: "sleep", ms: rnd.int(50, 1500) });
         break;

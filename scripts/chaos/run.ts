@@ -13,7 +13,10 @@ import { encryptJson, importKey } from "../../supabase/functions/_shared/crypto.
 import type { ProviderName } from "../../supabase/functions/_shared/providers/types.ts";
 import { sha256Hex } from "../../supabase/functions/_shared/webhooks/limits.ts";
 import { type Effect, expect, type Policy } from "./model.ts";
-import { type Field, FIELDS, handlesOf, type Op, type Values } from "./ops.ts";
+import { type Field, handlesOf, type Op, type Values } from "./ops.ts";
+import { ASSOC, COMPANIES, compared } from "./ops.ts";
+import { COMPANY_PROP, companyOf, makeCompanies, setCompany } from "./assoc.ts";
+import { dropInFlight } from "./pg_drop.ts";
 import { need } from "../../tests/_support/env.ts";
 
 type Sql = ReturnType<typeof postgres>;
@@ -43,6 +46,12 @@ export interface RunOptions {
   faults: Faults;
   /** See model.ts `expect`. */
   pushWindow?: "strict" | "known";
+  /** Restarts the stack's functions gateway (shared/local/stack.ts restartGateway); without
+   * it a `restart_gateway` op is skipped (noted in the stats). */
+  restartGateway?: (hard: boolean) => Promise<void>;
+  /** Run every op even after a barrier found problems (the bench's long runs: the next
+   * barrier starts from what was observed). By default the run stops at that barrier. */
+  keepGoing?: boolean;
   log?: (line: string) => void;
 }
 
@@ -68,6 +77,12 @@ export interface RunResult {
     ms: number;
     opsMs: number;
     quiesceMs: number[];
+    /** Statements cut by `drop_pg` (their heads), and drops that found none running. */
+    pgDropped: string[];
+    pgMissed: number;
+    gatewayRestarts: number;
+    /** Dead letters of records the CRM refuses (expected, with reasons). */
+    refusedDead: number;
   };
 }
 
@@ -78,9 +93,24 @@ const OBJ: Record<ProviderName, string> = {
 };
 
 const PROP: Record<ProviderName, Record<Field, string>> = {
-  hubspot: { first_name: "firstname", last_name: "lastname", job_title: "jobtitle" },
-  salesforce: { first_name: "FirstName", last_name: "LastName", job_title: "Title" },
-  pipedrive: { first_name: "first_name", last_name: "last_name", job_title: "job_title" },
+  hubspot: {
+    first_name: "firstname",
+    last_name: "lastname",
+    job_title: "jobtitle",
+    company_remote_id: COMPANY_PROP.hubspot,
+  },
+  salesforce: {
+    first_name: "FirstName",
+    last_name: "LastName",
+    job_title: "Title",
+    company_remote_id: COMPANY_PROP.salesforce,
+  },
+  pipedrive: {
+    first_name: "first_name",
+    last_name: "last_name",
+    job_title: "job_title",
+    company_remote_id: COMPANY_PROP.pipedrive,
+  },
 };
 
 // The sandboxes' admin JSON differs per provider; flat() reads it field by field.
@@ -136,6 +166,7 @@ class Crm {
       const x = props[PROP[p][f]];
       v[f] = x === undefined || x === null || x === "" ? null : String(x);
     }
+    v[ASSOC] = companyOf(props[PROP[p][ASSOC]]);
     const live = p === "hubspot"
       ? !r.archived && !r.mergedInto
       : p === "salesforce"
@@ -279,7 +310,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   const t0 = Date.now();
   const log = o.log ?? (() => {});
   const p = o.provider;
-  const fields = FIELDS[p];
+  const fields = compared(p);
   // The sandbox's own seed is kept apart from the run's: its account ids (portal, org, company)
   // come from it, and seed 1 is the test stack's own sandboxes, whose connections a run must
   // never replace.
@@ -300,6 +331,13 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   let barrier = 0;
   let conflicts = 0;
   let raced = 0;
+  const pgDropped: string[] = [];
+  let pgMissed = 0;
+  let gatewayRestarts = 0;
+  let refusedDead = 0;
+  let companies: string[] = [];
+  /** Handles whose CRM record refuses the engine's updates (`crm_refuse`), by remote id. */
+  const refused = new Map<string, number>();
   let opsMs = 0;
   const note = (h: number, line: string) => {
     const t = trace.get(h) ?? [];
@@ -474,23 +512,51 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   async function check() {
     const fail = (handle: number | null, what: string) => problems.push({ barrier, handle, what });
     const rows = await sql`select id::text, remote_id, deleted_at is not null as deleted,
-                                  first_name, last_name, job_title, kind
+                                  first_name, last_name, job_title, company_remote_id, kind
                            from crm.contacts where connection_id = ${conn}`;
     const recs = await crm.all();
     const byRemote = new Map(recs.map((r) => [r.id, r]));
     const rowByRemote = new Map(rows.filter((r) => r.remote_id).map((r) => [r.remote_id, r]));
     const rowById = new Map(rows.map((r) => [r.id as string, r]));
-    // Both sides, model aside.
+    // Dead letters: only of records the CRM refuses, each with the CRM's reason.
+    const dead = await sql`select record_id::text, last_error from crm.outbox
+                           where connection_id = ${conn} and state = 'dead'`;
+    const deadFor = new Set<string>();
+    refusedDead = 0;
+    for (const d of dead) {
+      // By the handle: a hard-deleted row's entry outlives the row.
+      const remote = rowById.get(d.record_id)?.remote_id ??
+        [...handles.values()].find((x) => x.local === d.record_id)?.remote;
+      const h = remote ? refused.get(remote) : undefined;
+      if (h === undefined) fail(null, `dead letter ${d.record_id}: ${d.last_error}`);
+      else if (!String(d.last_error ?? "").trim()) {
+        fail(h, `dead letter ${d.record_id} has no reason`);
+      } else {
+        refusedDead++;
+        deadFor.add(d.record_id);
+      }
+    }
+    const [{ left }] = await sql`select count(*)::int as left from crm.outbox
+                                 where connection_id = ${conn} and state <> 'dead'`;
+    if (left > 0) fail(null, `outbox: ${left} entries left that are not dead letters`);
+    // Both sides, model aside. A record the CRM refuses may differ from its row only by edits
+    // the engine could not push, and then the row has a dead letter.
     for (const r of rows.filter((r) => !r.deleted)) {
       const c = r.remote_id ? byRemote.get(r.remote_id) : undefined;
       if (!c) fail(null, `live row ${r.id} has no CRM record (remote_id ${r.remote_id})`);
       else if (!c.live) fail(null, `live row ${r.id} but CRM record ${c.id} is deleted`);
       else {
-        for (const f of fields) {
-          if ((r[f] ?? null) !== c.v[f]) {
-            fail(null, `row ${r.id} ${f}: app ${r[f]} vs CRM ${c.v[f]}`);
+        const differ = fields.filter((f) => (r[f] ?? null) !== c.v[f]);
+        if (refused.has(c.id)) {
+          if (differ.length && !deadFor.has(r.id)) {
+            fail(
+              refused.get(c.id)!,
+              `refused record ${c.id} differs (${differ.join(", ")}) and has no dead letter`,
+            );
           }
+          continue;
         }
+        for (const f of differ) fail(null, `row ${r.id} ${f}: app ${r[f]} vs CRM ${c.v[f]}`);
       }
     }
     const emails = new Map<string, string[]>();
@@ -502,9 +568,6 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     for (const [e, ids] of emails) {
       if (ids.length > 1) fail(null, `duplicate CRM records for ${e}: ${ids.join(", ")}`);
     }
-    const dead = await sql`select record_id::text, last_error from crm.outbox
-                           where connection_id = ${conn} and state = 'dead'`;
-    for (const d of dead) fail(null, `dead letter ${d.record_id}: ${d.last_error}`);
     const inbox = await sql`select state, count(*)::int as n from crm.webhook_events
                             where connection_id = ${conn} and state not in ('done', 'ignored')
                             group by state`;
@@ -555,11 +618,16 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         );
       }
       const v: Values = {};
+      // A record the CRM refuses keeps what the engine could not push: its fields are judged
+      // by the dead-letter check above, not by the model.
+      const judged = !(c && refused.has(c.id));
       if (rowLive) {
         for (const f of fields) {
           const got = (row![f] ?? null) as string | null;
           const want = e.fields[f]!;
-          if (!want.has(got)) said(`${f} = ${got}, model expects ${[...want].join(" | ")}`);
+          if (judged && !want.has(got)) {
+            said(`${f} = ${got}, model expects ${[...want].join(" | ")}`);
+          }
           if (got !== null) v[f] = got;
         }
       }
@@ -802,6 +870,56 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         await sleep(Math.max(0, at - Date.now() + 5));
         break;
       }
+      case "crm_assoc": {
+        const got = await crmLive(op.h);
+        if (!got?.rec?.live) return note(op.h, `#${i} crm assoc: not in the CRM, skipped`);
+        const company = op.company === null ? null : companies[op.company];
+        const v: Values = { [ASSOC]: company };
+        const race = await queued(op.h, v);
+        const r = await setCompany(
+          (m, path, b) => crm.call(m, path, b),
+          p,
+          got.x.remote!,
+          got.rec.v[ASSOC],
+          company,
+        );
+        if (r.status >= 300) return note(op.h, `#${i} crm assoc refused: ${r.status}`);
+        const after = await crm.get(got.x.remote!);
+        if (after!.v[ASSOC] === got.rec.v[ASSOC]) {
+          return note(op.h, `#${i} crm assoc ${company}: unchanged`);
+        }
+        effect(op.h, { side: "crm", kind: "edit", op: i, at: after!.at, v, raced: race });
+        note(
+          op.h,
+          `#${i} crm assoc company=${company} at ${new Date(after!.at).toISOString()}` +
+            (race.length ? " (app edit still queued)" : ""),
+        );
+        break;
+      }
+      case "app_assoc":
+        await appWrite(
+          op.h,
+          { [ASSOC]: op.company === null ? null : companies[op.company] },
+          "app assoc",
+        );
+        break;
+      case "crm_refuse": {
+        const x = await bind(op.h);
+        if (!x?.remote) return note(op.h, `#${i} crm refuse: no CRM record, skipped`);
+        refused.set(x.remote, op.h);
+        const r = await crm.call("PUT", "/refusals", {
+          ids: [...refused.keys()],
+          message: "Chaos: this record is locked by a validation rule",
+        });
+        if (r.status >= 300) throw new Error(`refusals: ${r.status} ${JSON.stringify(r.json)}`);
+        note(op.h, `#${i} crm refuses every API update of ${x.remote} from now on`);
+        break;
+      }
+      case "restart_gateway":
+        if (!o.restartGateway) break;
+        await o.restartGateway(op.hard);
+        gatewayRestarts++;
+        break;
       case "pull":
         await sql`select public.trigger_crm_sync('contacts', ${conn}::uuid)`;
         break;
@@ -818,14 +936,15 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         }
         break;
       }
-      case "drop_pg":
-        await sql`select pg_terminate_backend(pid) from pg_stat_activity
-                  where datname = current_database() and backend_type = 'client backend'
-                    and pid <> pg_backend_pid() and state = 'active'
-                    and coalesce(application_name, '') not in
-                        ('crm-chaos', 'psql', 'pg_net worker', 'pg_cron scheduler')
-                  limit 1`;
+      case "drop_pg": {
+        // A pull first, so a worker is at work when the cut comes (an idle engine has no
+        // statement to cut).
+        await sql`select public.trigger_crm_sync('contacts', ${conn}::uuid)`;
+        const cut = await dropInFlight(sql);
+        if (cut === null) pgMissed++;
+        else pgDropped.push(cut);
         break;
+      }
       case "sleep":
         await sleep(op.ms);
         break;
@@ -846,6 +965,12 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   await sql`update crm.engine_settings set job_lease = '8 seconds'`;
   try {
     await pauseScheduledSyncs(sql);
+    companies = await makeCompanies(
+      (m, path, b) => crm.call(m, path, b),
+      p,
+      COMPANIES,
+      `s${o.seed}`,
+    );
     conn = await hookedConnection(sql, p, sb.url, sb.credentials, o.policy);
     [{ account_id: accountId }] = await sql`select account_id::text from crm.connections
                                             where id = ${conn}`;
@@ -853,8 +978,23 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     await inbound("delta");
     await crm.call("DELETE", "/counters");
     for (const [i, op] of ops.entries()) {
-      await exec(i, op);
-      if (problems.length && op.k === "settle") break;
+      try {
+        await exec(i, op);
+      } catch (e) {
+        // The database aborting an app user's statement (a deadlock with the engine, a
+        // serialization failure) is a finding, not the harness's failure: the write did not
+        // happen (no effect was recorded) and the run goes on.
+        const code = (e as { code?: string }).code;
+        if (!op.k.startsWith("app_") || (code !== "40P01" && code !== "40001")) throw e;
+        const h = handlesOf(op)[0] ?? null;
+        problems.push({
+          barrier,
+          handle: h,
+          what: `#${i} ${op.k}: the app's statement failed: ${(e as Error).message} (${code})`,
+        });
+        if (h !== null) note(h, `#${i} ${op.k} FAILED in the database: ${(e as Error).message}`);
+      }
+      if (problems.length && op.k === "settle" && !o.keepGoing) break;
     }
     if (ops[ops.length - 1]?.k !== "settle") {
       await exec(ops.length, { k: "settle" });
@@ -865,6 +1005,8 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   }
   const counters = await crm.call("GET", "/counters");
   const apiCalls = Number(counters.json?.total ?? 0);
+  // CRM_CHAOS_KEEP=1 keeps the connection's rows (mirror, outbox, ledger, conflicts, sync log)
+  // for a post-mortem; the next run with the same seed replaces it.
   if (Deno.env.get("CRM_CHAOS_KEEP") !== "1") {
     await sql`delete from crm.connections where id = ${conn}`.catch(() => {});
   } else log(`kept connection ${conn}`);
@@ -884,6 +1026,10 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     ms: Date.now() - t0,
     opsMs,
     quiesceMs,
+    pgDropped,
+    pgMissed,
+    gatewayRestarts,
+    refusedDead,
   };
   log(`${p} ${o.policy}: ${problems.length ? "FAIL" : "ok"} ${JSON.stringify(stats)}`);
   return { ok: problems.length === 0, problems, traces, stats };

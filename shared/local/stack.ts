@@ -226,15 +226,8 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
       await setStackSecrets(cfg, sandboxConnectSecrets((await emulatorEnv(cfg))!, env.SUPABASE_URL))
     ) log(`wrote crm-connect's sandbox settings to ${cfg.stackSecretsFile}`);
   }
-  await start("gateway", [DENO, "run", "-A", join(ROOT, "shared/local/gateway.ts")], {
-    ...env,
-    GATEWAY_PORT: String(cfg.gatewayPort),
-    FUNCTIONS_ENV_FILE: cfg.functionsEnvFile,
-    FUNCTIONS_STACK_ENV_FILE: cfg.stackSecretsFile,
-    GATEWAY_WATCH: opts.watch ? "1" : "0",
-    GATEWAY_CPU_LIMIT_MS: String(cfg.functionCpuLimitMs),
-    GATEWAY_REQUESTS_PER_PROCESS: String(cfg.functionRequestsPerProcess),
-  });
+  const gw = gatewayCommand(cfg, env, opts.watch ?? false);
+  await start("gateway", gw.cmd, { ...common, ...gw.env });
 
   await waitFor(
     "gateway",
@@ -335,6 +328,56 @@ export async function up(cfg: StackConfig, opts: UpOptions = {}): Promise<Record
   await Deno.writeTextFile(cfg.envFile, formatEnv(all), { mode: 0o600 });
   log(`wrote ${cfg.envFile}`);
   return all;
+}
+
+function gatewayCommand(cfg: StackConfig, env: Record<string, string>, watch: boolean) {
+  return {
+    cmd: [DENO, "run", "-A", join(ROOT, "shared/local/gateway.ts")],
+    env: {
+      ...env,
+      GATEWAY_PORT: String(cfg.gatewayPort),
+      FUNCTIONS_ENV_FILE: cfg.functionsEnvFile,
+      FUNCTIONS_STACK_ENV_FILE: cfg.stackSecretsFile,
+      GATEWAY_WATCH: watch ? "1" : "0",
+      GATEWAY_CPU_LIMIT_MS: String(cfg.functionCpuLimitMs),
+      GATEWAY_REQUESTS_PER_PROCESS: String(cfg.functionRequestsPerProcess),
+    },
+  };
+}
+
+/**
+ * Restarts a running stack's gateway, as a crash or a deploy would: `hard` SIGKILLs its process
+ * group (the gateway and every function process, requests in flight included), otherwise
+ * SIGTERM with a short grace. Returns once the new gateway answers its health check. For the
+ * chaos harness; the gateway runs without file watching afterwards.
+ */
+export async function restartGateway(
+  cfg: StackConfig,
+  opts: { hard: boolean; graceMs?: number },
+): Promise<void> {
+  if (runningPid(cfg.dir, "gateway") === null) {
+    throw new Error("the stack's gateway is not running");
+  }
+  if (opts.hard) await killDetached(cfg.dir, "gateway");
+  else await stopDetached(cfg.dir, "gateway", opts.graceMs ?? 2000);
+  const env = await platformEnv(cfg);
+  const gw = gatewayCommand(cfg, env, false);
+  await startDetached(cfg.dir, {
+    name: "gateway",
+    cmd: gw.cmd,
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/root",
+      ...gw.env,
+    },
+    cwd: ROOT,
+  });
+  await waitFor(
+    "gateway",
+    () => healthy(`${env.SUPABASE_URL}/__health`),
+    30_000,
+    () => runningPid(cfg.dir, "gateway") === null,
+  );
 }
 
 export async function down(cfg: StackConfig, log = (m: string) => console.error(`[stack] ${m}`)) {

@@ -1,6 +1,7 @@
 // The bounded chaos run: 3 seeds × 150 ops per provider (one policy per seed:
 // newest_wins, crm_wins, app_wins), CI faults (5xx, 429, webhook drops, duplicates, reorders; no
-// hung requests, whose 30-second timeouts would dominate the run), then every shrunk regression
+// hung requests, whose 30-second timeouts would dominate the run) plus the generated ones (worker
+// kills, gateway restarts, statements cut, records the CRM refuses), then every shrunk regression
 // list in tests/chaos/regressions replayed as it was found. See scripts/chaos/ and README.
 import assert from "node:assert/strict";
 import { PROVIDERS } from "../../supabase/functions/_shared/providers/types.ts";
@@ -8,6 +9,7 @@ import type { Policy } from "../../scripts/chaos/model.ts";
 import { generate, type Op } from "../../scripts/chaos/ops.ts";
 import { runOps, type RunOptions, type RunResult } from "../../scripts/chaos/run.ts";
 import { CI_FAULTS } from "../../scripts/chaos/shrink.ts";
+import { gatewayRestarter } from "../../scripts/chaos/gateway.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -18,10 +20,9 @@ function explain(r: RunResult): string {
 }
 
 const SEEDS: Array<[number, Policy]> = [[1, "newest_wins"], [2, "crm_wins"], [3, "app_wins"]];
-// The seeded runs still find an engine limit not fixed yet now and then (README, "Convergence
-// under chaos": a Pipedrive name half rewritten over a CRM edit made while its push was being
-// written, seed 1), so they are not part of `npm test` until it is fixed; they run with
-// CRM_CHAOS_SEEDS=1 (`CRM_CHAOS_SEEDS=1 npm test -- deno`) or through `npm run chaos`.
+// The seeded runs still find engine limits not fixed yet (README, "Convergence under chaos"),
+// so they are not part of `npm test` until those are fixed; they run with CRM_CHAOS_SEEDS=1
+// (`CRM_CHAOS_SEEDS=1 npm test -- deno`) or through `npm run chaos`.
 const RUN_SEEDS = Deno.env.get("CRM_CHAOS_SEEDS") === "1";
 
 for (const provider of PROVIDERS) {
@@ -39,6 +40,7 @@ for (const provider of PROVIDERS) {
           seed,
           faults: CI_FAULTS,
           pushWindow: "known",
+          restartGateway: gatewayRestarter(),
         });
         assert.ok(r.ok, explain(r));
         assert.ok(r.stats.barriers >= 2, JSON.stringify(r.stats));
@@ -64,7 +66,7 @@ for (const name of files.sort()) {
     fn: async () => {
       // Runs three times: a race the list provokes does not fire on every run.
       for (let i = 0; i < 3; i++) {
-        const r = await runOps(fx.ops, fx.options);
+        const r = await runOps(fx.ops, { ...fx.options, restartGateway: gatewayRestarter() });
         assert.ok(r.ok, explain(r));
       }
     },

@@ -9,6 +9,7 @@ import { OAuthPolicy, type OAuthPolicyInput, OAuthPolicySchema } from "./oauth.t
 import { z } from "zod";
 import { Counters } from "./counters.ts";
 import { type FaultConfigInput, FaultConfigSchema, Faults } from "./faults.ts";
+import { Refusals, RefusalsSchema } from "./refusals.ts";
 import { drainBody, HttpError, json, sleep } from "./http.ts";
 import { Prng } from "./prng.ts";
 import { type RequestContext, Router } from "./router.ts";
@@ -135,6 +136,8 @@ export abstract class Emulator {
   records: number;
   readonly prng: Prng;
   readonly faults: Faults;
+  /** Records whose API updates are refused permanently (./refusals.ts). */
+  readonly refusals = new Refusals();
   readonly counters = new Counters();
   readonly queue: WebhookQueue;
   readonly tokens: TokenStore;
@@ -476,6 +479,7 @@ export abstract class Emulator {
     this.queue.clearLog();
     this.counters.reset();
     this.faults.reset(seed);
+    this.refusals.clear();
     this.resetProviderState();
     this.adminStore.reseed(seed, records);
   }
@@ -547,6 +551,16 @@ export abstract class Emulator {
     a.delete("/__admin/faults", () => {
       this.faults.reset(this.seed);
       return json(this.faults.config);
+    });
+
+    a.get("/__admin/refusals", () => json(this.refusals.snapshot()));
+    a.put("/__admin/refusals", async ({ req }) => {
+      this.refusals.set(RefusalsSchema.parse(await this.adminBody(req)));
+      return json(this.refusals.snapshot());
+    });
+    a.delete("/__admin/refusals", () => {
+      this.refusals.clear();
+      return json(this.refusals.snapshot());
     });
 
     a.get("/__admin/webhooks/deliveries", ({ url }) => {

@@ -74,6 +74,22 @@ function tooMany(n: number): void {
   }
 }
 
+/** A record refused by the sandbox's refusals (../common/refusals.ts) fails its whole call as
+ * HubSpot fails a batch with an invalid value: 400 VALIDATION_ERROR, nothing written. */
+function refuse(hs: HubSpotEmulator, ids: Array<string | undefined>): void {
+  for (const id of ids) {
+    const msg = id === undefined ? null : hs.refusals.check(id);
+    if (msg === null) continue;
+    hs.fail(
+      400,
+      "VALIDATION_ERROR",
+      `Property values were not valid: ${
+        JSON.stringify([{ isValid: false, message: `${msg} (record ${id})`, error: "INVALID" }])
+      }`,
+    );
+  }
+}
+
 /** HubSpot refuses a batch that names one record twice (400, nothing written). */
 function noDuplicateIds(hs: HubSpotEmulator, keys: string[]): void {
   const seen = new Set<string>();
@@ -348,6 +364,7 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     }));
     noDuplicateIds(hs, targets.map((t, i) => t?.id ?? `missing:${body.inputs[i].id}`));
     checkBatchUnique(hs, type, plans.filter((p) => p.target));
+    refuse(hs, targets.map((t) => t?.id));
     const results: ApiObject[] = [];
     const missing: string[] = [];
     body.inputs.forEach((inp, i) => {
@@ -404,6 +421,7 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     });
     noDuplicateIds(hs, plans.map((p) => `${p.prop}:${p.target?.id ?? p.values[p.prop]}`));
     checkBatchUnique(hs, type, plans);
+    refuse(hs, plans.map((p) => p.target?.id));
     const results = plans.map((p) => {
       const names = [...new Set([...Object.keys(p.inp.properties), p.prop])];
       const r = p.target
@@ -475,6 +493,7 @@ export function registerObjectRoutes(hs: HubSpotEmulator): void {
     const body = await hs.body(ctx, UpdateInput);
     const r = lookup(hs, type, ctx.params.id, ctx.url.searchParams.get("idProperty") ?? undefined);
     if (!r) throw notFoundError(ctx.params.id);
+    refuse(hs, [r.id]);
     const u = hs.store.update(type, r.id, body.properties, "INTEGRATION");
     return json(toApiObject(hs.store, u, { properties: Object.keys(body.properties) }));
   });

@@ -228,6 +228,9 @@ export function registerV2Routes(pd: PipedriveEmulator): void {
       return json({ success: true, data: v2Json(r) });
     });
     pd.route("PATCH", `${base}/:id`, "v2Write", async (ctx, auth) => {
+      // A refused record (../common/refusals.ts) answers as Pipedrive's validation errors do.
+      const refused = pd.refusals.check(idParam(ctx));
+      if (refused !== null) throw bad(refused);
       const r = pd.store.update(entity, idParam(ctx), await pd.body(ctx), api(auth));
       return json({ success: true, data: v2Json(r) });
     });

@@ -16,6 +16,7 @@ import type { SalesforceEmulator } from "./emulator.ts";
 import { to18 } from "./ids.ts";
 import { objectName, type OrgSchema, type SfObject } from "./schema.ts";
 import type { SfRecord } from "./store.ts";
+import { refusal } from "./validation_rules.ts";
 import { recordJson, sobjectType } from "./sobjects.ts";
 
 export const MAX_COLLECTION = 200;
@@ -205,6 +206,8 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
         };
       }
       const { attributes: _a, id: _i, Id: _I, ...input } = rec;
+      const refused = refusal(sf.refusals, r.id);
+      if (refused) return { result: fail(id, refused) };
       const v = sf.store.validate(type, input, "update", r);
       if (!v.ok) return { result: fail(id, v.errors) };
       const d = dup(type, v.values, i);
@@ -276,6 +279,8 @@ export function registerCollectionRoutes(sf: SalesforceEmulator): void {
       }
       const existing = hits[0];
       if (existing) {
+        const refused = refusal(sf.refusals, existing.id);
+        if (refused) return { result: fail(existing.id, refused) };
         const v = sf.store.validate(type, input, "update", existing);
         if (!v.ok) return { result: fail(existing.id, v.errors) };
         return {

@@ -14,6 +14,7 @@ import { notFound, SfError } from "./errors.ts";
 import type { SalesforceEmulator } from "./emulator.ts";
 import { objectName, type OrgSchema, type SfObject } from "./schema.ts";
 import type { SfRecord } from "./store.ts";
+import { refusal } from "./validation_rules.ts";
 import { parseSfTime, sfDateTime } from "./values.ts";
 
 const DAY = 86_400_000;
@@ -157,7 +158,10 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
   sf.route("PATCH", "/sobjects/:type/:id", async (ctx) => {
     const type = sobjectType(ctx);
     const input = asInput(await sf.body(ctx));
-    if (!sf.store.find(type, ctx.params.id)) throw notFound();
+    const found = sf.store.find(type, ctx.params.id);
+    if (!found) throw notFound();
+    const refused = refusal(sf.refusals, found.id);
+    if (refused) throw new SfError(400, refused);
     sf.store.update(type, ctx.params.id, input, "api");
     return noContent();
   });
@@ -211,6 +215,8 @@ export function registerSObjectRoutes(sf: SalesforceEmulator): void {
     const input = asInput(await sf.body(ctx));
     const existing = byExt(type, d.name, ctx.params.value);
     if (existing) {
+      const refused = refusal(sf.refusals, existing.id);
+      if (refused) throw new SfError(400, refused);
       sf.store.update(type, existing.id, input, "api");
       const body = { id: existing.id, success: true, errors: [], created: false };
       return Number(auth.version) >= 46 ? json(body, 200) : noContent();

@@ -7,6 +7,7 @@
  * Docs: https://help.salesforce.com/s/articleView?id=sf.fields_about_field_validation.htm
  */
 import { z } from "zod";
+import type { Refusals } from "../common/refusals.ts";
 import type { SfErrorItem } from "./errors.ts";
 import { type SfObject, WRITABLE } from "./schema.ts";
 
@@ -57,4 +58,13 @@ export function violated(
     message: r.message,
     fields: r.errorDisplayField ? [r.errorDisplayField] : [],
   }));
+}
+
+/** A record refused by the sandbox's refusals (../common/refusals.ts) fails as a validation
+ * rule does, on the API's update paths only. */
+export function refusal(refusals: Refusals, id: string): SfErrorItem[] | null {
+  const message = refusals.check(id);
+  return message === null
+    ? null
+    : [{ errorCode: "FIELD_CUSTOM_VALIDATION_EXCEPTION", message, fields: [] }];
 }
