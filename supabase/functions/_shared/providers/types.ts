@@ -77,6 +77,10 @@ export interface ListOptions {
   /** Epoch ms, the run's budget: no request, rate-limit wait or retry that would end past it is
    * started, and a request still open then is aborted. */
   deadline?: number;
+  /** readByIds: false leaves out what the provider keeps apart from the record and costs calls
+   * of its own (HubSpot associations, the `associations.<type>` properties): the records then
+   * do not carry those properties at all (never as empty). Default true. */
+  relations?: boolean;
 }
 
 /** Tokens the adapter obtained by refreshing; the caller persists them encrypted. */

@@ -1,0 +1,93 @@
+// Read before write (the push window, issue 15): before a chunk of updates is written, the
+// records are read by id with the adapter's batch read (one call per chunk: HubSpot batch read
+// ≤ 100, Salesforce SOQL `Id IN` ≤ 200 per record type, Pipedrive v2 list by `ids` ≤ 100) and
+// crm.recheck_outbox releases the entries whose fields the CRM changed since the engine last
+// saw them (see 20261206020100_crm_outbound_recheck.sql). Those records are then applied through
+// the normal inbound path (crm.save_inbound_page, mode live), so the connection's policy decides
+// each field and records the conflict, and what the app still wins is claimed again and pushed.
+// A record is released at most once per push run (`seen`): its second claim is written without
+// another read, so a record the CRM keeps changing cannot hold the push, and no comparison the
+// apply judges differently can loop.
+// Creates have no CRM record to read; deletes are not compared (the design does not settle an
+// app delete against a CRM edit). Ids the read does not return (deleted, merged away) are left
+// to the write, whose "gone" answer fail_outbox settles by policy.
+import type { Sql } from "../db.ts";
+import type { ObjectType, RemoteRecord } from "../providers/types.ts";
+import type { SyncContext } from "./context.ts";
+import type { OutboxEntry } from "./outbox.ts";
+import { type PageTarget, savePage } from "./runlog.ts";
+import type { RunTally } from "./tally.ts";
+import { mapPage } from "./walk.ts";
+
+export interface Released {
+  id: number;
+  recordId: string;
+  remoteId: string;
+  fields: string[];
+}
+
+export interface RecheckSink {
+  /** Where applied records go (an inbound run of the push, opened on first use). */
+  target(): Promise<{ target: PageTarget; tally: RunTally }>;
+  /** The apply of released records failed (e.g. a value the mirror's columns reject). */
+  warn(released: Released[], error: unknown): void;
+}
+
+/**
+ * Reads the records of `updates` (claimed update entries with a remote id) and releases the ones
+ * the CRM changed under them; applies those records inbound. Returns the released entries (no
+ * longer the caller's: it must not write or settle them). Throws when the read fails (nothing
+ * was released).
+ */
+export async function recheckUpdates(
+  sql: Sql,
+  ctx: SyncContext,
+  object: ObjectType,
+  updates: OutboxEntry[],
+  /** Entries whose write sends relations (`associations.*` properties). */
+  relationsSent: Set<number>,
+  seen: Set<string>,
+  sink: RecheckSink,
+  deadline: number,
+): Promise<Released[]> {
+  const due = updates.filter((e) => e.remoteId && !seen.has(e.recordId));
+  if (due.length === 0) return [];
+  const ids = [...new Set(due.map((e) => e.remoteId as string))];
+  // Relations read apart from the record (HubSpot associations: one more call per chunk) only
+  // when a write sends them.
+  const relations = due.some((e) => relationsSent.has(e.id));
+  const got = await ctx.adapter.readByIds(object, ids, { deadline, relations });
+  if (got.records.length === 0) return [];
+  const page = (records: RemoteRecord[]) =>
+    mapPage(ctx.mapper, object, {
+      records,
+      errors: [],
+      checkpoint: null,
+      watermark: null,
+      done: false,
+    });
+  const claims = due.map((e) => ({ id: e.id, lease: e.lease }));
+  const rows = await sql<
+    { id: string; record_id: string; remote_id: string; fields: string[] }[]
+  >`select id, record_id, remote_id, fields
+    from crm.recheck_outbox(${ctx.conn.id}, ${object}, ${sql.json(claims as never)}::jsonb,
+                            ${page(got.records).json}::text::jsonb)`;
+  const released = rows.map((r) => ({
+    id: Number(r.id),
+    recordId: r.record_id,
+    remoteId: r.remote_id,
+    fields: r.fields,
+  }));
+  if (released.length === 0) return [];
+  for (const r of released) seen.add(r.recordId);
+  const back = new Set(released.map((r) => r.remoteId));
+  const { target, tally } = await sink.target();
+  try {
+    await savePage(sql, target, tally, page(got.records.filter((r) => back.has(r.remoteId))), null);
+  } catch (e) {
+    // The entries are pending again with all their fields: the next claim pushes them as before
+    // this check (the CRM's edit is then overwritten). Reported, not fatal to the push.
+    sink.warn(released, e);
+  }
+  return released;
+}
