@@ -84,8 +84,8 @@ export async function runOutbound(
     let push: ObjectPush | null = null;
     const notes = { skipped: [] as unknown[], warnings: [] as unknown[] };
     const recheck = recheckSink(sql, ctx, object, o.trigger, notes.warnings);
-    /** Records released by the read-before-write in this run (./push_recheck.ts). */
-    const rechecked = new Set<string>();
+    /** Releases by the read-before-write in this run, per record (./push_recheck.ts). */
+    const rechecked = new Map<string, number>();
     try {
       for (;;) {
         if (outOfBudget()) {

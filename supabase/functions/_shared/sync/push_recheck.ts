@@ -5,9 +5,11 @@
 // saw them (see 20261206020100_crm_outbound_recheck.sql). Those records are then applied through
 // the normal inbound path (crm.save_inbound_page, mode live), so the connection's policy decides
 // each field and records the conflict, and what the app still wins is claimed again and pushed.
-// A record is released at most once per push run (`seen`): its second claim is written without
-// another read, so a record the CRM keeps changing cannot hold the push, and no comparison the
-// apply judges differently can loop.
+// A record released again is read again when it is claimed again (the CRM may have changed it
+// once more meanwhile: skipping that read reopened the window, found by the chaos harness), up
+// to MAX_RELEASES times per push run (`released`); after that it is written without a read, so a
+// record the CRM keeps changing cannot hold the push, and no comparison the apply judges
+// differently can loop.
 // Creates have no CRM record to read; deletes are not compared (the design does not settle an
 // app delete against a CRM edit). Ids the read does not return (deleted, merged away) are left
 // to the write, whose "gone" answer fail_outbox settles by policy.
@@ -18,6 +20,9 @@ import type { OutboxEntry } from "./outbox.ts";
 import { type PageTarget, savePage } from "./runlog.ts";
 import type { RunTally } from "./tally.ts";
 import { mapPage } from "./walk.ts";
+
+/** Releases of one record per push run before it is written without a read. */
+export const MAX_RELEASES = 3;
 
 export interface Released {
   id: number;
@@ -46,11 +51,12 @@ export async function recheckUpdates(
   updates: OutboxEntry[],
   /** Entries whose write sends relations (`associations.*` properties). */
   relationsSent: Set<number>,
-  seen: Set<string>,
+  /** Releases so far in this run, by record id. */
+  releases: Map<string, number>,
   sink: RecheckSink,
   deadline: number,
 ): Promise<Released[]> {
-  const due = updates.filter((e) => e.remoteId && !seen.has(e.recordId));
+  const due = updates.filter((e) => e.remoteId && (releases.get(e.recordId) ?? 0) < MAX_RELEASES);
   if (due.length === 0) return [];
   const ids = [...new Set(due.map((e) => e.remoteId as string))];
   // Relations read apart from the record (HubSpot associations: one more call per chunk) only
@@ -79,7 +85,7 @@ export async function recheckUpdates(
     fields: r.fields,
   }));
   if (released.length === 0) return [];
-  for (const r of released) seen.add(r.recordId);
+  for (const r of released) releases.set(r.recordId, (releases.get(r.recordId) ?? 0) + 1);
   const back = new Set(released.map((r) => r.remoteId));
   const { target, tally } = await sink.target();
   try {
