@@ -22,9 +22,7 @@ import {
   type Failure,
 } from "./outbox.ts";
 import { planPush } from "./push_ops.ts";
-import { type RecheckSink, recheckUpdates } from "./push_recheck.ts";
-import { closeRun, type PageTarget } from "./runlog.ts";
-import { RunTally } from "./tally.ts";
+import { recheckSink, recheckUpdates } from "./push_recheck.ts";
 
 export const PUSH_ORDER: readonly ObjectType[] = ["companies", "contacts", "deals"];
 
@@ -83,7 +81,7 @@ export async function runOutbound(
   for (const object of PUSH_ORDER) {
     let push: ObjectPush | null = null;
     const notes = { skipped: [] as unknown[], warnings: [] as unknown[] };
-    const recheck = recheckSink(sql, ctx, object, o.trigger, notes.warnings);
+    const recheck = recheckSink(sql, ctx, object, o.trigger, notes.warnings, SAMPLES);
     /** Releases by the read-before-write in this run, per record (./push_recheck.ts). */
     const rechecked = new Map<string, number>();
     try {
@@ -147,10 +145,17 @@ export async function runOutbound(
             o.deadline,
           );
         } catch (e) {
+          // The read failed: nothing was written or released; the chunk is retried as a whole.
           const reason = errorMessage(e);
           await failOutbox(
             sql,
-            entries.map((x) => ({ id: x.id, lease: x.lease, action: "retry", error: reason })),
+            entries.map((x) => ({
+              id: x.id,
+              lease: x.lease,
+              action: "retry",
+              error: reason,
+              retry_after_seconds: pauseSeconds(e),
+            })),
           );
           throw e;
         }
@@ -335,52 +340,5 @@ function finish(pushes: ObjectPush[], o: { more: boolean }): OutboundSummary {
     status: pushes.some((p) => p.failed > 0) ? "partial" : "success",
     more: o.more,
     pushes,
-  };
-}
-
-/** The inbound run (trigger as the push's) that records released records are applied under,
- * opened when the first one is. */
-function recheckSink(
-  sql: Sql,
-  ctx: SyncContext,
-  object: ObjectType,
-  trigger: Trigger,
-  warnings: unknown[],
-): RecheckSink & { close(error: string | null): Promise<void> } {
-  let run: { target: PageTarget; tally: RunTally } | null = null;
-  return {
-    async target() {
-      if (run) return run;
-      const [r] = await sql`select crm.open_sync_run(${ctx.conn.id}, ${object}, 'inbound',
-                                                     ${trigger}) as id`;
-      run = {
-        target: {
-          runId: Number(r.id),
-          leaseToken: null,
-          connectionId: ctx.conn.id,
-          object,
-          mode: "live",
-        },
-        // The read's calls are counted on the push's run, not again here.
-        tally: new RunTally(ctx.conn, object, () => 0),
-      };
-      return run;
-    },
-    warn(released, error) {
-      if (warnings.length >= SAMPLES) return;
-      warnings.push({
-        record_ids: released.map((r) => r.recordId),
-        message: `read before write: applying the CRM's records failed: ${errorMessage(error)}`,
-      });
-    },
-    async close(error) {
-      if (!run) return;
-      const status = error ? "failed" : run.tally.failed ? "partial" : "success";
-      await closeRun(sql, { runId: run.target.runId!, leaseToken: null }, status, run.tally, {
-        message: error ?? undefined,
-        more: false,
-      });
-      run = null;
-    },
   };
 }

@@ -15,10 +15,12 @@
 // to the write, whose "gone" answer fail_outbox settles by policy.
 import type { Sql } from "../db.ts";
 import type { ObjectType, RemoteRecord } from "../providers/types.ts";
+import { errorMessage } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
+import type { Trigger } from "./inbound.ts";
 import type { OutboxEntry } from "./outbox.ts";
-import { type PageTarget, savePage } from "./runlog.ts";
-import type { RunTally } from "./tally.ts";
+import { closeRun, type PageTarget, savePage } from "./runlog.ts";
+import { RunTally } from "./tally.ts";
 import { mapPage } from "./walk.ts";
 
 /** Releases of one record per push run before it is written without a read. */
@@ -96,4 +98,52 @@ export async function recheckUpdates(
     sink.warn(released, e);
   }
   return released;
+}
+
+/** The inbound run (trigger as the push's) that records released records are applied under,
+ * opened when the first one is. */
+export function recheckSink(
+  sql: Sql,
+  ctx: SyncContext,
+  object: ObjectType,
+  trigger: Trigger,
+  warnings: unknown[],
+  samples: number,
+): RecheckSink & { close(error: string | null): Promise<void> } {
+  let run: { target: PageTarget; tally: RunTally } | null = null;
+  return {
+    async target() {
+      if (run) return run;
+      const [r] = await sql`select crm.open_sync_run(${ctx.conn.id}, ${object}, 'inbound',
+                                                     ${trigger}) as id`;
+      run = {
+        target: {
+          runId: Number(r.id),
+          leaseToken: null,
+          connectionId: ctx.conn.id,
+          object,
+          mode: "live",
+        },
+        // The read's calls are counted on the push's run, not again here.
+        tally: new RunTally(ctx.conn, object, () => 0),
+      };
+      return run;
+    },
+    warn(released, error) {
+      if (warnings.length >= samples) return;
+      warnings.push({
+        record_ids: released.map((r) => r.recordId),
+        message: `read before write: applying the CRM's records failed: ${errorMessage(error)}`,
+      });
+    },
+    async close(error) {
+      if (!run) return;
+      const status = error ? "failed" : run.tally.failed ? "partial" : "success";
+      await closeRun(sql, { runId: run.target.runId!, leaseToken: null }, status, run.tally, {
+        message: error ?? undefined,
+        more: false,
+      });
+      run = null;
+    },
+  };
 }
