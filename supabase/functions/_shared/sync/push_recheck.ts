@@ -86,18 +86,39 @@ export async function recheckUpdates(
     remoteId: r.remote_id,
     fields: r.fields,
   }));
-  if (released.length === 0) return [];
   for (const r of released) releases.set(r.recordId, (releases.get(r.recordId) ?? 0) + 1);
-  const back = new Set(released.map((r) => r.remoteId));
+  // Applied: the released records, and the records the CRM modified since the row last saw them
+  // (other fields than the pushed ones). The latter matters for newest_wins: the write about to
+  // happen bumps the record's modification time, and a CRM edit of another field learnt only
+  // after it would carry the engine's own write time instead of the CRM user's.
+  const apply = new Set(released.map((r) => r.remoteId));
+  const seenAt = new Map(due.map((e) => [e.remoteId, stampOf(e.record)]));
+  for (const r of got.records) {
+    if (Date.parse(r.modifiedAt) > (seenAt.get(r.remoteId) ?? Infinity)) apply.add(r.remoteId);
+  }
+  if (apply.size === 0) return released;
   const { target, tally } = await sink.target();
   try {
-    await savePage(sql, target, tally, page(got.records.filter((r) => back.has(r.remoteId))), null);
+    await savePage(
+      sql,
+      target,
+      tally,
+      page(got.records.filter((r) => apply.has(r.remoteId))),
+      null,
+    );
   } catch (e) {
     // The entries are pending again with all their fields: the next claim pushes them as before
     // this check (the CRM's edit is then overwritten). Reported, not fatal to the push.
     sink.warn(released, e);
   }
   return released;
+}
+
+/** The row's remote_updated_at as claimed (epoch ms; -Infinity when it has none). */
+function stampOf(row: Record<string, unknown> | null): number {
+  const v = row?.remote_updated_at;
+  const t = typeof v === "string" ? Date.parse(v) : NaN;
+  return Number.isNaN(t) ? -Infinity : t;
 }
 
 /** The inbound run (trigger as the push's) that records released records are applied under,
