@@ -38,7 +38,7 @@ for (const provider of PROVIDERS) {
           policy,
           seed,
           faults: CI_FAULTS,
-          pushWindow: "known",
+          pushWindow: "strict",
         });
         assert.ok(r.ok, explain(r));
         assert.ok(r.stats.barriers >= 2, JSON.stringify(r.stats));
