@@ -455,7 +455,14 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         await sql`select crm.resolve_conflict(${c.id}, ${side})`;
         const h = [...handles].find(([, x]) => x.local === c.record_id)?.[0];
         if (h !== undefined) {
-          const val = side === "local" ? c.local_value : c.remote_value;
+          // 'local' keeps the row's value, which is the app's latest edit: the conflict's
+          // local_value is the one it was opened with, and the app may have edited the field
+          // again while it was open (resolve_conflict pushes the row's value).
+          const [row] = side === "local" && c.field !== "deleted_at"
+            ? await sql`select to_jsonb(t) -> ${c.field}::text as v from crm.contacts t
+                        where t.id = ${c.record_id}::uuid`
+            : [];
+          const val = row ? row.v : side === "local" ? c.local_value : c.remote_value;
           resolved.set(`${h}.${c.field}`, val === null ? null : String(unjson(val)));
           note(h, `barrier: manual conflict on ${c.field} resolved ${side}`);
         }
