@@ -89,7 +89,8 @@ for (let s = seed0; s < seed0 + Number(a.seeds); s++) {
           r.ok ? "clean" : `${r.problems.length} problems`
         } ` +
           `(${st.ops} ops, ${st.barriers} barriers, ${st.records} records, ${st.conflicts} ` +
-          `conflicts, ${st.raced} push-window races, ${st.apiCalls} API calls, ` +
+          `conflicts, ${st.raced} push-window races (${st.inFlight} in flight), ` +
+          `${st.apiCalls} API calls, ` +
           `${(st.ms / 1000).toFixed(1)} s)`,
       );
       const q = [...st.quiesceMs].sort((x, y) => x - y);

@@ -40,7 +40,16 @@ export type Effect =
   | { side: "app"; kind: "delete"; op: number; at: number }
   /** `raced`: fields of this CRM edit that had an app edit queued but not yet pushed when the
    * CRM edit was made (the harness looks at the outbox right before it writes). */
-  | { side: "crm"; kind: "create" | "edit"; op: number; at: number; v: Values; raced?: Field[] }
+  | {
+    side: "crm";
+    kind: "create" | "edit";
+    op: number;
+    at: number;
+    v: Values;
+    raced?: Field[];
+    /** Of `raced`: fields whose entry was already claimed by a push (in flight). */
+    inFlight?: Field[];
+  }
   | { side: "crm"; kind: "delete" | "restore" | "merged" | "touch"; op: number; at: number };
 
 export interface Base {
@@ -58,10 +67,12 @@ const setOf = <T>(...xs: T[]) => new Set(xs);
 
 /**
  * `pushWindow`: how to judge a CRM edit made while an app edit of the same field waited in the
- * outbox. The push is a blind write (no CRM offers a conditional update the engine uses), so
- * the push overwrites the CRM edit, which then comes back as the engine's own echo: the CRM's
- * edit is lost with no conflict recorded, whatever the policy. `strict` expects what the policy
- * says (and so reports that loss); `known` allows either value and counts the case.
+ * outbox. The push reads the records before it writes and lets the policy decide a field the CRM
+ * changed (sync/push_recheck.ts), so `strict` expects what the policy says. The write itself is
+ * still blind: a CRM edit made after that read and before the write is overwritten. The harness
+ * cannot see when the read happened; an edit made while the entry was claimed (in flight) is
+ * judged as that residual window, either value, under both modes. `known` allows either value
+ * for every race (what the engine did before the read-before-write).
  */
 export function expect(
   policy: Policy,
@@ -83,17 +94,12 @@ export function expect(
   let live: Set<boolean>;
   const appDel = app.some((e) => e.kind === "delete");
   const crmLife = crm.filter((e) => ["delete", "merged", "restore"].includes(e.kind));
-  type Edit = {
-    op: number;
-    at: number;
-    v: Values;
-    raced?: Field[];
-    retargeted?: boolean;
-    inFlight?: boolean;
-  };
-  const edits = (l: Effect[]) => l.filter((e) => e.kind === "edit") as Edit[];
-  const appEdits = edits(app);
-  const crmEdits = edits(crm);
+  /** An app edit (`inFlight`: a re-targeted one was being pushed at the merge) or a CRM edit
+   * (`inFlight`: its raced fields already claimed by a push). */
+  type AppEdit = { op: number; at: number; v: Values; retargeted?: boolean; inFlight?: boolean };
+  type CrmEdit = { op: number; at: number; v: Values; raced?: Field[]; inFlight?: Field[] };
+  const appEdits = app.filter((e) => e.kind === "edit") as AppEdit[];
+  const crmEdits = crm.filter((e) => e.kind === "edit") as CrmEdit[];
   const existed = base?.live ?? effects.some((e) => e.kind === "insert" || e.kind === "create");
   let mixed = false;
   if (!appDel && !crmLife.length) {
@@ -160,8 +166,12 @@ export function expect(
         else s = either;
       } else s = either;
       if (c.raced?.includes(f) && c.op > a.op) {
-        why.push(`${f}: the CRM edit #${c.op} raced a queued push of app edit #${a.op}`);
-        if (pushWindow === "known") s = either;
+        const inFlight = c.inFlight?.includes(f) ?? false;
+        why.push(
+          `${f}: the CRM edit #${c.op} raced a queued push of app edit #${a.op}` +
+            (inFlight ? " (in flight)" : ""),
+        );
+        if (pushWindow === "known" || inFlight) s = either;
       }
       if (a.inFlight) {
         why.push(`${f}: a merge loser's app edit #${a.op} was being pushed at the merge`);

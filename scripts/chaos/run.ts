@@ -73,6 +73,8 @@ export interface RunResult {
     conflicts: number;
     /** Records with a CRM edit made while an app edit of the field waited to be pushed. */
     raced: number;
+    /** Of `raced`: records where the CRM edit met an entry already claimed (model.ts). */
+    inFlight: number;
     apiCalls: number;
     ms: number;
     opsMs: number;
@@ -338,6 +340,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   let companies: string[] = [];
   /** Handles whose CRM record refuses the engine's updates (`crm_refuse`), by remote id. */
   const refused = new Map<string, number>();
+  let inFlight = 0;
   let opsMs = 0;
   const note = (h: number, line: string) => {
     const t = trace.get(h) ?? [];
@@ -493,7 +496,14 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         await sql`select crm.resolve_conflict(${c.id}, ${side})`;
         const h = [...handles].find(([, x]) => x.local === c.record_id)?.[0];
         if (h !== undefined) {
-          const val = side === "local" ? c.local_value : c.remote_value;
+          // 'local' keeps the row's value, which is the app's latest edit: the conflict's
+          // local_value is the one it was opened with, and the app may have edited the field
+          // again while it was open (resolve_conflict pushes the row's value).
+          const [row] = side === "local" && c.field !== "deleted_at"
+            ? await sql`select to_jsonb(t) -> ${c.field}::text as v from crm.contacts t
+                        where t.id = ${c.record_id}::uuid`
+            : [];
+          const val = row ? row.v : side === "local" ? c.local_value : c.remote_value;
           resolved.set(`${h}.${c.field}`, val === null ? null : String(unjson(val)));
           note(h, `barrier: manual conflict on ${c.field} resolved ${side}`);
         }
@@ -603,6 +613,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         o.pushWindow ?? "strict",
       );
       if (e.why.some((w) => w.includes("raced a queued push"))) raced++;
+      if (e.why.some((w) => w.includes("queued push") && w.endsWith("(in flight)"))) inFlight++;
       const said = (what: string) =>
         fail(h, `${what}${e.why.length ? ` (${e.why.join("; ")})` : ""}`);
       if (!e.live.has(rowLive)) {
@@ -661,15 +672,21 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
       effect(h, { side: "app", kind: "edit", op: i, at: Number(r[0].at), v });
       note(h, `#${i} ${label} ${JSON.stringify(v)}`);
     };
-    /** Fields of `v` with an app edit of the record queued (not yet pushed) right now. */
-    const queued = async (h: number, v: Values): Promise<Field[]> => {
+    /** Fields of `v` with an app edit of the record queued (not yet pushed) right now, and
+     * those of them whose entry is already claimed by a push (in flight: the push may have read
+     * the record already; see model.ts). */
+    const queued = async (h: number, v: Values): Promise<{ raced: Field[]; inFlight: Field[] }> => {
       const x = handles.get(h);
-      if (!x?.local) return [];
-      const rows = await sql`select op, changed_columns from crm.outbox
+      if (!x?.local) return { raced: [], inFlight: [] };
+      const rows = await sql`select op, changed_columns, state from crm.outbox
                              where record_id = ${x.local} and state <> 'dead'`;
-      return (Object.keys(v) as Field[]).filter((f) =>
-        rows.some((r) => r.op !== "update" || (r.changed_columns ?? []).includes(f))
-      );
+      const hit = (f: Field, r: (typeof rows)[number]) =>
+        r.op !== "update" || (r.changed_columns ?? []).includes(f);
+      const fs = Object.keys(v) as Field[];
+      return {
+        raced: fs.filter((f) => rows.some((r) => hit(f, r))),
+        inFlight: fs.filter((f) => rows.some((r) => r.state === "processing" && hit(f, r))),
+      };
     };
     const crmLive = async (h: number) => {
       const x = await bind(h);
@@ -740,11 +757,22 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         const r = await crm.call("PATCH", `/records/${OBJ[p]}/${got.x.remote}`, crm.body(v));
         if (r.status >= 300) return note(op.h, `#${i} crm update refused: ${r.status}`);
         const after = await crm.get(got.x.remote!);
-        effect(op.h, { side: "crm", kind: "edit", op: i, at: after!.at, v, raced: race });
+        effect(op.h, {
+          side: "crm",
+          kind: "edit",
+          op: i,
+          at: after!.at,
+          v,
+          raced: race.raced,
+          inFlight: race.inFlight,
+        });
         note(
           op.h,
           `#${i} crm update ${JSON.stringify(v)} at ${new Date(after!.at).toISOString()}` +
-            (race.length ? ` (app edit of ${race.join(", ")} still queued)` : ""),
+            (race.raced.length
+              ? ` (app edit of ${race.raced.join(", ")} still queued` +
+                (race.inFlight.length ? `, in flight: ${race.inFlight.join(", ")})` : ")")
+              : ""),
         );
         break;
       }
@@ -830,7 +858,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
       }
       case "crm_bulk": {
         if (!fields.includes(op.field)) break;
-        const ids: Array<[number, string, Field[]]> = [];
+        const ids: Array<[number, string, { raced: Field[]; inFlight: Field[] }]> = [];
         for (const h of op.hs) {
           const got = await crmLive(h);
           if (!got?.rec?.live) continue;
@@ -859,12 +887,15 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
             op: i,
             at: after!.at,
             v: { [op.field]: op.value },
-            raced: race,
+            raced: race.raced,
+            inFlight: race.inFlight,
           });
           note(
             h,
             `#${i} crm bulk ${op.field}=${op.value} (${ids.length} records at ` +
-              `${new Date(at).toISOString()})${race.length ? " (app edit still queued)" : ""}`,
+              `${new Date(at).toISOString()})${
+                race.raced.length ? " (app edit still queued)" : ""
+              }`,
           );
         }
         await sleep(Math.max(0, at - Date.now() + 5));
@@ -888,11 +919,19 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         if (after!.v[ASSOC] === got.rec.v[ASSOC]) {
           return note(op.h, `#${i} crm assoc ${company}: unchanged`);
         }
-        effect(op.h, { side: "crm", kind: "edit", op: i, at: after!.at, v, raced: race });
+        effect(op.h, {
+          side: "crm",
+          kind: "edit",
+          op: i,
+          at: after!.at,
+          v,
+          raced: race.raced,
+          inFlight: race.inFlight,
+        });
         note(
           op.h,
           `#${i} crm assoc company=${company} at ${new Date(after!.at).toISOString()}` +
-            (race.length ? " (app edit still queued)" : ""),
+            (race.raced.length ? " (app edit still queued)" : ""),
         );
         break;
       }
@@ -1022,6 +1061,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     records: handles.size,
     conflicts,
     raced,
+    inFlight,
     apiCalls,
     ms: Date.now() - t0,
     opsMs,

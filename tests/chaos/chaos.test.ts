@@ -39,7 +39,7 @@ for (const provider of PROVIDERS) {
           policy,
           seed,
           faults: CI_FAULTS,
-          pushWindow: "known",
+          pushWindow: "strict",
           restartGateway: gatewayRestarter(),
         });
         assert.ok(r.ok, explain(r));

@@ -240,6 +240,13 @@ Deno.test({
       const read = await adapter.readByIds("deals", [deal.remoteId, seen[1].remoteId]);
       assert.deepEqual(read.errors, []);
       assert.equal(calls() - before, 3, "one batch read plus one per association type");
+      const plainBefore = calls();
+      const plain = await adapter.readByIds("deals", [deal.remoteId], { relations: false });
+      assert.equal(calls() - plainBefore, 1, "relations: false reads the records only");
+      assert.ok(
+        !Object.keys(plain.records[0].properties).some((k) => k.startsWith("associations.")),
+        "and the records leave the association properties out (never empty lists)",
+      );
       const unknown = await adapter.readByIds("deals", ["987654321"]);
       assert.deepEqual(unknown.errors, [
         { remoteId: "987654321", reason: "not found in HubSpot", missing: true },

@@ -83,6 +83,21 @@ Deno.test({
       ], "an id the org does not have is reported missing");
       assert.equal(tokens.length, 1);
 
+      // A read by id queries only the types its ids can be of (key prefix 003 Contact, 00Q Lead):
+      // one SOQL call for Contacts only, two for a mix.
+      const lead = leads[0].Id as string;
+      let before = calls;
+      const onlyContacts = await adapter.readByIds("contacts", [live]);
+      assert.equal(onlyContacts.records.length, 1);
+      assert.equal(calls - before, 1, "Contact ids: the Lead query is not sent");
+      before = calls;
+      const mixed = await adapter.readByIds("contacts", [live, lead]);
+      assert.deepEqual(
+        new Set(mixed.records.map((r) => r.remoteType)),
+        new Set(["Contact", "Lead"]),
+      );
+      assert.equal(calls - before, 2);
+
       await admin(sf.url, "POST", "/__admin/tokens/revoke", { kind: "all" });
       await assert.rejects(
         adapter.readByIds("contacts", [live]),

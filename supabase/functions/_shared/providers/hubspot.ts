@@ -740,7 +740,7 @@ export function createHubSpotAdapter(
           opts,
         );
         const got = split(object, res.results);
-        await addAssociations(object, got.records, opts);
+        if (opts.relations !== false) await addAssociations(object, got.records, opts);
         records.push(...got.records);
         errors.push(...got.errors);
         errors.push(...missingIds("HubSpot", chunk, [...got.records, ...got.errors]));

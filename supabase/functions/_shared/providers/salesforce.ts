@@ -75,6 +75,22 @@ export const SOBJECTS: Record<ObjectType, string[]> = {
 };
 
 const SF_ID = /^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$/;
+/** Key prefixes of the standard objects (the first three characters of every record id, the
+ * same in every org): a read by id queries a type only for the ids that can be of it. */
+const KEY_PREFIX: Record<string, string> = {
+  Contact: "003",
+  Lead: "00Q",
+  Account: "001",
+  Opportunity: "006",
+  User: "005",
+};
+const KNOWN_PREFIXES = new Set(Object.values(KEY_PREFIX));
+/** The ids of `ids` a record of `type` can have (an id of no known prefix: every type). */
+function idsOfType(type: string, ids: string[]): string[] {
+  const prefix = KEY_PREFIX[type];
+  if (!prefix) return ids;
+  return ids.filter((id) => id.startsWith(prefix) || !KNOWN_PREFIXES.has(id.slice(0, 3)));
+}
 /** The fields the walk relies on; the row's other fields are the properties, as they come. */
 const RawRow = z.object({
   Id: z.string().regex(SF_ID),
@@ -546,8 +562,9 @@ export function createSalesforceAdapter(
         if (!SF_ID.test(id)) errors.push({ remoteId: id, reason: "not a Salesforce id" });
       }
       for (const type of SOBJECTS[object]) {
-        for (let i = 0; i < wanted.length; i += 200) {
-          const chunk = wanted.slice(i, i + 200);
+        const ofType = idsOfType(type, wanted);
+        for (let i = 0; i < ofType.length; i += 200) {
+          const chunk = ofType.slice(i, i + 200);
           const select = await fieldList(type, opts);
           const soql = `SELECT ${select} FROM ${type} WHERE Id IN (${
             chunk.map(soqlString).join(", ")

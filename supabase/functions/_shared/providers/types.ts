@@ -86,6 +86,10 @@ export interface ListOptions {
    * count): walks showing progress ask, live reads do not. Totals that come free with a page
    * are reported either way. */
   countTotal?: boolean;
+  /** readByIds: false leaves out what the provider keeps apart from the record and costs calls
+   * of its own (HubSpot associations, the `associations.<type>` properties): the records then
+   * do not carry those properties at all (never as empty). Default true. */
+  relations?: boolean;
 }
 
 /** Tokens the adapter obtained by refreshing; the caller persists them encrypted. */

@@ -22,6 +22,7 @@ import {
   type Failure,
 } from "./outbox.ts";
 import { planPush } from "./push_ops.ts";
+import { recheckSink, recheckUpdates } from "./push_recheck.ts";
 
 export const PUSH_ORDER: readonly ObjectType[] = ["companies", "contacts", "deals"];
 
@@ -52,6 +53,8 @@ export interface ObjectPush {
   unchanged: number;
   failed: number;
   dead: number;
+  /** Entries the read-before-write sent back because the CRM changed their fields. */
+  rechecked: number;
   api_calls: number;
 }
 
@@ -78,10 +81,14 @@ export async function runOutbound(
   for (const object of PUSH_ORDER) {
     let push: ObjectPush | null = null;
     const notes = { skipped: [] as unknown[], warnings: [] as unknown[] };
+    const recheck = recheckSink(sql, ctx, object, o.trigger, notes.warnings, SAMPLES);
+    /** Releases by the read-before-write in this run, per record (./push_recheck.ts). */
+    const rechecked = new Map<string, number>();
     try {
       for (;;) {
         if (outOfBudget()) {
           if (push) await closePush(sql, push, notes, null);
+          await recheck.close(null);
           return finish(pushes, { more: true });
         }
         const entries = await claimOutbox(
@@ -116,6 +123,49 @@ export async function runOutbound(
           );
           throw e;
         }
+        // Read before write: entries whose fields the CRM changed go back to the outbox after
+        // their records are applied inbound (the policy decides); the rest are written.
+        const updateOps = batch.ops.filter((op) => op.kind === "update");
+        const updates = updateOps.map((op) => batch.byRef.get(op.ref)!);
+        const relationsSent = new Set(
+          updateOps.filter((op) =>
+            Object.keys(op.properties).some((k) => k.startsWith("associations."))
+          ).map((op) => batch.byRef.get(op.ref)!.id),
+        );
+        let released;
+        try {
+          released = await recheckUpdates(
+            sql,
+            ctx,
+            object,
+            updates,
+            relationsSent,
+            rechecked,
+            recheck,
+            o.deadline,
+          );
+        } catch (e) {
+          // The read failed: nothing was written or released; the chunk is retried as a whole.
+          const reason = errorMessage(e);
+          await failOutbox(
+            sql,
+            entries.map((x) => ({
+              id: x.id,
+              lease: x.lease,
+              action: "retry",
+              error: reason,
+              retry_after_seconds: pauseSeconds(e),
+            })),
+          );
+          throw e;
+        }
+        if (released.length > 0) {
+          const gone = new Set(released.map((r) => String(r.id)));
+          batch.ops = batch.ops.filter((op) => !gone.has(op.ref));
+          for (const ref of gone) batch.byRef.delete(ref);
+          push.rechecked += released.length;
+        }
+        const taken = entries.length - released.length;
         notes.skipped.push(...batch.skipped.slice(0, SAMPLES - notes.skipped.length));
         notes.warnings.push(...batch.warnings.slice(0, SAMPLES - notes.warnings.length));
         const completed: Completion[] = [...batch.completed];
@@ -171,11 +221,11 @@ export async function runOutbound(
                 retry_after_seconds: pauseSeconds(e),
               });
             }
-            await settle(sql, push, completed, failed, ctx.calls() - callsBefore, entries.length);
+            await settle(sql, push, completed, failed, ctx.calls() - callsBefore, taken);
             throw e;
           }
         }
-        await settle(sql, push, completed, failed, ctx.calls() - callsBefore, entries.length);
+        await settle(sql, push, completed, failed, ctx.calls() - callsBefore, taken);
         // Refused credentials end the push and put the connection in error (its entries wait,
         // unclaimable, until it is reconnected), rather than retrying into the refusal.
         const refused = failed.find((f) => f.action === "reauth");
@@ -183,9 +233,11 @@ export async function runOutbound(
         await o.onProgress?.({ object, ...counts(push) });
       }
       if (push) await closePush(sql, push, notes, null);
+      await recheck.close(null);
     } catch (e) {
       const { message, revoked } = await recordFailure(sql, ctx.conn, e);
       if (push) await closePush(sql, push, notes, message);
+      await recheck.close(message);
       const pausedUntil = e instanceof ProviderError ? e.pausedUntil : undefined;
       return {
         ...finish(pushes, { more: false }),
@@ -246,6 +298,7 @@ async function openPush(
     unchanged: 0,
     failed: 0,
     dead: 0,
+    rechecked: 0,
     api_calls: 0,
   };
 }
@@ -258,7 +311,7 @@ async function closePush(
   error: string | null,
 ): Promise<void> {
   const status = error ? "failed" : p.failed > 0 ? "partial" : "success";
-  const details = { dead: p.dead, retrying: p.failed - p.dead, ...notes };
+  const details = { dead: p.dead, retrying: p.failed - p.dead, rechecked: p.rechecked, ...notes };
   await sql`update crm.sync_log set details = coalesce(details, '{}'::jsonb) || ${
     sql.json(details as never)
   }::jsonb where id = ${p.run_id}`;
