@@ -57,3 +57,30 @@ export async function cleanUp(dir: string, root: string, portBase: number) {
   }).output().catch(() => {});
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
+
+export interface Captured {
+  pid: number;
+  child: Deno.ChildProcess;
+  /** stdout and stderr so far, interleaved as they came. */
+  output: () => string;
+  /** Settles once the process exited and its output is read to the end. */
+  status: Promise<Deno.CommandStatus>;
+  exited: () => boolean;
+}
+
+/** Spawns a command with its output captured as it comes (stdout and stderr piped). */
+export function spawnCaptured(cmd: string, o: Deno.CommandOptions): Captured {
+  const child = new Deno.Command(cmd, { ...o, stdout: "piped", stderr: "piped" }).spawn();
+  let text = "";
+  const drain = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s.pipeThrough(new TextDecoderStream())) text += chunk;
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let exited = false;
+  const status = child.status.then(async (s) => {
+    exited = true;
+    await drained;
+    return s;
+  });
+  return { pid: child.pid, child, output: () => text, status, exited: () => exited };
+}

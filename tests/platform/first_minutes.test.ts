@@ -5,7 +5,7 @@
 // process of the stack. The pty is util-linux `script` (bsdutils, essential on Debian).
 import assert from "node:assert/strict";
 import { ROOT } from "../../shared/local/config.ts";
-import { assertGone, cleanUp, members, stackGroups } from "./_stack.ts";
+import { assertGone, cleanUp, members, spawnCaptured, stackGroups } from "./_stack.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 // Ports of a stack of its own: 75 above the test profile's (the shutdown test uses +50).
@@ -26,32 +26,16 @@ function stackEnv(dir: string): Record<string, string> {
 /** `npm start`'s command under a pty sized 80×24, in a session of its own. */
 function startInPty(dir: string) {
   const start = `node scripts/deno.mjs run -A scripts/stack.ts start --records 20`;
-  const child = new Deno.Command("setsid", {
+  const run = spawnCaptured("setsid", {
     args: ["script", "-qfec", `stty cols 80 rows 24; exec ${start}`, "/dev/null"],
     clearEnv: true,
     env: stackEnv(dir),
     cwd: ROOT,
     stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const drain = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s.pipeThrough(new TextDecoderStream())) text += chunk;
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let exited = false;
-  const status = child.status.then(async (s) => {
-    exited = true;
-    await drained;
-    return s;
   });
-  const writer = child.stdin.getWriter();
+  const writer = run.child.stdin.getWriter();
   return {
-    pid: child.pid,
-    output: () => text,
-    status,
-    exited: () => exited,
+    ...run,
     type: (s: string) => writer.write(new TextEncoder().encode(s)),
     close: () => writer.close().catch(() => {}),
   };

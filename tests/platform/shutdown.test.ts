@@ -10,23 +10,24 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "../../shared/local/config.ts";
 import { startTime } from "../../shared/local/processes.ts";
-import { assertGone, cleanUp, members, stackGroups } from "./_stack.ts";
+import {
+  assertGone,
+  type Captured,
+  cleanUp,
+  members,
+  spawnCaptured,
+  stackGroups,
+} from "./_stack.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const BASE = Number(Deno.env.get("CRM_STACK_PORT_BASE") || 25300) + 50;
 
-interface Run {
-  pid: number;
-  child: Deno.ChildProcess;
-  output: () => string;
-  status: Promise<Deno.CommandStatus>;
-  exited: () => boolean;
-}
+type Run = Captured;
 
 function startStack(dir: string): Run {
   // Through the launcher npm's scripts use (scripts/deno.mjs), as `npm start` runs it: the
   // command must end only once the stack is down.
-  const child = new Deno.Command("setsid", {
+  return spawnCaptured("setsid", {
     args: [
       "node",
       join(ROOT, "scripts", "deno.mjs"),
@@ -49,21 +50,7 @@ function startStack(dir: string): Run {
     },
     cwd: ROOT,
     stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const drain = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s.pipeThrough(new TextDecoderStream())) text += chunk;
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let exited = false;
-  const status = child.status.then(async (s) => {
-    exited = true;
-    await drained;
-    return s;
   });
-  return { pid: child.pid, child, output: () => text, status, exited: () => exited };
 }
 
 async function until(what: string, check: () => boolean, run: Run, ms = 180_000) {
