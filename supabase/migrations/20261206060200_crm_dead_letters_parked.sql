@@ -20,7 +20,7 @@
 -- merge of an inbound update).
 --
 -- Redefined: crm._sweep_unseen (as in 20261205010400, dead entries excluded from the pending
--- edits; their reason extended), crm.apply_inbound (as in 20261206010200; three changes in
+-- edits; their reason extended; rows locked before entries), crm.apply_inbound (as in 20261206010200; three changes in
 -- steps 9 and 11, marked "dead letter"), crm.replay_outbox (as in 20261122010700, refusing
 -- deleted records). New: crm._dead_letter_deleted_note.
 
@@ -96,7 +96,7 @@ revoke all on function crm.replay_outbox(bigint[], uuid) from public;
 grant execute on function crm.replay_outbox(bigint[], uuid) to service_role;
 
 -- crm._sweep_unseen as in 20261205010400_crm_sweep_conflicts.sql; dead letters are not pending
--- edits.
+-- edits, and the unseen rows are locked before their outbox entries are touched.
 create or replace function crm._sweep_unseen(p_connection_id uuid, p_object text, p_run_id bigint)
   returns table (tombstoned integer, skipped text)
   language plpgsql
@@ -134,6 +134,10 @@ begin
         and not exists (select 1 from crm.full_sync_seen s
                         where s.connection_id = $1 and s.object = $3 and s.remote_id = t.remote_id)
     $q$, p_object) into v_unseen using p_connection_id, coalesce(v_started, now()), p_object;
+    -- Rows before outbox entries, as on the app path (20261206060100): the entries deleted
+    -- below are of rows this sweep then writes.
+    execute format('select 1 from crm.%I t where t.id = any ($1) order by t.id for update of t', p_object)
+      using v_unseen;
 
     -- Unseen records with a pending local change (not a delete: that one agrees; not a dead
     -- letter: parked, the CRM refused it, it keeps nothing alive).
