@@ -347,6 +347,79 @@ Deno.test({
   },
 });
 
+// Found by the chaos harness (issue 15, tests/chaos/regressions/hubspot-app-company-not-primary):
+// associatedcompanyid is HubSpot's primary company; an unlabeled association leaves it empty,
+// so the next pull read no company and the app's edit was lost on both sides.
+Deno.test({
+  name: "hubspot writer: associatedcompanyid is written as the primary company association",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const { sandbox, writer, kinds, reset } = await start();
+    try {
+      const companies = await writer.write(
+        "companies",
+        [1, 2, 3].map((i) => create(`c${i}`, uuid(300 + i), { name: `Co ${i}` }, "companies")),
+      );
+      const [c1, c2, c3] = companies.map((r) => ok(r).remoteId);
+      const contact = ok(
+        (await writer.write("contacts", [
+          create("p", uuid(400), { firstname: "Pia", associatedcompanyid: c1 }),
+        ]))[0],
+      );
+      let stored = await record(sandbox, "contacts", contact.remoteId);
+      assert.equal(stored.properties.associatedcompanyid, c1, "a new contact's primary company");
+
+      const update = (ref: string, properties: Record<string, unknown>) =>
+        writer.write("contacts", [{
+          kind: "update",
+          ref,
+          remoteType: "contacts",
+          remoteId: contact.remoteId,
+          properties,
+        }]);
+      // Another primary: it replaces the old one, which the writer then drops.
+      reset();
+      ok((await update("u1", { associatedcompanyid: c2 }))[0]);
+      assert.deepEqual(kinds, [
+        "batch-update",
+        "associations",
+        "associations-create",
+        "associations-archive",
+      ]);
+      stored = await record(sandbox, "contacts", contact.remoteId);
+      assert.equal(stored.properties.associatedcompanyid, c2);
+      assert.deepEqual(stored.associations.filter((a) => a.type === "companies").map((a) => a.id), [
+        c2,
+      ]);
+
+      // A company already associated but not primary becomes the primary one.
+      ok((await update("u2", { "associations.companies": [c2, c3] }))[0]);
+      stored = await record(sandbox, "contacts", contact.remoteId);
+      assert.equal(stored.properties.associatedcompanyid, c2);
+      reset();
+      ok((await update("u3", { associatedcompanyid: c3 }))[0]);
+      stored = await record(sandbox, "contacts", contact.remoteId);
+      assert.equal(stored.properties.associatedcompanyid, c3, "the existing pair is now primary");
+      assert.deepEqual(stored.associations.filter((a) => a.type === "companies").map((a) => a.id), [
+        c3,
+      ]);
+
+      // The primary already right: read only.
+      reset();
+      ok((await update("u4", { associatedcompanyid: c3 }))[0]);
+      assert.deepEqual(kinds, ["batch-update", "associations"]);
+
+      // Cleared: the association goes and with it associatedcompanyid.
+      ok((await update("u5", { associatedcompanyid: null }))[0]);
+      stored = await record(sandbox, "contacts", contact.remoteId);
+      assert.equal(stored.properties.associatedcompanyid ?? null, null);
+    } finally {
+      await sandbox.close();
+    }
+  },
+});
+
 Deno.test({
   name: "hubspot writer: a rejected value fails its op only, with HubSpot's message",
   sanitizeOps: false,

@@ -7,8 +7,9 @@
 // calls are made only for ops that carry `associations.<toType>`.
 // Call kinds: "batch-upsert", "batch-update", "batch-archive", "batch-read" (contacts by email
 // while resolving a 409), "associations" (v4 batch read of current pairs),
-// "associations-create" (v4 batch/associate/default), "associations-archive" (v4
-// batch/archive), "property-read" / "property-create" (ensureExternalId).
+// "associations-create" (v4 batch/associate/default; v4 batch/create with the primary type
+// for a contact's associatedcompanyid), "associations-archive" (v4 batch/archive),
+// "property-read" / "property-create" (ensureExternalId).
 // Decisions:
 // - Batches are all or nothing on HubSpot for values (400 VALIDATION_ERROR) and for a contact
 //   whose email another contact has (409 "Contact already exists. Existing ID: N", also from
@@ -50,6 +51,16 @@ export const EXTERNAL_ID_PROPERTY = "crm_sync_id";
 const MAX_BATCH = 100;
 const ASSOCIATIONS = "associations.";
 const PRIMARY_COMPANY = "associatedcompanyid";
+// HUBSPOT_DEFINED association type ids (v4) of the pairs written as primary: the labeled
+// "primary company" type, sent with the unlabeled type of the pair. HubSpot keeps one primary
+// per record and target type: writing a new one demotes the old to unlabeled.
+const PRIMARY_TYPES: Record<string, { primary: number; unlabeled: number }> = {
+  "contacts>companies": { primary: 1, unlabeled: 279 },
+};
+type AssocCategory = Parameters<
+  Client["crm"]["associations"]["v4"]["batchApi"]["create"]
+>[2]["inputs"][number]["types"][number]["associationCategory"];
+const HUBSPOT_DEFINED = "HUBSPOT_DEFINED" as AssocCategory;
 const GROUP: Record<string, string> = {
   contacts: "contactinformation",
   companies: "companyinformation",
@@ -87,6 +98,8 @@ interface Unit {
   properties: Record<string, string>;
   /** Wanted associations by target type (the full set of that type). */
   assoc: Map<string, string[]>;
+  /** Target types whose wanted association is the record's primary one (associatedcompanyid). */
+  primary?: Set<string>;
   /** The upsert made the record (it has no associations yet). */
   created?: boolean;
 }
@@ -101,6 +114,7 @@ function text(v: unknown): string {
 function split(props: Record<string, unknown>) {
   const properties: Record<string, string> = {};
   const assoc = new Map<string, string[]>();
+  const primary = new Set<string>();
   for (const [k, v] of Object.entries(props)) {
     // A contact's associatedcompanyid is HubSpot's view of its primary company, derived from
     // the associations: writing it means setting the company association.
@@ -112,9 +126,19 @@ function split(props: Record<string, unknown>) {
     if (to !== null) {
       const ids = Array.isArray(v) ? v.map(String) : v == null || v === "" ? [] : [String(v)];
       assoc.set(to, [...new Set(ids)]);
+      if (k === PRIMARY_COMPANY) primary.add(to);
+      else primary.delete(to);
     } else properties[k] = text(v);
   }
-  return { properties, assoc };
+  return { properties, assoc, primary };
+}
+
+/** A later op's wanted set of a target type replaces the earlier one, primary-ness with it. */
+function setAssoc(u: Unit, to: string, ids: string[], primary: boolean): void {
+  u.assoc.set(to, ids);
+  u.primary ??= new Set();
+  if (primary) u.primary.add(to);
+  else u.primary.delete(to);
 }
 
 function bodyOf(e: unknown): HsErrorBody {
@@ -265,7 +289,7 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
     const units: Unit[] = [];
     const byKey = new Map<string, Unit>();
     for (const op of ops) {
-      const { properties, assoc } = split(op.properties);
+      const { properties, assoc, primary } = split(op.properties);
       const email = object === "contacts" && properties.email
         ? properties.email.trim().toLowerCase()
         : undefined;
@@ -274,12 +298,19 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
       if (u) {
         u.refs.push(op.ref);
         Object.assign(u.properties, properties);
-        for (const [t, ids] of assoc) u.assoc.set(t, ids);
+        for (const [t, ids] of assoc) setAssoc(u, t, ids, primary.has(t));
         if (email) u.email = email;
         for (const k of keys) if (!byKey.has(k)) byKey.set(k, u);
         continue;
       }
-      const unit: Unit = { refs: [op.ref], externalId: op.externalId, email, properties, assoc };
+      const unit: Unit = {
+        refs: [op.ref],
+        externalId: op.externalId,
+        email,
+        properties,
+        assoc,
+        primary,
+      };
       units.push(unit);
       for (const k of keys) byKey.set(k, unit);
     }
@@ -409,7 +440,7 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
       }
       prev.refs.push(...u.refs);
       Object.assign(prev.properties, u.properties);
-      for (const [t, ids] of u.assoc) prev.assoc.set(t, ids);
+      for (const [t, ids] of u.assoc) setAssoc(prev, t, ids, u.primary?.has(t) ?? false);
     }
     return out;
   }
@@ -489,7 +520,10 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
     for (const u of units) for (const t of u.assoc.keys()) targets.add(t);
     for (const to of targets) {
       const mine = units.filter((u) => u.assoc.has(to));
+      const types = PRIMARY_TYPES[`${object}>${to}`];
       const current = new Map<string, Set<string>>();
+      // Per record, the targets its primary association points at (at most one on HubSpot).
+      const primaryOf = new Map<string, Set<string>>();
       // New records have none: only records that existed are read.
       const existing = mine.filter((u) => !u.created);
       for (const part of chunks(existing)) {
@@ -503,26 +537,59 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
         );
         for (const row of res.results) {
           current.set(String(row._from.id), new Set(row.to.map((t) => String(t.toObjectId))));
+          if (types) {
+            primaryOf.set(
+              String(row._from.id),
+              new Set(
+                row.to.filter((t) => t.associationTypes.some((a) => a.typeId === types.primary))
+                  .map((t) => String(t.toObjectId)),
+              ),
+            );
+          }
         }
       }
       const add: Array<{ u: Unit; to: string }> = [];
+      // The primary company (associatedcompanyid): written labeled, also when the pair exists
+      // unlabeled; an unlabeled pair would leave HubSpot's associatedcompanyid unchanged.
+      const addPrimary: Array<{ u: Unit; to: string }> = [];
       const drop: Array<{ u: Unit; to: string[] }> = [];
       for (const u of mine) {
         const want = new Set(u.assoc.get(to)!);
         const have = current.get(u.remoteId!) ?? new Set<string>();
-        for (const id of want) if (!have.has(id)) add.push({ u, to: id });
+        if (types && u.primary?.has(to)) {
+          const prim = primaryOf.get(u.remoteId!) ?? new Set<string>();
+          for (const id of want) if (!prim.has(id)) addPrimary.push({ u, to: id });
+        } else {
+          for (const id of want) if (!have.has(id)) add.push({ u, to: id });
+        }
         const gone = [...have].filter((id) => !want.has(id));
         if (gone.length) drop.push({ u, to: gone });
       }
-      for (const part of chunks(add)) {
-        const out = await attempt(
-          "associations-create",
-          () =>
+      const creates = [
+        ...chunks(add).map((part) => ({
+          part,
+          send: () =>
             timed(w.sdk().crm.associations.v4.batchApi).createDefault(object, to, {
               inputs: part.map((p) => ({ _from: { id: p.u.remoteId! }, to: { id: p.to } })),
-            }),
-          o,
-        );
+            }) as Promise<unknown>,
+        })),
+        ...chunks(addPrimary).map((part) => ({
+          part,
+          send: () =>
+            timed(w.sdk().crm.associations.v4.batchApi).create(object, to, {
+              inputs: part.map((p) => ({
+                _from: { id: p.u.remoteId! },
+                to: { id: p.to },
+                types: [
+                  { associationCategory: HUBSPOT_DEFINED, associationTypeId: types!.primary },
+                  { associationCategory: HUBSPOT_DEFINED, associationTypeId: types!.unlabeled },
+                ],
+              })),
+            }) as Promise<unknown>,
+        })),
+      ];
+      for (const { part, send } of creates) {
+        const out = await attempt("associations-create", send, o);
         const errors = out.ok
           ? ((out.value as { errors?: HsErrorBody[] }).errors ?? [])
           : [out.body];
@@ -630,7 +697,7 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
         op.kind === "create"
       );
       const updates: Unit[] = ops.filter((op) => op.kind === "update").map((op) => {
-        const { properties, assoc } = split(
+        const { properties, assoc, primary } = split(
           (op as { properties: Record<string, unknown> }).properties,
         );
         return {
@@ -638,6 +705,7 @@ export function createHubSpotWriter(w: HubSpotWriterDeps): ProviderWriter {
           remoteId: (op as { remoteId: string }).remoteId,
           properties,
           assoc,
+          primary,
         };
       });
       const deletes: Unit[] = ops.filter((op) => op.kind === "delete").map((op) => ({
