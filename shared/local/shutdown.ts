@@ -72,6 +72,9 @@ export function handleShutdown(h: ShutdownHooks): Shutdown {
     forcing = true;
     log("\nforcing: killing every process of the stack");
     await h.kill().catch((e) => log(`kill failed: ${(e as Error).message}`));
+    // The graceful stop may still have a step in flight (a pg_ctl it started): with every
+    // service killed it ends at once; exiting before it would leave that child behind.
+    await Promise.race([stopping, new Promise((r) => setTimeout(r, 3000))]).catch(() => {});
     exit(130);
   };
 

@@ -33,8 +33,22 @@ export function stackGroups(dir: string, commandGroup: number): number[] {
   return groups;
 }
 
+/** A process's command line, for messages ("?" once it is gone). */
+function commandLine(pid: number): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").join(" ").trim();
+  } catch {
+    return "?";
+  }
+}
+
 export function assertGone(dir: string, groups: number[], out: string) {
-  assert.deepEqual(members(groups), [], `processes of the stack left:\n${out}`);
+  const left = members(groups);
+  assert.deepEqual(
+    left,
+    [],
+    `processes of the stack left: ${left.map((p) => `${p} ${commandLine(p)}`).join("; ")}\n${out}`,
+  );
   const pids = existsSync(join(dir, "pids")) ? [...Deno.readDirSync(join(dir, "pids"))] : [];
   assert.deepEqual(pids.map((p) => p.name), [], "pid files left");
   assert.ok(!existsSync(join(dir, "pg", "data", "postmaster.pid")), "postgres still running");
