@@ -18,7 +18,8 @@ const n = (v: number | null) => v == null ? "-" : v.toLocaleString("en-US");
 const hms = (d: Date) => d.toISOString().slice(11, 19);
 const hm = (d: Date) => d.toISOString().slice(11, 16);
 
-export function duration(s: number | null): string {
+/** Compact for the table's narrow cells: 2.5s, 45s, 12m, 3h. */
+function shortDuration(s: number | null): string {
   if (s == null) return "-";
   if (s < 10) return `${s.toFixed(1)}s`;
   if (s < 120) return `${Math.round(s)}s`;
@@ -43,8 +44,8 @@ function runCell(s: StreamStatus): string {
 /** The connection's webhook inbox: waiting events and the oldest's age, else the recent p50. */
 function webhookCell(c: ConnectionStatus | undefined): string {
   if (!c) return "";
-  if (c.inboxPending > 0) return `${n(c.inboxPending)}·${duration(c.inboxOldestS)}`;
-  return c.webhookP50S == null ? "-" : `p50 ${duration(c.webhookP50S)}`;
+  if (c.inboxPending > 0) return `${n(c.inboxPending)}·${shortDuration(c.inboxOldestS)}`;
+  return c.webhookP50S == null ? "-" : `p50 ${shortDuration(c.webhookP50S)}`;
 }
 
 function clip(s: string, w: number): string {
@@ -115,7 +116,7 @@ function serviceLine(m: StatusModel, o: RenderOptions): string {
 function engineLine(m: StatusModel): string {
   const e = m.engine;
   if (!e) return "jobs     (crm.engine_status() not installed)";
-  const oldest = e.oldestDueS == null ? "" : ` · oldest due ${duration(e.oldestDueS)}`;
+  const oldest = e.oldestDueS == null ? "" : ` · oldest due ${shortDuration(e.oldestDueS)}`;
   return `jobs     workers ${e.liveWorkers}/${e.maxWorkers} · ${n(e.due)} due · ${
     n(e.running)
   } running · ${n(e.waiting)} waiting · ${n(e.dead)} dead${oldest}`;

@@ -98,3 +98,14 @@ export function spawnCaptured(cmd: string, o: Deno.CommandOptions): Captured {
   });
   return { pid: child.pid, child, output: () => text, status, exited: () => exited };
 }
+
+/** Waits until `check` holds; fails with the output when the command ended or `ms` passed. */
+export async function until(what: string, check: () => boolean, run: Captured, ms = 180_000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline || run.exited()) {
+      throw new Error(`${what} not seen:\n${run.output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

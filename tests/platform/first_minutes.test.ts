@@ -5,7 +5,7 @@
 // process of the stack. The pty is util-linux `script` (bsdutils, essential on Debian).
 import assert from "node:assert/strict";
 import { ROOT } from "../../shared/local/config.ts";
-import { assertGone, cleanUp, members, spawnCaptured, stackGroups } from "./_stack.ts";
+import { assertGone, cleanUp, members, spawnCaptured, stackGroups, until } from "./_stack.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 // Ports of a stack of its own: 75 above the test profile's (the shutdown test uses +50).
@@ -39,14 +39,6 @@ function startInPty(dir: string) {
     type: (s: string) => writer.write(new TextEncoder().encode(s)),
     close: () => writer.close().catch(() => {}),
   };
-}
-
-async function until(what: string, check: () => boolean, out: () => string, ms = 240_000) {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`${what} not seen:\n${out()}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** The session the pty's command runs in: the child of `script`. */
@@ -84,10 +76,15 @@ Deno.test({
     await Deno.chmod(dir, 0o755); // the postgres OS user runs the cluster inside it
     const run = startInPty(dir);
     try {
-      await until("the status view with the try-it lines", () => {
-        const screens = run.output().split(CLEAR);
-        return screens.length > 1 && screens.at(-1)!.includes("npm run try -- show");
-      }, run.output);
+      await until(
+        "the status view with the try-it lines",
+        () => {
+          const screens = run.output().split(CLEAR);
+          return screens.length > 1 && screens.at(-1)!.includes("npm run try -- show");
+        },
+        run,
+        240_000,
+      );
       const text = run.output();
       const firstView = text.indexOf("connection object");
       assert.ok(firstView > 0, text);

@@ -17,6 +17,7 @@ import {
   members,
   spawnCaptured,
   stackGroups,
+  until,
 } from "./_stack.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -51,16 +52,6 @@ function startStack(dir: string): Run {
     cwd: ROOT,
     stdin: "null",
   });
-}
-
-async function until(what: string, check: () => boolean, run: Run, ms = 180_000) {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline || run.exited()) {
-      throw new Error(`${what} not seen:\n${run.output()}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function up(dir: string): Promise<{ run: Run; groups: number[] }> {
