@@ -23,9 +23,17 @@
 -- setting crm.inbound_read_since (set and cleared by crm.save_inbound_page), so the signature of
 -- crm.apply_inbound stays as it is.
 --
+-- The drift check asked the same question with the same blind spot: a tombstone row listed live
+-- by the CRM was fetched only when listed at a newer version. The delta alone does not cover it:
+-- its Salesforce keyset is strictly after the last (SystemModstamp, Id) it read, so a delta that
+-- read the deleted record before the undelete of the same second never reads it again. A listing
+-- made by a drift run that began after the row's last write now marks such a row too, and the
+-- fetch by id applies it under the same bound.
+--
 -- Redefined: crm.apply_inbound (as in 20261206060200; step 9's restore condition and the row's
 -- last-write time in its CTE, marked "same second"), crm.save_inbound_page (as in
--- 20261204010200, setting the bound).
+-- 20261204010200, setting the bound), crm.drift_compare_page (as in 20261205040100, the same
+-- rule for tombstones).
 
 
 -- crm.apply_inbound as in 20261206060200_crm_dead_letters_parked.sql; a live record at the
@@ -938,3 +946,67 @@ end
 $$;
 comment on function crm.save_inbound_page(bigint, bigint, uuid, text, text, jsonb, timestamptz, text, jsonb, jsonb, jsonb) is
   'Writes one inbound page atomically after checking the run''s lease (CRM10 when lost; live pages need none): apply, failures, watermark and checkpoint (delta, full; live and retry move none), seen ids, run counts. The run''s start bounds when its records were read (a restore within the delete''s second, see crm.apply_inbound); runs opened with details.read_before_run give none. p_unread: the adapter''s RecordErrors [{remote_id, reason}]. Returns apply counts, the records that failed with their reason, and the number of apply statements run.';
+
+-- crm.drift_compare_page as in 20261205040100_crm_drift_check.sql; a tombstone listed live at its
+-- own version differs when the run began after the row's last write (same second).
+create or replace function crm.drift_compare_page(
+  p_run_id bigint,
+  p_lease_token bigint,
+  p_connection_id uuid,
+  p_object text,
+  p_stamps jsonb
+)
+  returns table (remote_id text, reason text)
+  language plpgsql
+  set search_path = ''
+  -- The staging table fills and empties within minutes, so its statistics are often those of
+  -- an empty table; index probes are right at every size here (see crm._analyze_drift_seen).
+  set enable_seqscan = off
+as $$
+declare
+  v_read_since timestamptz;
+begin
+  perform crm._hold_inbound_lease(p_connection_id, p_object, p_run_id, p_lease_token);
+  if jsonb_typeof(p_stamps) is distinct from 'array' then
+    raise exception using errcode = 'CRM01', message = 'stamps must be a JSON array';
+  end if;
+  -- The listing was read after the run began (see crm.save_inbound_page).
+  select l.started_at into v_read_since from crm.sync_log l where l.id = p_run_id;
+  return query execute format($q$
+    with s as (
+      select distinct on (x.id) x.id, x.m
+      from jsonb_to_recordset($3) as x(id text, m timestamptz)
+      where x.id is not null
+      order by x.id, x.m desc nulls first
+    ),
+    seen as (
+      insert into crm.drift_seen (connection_id, object, remote_id)
+      select $1, $2, s.id from s
+      on conflict do nothing
+    )
+    select s.id,
+           case when t.id is null then 'missing'
+                when t.deleted_at is not null then 'tombstoned'
+                else 'stale' end
+    from s
+    left join crm.%1$I t on t.connection_id = $1 and t.remote_id = s.id
+    where case
+      when t.id is null then
+        not exists (select 1 from crm.record_aliases a
+                    where a.connection_id = $1 and a.object = $2 and a.alias_remote_id = s.id)
+      when t.deleted_at is null then
+        s.m is null or t.remote_updated_at is null or t.remote_updated_at < s.m
+      else
+        t.merged_into_remote_id is null
+        and (s.m > t.remote_updated_at or (t.swept_at is not null and s.m >= t.remote_updated_at)
+             or t.remote_updated_at is null
+             -- Same second: listed live after the row's last write.
+             or (s.m = t.remote_updated_at
+                 and $4 > greatest(t.updated_at, t.last_synced_at, t.deleted_at)))
+        and not exists (select 1 from crm.outbox o
+                        where o.object = $2 and o.record_id = t.id and o.op = 'delete')
+    end
+    order by s.id
+  $q$, p_object) using p_connection_id, p_object, p_stamps, v_read_since;
+end
+$$;

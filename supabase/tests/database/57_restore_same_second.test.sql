@@ -5,7 +5,7 @@
 -- equal version stays unchanged, so a late read of the pre-delete version cannot revive it.
 -- Counts are shown as (created,updated,unchanged,deleted,stale,conflicts).
 begin;
-select plan(13);
+select plan(15);
 
 insert into crm.connections (id, account_id, provider, remote_account_id, status, settings) values
   ('57000000-0000-4000-8000-0000000000c1', '57000000-0000-4000-8000-0000000000a1', 'salesforce',
@@ -76,6 +76,21 @@ select is(pg_temp.save(pg_temp.run(now(), '{"read_before_run": true}'),
   '[{"remote_id": "s1", "remote_updated_at": "2026-06-02T12:00:05Z", "first_name": "Ash"}]'),
   '(0,0,1,0,0,0)', 'a run opened after its read (read before write): stays a tombstone');
 select ok(not pg_temp.live('s1'), 's1 still deleted');
+
+-- The drift check: a listing (live records only) at a tombstone's own version differs when the
+-- run began after the row's last write; s4's app delete is still queued.
+create temp table run on commit drop as
+  select b.run_id, b.lease_token
+  from crm.begin_inbound_run('57000000-0000-4000-8000-0000000000c1', 'contacts', 'manual', 'drift') b;
+create function pg_temp.compare() returns text language sql as $$
+  select coalesce(string_agg(c.remote_id || ':' || c.reason, ',' order by c.remote_id), '')
+  from run, crm.drift_compare_page(run.run_id, run.lease_token, '57000000-0000-4000-8000-0000000000c1',
+    'contacts', '[{"id": "s1", "m": "2026-06-02T12:00:05Z"}, {"id": "s2", "m": "2026-06-02T12:00:05Z"},
+                  {"id": "s3", "m": "2026-06-02T12:00:04Z"}, {"id": "s4", "m": "2026-06-02T12:00:05Z"}]') c
+$$;
+select is(pg_temp.compare(), 's1:tombstoned,s2:tombstoned', 'drift: listed live after the tombstones were written');
+update crm.sync_log set started_at = now() - interval '2 minutes' where id = (select run_id from run);
+select is(pg_temp.compare(), '', 'drift: a listing that may predate the tombstones does not differ');
 
 select is(pg_temp.save(pg_temp.run(now()),
   '[{"remote_id": "s1", "remote_updated_at": "2026-06-02T12:00:05Z", "first_name": "Ash"}]'),
