@@ -135,8 +135,11 @@ export function recheckSink(
   return {
     async target() {
       if (run) return run;
+      // Opened after the read it applies: its start does not bound when the records were
+      // read, which crm.save_inbound_page must know (a restore within the delete's second).
       const [r] = await sql`select crm.open_sync_run(${ctx.conn.id}, ${object}, 'inbound',
-                                                     ${trigger}) as id`;
+                                                     ${trigger}, null,
+                                                     '{"read_before_run": true}'::jsonb) as id`;
       run = {
         target: {
           runId: Number(r.id),
