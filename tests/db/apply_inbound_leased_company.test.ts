@@ -1,16 +1,17 @@
 // The chaos finding "Pipedrive: an app edit of a contact's company lost on both sides when two
 // worker kills follow it" (tests/chaos/regressions/pipedrive-company-lost-after-worker-kill.json),
-// pinned without timing. The sandbox's request log of a failing run showed the chain: a push of
-// the contact's last name was claimed and written, its completion was held up (it deadlocked
-// with an inbound apply before 20261206060100_crm_outbox_lock_order.sql) and its worker was then
-// killed, so the entry stayed leased; the app set the company (crm._enqueue_outbox adds the
-// field to the leased entry); the webhook of the last-name write (the CRM's record with no
-// company) was applied while the app's transaction held the row, and the apply took the CRM's
-// empty company over the app's edit because its locking statement read the outbox as it was
-// before the app queued the field (fixed by 20261206010100_crm_inbound_lock_then_read.sql).
-// The leased entry still listed the company, so its next claim pushed the row's value, null:
-// both sides lost the company, with no conflict. Two real sessions against the shared stack
-// database, a connection of its own; newest_wins as in the chaos run.
+// pinned without timing. The trace of a failing run (CRM_CHAOS_TRACE) showed the chain: a push
+// of the contact's last name was claimed and written; its completion failed (a deadlock with
+// the app's update of another contact of the same push, before
+// 20261206060100_crm_outbox_lock_order.sql) and its worker was then killed, so the entry stayed
+// leased; the app set the company (crm._enqueue_outbox adds the field to the leased entry); the
+// webhook of the last-name write (the CRM's record, no company) was applied as the app's
+// transaction committed, and the apply took the CRM's empty company over the app's edit because
+// its locking statement read the outbox as it was before the app queued the field (fixed by
+// 20261206010100_crm_inbound_lock_then_read.sql). The leased entry still listed the company, so
+// its next claim pushed the row's value, null: both sides lost the company, with no conflict.
+// Two real sessions against the shared stack database, a connection of its own; newest_wins as
+// in the chaos run.
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { need } from "../_support/env.ts";
