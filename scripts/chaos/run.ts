@@ -17,6 +17,7 @@ import { type Field, handlesOf, type Op, type Values } from "./ops.ts";
 import { ASSOC, COMPANIES, compared } from "./ops.ts";
 import { COMPANY_PROP, companyOf, makeCompanies, setCompany } from "./assoc.ts";
 import { dropInFlight } from "./pg_drop.ts";
+import { traceFile, traceOp, traceSandbox } from "./trace.ts";
 import { need } from "../../tests/_support/env.ts";
 
 type Sql = ReturnType<typeof postgres>;
@@ -238,6 +239,8 @@ async function startSandbox(provider: ProviderName, seed: number) {
     : provider === "salesforce"
     ? await startSalesforce(base)
     : await startPipedrive({ ...base, rateLimit: { burst: 100_000 } });
+  const trace = traceFile();
+  if (trace) traceSandbox(sb.emulator, trace);
   return sb;
 }
 
@@ -1018,6 +1021,8 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     await crm.call("DELETE", "/counters");
     for (const [i, op] of ops.entries()) {
       try {
+        const trace = traceFile();
+        if (trace) await traceOp(trace, i, op);
         await exec(i, op);
       } catch (e) {
         // The database aborting an app user's statement (a deadlock with the engine, a

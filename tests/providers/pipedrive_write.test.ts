@@ -373,6 +373,44 @@ test(
   },
 );
 
+test(
+  "a retried half-name update reads the person again: a CRM edit between the attempts stays",
+  async (pd, h) => {
+    const made = await admin(pd.url, "POST", "/__admin/records/person", {
+      name: "Ada Lovelace",
+    }) as Rec;
+    const path = `/api/v2/persons/${made.id}`;
+    await admin(pd.url, "PUT", "/__admin/request-faults", {
+      rules: [{ method: "PATCH", path, status: 503, times: 1 }],
+    });
+    // The first PATCH fails; before its answer leaves, a CRM user renames the last half (found
+    // by the chaos harness: the retry resent the name joined from the first read).
+    const handle = pd.emulator.handle.bind(pd.emulator);
+    let renamed = false;
+    pd.emulator.handle = async (req: Request) => {
+      const res = await handle(req);
+      if (!renamed && req.method === "PATCH" && new URL(req.url).pathname === path) {
+        renamed = true;
+        assert.equal(res.status, 503, "the first attempt is the injected 503");
+        await admin(pd.url, "PATCH", `/__admin/records/person/${made.id}`, { name: "Ada King" });
+      }
+      return res;
+    };
+    h.reset();
+    const [r] = await h.writer.write("contacts", [{
+      kind: "update",
+      ref: "u1",
+      remoteType: "persons",
+      remoteId: String(made.id),
+      properties: { first_name: "Augusta" },
+    }]);
+    ok(r);
+    assert.ok(renamed);
+    assert.equal((await record(pd, "person", String(made.id))).name, "Augusta King");
+    assert.deepEqual(h.kinds, ["read", "update", "read", "update"]);
+  },
+);
+
 test("an uncertain create finds the earlier attempt's record: no duplicate", async (pd, h) => {
   const setup = await h.writer.ensureExternalId("persons");
   assert.ok(setup.ok);

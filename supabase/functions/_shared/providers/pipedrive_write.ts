@@ -4,7 +4,8 @@
 // concurrency, each call through the adapter's call helper (budget, counter, observe, timeout,
 // retries of 429/5xx/timeouts), so one item's failure is that item's result only.
 // Call kinds (beforeRequest / observe, priced by crm._rate_costs): "create", "update",
-// "delete", "read" (GET a person before an email/phone/name update), "search" (v2 search of an
+// "delete", "read" (GET a person before an email/phone/name update, and again before each retry
+// of its PATCH: see updateJoined), "search" (v2 search of an
 // uncertain create), "fields" (v1 field list), "fields-create" (v1 POST field).
 // External id: a varchar custom field named `crm_sync_id` per entity, found by name in
 // /v1/{person,organization,deal}Fields or created there (ensureExternalId); its 40-hex key is
@@ -18,7 +19,13 @@
 // read side does.
 import * as v1 from "pipedrive/v1";
 import * as v2 from "pipedrive/v2";
-import { DEFAULT_RETRY, parseRetryAfter, type RetryPolicy } from "../http/retry.ts";
+import {
+  backoffMs,
+  DEFAULT_RETRY,
+  parseRetryAfter,
+  type RetryPolicy,
+  sleep,
+} from "../http/retry.ts";
 import { buildBody, completeWithStored, needsStored, type PdEntity } from "./pipedrive_body.ts";
 import {
   type ExternalIdSetup,
@@ -310,6 +317,77 @@ export function createPipedriveWriter(
     return ids.length ? Math.min(...ids) : null;
   }
 
+  const readPerson = (id: number, opts: ListOptions, last: { error?: HttpAnswerError }) =>
+    answer(
+      "read",
+      async () => (await apis.persons.getPerson({ id })) as { data?: Record<string, unknown> },
+      opts,
+      last,
+    );
+
+  /**
+   * A person update joined with the CRM's stored values (the other half of the name, the other
+   * emails/phones). The PATCH is sent once per attempt, and a retried one (429, 5xx, timeout)
+   * reads the person again first: the call helper's own retries resent the body joined from the
+   * first read, after a backoff of up to seconds, and so overwrote a half a CRM user had changed
+   * meanwhile (the chaos harness saw a PATCH retried after a 503 undo a last-name edit made
+   * between the two attempts). The window left is one read's distance from its write.
+   */
+  async function updateJoined(
+    op: Extract<WriteOp, { kind: "update" }>,
+    id: number,
+    parts_: ReturnType<typeof buildBody>,
+    prefetched: Record<string, unknown> | undefined,
+    opts: ListOptions,
+    last: { error?: HttpAnswerError },
+  ): Promise<WriteResult> {
+    let current = prefetched;
+    let waited = 0;
+    for (let attempt = 1;; attempt++) {
+      if (!current) {
+        const got = await readPerson(id, opts, last);
+        if (!got.ok) return rejected(op.ref, got.error, "update");
+        current = got.data.data ?? {};
+      }
+      const body = completeWithStored(parts_, current);
+      try {
+        const res = await answer(
+          "update",
+          () => send.update("persons", id, body),
+          opts,
+          last,
+          ONE_ATTEMPT,
+        );
+        return res.ok ? okResult(op.ref, res.data.data, false, op.remoteId) : rejected(
+          op.ref,
+          res.error,
+          "update",
+        );
+      } catch (e) {
+        if (
+          !(e instanceof ProviderError) || e.action !== "retry" || e.pausedUntil ||
+          attempt >= DEFAULT_RETRY.maxAttempts
+        ) throw e;
+        // The waits the call helper would make (withRetry with classifyPipedrive's 2 s for a
+        // 429 without Retry-After), within the same caps.
+        const wait = Math.min(
+          parseRetryAfter(last.error?.headers["retry-after"]) ??
+            (last.error?.status === 429 ? 2000 : backoffMs(attempt, DEFAULT_RETRY)),
+          DEFAULT_RETRY.maxDelayMs * 3,
+        );
+        waited += wait;
+        if (waited > DEFAULT_RETRY.budgetMs) throw e;
+        if (opts.deadline !== undefined && Date.now() + wait >= opts.deadline) throw e;
+        try {
+          await sleep(wait, opts.signal);
+        } catch {
+          throw e; // aborted: the item is retried later, as the call helper's own abort is
+        }
+        current = undefined;
+      }
+    }
+  }
+
   async function one(
     op: WriteOp,
     entity: PdEntity,
@@ -335,21 +413,10 @@ export function createPipedriveWriter(
     if (op.kind === "update") {
       const id = Number(op.remoteId);
       const parts_ = buildBody(entity, op.properties, "update");
-      let body = parts_.body;
-      const prefetched = entity === "persons" ? stored.get(op.remoteId) : undefined;
-      if (prefetched) {
-        body = completeWithStored(parts_, prefetched);
-      } else if (entity === "persons" && needsStored(parts_)) {
-        const got = await answer(
-          "read",
-          async () => (await apis.persons.getPerson({ id })) as { data?: Record<string, unknown> },
-          opts,
-          last,
-        );
-        if (!got.ok) return rejected(op.ref, got.error, "update");
-        body = completeWithStored(parts_, got.data.data ?? {});
+      if (entity === "persons" && needsStored(parts_)) {
+        return await updateJoined(op, id, parts_, stored.get(op.remoteId), opts, last);
       }
-      const res = await answer("update", () => send.update(entity, id, body), opts, last);
+      const res = await answer("update", () => send.update(entity, id, parts_.body), opts, last);
       return res.ok ? okResult(op.ref, res.data.data, false, op.remoteId) : rejected(
         op.ref,
         res.error,
