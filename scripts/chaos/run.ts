@@ -185,6 +185,20 @@ class Crm {
     return { id: String(r.id ?? r.Id), live, at, v, email: email?.toLowerCase() ?? null };
   }
 
+  /**
+   * Whether the sandbox dropped (a webhook fault) the Pipedrive delete event of merge loser
+   * `id`: it is the only report of a merge Pipedrive gives (meta.merged_to_id), so without it the
+   * engine sees the loser's end as a plain deletion (drift check). The sandbox decides a drop when
+   * it queues the event, i.e. during the merge call.
+   */
+  async mergeEventDropped(id: string): Promise<boolean> {
+    const r = await this.call("GET", "/webhooks/deliveries?limit=10000");
+    if (r.status !== 200) throw new Error(`webhook deliveries: ${r.status}`);
+    return (r.json.deliveries as Array<{ label: string; dropped?: boolean }>).some((d) =>
+      d.dropped && d.label.startsWith(`pipedrive delete.person ${id} `)
+    );
+  }
+
   async all(): Promise<CrmRecord[]> {
     const r = await this.call("GET", `/records/${OBJ[this.provider]}`);
     if (r.status !== 200) throw new Error(`list: ${r.status}`);
@@ -820,6 +834,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
           mergedId: b.x.remote,
         });
         if (r.status >= 300) return note(op.h, `#${i} crm merge refused: ${r.status}`);
+        const unseen = p === "pipedrive" && await crm.mergeEventDropped(b.x.remote!);
         const sa = await crm.get(a.x.remote!);
         const sbr = await crm.get(b.x.remote!);
         // A survivor keeps its values; fields it lacked are filled from the loser (HubSpot).
@@ -830,6 +845,13 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         if (Object.keys(filled).length) {
           effect(op.h, { side: "crm", kind: "edit", op: i, at: sa!.at, v: filled });
         } else effect(op.h, { side: "crm", kind: "touch", op: i, at: sa!.at });
+        if (unseen) {
+          // The engine can only see a deletion: the loser's queued edit stays the loser's.
+          effect(op.loser, { side: "crm", kind: "delete", op: i, at: sbr?.at ?? sa!.at });
+          note(op.h, `#${i} crm merge: its webhook was dropped, a deletion to the engine`);
+          note(op.loser, `#${i} crm merge into h${op.h}: webhook dropped, judged as a delete`);
+          return;
+        }
         effect(op.loser, { side: "crm", kind: "merged", op: i, at: sbr?.at ?? sa!.at });
         for (const q of pending) {
           const moved: Values = {};

@@ -6,90 +6,150 @@
 // pending app edit is settled against the survivor by the policy (app_wins: the survivor takes
 // it and it is pushed there), as on HubSpot. Before, the loser read as a plain delete: under
 // app_wins the row was recreated (a new CRM person) and the survivor kept the CRM's values.
-// Workers are held off (max_workers 0) while the edit is queued and the merge made; the entry
-// is then made not due, so the only thing the workers do is the inbox's drain.
+// The second test: the push reaches the loser (404, "gone") before the inbox applies the merge
+// event; the entry waits for the inbox instead of being settled as a delete (sync/gone_merges).
+// Workers are held off (max_workers 0) while the edit is queued and the merge made.
 import assert from "node:assert/strict";
 import { normalizePipedrive } from "../../supabase/functions/_shared/webhooks/pipedrive.ts";
-import { admin, triggerSync, until, withConnection, withSettings } from "./_harness.ts";
-import { asApp, awaitOutbox, stored } from "./_outbound.ts";
+import {
+  admin,
+  type ConnectionScope,
+  type Sql,
+  triggerSync,
+  until,
+  withConnection,
+  withSettings,
+} from "./_harness.ts";
+import { asApp, awaitOutbox, pushNow, stored } from "./_outbound.ts";
 import { inboxSettled } from "./_webhooks.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
+
+interface Row {
+  id: string;
+  remote_id: string;
+  first_name: string | null;
+}
+
+/** Two synced persons; the app edits the loser (queued), a CRM user merges it into the other. */
+async function mergeWithQueuedEdit(
+  { sb, sql, conn }: ConnectionScope,
+  beforeWorkers: (survivor: Row, loser: Row) => Promise<void>,
+): Promise<{ survivor: Row; loser: Row }> {
+  await triggerSync(sql, "all", conn);
+  const [survivor, loser] = await sql<Row[]>`
+    select id, remote_id, first_name from crm.contacts
+    where connection_id = ${conn} and deleted_at is null and kind = 'contact'
+    order by remote_id::bigint limit 2`;
+  await withSettings(sql, { max_workers: 0 }, async () => {
+    await asApp(
+      sql,
+      conn,
+      (tx) => tx`update crm.contacts set first_name = 'AppEdit' where id = ${loser.id}`,
+    );
+    await admin(sb.url, "POST", "/records/person/merge", {
+      primaryId: survivor.remote_id,
+      mergedId: loser.remote_id,
+    });
+    await beforeWorkers(survivor, loser);
+  });
+  return { survivor, loser };
+}
+
+/** The loser's delete event as Pipedrive sends it (data null, the whole object in previous,
+ * the survivor in meta.merged_to_id), stored as the receiver stores it. */
+async function storeMergeEvent(sql: Sql, conn: string, survivor: Row, loser: Row) {
+  const { events } = normalizePipedrive({
+    data: null,
+    previous: { id: Number(loser.remote_id), first_name: loser.first_name, is_deleted: false },
+    meta: {
+      action: "delete",
+      entity: "person",
+      entity_id: String(loser.remote_id),
+      company_id: "1",
+      id: crypto.randomUUID(),
+      timestamp: new Date().toISOString(),
+      version: "2.0",
+      merged_to_id: String(survivor.remote_id),
+    },
+  }, conn);
+  assert.equal(events[0].event_type, "merge");
+  await sql`select * from crm.enqueue_webhook_events(${sql.json(events as never)}::jsonb)`;
+}
+
+async function drainInbox(sql: Sql, conn: string) {
+  await sql`select crm.enqueue_job('inbox', ${conn}::uuid, null, null,
+                                   '{"trigger":"webhook"}'::jsonb, now(), true)`;
+  await until("the merge event is processed", () => inboxSettled(sql, conn), 30_000);
+}
+
+/** The merge as the engine must end it: loser merged away, the survivor with the app's edit
+ * (app_wins) in the mirror and, once pushed, in the CRM; no row recreated for the loser. */
+async function assertRetargeted({ sb, sql, conn }: ConnectionScope, survivor: Row, loser: Row) {
+  const [l] = await sql`select deleted_at is not null as deleted, merged_into_remote_id
+                        from crm.contacts where id = ${loser.id}`;
+  assert.deepEqual({ ...l }, { deleted: true, merged_into_remote_id: survivor.remote_id });
+  const [s] = await sql`select first_name from crm.contacts where id = ${survivor.id}`;
+  assert.equal(s.first_name, "AppEdit", "the survivor takes the loser's app edit (app_wins)");
+  const conflicts = await sql`select field, resolution, reason from crm.conflicts
+                              where record_id = ${survivor.id}`;
+  assert.deepEqual(conflicts.map((c) => [c.field, c.resolution, c.reason?.slice(0, 6)]), [[
+    "first_name",
+    "local",
+    "merge:",
+  ]]);
+  const recreated = await sql`select id from crm.contacts
+                              where connection_id = ${conn} and remote_id is null`;
+  assert.equal(recreated.length, 0, "no row recreated for the loser");
+  await sql`update crm.outbox set next_attempt_at = now() where connection_id = ${conn}`;
+  await sql`select crm.enqueue_job('outbound', ${conn}::uuid, null, null, '{}'::jsonb, now(), true)`;
+  await awaitOutbox(sql, conn);
+  const crm = await stored(sb.url, "pipedrive", "contacts", survivor.remote_id);
+  assert.equal(crm.props.first_name, "AppEdit", "the re-targeted edit reaches the survivor");
+}
+
+const settings = { conflict_policy: "app_wins" };
 
 Deno.test({
   ...opts,
   name: "e2e pipedrive: a merge loser's queued app edit lands on the survivor (app_wins)",
   fn: async () => {
-    const settings = { conflict_policy: "app_wins" };
     await withConnection("pipedrive", { seed: 58, records: 6, unlimited: true, settings }, async (
-      { sb, sql, conn },
+      scope,
     ) => {
-      await triggerSync(sql, "all", conn);
-      const [survivor, loser] = await sql`
-        select id, remote_id, first_name from crm.contacts
-        where connection_id = ${conn} and deleted_at is null and kind = 'contact'
-        order by remote_id::bigint limit 2`;
-      await withSettings(sql, { max_workers: 0 }, async () => {
-        await asApp(
-          sql,
-          conn,
-          (tx) => tx`update crm.contacts set first_name = 'AppEdit' where id = ${loser.id}`,
-        );
-        await admin(sb.url, "POST", "/records/person/merge", {
-          primaryId: survivor.remote_id,
-          mergedId: loser.remote_id,
-        });
+      const { sql, conn } = scope;
+      const { survivor, loser } = await mergeWithQueuedEdit(scope, async (_s, l) => {
+        // Not due: the workers only drain the inbox.
         await sql`update crm.outbox set next_attempt_at = now() + interval '1 hour'
-                  where record_id = ${loser.id}`;
+                  where record_id = ${l.id}`;
       });
-      // The loser's delete event as Pipedrive sends it: data null, the whole object in
-      // previous, the survivor in meta.merged_to_id.
-      const { events } = normalizePipedrive({
-        data: null,
-        previous: { id: Number(loser.remote_id), first_name: loser.first_name, is_deleted: false },
-        meta: {
-          action: "delete",
-          entity: "person",
-          entity_id: String(loser.remote_id),
-          company_id: "1",
-          id: crypto.randomUUID(),
-          timestamp: new Date().toISOString(),
-          version: "2.0",
-          merged_to_id: String(survivor.remote_id),
-        },
-      }, conn);
-      assert.equal(events[0].event_type, "merge");
-      await sql`select * from crm.enqueue_webhook_events(${sql.json(events as never)}::jsonb)`;
-      await sql`select crm.enqueue_job('inbox', ${conn}::uuid, null, null,
-                                       '{"trigger":"webhook"}'::jsonb, now(), true)`;
-      await until("the merge event is processed", () => inboxSettled(sql, conn), 30_000);
+      await storeMergeEvent(sql, conn, survivor, loser);
+      await drainInbox(sql, conn);
+      await assertRetargeted(scope, survivor, loser);
+    });
+  },
+});
 
-      const [l] = await sql`select deleted_at is not null as deleted, merged_into_remote_id
-                            from crm.contacts where id = ${loser.id}`;
-      assert.deepEqual({ ...l }, { deleted: true, merged_into_remote_id: survivor.remote_id });
-      const [s] = await sql`select first_name from crm.contacts where id = ${survivor.id}`;
-      assert.equal(s.first_name, "AppEdit", "the survivor takes the loser's app edit (app_wins)");
-      const conflicts = await sql`select field, resolution, reason from crm.conflicts
-                                  where record_id = ${survivor.id}`;
-      assert.deepEqual(conflicts.map((c) => [c.field, c.resolution, c.reason?.slice(0, 6)]), [[
-        "first_name",
-        "local",
-        "merge:",
-      ]]);
-      const recreated = await sql`select id from crm.contacts
-                                  where connection_id = ${conn} and deleted_at is null
-                                    and id not in (select id from crm.contacts
-                                                   where remote_id is not null
-                                                     and connection_id = ${conn})`;
-      assert.equal(recreated.length, 0, "no row recreated for the loser");
-
-      // The re-targeted edit reaches the survivor in the CRM.
-      await sql`update crm.outbox set next_attempt_at = now() where connection_id = ${conn}`;
-      await sql`select crm.enqueue_job('outbound', ${conn}::uuid, null, null, '{}'::jsonb,
-                                       now(), true)`;
-      await awaitOutbox(sql, conn);
-      const crm = await stored(sb.url, "pipedrive", "contacts", survivor.remote_id);
-      assert.equal(crm.props.first_name, "AppEdit");
+Deno.test({
+  ...opts,
+  name: "e2e pipedrive: a push that finds the merge loser gone waits for the merge event",
+  fn: async () => {
+    await withConnection("pipedrive", { seed: 59, records: 6, unlimited: true, settings }, async (
+      scope,
+    ) => {
+      const { sql, conn } = scope;
+      const { survivor, loser } = await mergeWithQueuedEdit(scope, async (s, l) => {
+        await storeMergeEvent(sql, conn, s, l);
+        // The push first (a direct request: no worker runs the inbox meanwhile).
+        await pushNow(conn);
+        const [e] = await sql`select state, last_error from crm.outbox where record_id = ${l.id}`;
+        assert.equal(e?.state, "pending", `the entry waits: ${JSON.stringify(e)}`);
+        assert.match(e.last_error, /merge event waits in the inbox/);
+        const [row] = await sql`select remote_id, deleted_at from crm.contacts where id = ${l.id}`;
+        assert.deepEqual({ ...row }, { remote_id: l.remote_id, deleted_at: null });
+      });
+      await drainInbox(sql, conn);
+      await assertRetargeted(scope, survivor, loser);
     });
   },
 });

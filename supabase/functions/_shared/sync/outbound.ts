@@ -21,6 +21,7 @@ import {
   failOutbox,
   type Failure,
 } from "./outbox.ts";
+import { holdGoneMerges, pendingMergesOf } from "./gone_merges.ts";
 import { planPush } from "./push_ops.ts";
 import { recheckSink, recheckUpdates } from "./push_recheck.ts";
 
@@ -225,6 +226,14 @@ export async function runOutbound(
             throw e;
           }
         }
+        // A "gone" update may be a merge loser whose merge the inbox has yet to apply.
+        await holdGoneMerges(
+          pendingMergesOf(sql),
+          ctx.conn,
+          object,
+          failed,
+          new Map([...batch.byRef.values()].map((e) => [e.id, e])),
+        );
         await settle(sql, push, completed, failed, ctx.calls() - callsBefore, taken);
         // Refused credentials end the push and put the connection in error (its entries wait,
         // unclaimable, until it is reconnected), rather than retrying into the refusal.
