@@ -10,7 +10,19 @@
 // event; the entry waits for the inbox instead of being settled as a delete (sync/gone_merges).
 // Workers are held off (max_workers 0) while the edit is queued and the merge made.
 import assert from "node:assert/strict";
+import { importKey } from "../../supabase/functions/_shared/crypto.ts";
+import { loadConnections } from "../../supabase/functions/_shared/sync/connections.ts";
+import { createSyncContext } from "../../supabase/functions/_shared/sync/context.ts";
+import { holdGoneMerges, mergeStoreOf } from "../../supabase/functions/_shared/sync/gone_merges.ts";
+import {
+  claimOutbox,
+  failOutbox,
+  type Failure,
+  type OutboxEntry,
+} from "../../supabase/functions/_shared/sync/outbox.ts";
+import { planPush } from "../../supabase/functions/_shared/sync/push_ops.ts";
 import { normalizePipedrive } from "../../supabase/functions/_shared/webhooks/pipedrive.ts";
+import { need } from "../_support/env.ts";
 import {
   admin,
   type ConnectionScope,
@@ -149,6 +161,54 @@ Deno.test({
         assert.deepEqual({ ...row }, { remote_id: l.remote_id, deleted_at: null });
       });
       await drainInbox(sql, conn);
+      await assertRetargeted(scope, survivor, loser);
+    });
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "e2e pipedrive: a push in flight when the merge is applied still lands on the survivor",
+  fn: async () => {
+    await withConnection("pipedrive", { seed: 61, records: 6, unlimited: true, settings }, async (
+      scope,
+    ) => {
+      const { sql, conn } = scope;
+      const key = await importKey(need("CRM_ENCRYPTION_KEY"));
+      const { connections } = await loadConnections(sql, key, { connectionId: conn });
+      const ctx = await createSyncContext(sql, key, connections[0], () => {}, { lane: "realtime" });
+      let entries: OutboxEntry[] = [];
+      const { survivor, loser } = await mergeWithQueuedEdit(scope, async (s, l) => {
+        // This test is the push: it holds the entry while the inbox applies the merge.
+        entries = await claimOutbox(sql, "e2e push", conn, "contacts", 10, 120);
+        assert.equal(entries.length, 1);
+        await storeMergeEvent(sql, conn, s, l);
+      });
+      await drainInbox(sql, conn);
+      const [e] = await sql`select state from crm.outbox where record_id = ${loser.id}`;
+      assert.equal(e?.state, "processing", "the claimed entry is left to its push");
+      // The push's write meets the loser gone; its failure is recorded as outbound.ts does.
+      const batch = planPush("contacts", entries, ctx.outbound, () => null);
+      const [r] = await ctx.adapter.writer.write("contacts", batch.ops);
+      await ctx.budget.flush();
+      assert.equal(r.ok ? "ok" : r.action, "gone", JSON.stringify(r));
+      const failed: Failure[] = [{
+        id: entries[0].id,
+        lease: entries[0].lease,
+        action: "gone",
+        error: "404",
+      }];
+      const merges = mergeStoreOf(sql);
+      const moved = await holdGoneMerges(
+        merges,
+        ctx.conn,
+        "contacts",
+        failed,
+        new Map([[entries[0].id, entries[0]]]),
+      );
+      assert.deepEqual(moved, [loser.id]);
+      await failOutbox(sql, failed);
+      assert.equal(await merges.retarget(conn, "contacts", moved), 1);
       await assertRetargeted(scope, survivor, loser);
     });
   },

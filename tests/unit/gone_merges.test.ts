@@ -1,18 +1,19 @@
-// Which "gone" answers of a push wait for a merge event instead of being settled as a CRM delete
+// Which "gone" answers of a push wait for a merge instead of being settled as a CRM delete
 // (sync/gone_merges.ts).
 import assert from "node:assert/strict";
 import {
   FIRST_GONE_WAIT_S,
   holdGoneMerges,
   MERGE_WAIT_S,
-  type PendingMerges,
+  type MergeState,
+  type MergeStore,
 } from "../../supabase/functions/_shared/sync/gone_merges.ts";
 import type { Failure, OutboxEntry } from "../../supabase/functions/_shared/sync/outbox.ts";
 
-const entry = (id: number, o: Partial<OutboxEntry>): OutboxEntry => ({
+const entry = (id: number, o: Partial<OutboxEntry> = {}): OutboxEntry => ({
   id,
   object: "contacts",
-  recordId: crypto.randomUUID(),
+  recordId: `rec-${id}`,
   remoteId: String(100 + id),
   op: "update",
   changedColumns: ["first_name"],
@@ -28,47 +29,56 @@ const fail = (id: number, action: Failure["action"] = "gone"): Failure => ({
   action,
   error: "404 from Pipedrive",
 });
+const store = (s: Partial<MergeState>, asked: unknown[] = []): MergeStore => ({
+  state: (_c, _o, gone) => {
+    asked.push(gone);
+    return Promise.resolve({ waiting: new Set(), mergedAway: new Set(), ...s });
+  },
+  retarget: () => Promise.resolve(0),
+});
+const byId = (...es: OutboxEntry[]) => new Map(es.map((e) => [e.id, e]));
 
-Deno.test("a gone update waits while its record's merge event is in the inbox", async () => {
-  const asked: string[][] = [];
-  const pending: PendingMerges = (_c, _o, ids) => {
-    asked.push(ids);
-    return Promise.resolve(new Set(["101"]));
-  };
-  const entries = new Map([
-    [1, entry(1, { attempts: 4 })],
-    [2, entry(2, { attempts: 4 })],
-    [3, entry(3, { op: "delete" })],
-    [4, entry(4, {})],
-  ]);
-  const failed = [fail(1), fail(2), fail(3), fail(4, "fix_data")];
-  const held = await holdGoneMerges(
-    pending,
+Deno.test("a gone update waits while its merge is known: in the inbox, or already applied", async () => {
+  const asked: unknown[] = [];
+  const s = store({ waiting: new Set(["101"]), mergedAway: new Set(["rec-2"]) }, asked);
+  const entries = byId(
+    entry(1, { attempts: 4 }),
+    entry(2, { attempts: 4 }),
+    entry(3, { attempts: 4 }),
+    entry(4, { op: "delete" }),
+    entry(5),
+  );
+  const failed = [fail(1), fail(2), fail(3), fail(4), fail(5, "fix_data")];
+  const moved = await holdGoneMerges(
+    s,
     { id: "c", provider: "hubspot" },
     "contacts",
     failed,
     entries,
   );
-  assert.equal(held, 1);
-  assert.deepEqual(asked, [["101", "102"]], "only gone updates are looked up");
-  assert.equal(failed[0].action, "retry");
+  assert.deepEqual(moved, ["rec-2"], "merged away: re-targeted after the failures are recorded");
+  assert.deepEqual(asked, [[
+    { recordId: "rec-1", remoteId: "101" },
+    { recordId: "rec-2", remoteId: "102" },
+    { recordId: "rec-3", remoteId: "103" },
+  ]], "only gone updates are looked up");
+  assert.deepEqual(failed.map((f) => f.action), ["retry", "retry", "gone", "gone", "fix_data"]);
   assert.equal(failed[0].retry_after_seconds, MERGE_WAIT_S);
   assert.match(failed[0].error, /merge event waits in the inbox/);
-  assert.deepEqual(failed.slice(1).map((f) => f.action), ["gone", "gone", "fix_data"]);
+  assert.match(failed[1].error, /re-targeted to the survivor/);
 });
 
 Deno.test("Pipedrive: an entry's first gone waits for a merge event on its way", async () => {
-  const none: PendingMerges = () => Promise.resolve(new Set());
-  const entries = new Map([[1, entry(1, { attempts: 1 })], [2, entry(2, { attempts: 2 })]]);
+  const entries = byId(entry(1, { attempts: 1 }), entry(2, { attempts: 2 }));
   const failed = [fail(1), fail(2)];
   const conn = { id: "c", provider: "pipedrive" as const };
-  assert.equal(await holdGoneMerges(none, conn, "contacts", failed, entries), 1);
+  assert.deepEqual(await holdGoneMerges(store({}), conn, "contacts", failed, entries), []);
   assert.equal(failed[0].action, "retry");
   assert.equal(failed[0].retry_after_seconds, FIRST_GONE_WAIT_S);
   assert.equal(failed[1].action, "gone", "the second gone is a deletion");
-  // Other providers resolve merged ids themselves (HubSpot) or report merges in the record
-  // (Salesforce MasterRecordId): their first gone is settled at once.
+  // HubSpot resolves merged ids itself; Salesforce reports merges in the record
+  // (MasterRecordId): their first gone is settled at once.
   const sf = [fail(1)];
-  await holdGoneMerges(none, { id: "c", provider: "salesforce" }, "contacts", sf, entries);
+  await holdGoneMerges(store({}), { id: "c", provider: "salesforce" }, "contacts", sf, entries);
   assert.equal(sf[0].action, "gone");
 });

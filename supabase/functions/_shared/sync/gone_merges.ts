@@ -1,67 +1,107 @@
 // A push's "gone" answer to an update (the CRM has no such record) is settled by crm.fail_outbox
 // as a CRM delete against the app's edit, by policy (app_wins: the row is created again as a new
-// CRM record). A merge loser is gone the same way on Pipedrive, whose API keeps no trace of a
-// merge: only the loser's webhook v2 delete event names the survivor (meta.merged_to_id), and
-// the inbox applies it as a merge, re-targeting the record's pending app edit to the survivor
-// (crm.apply_inbound step 12). Settled as a delete first, the edit went to a new record and the
-// survivor kept the CRM's values (chaos finding, Pipedrive seed 3 app_wins).
-// So an update's "gone" becomes a retry while a merge event of the record waits in the inbox
-// (the inbox then settles the pending entry), and on Pipedrive the entry's first "gone" waits
-// FIRST_GONE_WAIT_S for a merge event still on its way (delivery retries, a receiver restart).
-// Limit: a merge event that never arrives (lost delivery) leaves the loser a plain deletion.
+// CRM record), and dropped when the row is already a tombstone. A merge loser is gone the same
+// way on Pipedrive, whose API keeps no trace of a merge: only the loser's webhook v2 delete
+// event names the survivor (meta.merged_to_id), and the inbox applies it as a merge that
+// re-targets the record's pending app edit to the survivor (crm.apply_inbound step 12), leaving
+// an entry a push holds to that push. Either way the edit was lost for the survivor (chaos
+// finding, Pipedrive seed 3 app_wins). So a "gone" update becomes a retry when:
+// - its row is already a merge tombstone (the merge was applied while the push was in flight):
+//   after the failure is recorded, crm.retarget_merged_entries moves it to the survivor;
+// - a merge event of the record waits in the inbox, which will move it;
+// - on Pipedrive, it is the entry's first "gone": it waits FIRST_GONE_WAIT_S for a merge event
+//   still on its way (delivery retries, a receiver restart); the next "gone" is a deletion.
+// Limit: a merge event that never arrives (a lost delivery) leaves the loser a plain deletion.
 import type { Sql } from "../db.ts";
 import type { ObjectType, ProviderName } from "../providers/types.ts";
 import type { Failure, OutboxEntry } from "./outbox.ts";
 
-/** The retry of an update whose record's merge event waits in the inbox. */
+/** The retry of an update whose merge the inbox (or this push) is about to settle. */
 export const MERGE_WAIT_S = 5;
 /** Pipedrive: the first "gone" of an update waits this long for a merge event. */
 export const FIRST_GONE_WAIT_S = 30;
 
-/** Merge losers of `ids` whose merge event is still to be applied by the inbox. */
-export type PendingMerges = (
-  connectionId: string,
-  object: ObjectType,
-  remoteIds: string[],
-) => Promise<Set<string>>;
+export interface MergeState {
+  /** Remote ids with a merge event still to be applied by the inbox. */
+  waiting: Set<string>;
+  /** Record ids whose row is a merge tombstone. */
+  mergedAway: Set<string>;
+}
 
-export function pendingMergesOf(sql: Sql): PendingMerges {
-  return async (connectionId, object, remoteIds) => {
-    const rows = await sql<{ remote_id: string }[]>`
-      select distinct e.remote_id from crm.webhook_events e
-      where e.connection_id = ${connectionId} and e.state in ('pending', 'processing')
-        and e.event_type = 'merge' and e.object = ${object}
-        and e.remote_id = any(${remoteIds}::text[])`;
-    return new Set(rows.map((r) => r.remote_id));
+/** What the database knows of the merges of these gone records (capabilities passed in). */
+export interface MergeStore {
+  state(
+    connectionId: string,
+    object: ObjectType,
+    gone: { recordId: string; remoteId: string }[],
+  ): Promise<MergeState>;
+  /** crm.retarget_merged_entries: moves the rows' pending entries to their survivors. */
+  retarget(connectionId: string, object: ObjectType, recordIds: string[]): Promise<number>;
+}
+
+export function mergeStoreOf(sql: Sql): MergeStore {
+  return {
+    async state(connectionId, object, gone) {
+      const remoteIds = gone.map((g) => g.remoteId);
+      const recordIds = gone.map((g) => g.recordId);
+      const waiting = await sql<{ remote_id: string }[]>`
+        select distinct e.remote_id from crm.webhook_events e
+        where e.connection_id = ${connectionId} and e.state in ('pending', 'processing')
+          and e.event_type = 'merge' and e.object = ${object}
+          and e.remote_id = any(${remoteIds}::text[])`;
+      const merged = await sql<{ id: string }[]>`
+        select t.id from ${sql(`crm.${object}`)} t
+        where t.id = any(${recordIds}::uuid[]) and t.deleted_at is not null
+          and t.merged_into_remote_id is not null`;
+      return {
+        waiting: new Set(waiting.map((r) => r.remote_id)),
+        mergedAway: new Set(merged.map((r) => r.id)),
+      };
+    },
+    async retarget(connectionId, object, recordIds) {
+      if (recordIds.length === 0) return 0;
+      const [r] = await sql`select crm.retarget_merged_entries(${connectionId}::uuid, ${object},
+                                                               ${recordIds}::uuid[]) as n`;
+      return Number(r.n);
+    },
   };
 }
 
-/** Turns the "gone" updates of `failed` that may be merges into retries (in place). */
+/**
+ * Turns the "gone" updates of `failed` that may be merges into retries (in place). Returns the
+ * record ids already merged away: retarget them once the failures are recorded.
+ */
 export async function holdGoneMerges(
-  pending: PendingMerges,
+  store: MergeStore,
   conn: { id: string; provider: ProviderName },
   object: ObjectType,
   failed: Failure[],
   entries: ReadonlyMap<number, OutboxEntry>,
-): Promise<number> {
+): Promise<string[]> {
   const gone = failed.flatMap((f) => {
     const e = entries.get(f.id);
     return f.action === "gone" && e?.op === "update" && e.remoteId ? [{ f, e }] : [];
   });
-  if (gone.length === 0) return 0;
-  const merging = await pending(conn.id, object, gone.map((g) => g.e.remoteId!));
-  let held = 0;
+  if (gone.length === 0) return [];
+  const { waiting, mergedAway } = await store.state(
+    conn.id,
+    object,
+    gone.map(({ e }) => ({ recordId: e.recordId, remoteId: e.remoteId! })),
+  );
+  const moved: string[] = [];
   for (const { f, e } of gone) {
-    if (merging.has(e.remoteId!)) {
-      f.action = "retry";
+    if (mergedAway.has(e.recordId)) {
+      moved.push(e.recordId);
+      f.retry_after_seconds = MERGE_WAIT_S;
+      f.error = `gone in the CRM, merged: re-targeted to the survivor: ${f.error}`;
+    } else if (waiting.has(e.remoteId!)) {
       f.retry_after_seconds = MERGE_WAIT_S;
       f.error = `gone in the CRM, merged (its merge event waits in the inbox): ${f.error}`;
     } else if (conn.provider === "pipedrive" && e.attempts <= 1) {
-      f.action = "retry";
       f.retry_after_seconds = FIRST_GONE_WAIT_S;
       f.error = `gone in the CRM, waiting for a merge event before settling: ${f.error}`;
     } else continue;
-    held++;
+    f.action = "retry";
   }
-  return held;
+  return moved;
 }
