@@ -2,7 +2,6 @@
 // (sync/gone_merges.ts).
 import assert from "node:assert/strict";
 import {
-  FIRST_GONE_WAIT_S,
   holdGoneMerges,
   MERGE_WAIT_S,
   type MergeState,
@@ -51,7 +50,7 @@ Deno.test("a gone update waits while its merge is known: in the inbox, or alread
   const failed = [fail(1), fail(2), fail(3), fail(4), fail(5, "fix_data")];
   const moved = await holdGoneMerges(
     s,
-    { id: "c", provider: "hubspot" },
+    { id: "c" },
     "contacts",
     failed,
     entries,
@@ -68,17 +67,9 @@ Deno.test("a gone update waits while its merge is known: in the inbox, or alread
   assert.match(failed[1].error, /re-targeted to the survivor/);
 });
 
-Deno.test("Pipedrive: an entry's first gone waits for a merge event on its way", async () => {
-  const entries = byId(entry(1, { attempts: 1 }), entry(2, { attempts: 2 }));
-  const failed = [fail(1), fail(2)];
-  const conn = { id: "c", provider: "pipedrive" as const };
-  assert.deepEqual(await holdGoneMerges(store({}), conn, "contacts", failed, entries), []);
-  assert.equal(failed[0].action, "retry");
-  assert.equal(failed[0].retry_after_seconds, FIRST_GONE_WAIT_S);
-  assert.equal(failed[1].action, "gone", "the second gone is a deletion");
-  // HubSpot resolves merged ids itself; Salesforce reports merges in the record
-  // (MasterRecordId): their first gone is settled at once.
-  const sf = [fail(1)];
-  await holdGoneMerges(store({}), { id: "c", provider: "salesforce" }, "contacts", sf, entries);
-  assert.equal(sf[0].action, "gone");
+Deno.test("a gone update with no merge known is a deletion, even its first", async () => {
+  const entries = byId(entry(1, { attempts: 1 }));
+  const failed = [fail(1)];
+  assert.deepEqual(await holdGoneMerges(store({}), { id: "c" }, "contacts", failed, entries), []);
+  assert.equal(failed[0].action, "gone");
 });

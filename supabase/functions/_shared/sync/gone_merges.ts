@@ -8,18 +8,18 @@
 // finding, Pipedrive seed 3 app_wins). So a "gone" update becomes a retry when:
 // - its row is already a merge tombstone (the merge was applied while the push was in flight):
 //   after the failure is recorded, crm.retarget_merged_entries moves it to the survivor;
-// - a merge event of the record waits in the inbox, which will move it;
-// - on Pipedrive, it is the entry's first "gone": it waits FIRST_GONE_WAIT_S for a merge event
-//   still on its way (delivery retries, a receiver restart); the next "gone" is a deletion.
-// Limit: a merge event that never arrives (a lost delivery) leaves the loser a plain deletion.
+// - a merge event of the record waits in the inbox, which will move it.
+// Limits: a "gone" met before the merge event has even arrived is settled as a deletion, and so
+// is a merge whose event never arrives (a lost delivery). Waiting on every first "gone" for a
+// merge event (tried: 30 s) moved the settlement to when the inbox applied the CRM's deletion
+// of the same record, and the two settled it twice (chaos seed 3: the record created twice).
+// An entry whose push died (its lease expired) is dropped by crm.claim_outbox as a tombstone's.
 import type { Sql } from "../db.ts";
-import type { ObjectType, ProviderName } from "../providers/types.ts";
+import type { ObjectType } from "../providers/types.ts";
 import type { Failure, OutboxEntry } from "./outbox.ts";
 
 /** The retry of an update whose merge the inbox (or this push) is about to settle. */
 export const MERGE_WAIT_S = 5;
-/** Pipedrive: the first "gone" of an update waits this long for a merge event. */
-export const FIRST_GONE_WAIT_S = 30;
 
 export interface MergeState {
   /** Remote ids with a merge event still to be applied by the inbox. */
@@ -73,7 +73,7 @@ export function mergeStoreOf(sql: Sql): MergeStore {
  */
 export async function holdGoneMerges(
   store: MergeStore,
-  conn: { id: string; provider: ProviderName },
+  conn: { id: string },
   object: ObjectType,
   failed: Failure[],
   entries: ReadonlyMap<number, OutboxEntry>,
@@ -97,9 +97,6 @@ export async function holdGoneMerges(
     } else if (waiting.has(e.remoteId!)) {
       f.retry_after_seconds = MERGE_WAIT_S;
       f.error = `gone in the CRM, merged (its merge event waits in the inbox): ${f.error}`;
-    } else if (conn.provider === "pipedrive" && e.attempts <= 1) {
-      f.retry_after_seconds = FIRST_GONE_WAIT_S;
-      f.error = `gone in the CRM, waiting for a merge event before settling: ${f.error}`;
     } else continue;
     f.action = "retry";
   }
