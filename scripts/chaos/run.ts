@@ -822,6 +822,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         // The loser's app edits still queued: the engine settles them against the survivor
         // (docs/architecture.md, "Merges and pending app edits"). One already being pushed
         // may land on either record.
+        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
         const pending = b.x.local
           ? await sql`select o.state, o.changed_columns, to_jsonb(c) as row,
                              (select max(s.local_changed_at) from crm.sync_state s
@@ -829,11 +830,18 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
                       from crm.outbox o join crm.contacts c on c.id = o.record_id
                       where o.record_id = ${b.x.local} and o.op <> 'delete' and o.state <> 'dead'`
           : [];
+        const tMerge = new Date();
         const r = await crm.call("POST", `/records/${OBJ[p]}/merge`, {
           primaryId: a.x.remote,
           mergedId: b.x.remote,
         });
         if (r.status >= 300) return note(op.h, `#${i} crm merge refused: ${r.status}`);
+        // A push that claimed the edit between the look at the outbox and the merge (its claim
+        // time in the write ledger) was in flight at the merge too.
+        const claimedMeanwhile = pending.length > 0 && (await sql`
+          select 1 from crm.write_ledger l
+          where l.record_id = ${b.x.local!} and l.pushed_at >= ${t0} and l.pushed_at < ${tMerge}
+          limit 1`).length > 0;
         const unseen = p === "pipedrive" && await crm.mergeEventDropped(b.x.remote!);
         const sa = await crm.get(a.x.remote!);
         const sbr = await crm.get(b.x.remote!);
@@ -866,12 +874,12 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
             at: new Date(q.at).getTime(),
             v: moved,
             retargeted: true,
-            inFlight: q.state === "processing",
+            inFlight: q.state === "processing" || claimedMeanwhile,
           });
           note(
             op.h,
             `#${i} crm merge: the loser's queued app edit ${JSON.stringify(moved)}` +
-              (q.state === "processing" ? " (being pushed)" : ""),
+              (q.state === "processing" || claimedMeanwhile ? " (being pushed)" : ""),
           );
         }
         note(op.h, `#${i} crm merge: survivor of h${op.loser}`);

@@ -11,7 +11,8 @@
 --
 -- Only pending update entries of rows that are merge tombstones (deleted_at and
 -- merged_into_remote_id set) of the connection are moved; anything else is left alone. Rows are
--- locked before entries, as everywhere else.
+-- locked before entries, as everywhere else: a call made while the inbox applies the merge
+-- waits for it and then sees the tombstone.
 
 create or replace function crm.retarget_merged_entries(
   p_connection_id uuid, p_object text, p_record_ids uuid[])

@@ -6,9 +6,12 @@
 // re-targets the record's pending app edit to the survivor (crm.apply_inbound step 12), leaving
 // an entry a push holds to that push. Either way the edit was lost for the survivor (chaos
 // finding, Pipedrive seed 3 app_wins). So a "gone" update becomes a retry when:
-// - its row is already a merge tombstone (the merge was applied while the push was in flight):
-//   after the failure is recorded, crm.retarget_merged_entries moves it to the survivor;
-// - a merge event of the record waits in the inbox, which will move it.
+// - its row is already a merge tombstone (the merge was applied while the push was in flight),
+// - or a merge event of the record waits in the inbox (perhaps being applied right now, having
+//   read the entry as in flight);
+// and once the failure is recorded, crm.retarget_merged_entries moves it to the survivor: it
+// locks the row first, so it waits for an apply in progress and then finds the tombstone. An
+// apply that has not started yet finds the entry pending and moves it itself.
 // Limits: a "gone" met before the merge event has even arrived is settled as a deletion, and so
 // is a merge whose event never arrives (a lost delivery). Waiting on every first "gone" for a
 // merge event (tried: 30 s) moved the settlement to when the inbox applied the CRM's deletion
@@ -68,8 +71,8 @@ export function mergeStoreOf(sql: Sql): MergeStore {
 }
 
 /**
- * Turns the "gone" updates of `failed` that may be merges into retries (in place). Returns the
- * record ids already merged away: retarget them once the failures are recorded.
+ * Turns the "gone" updates of `failed` that are merges into retries (in place). Returns their
+ * record ids: retarget them once the failures are recorded.
  */
 export async function holdGoneMerges(
   store: MergeStore,
@@ -88,17 +91,16 @@ export async function holdGoneMerges(
     object,
     gone.map(({ e }) => ({ recordId: e.recordId, remoteId: e.remoteId! })),
   );
-  const moved: string[] = [];
+  const held: string[] = [];
   for (const { f, e } of gone) {
     if (mergedAway.has(e.recordId)) {
-      moved.push(e.recordId);
-      f.retry_after_seconds = MERGE_WAIT_S;
       f.error = `gone in the CRM, merged: re-targeted to the survivor: ${f.error}`;
     } else if (waiting.has(e.remoteId!)) {
-      f.retry_after_seconds = MERGE_WAIT_S;
       f.error = `gone in the CRM, merged (its merge event waits in the inbox): ${f.error}`;
     } else continue;
     f.action = "retry";
+    f.retry_after_seconds = MERGE_WAIT_S;
+    held.push(e.recordId);
   }
-  return moved;
+  return held;
 }

@@ -228,7 +228,7 @@ export async function runOutbound(
         }
         // A "gone" update may be a merge loser (sync/gone_merges.ts).
         const merges = mergeStoreOf(sql);
-        const mergedAway = await holdGoneMerges(
+        const merging = await holdGoneMerges(
           merges,
           ctx.conn,
           object,
@@ -236,7 +236,7 @@ export async function runOutbound(
           new Map([...batch.byRef.values()].map((e) => [e.id, e])),
         );
         await settle(sql, push, completed, failed, ctx.calls() - callsBefore, taken);
-        await merges.retarget(ctx.conn.id, object, mergedAway);
+        await merges.retarget(ctx.conn.id, object, merging);
         // Refused credentials end the push and put the connection in error (its entries wait,
         // unclaimable, until it is reconnected), rather than retrying into the refusal.
         const refused = failed.find((f) => f.action === "reauth");
