@@ -186,6 +186,20 @@ class Crm {
     return { id: String(r.id ?? r.Id), live, at, v, email: email?.toLowerCase() ?? null };
   }
 
+  /**
+   * Whether the sandbox dropped (a webhook fault) the Pipedrive delete event of merge loser
+   * `id`: it is the only report of a merge Pipedrive gives (meta.merged_to_id), so without it the
+   * engine sees the loser's end as a plain deletion (drift check). The sandbox decides a drop when
+   * it queues the event, i.e. during the merge call.
+   */
+  async mergeEventDropped(id: string): Promise<boolean> {
+    const r = await this.call("GET", "/webhooks/deliveries?limit=10000");
+    if (r.status !== 200) throw new Error(`webhook deliveries: ${r.status}`);
+    return (r.json.deliveries as Array<{ label: string; dropped?: boolean }>).some((d) =>
+      d.dropped && d.label.startsWith(`pipedrive delete.person ${id} `)
+    );
+  }
+
   async all(): Promise<CrmRecord[]> {
     const r = await this.call("GET", `/records/${OBJ[this.provider]}`);
     if (r.status !== 200) throw new Error(`list: ${r.status}`);
@@ -811,6 +825,7 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         // The loser's app edits still queued: the engine settles them against the survivor
         // (docs/architecture.md, "Merges and pending app edits"). One already being pushed
         // may land on either record.
+        const [{ t0 }] = await sql`select clock_timestamp() as t0`;
         const pending = b.x.local
           ? await sql`select o.state, o.changed_columns, to_jsonb(c) as row,
                              (select max(s.local_changed_at) from crm.sync_state s
@@ -818,11 +833,19 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
                       from crm.outbox o join crm.contacts c on c.id = o.record_id
                       where o.record_id = ${b.x.local} and o.op <> 'delete' and o.state <> 'dead'`
           : [];
+        const tMerge = new Date();
         const r = await crm.call("POST", `/records/${OBJ[p]}/merge`, {
           primaryId: a.x.remote,
           mergedId: b.x.remote,
         });
         if (r.status >= 300) return note(op.h, `#${i} crm merge refused: ${r.status}`);
+        // A push that claimed the edit between the look at the outbox and the merge (its claim
+        // time in the write ledger) was in flight at the merge too.
+        const claimedMeanwhile = pending.length > 0 && (await sql`
+          select 1 from crm.write_ledger l
+          where l.record_id = ${b.x.local!} and l.pushed_at >= ${t0} and l.pushed_at < ${tMerge}
+          limit 1`).length > 0;
+        const unseen = p === "pipedrive" && await crm.mergeEventDropped(b.x.remote!);
         const sa = await crm.get(a.x.remote!);
         const sbr = await crm.get(b.x.remote!);
         // A survivor keeps its values; fields it lacked are filled from the loser (HubSpot).
@@ -833,6 +856,13 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
         if (Object.keys(filled).length) {
           effect(op.h, { side: "crm", kind: "edit", op: i, at: sa!.at, v: filled });
         } else effect(op.h, { side: "crm", kind: "touch", op: i, at: sa!.at });
+        if (unseen) {
+          // The engine can only see a deletion: the loser's queued edit stays the loser's.
+          effect(op.loser, { side: "crm", kind: "delete", op: i, at: sbr?.at ?? sa!.at });
+          note(op.h, `#${i} crm merge: its webhook was dropped, a deletion to the engine`);
+          note(op.loser, `#${i} crm merge into h${op.h}: webhook dropped, judged as a delete`);
+          return;
+        }
         effect(op.loser, { side: "crm", kind: "merged", op: i, at: sbr?.at ?? sa!.at });
         for (const q of pending) {
           const moved: Values = {};
@@ -847,12 +877,12 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
             at: new Date(q.at).getTime(),
             v: moved,
             retargeted: true,
-            inFlight: q.state === "processing",
+            inFlight: q.state === "processing" || claimedMeanwhile,
           });
           note(
             op.h,
             `#${i} crm merge: the loser's queued app edit ${JSON.stringify(moved)}` +
-              (q.state === "processing" ? " (being pushed)" : ""),
+              (q.state === "processing" || claimedMeanwhile ? " (being pushed)" : ""),
           );
         }
         note(op.h, `#${i} crm merge: survivor of h${op.loser}`);

@@ -100,7 +100,12 @@ for (const provider of PROVIDERS) {
             event_type: "merge",
             occurred_at: iso(t),
             dedupe_key: "m",
-            payload: { data: { id: Number(loser), merged_to_id: Number(survivor) } },
+            // Webhooks v2: the loser's delete event, the survivor in meta.merged_to_id.
+            payload: {
+              data: null,
+              previous: { id: Number(loser) },
+              meta: { action: "delete", entity_id: loser, merged_to_id: survivor },
+            },
           }
           : {
             remote_id: survivor,
@@ -147,7 +152,7 @@ for (const provider of PROVIDERS) {
         const [srv] = await sql`select deleted_at is null as live from crm.contacts
                                 where connection_id = ${conn} and remote_id = ${survivor}`;
         assert.equal(srv.live, true, "the merge survivor stays live");
-        if (provider === "hubspot") {
+        if (provider !== "salesforce") {
           const [l] = await sql`select merged_into_remote_id from crm.contacts
                                 where connection_id = ${conn} and remote_id = ${loser}`;
           assert.equal(

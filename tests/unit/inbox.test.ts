@@ -8,6 +8,7 @@ import {
   type InboxEvent,
   type InboxSummary,
   mergedIds,
+  survivorOf,
 } from "../../supabase/functions/_shared/sync/inbox.ts";
 
 let next = 1;
@@ -54,6 +55,32 @@ Deno.test("merge events add the ids they name (HubSpot mergedObjectIds, Pipedriv
   assert.deepEqual(up.groups.get("contacts")!.ids, ["3"]);
   assert.deepEqual(mergedIds(null), []);
   assert.deepEqual(mergedIds({ mergedObjectIds: [{ x: 1 }, 1.5, 2] }), ["2"]);
+});
+
+Deno.test("a Pipedrive v2 merge: the loser's delete event names its survivor in meta", () => {
+  // As Pipedrive sends it (and the receiver stores it): data null, the whole object in
+  // previous, meta.merged_to_id a string.
+  const payload = {
+    data: null,
+    previous: { id: 5, first_name: "Lo", is_deleted: false },
+    meta: { action: "delete", entity: "person", entity_id: "5", merged_to_id: "9" },
+  };
+  const pd = coalesceEvents("pipedrive", [
+    ev({ remote_id: "5", event_type: "merge", payload }),
+    ev({ remote_id: "9" }),
+  ]);
+  const g = pd.groups.get("contacts")!;
+  assert.deepEqual(g.ids, ["5", "9"], "the survivor is read with the loser");
+  assert.deepEqual([...g.mergedInto], [["5", "9"]], "the loser is a merge tombstone, not a delete");
+  assert.equal(survivorOf(payload), "9");
+  // A plain delete names no survivor; a merge naming itself or a malformed id is no merge.
+  const del = coalesceEvents("pipedrive", [
+    ev({ remote_id: "6", event_type: "delete", payload: { meta: { merged_to_id: "9" } } }),
+    ev({ remote_id: "7", event_type: "merge", payload: { meta: { merged_to_id: "7" } } }),
+    ev({ remote_id: "8", event_type: "merge", payload: { meta: { merged_to_id: "x" } } }),
+  ]);
+  assert.deepEqual([...del.groups.get("contacts")!.mergedInto], []);
+  assert.equal(survivorOf({ meta: { merged_to_id: null } }), null);
 });
 
 Deno.test("events without an object or a well-formed id are ignored, with the reason", () => {

@@ -4,7 +4,11 @@
 // those records by id through the adapter (its batch reads, on the context's rate budget lane)
 // and apply them through the same inbound path as polling (./retry.ts applyByIds: mapper,
 // crm.save_inbound_page, so ordering, ties, tombstones, merges, echoes through the write ledger
-// and failed records behave as in a delta). Ids the CRM no longer has become tombstones.
+// and failed records behave as in a delta). Ids the CRM no longer has become tombstones; one
+// a merge event names as merged into a survivor (Pipedrive: the loser's delete event with
+// meta.merged_to_id, the only record of a merge Pipedrive gives) becomes a merge tombstone
+// pointing at it, so its pending app edit is settled against the survivor (crm.apply_inbound
+// step 12), as HubSpot's merged ids are.
 // Processing never trusts an event's payload as the record: the payload only names ids.
 // Pages are written in mode "live": unfenced (webhooks must not wait for, nor take, the
 // stream's lease held by a walk) and moving no cursor.
@@ -52,6 +56,8 @@ export interface EventGroup {
   /** Distinct ids to re-read: the events' records and the ids their merges name. */
   ids: string[];
   events: InboxEvent[];
+  /** Merge losers named by their own merge event → their survivor (Pipedrive). */
+  mergedInto: Map<string, string>;
 }
 
 export interface Coalesced {
@@ -75,35 +81,54 @@ export function coalesceEvents(provider: ProviderName, events: InboxEvent[]): Co
       continue;
     }
     let g = groups.get(object);
-    if (!g) groups.set(object, g = { ids: [], events: [] });
+    if (!g) groups.set(object, g = { ids: [], events: [], mergedInto: new Map() });
     g.events.push(e);
     const ids = [e.remote_id, ...(e.event_type === "merge" ? mergedIds(e.payload) : [])];
     for (const id of ids) if (valid(id) && !g.ids.includes(id)) g.ids.push(id);
+    const survivor = e.event_type === "merge" ? survivorOf(e.payload) : null;
+    if (survivor !== null && valid(survivor) && survivor !== e.remote_id) {
+      g.mergedInto.set(e.remote_id, survivor);
+    }
   }
   return { groups, ignored };
 }
 
+const idOf = (v: unknown): string | null =>
+  (typeof v === "number" && Number.isSafeInteger(v)) || typeof v === "string" ? String(v) : null;
+
+/**
+ * The survivor a merge event names for its own record: Pipedrive's merged_to_id. Webhooks v2
+ * put it in the loser's delete event's `meta` (documented: "Webhooks v2 migration guide");
+ * the other places (top level, data, previous, current) are older shapes, read the same way.
+ */
+export function survivorOf(payload: unknown): string | null {
+  const p = (payload ?? {}) as Record<string, unknown>;
+  for (const k of ["meta", "data", "previous", "current"]) {
+    const inner = p[k];
+    if (inner && typeof inner === "object") {
+      const id = idOf((inner as Record<string, unknown>).merged_to_id);
+      if (id !== null) return id;
+    }
+  }
+  return idOf(p.merged_to_id);
+}
+
 /**
  * The other records a merge event names (SPEC13 keeps the provider's raw event): HubSpot
- * mergedObjectIds, primaryObjectId and newObjectId; Pipedrive merged_to_id (in data or
- * previous for webhooks v2, at the top in v1). Only ids are taken from a payload.
+ * mergedObjectIds, primaryObjectId and newObjectId; Pipedrive merged_to_id (survivorOf). Only
+ * ids are taken from a payload.
  */
 export function mergedIds(payload: unknown): string[] {
   const out: string[] = [];
   const add = (v: unknown) => {
-    if ((typeof v === "number" && Number.isSafeInteger(v)) || typeof v === "string") {
-      out.push(String(v));
-    }
+    const id = idOf(v);
+    if (id !== null) out.push(id);
   };
   const p = (payload ?? {}) as Record<string, unknown>;
   if (Array.isArray(p.mergedObjectIds)) p.mergedObjectIds.forEach(add);
   add(p.primaryObjectId);
   add(p.newObjectId);
-  add(p.merged_to_id);
-  for (const k of ["data", "previous", "current"]) {
-    const inner = p[k];
-    if (inner && typeof inner === "object") add((inner as Record<string, unknown>).merged_to_id);
-  }
+  add(survivorOf(p));
   return out;
 }
 
@@ -197,6 +222,7 @@ export async function runInbox(sql: Sql, ctx: SyncContext, o: InboxOptions): Pro
           await applyByIds(sql, ctx, run.target, run.tally, g.ids, {
             deadline: o.deadline,
             tombstoneMissing: true,
+            mergedInto: g.mergedInto,
           });
         } catch (e) {
           failure = e;

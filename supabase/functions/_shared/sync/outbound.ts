@@ -21,6 +21,7 @@ import {
   failOutbox,
   type Failure,
 } from "./outbox.ts";
+import { holdGoneMerges, mergeStoreOf } from "./gone_merges.ts";
 import { planPush } from "./push_ops.ts";
 import { recheckSink, recheckUpdates } from "./push_recheck.ts";
 
@@ -225,7 +226,17 @@ export async function runOutbound(
             throw e;
           }
         }
+        // A "gone" update may be a merge loser (sync/gone_merges.ts).
+        const merges = mergeStoreOf(sql);
+        const merging = await holdGoneMerges(
+          merges,
+          ctx.conn,
+          object,
+          failed,
+          new Map([...batch.byRef.values()].map((e) => [e.id, e])),
+        );
         await settle(sql, push, completed, failed, ctx.calls() - callsBefore, taken);
+        await merges.retarget(ctx.conn.id, object, merging);
         // Refused credentials end the push and put the connection in error (its entries wait,
         // unclaimable, until it is reconnected), rather than retrying into the refusal.
         const refused = failed.find((f) => f.action === "reauth");

@@ -27,7 +27,8 @@ export interface ByIdsResult {
  * Reads `ids` by id (the adapter's batch reads, within the deadline) and writes what came back
  * as one page to `target`. With `tombstoneMissing`, ids the CRM no longer has are written as
  * deleted records (their modification time: now), except ids a record read names as merged
- * into it (the survivor's merged_ids makes them aliases). Throws when the read fails.
+ * into it (the survivor's merged_ids makes them aliases); one `mergedInto` names (a merge
+ * event's loser) is a deleted record merged into its survivor. Throws when the read fails.
  */
 export async function applyByIds(
   sql: Sql,
@@ -35,7 +36,7 @@ export async function applyByIds(
   target: PageTarget,
   tally: RunTally,
   ids: string[],
-  o: { deadline: number; tombstoneMissing?: boolean },
+  o: { deadline: number; tombstoneMissing?: boolean; mergedInto?: ReadonlyMap<string, string> },
 ): Promise<ByIdsResult> {
   const got = await ctx.adapter.readByIds(target.object, ids, { deadline: o.deadline });
   const errors = got.errors.filter((e) => !e.missing);
@@ -45,7 +46,7 @@ export async function applyByIds(
     const aliased = new Set(got.records.flatMap((r) => r.mergedIds));
     const now = new Date().toISOString();
     for (const id of missing) {
-      if (!aliased.has(id)) records.push(tombstone(id, now));
+      if (!aliased.has(id)) records.push(tombstone(id, now, o.mergedInto?.get(id)));
     }
   }
   const page = mapPage(ctx.mapper, target.object, {
@@ -60,7 +61,7 @@ export async function applyByIds(
 }
 
 /** A record the CRM no longer has, as a deletion listing would report it. */
-function tombstone(remoteId: string, at: string): RemoteRecord {
+function tombstone(remoteId: string, at: string, mergedInto?: string): RemoteRecord {
   return {
     remoteId,
     remoteType: "",
@@ -68,6 +69,7 @@ function tombstone(remoteId: string, at: string): RemoteRecord {
     properties: {},
     deleted: true,
     mergedIds: [],
+    ...(mergedInto ? { mergedInto } : {}),
   };
 }
 
