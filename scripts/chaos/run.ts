@@ -29,6 +29,10 @@ export interface Faults {
   webhookDropRate: number;
   webhookDuplicateRate: number;
   webhookReorderRate: number;
+  /** Added latency per request (ms) and which routes faults apply to (the emulator's
+   * `routeFilter`): a hand-written list slows a route to open a window deterministically. */
+  latencyMs?: number;
+  routeFilter?: string;
 }
 
 export const ISSUE_FAULTS: Faults = {
