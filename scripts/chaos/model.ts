@@ -152,8 +152,17 @@ export function expect(
         s.add(b);
         why.push(`${f}: a merge loser's app edit against the survivor's value under ${policy}`);
       }
-    } else if (!a) s = setOf(c.v[f]!);
-    else {
+    } else if (!a) {
+      s = setOf(c.v[f]!);
+      // A field the app did not edit is still raced when a push in flight writes it along: a
+      // Pipedrive person's name halves are one CRM field (`name`), so the push of one half sends
+      // the other as the push's read found it (run.ts counts both halves as queued).
+      if (c.inFlight?.includes(f)) {
+        const before = crmEdits.filter((e) => e.op < c.op && e.v[f] !== undefined).pop();
+        s.add(before ? before.v[f]! : b);
+        why.push(`${f}: the CRM edit #${c.op} raced a push in flight that writes the field along`);
+      }
+    } else {
       const av = a.v[f]!, cv = c.v[f]!;
       const either = setOf<string | null>(av, cv);
       if (policy === "crm_wins") s = c.op > a.op ? setOf(cv) : either;

@@ -701,8 +701,14 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
       if (!x?.local) return { raced: [], inFlight: [] };
       const rows = await sql`select op, changed_columns, state from crm.outbox
                              where record_id = ${x.local} and state <> 'dead'`;
-      const hit = (f: Field, r: (typeof rows)[number]) =>
-        r.op !== "update" || (r.changed_columns ?? []).includes(f);
+      // Pipedrive writes a person's name whole (v2 has `name` only): an entry with one half
+      // writes the other along, as the push's read of the person found it.
+      const halves = p === "pipedrive" ? ["first_name", "last_name"] : [];
+      const hit = (f: Field, r: (typeof rows)[number]) => {
+        const cols: string[] = r.changed_columns ?? [];
+        return r.op !== "update" || cols.includes(f) ||
+          (halves.includes(f) && cols.some((c) => halves.includes(c)));
+      };
       const fs = Object.keys(v) as Field[];
       return {
         raced: fs.filter((f) => rows.some((r) => hit(f, r))),
