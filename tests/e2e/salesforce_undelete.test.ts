@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { startSalesforce } from "../../shared/emulators/salesforce/mod.ts";
 import { admin, cleanup, connect, db, type Sandbox } from "./_harness.ts";
-import { asApp, pullNow, pushNow, stored } from "./_outbound.ts";
+import { asApp, awaitOutbox, pullNow, pushNow, stored } from "./_outbound.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -58,7 +58,9 @@ Deno.test({
         (tx) => tx`update crm.contacts set deleted_at = now() where id = ${soft.id}`,
       );
       await asApp(sql, conn, (tx) => tx`delete from crm.contacts where id = ${hard.id}`);
+      // A worker woken by the outbox may hold the entries already: wait for the drain.
       await pushNow(conn);
+      await awaitOutbox(sql, conn);
       for (const r of rows) {
         assert.equal((await stored(sb.url, "salesforce", "contacts", r.remote_id)).deleted, true);
       }
