@@ -157,7 +157,7 @@ export function expect(
       // A field the app did not edit is still raced when a push in flight writes it along: a
       // Pipedrive person's name halves are one CRM field (`name`), so the push of one half sends
       // the other as the push's read found it (run.ts counts both halves as queued).
-      if (c.inFlight?.includes(f)) {
+      if ((pushWindow === "known" ? c.raced : c.inFlight)?.includes(f)) {
         const before = crmEdits.filter((e) => e.op < c.op && e.v[f] !== undefined).pop();
         s.add(before ? before.v[f]! : b);
         why.push(`${f}: the CRM edit #${c.op} raced a push in flight that writes the field along`);
