@@ -75,12 +75,16 @@ comment on function crm.retarget_merged_entries(uuid, text, uuid[]) is
 
 -- The stranded entries of one connection (or all, NULL) and object (or all three): update
 -- entries, pending or with an expired lease, of merge tombstones. Runs before a claim, holding
--- no lock yet, so it may wait for the rows like any engine write.
+-- no lock yet, and locks rows before entries like any engine write. A claim must not stall
+-- behind an app transaction holding a loser or survivor row: a group whose locks are not had
+-- within lock_timeout (or that deadlocks) is skipped, its entries stay pending, and the claim
+-- puts them back for the next sweep.
 create or replace function crm._retarget_stranded_merges(p_connection_id uuid, p_object text)
   returns integer
   language plpgsql
   volatile
   set search_path = ''
+  set lock_timeout = '1s'
 as $$
 declare
   v_object text;
@@ -103,7 +107,11 @@ begin
       v_object, v_object)
       using p_connection_id
     loop
-      v_n := v_n + crm.retarget_merged_entries(s.connection_id, v_object, s.ids);
+      begin
+        v_n := v_n + crm.retarget_merged_entries(s.connection_id, v_object, s.ids);
+      exception when lock_not_available or deadlock_detected then
+        null;
+      end;
     end loop;
   end loop;
   return v_n;
