@@ -4,13 +4,7 @@
 // must then still apply whole: the new records inserted, the concurrent one updated. Two real
 // sessions; runs against the shared stack database with a connection of its own.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
-
-type Sql = ReturnType<typeof postgres>;
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
+import { openSession as open } from "../_support/db.ts";
 
 Deno.test("apply_inbound: a record inserted concurrently does not fail the page", async () => {
   const a = open();

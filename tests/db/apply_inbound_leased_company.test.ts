@@ -13,13 +13,7 @@
 // Two real sessions against the shared stack database, a connection of its own; newest_wins as
 // in the chaos run.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
-
-type Sql = ReturnType<typeof postgres>;
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
+import { openSession as open } from "../_support/db.ts";
 
 Deno.test("apply_inbound: a company the app sets while the apply waits for the row lock, with the record's push leased, is pushed by the next claim", async () => {
   const a = open();

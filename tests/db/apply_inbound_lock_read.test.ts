@@ -6,13 +6,7 @@
 // the field looked unedited ('take'). Two real sessions; runs against the shared stack database
 // with a connection of its own.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
-
-type Sql = ReturnType<typeof postgres>;
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
+import { openSession as open } from "../_support/db.ts";
 
 Deno.test("apply_inbound: an app edit committed while the apply waits for the row lock stays pending", async () => {
   const a = open();

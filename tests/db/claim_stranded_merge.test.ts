@@ -5,13 +5,7 @@
 // (pending, not dropped, not pushed), and a later claim re-targets it. Two real sessions
 // against the shared stack database, a connection of its own.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
-
-type Sql = ReturnType<typeof postgres>;
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
+import { openSession as open } from "../_support/db.ts";
 
 Deno.test("claim_outbox: a stranded merge entry whose row the app holds is put back, then re-targeted", async () => {
   const a = open();

@@ -4,11 +4,9 @@
 // is refused. Runs against the shared stack database, so it creates its own connection and
 // deletes it (with everything hanging off it) afterwards.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
+import { openSession as open, type Sql, type Tx } from "../_support/db.ts";
 
-type Sql = ReturnType<typeof postgres>;
-type Query = Sql | postgres.TransactionSql;
+type Query = Sql | Tx;
 
 interface Claimed {
   id: string;
@@ -16,9 +14,6 @@ interface Claimed {
   attempts: number;
   lease: string;
 }
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
 
 /** A connection with `n` synced contacts, each with a pending app change (one outbox entry). */
 async function fixture(sql: Sql, n: number): Promise<string> {

@@ -3,11 +3,8 @@
 // (crm.connect_connection re-activating it) waits, and writes its grant after the refresh
 // committed; another connection's lock is independent.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
+import { openSession as open } from "../_support/db.ts";
 
-const open = () =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
 const later = (ms: number) => new Promise((r) => setTimeout(() => r("pending"), ms));
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

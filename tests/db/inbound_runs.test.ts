@@ -4,13 +4,7 @@
 // arrives while the holder is writing a page waits for that page, whose heartbeat keeps the
 // stream with the holder.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
-
-type Sql = ReturnType<typeof postgres>;
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
+import { openSession as open, type Sql, type Tx } from "../_support/db.ts";
 
 async function fixture(sql: Sql): Promise<string> {
   const [{ id }] = await sql`
@@ -26,7 +20,7 @@ const begin = (sql: Sql, conn: string, lease = "5 minutes") =>
     from crm.begin_inbound_run(${conn}::uuid, 'contacts', 'cron', 'delta', null, ${lease}::interval)`;
 
 const page = (
-  sql: Sql | postgres.TransactionSql,
+  sql: Sql | Tx,
   conn: string,
   run: string,
   token: string,

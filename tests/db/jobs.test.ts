@@ -5,11 +5,9 @@
 // max_workers is 0 while the tests run, and they start once no worker is live, so no real worker
 // claims their jobs.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
+import { openSession as open, type Sql, type Tx } from "../_support/db.ts";
 
-type Sql = ReturnType<typeof postgres>;
-type Query = Sql | postgres.TransactionSql;
+type Query = Sql | Tx;
 
 interface Claimed {
   job_id: string;
@@ -19,9 +17,6 @@ interface Claimed {
   attempts: number;
   claims: number;
 }
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
 
 /** Every kind of job a connection can have: ten streams. */
 const STREAMS = `(values ('inbound', 'contacts', 'delta'), ('inbound', 'companies', 'delta'),

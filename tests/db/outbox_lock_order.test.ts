@@ -5,15 +5,9 @@
 // statements. Two real sessions against the shared stack database: the app's transaction holds
 // the row lock, the engine's call starts, then the app's update needs the entry.
 import assert from "node:assert/strict";
-import postgres from "postgres";
-import { need } from "../_support/env.ts";
+import { openSession as open, type Sql, type Tx } from "../_support/db.ts";
 
-type Sql = ReturnType<typeof postgres>;
-
-const open = (): Sql =>
-  postgres(need("SUPABASE_DB_URL"), { max: 1, onnotice: () => {}, prepare: false });
-
-async function waitForLock(tx: postgres.TransactionSql, pid: number): Promise<void> {
+async function waitForLock(tx: Tx, pid: number): Promise<void> {
   for (let i = 0;; i++) {
     const [{ waiting }] = await tx`select exists (
         select 1 from pg_stat_activity where pid = ${pid} and wait_event_type = 'Lock') as waiting`;
