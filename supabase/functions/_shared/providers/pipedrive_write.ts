@@ -20,11 +20,13 @@
 import * as v1 from "pipedrive/v1";
 import * as v2 from "pipedrive/v2";
 import {
-  backoffMs,
+  type Classification,
   DEFAULT_RETRY,
   parseRetryAfter,
+  RetryExhaustedError,
   type RetryPolicy,
   sleep,
+  withRetry,
 } from "../http/retry.ts";
 import { buildBody, completeWithStored, needsStored, type PdEntity } from "./pipedrive_body.ts";
 import {
@@ -341,50 +343,54 @@ export function createPipedriveWriter(
     opts: ListOptions,
     last: { error?: HttpAnswerError },
   ): Promise<WriteResult> {
-    let current = prefetched;
-    let waited = 0;
-    for (let attempt = 1;; attempt++) {
+    // Each attempt is one read (but the first, when the chunk's read found the person) and one
+    // PATCH, each sent once; the attempts are retried by withRetry with the waits the call
+    // helper makes (classifyPipedrive's 2 s for a 429 without Retry-After) and its caps.
+    const attempt = async (n: number): Promise<WriteResult> => {
+      let current = n === 1 ? prefetched : undefined;
       if (!current) {
         const got = await readPerson(id, opts, last);
         if (!got.ok) return rejected(op.ref, got.error, "update");
         current = got.data.data ?? {};
       }
       const body = completeWithStored(parts_, current);
-      try {
-        const res = await answer(
-          "update",
-          () => send.update("persons", id, body),
-          opts,
-          last,
-          ONE_ATTEMPT,
-        );
-        return res.ok ? okResult(op.ref, res.data.data, false, op.remoteId) : rejected(
-          op.ref,
-          res.error,
-          "update",
-        );
-      } catch (e) {
-        if (
-          !(e instanceof ProviderError) || e.action !== "retry" || e.pausedUntil ||
-          attempt >= DEFAULT_RETRY.maxAttempts
-        ) throw e;
-        // The waits the call helper would make (withRetry with classifyPipedrive's 2 s for a
-        // 429 without Retry-After), within the same caps.
-        const wait = Math.min(
-          parseRetryAfter(last.error?.headers["retry-after"]) ??
-            (last.error?.status === 429 ? 2000 : backoffMs(attempt, DEFAULT_RETRY)),
-          DEFAULT_RETRY.maxDelayMs * 3,
-        );
-        waited += wait;
-        if (waited > DEFAULT_RETRY.budgetMs) throw e;
-        if (opts.deadline !== undefined && Date.now() + wait >= opts.deadline) throw e;
-        try {
-          await sleep(wait, opts.signal);
-        } catch {
-          throw e; // aborted: the item is retried later, as the call helper's own abort is
-        }
-        current = undefined;
+      const res = await answer(
+        "update",
+        () => send.update("persons", id, body),
+        opts,
+        last,
+        ONE_ATTEMPT,
+      );
+      return res.ok
+        ? okResult(op.ref, res.data.data, false, op.remoteId)
+        : rejected(op.ref, res.error, "update");
+    };
+    let failed: unknown;
+    const classify = (e: unknown): Classification => {
+      failed = e;
+      if (!(e instanceof ProviderError) || e.action !== "retry" || e.pausedUntil) {
+        return { kind: "fatal", reason: String(e) };
       }
+      const afterMs = parseRetryAfter(last.error?.headers["retry-after"]) ??
+        (last.error?.status === 429 ? 2000 : undefined);
+      return { kind: "retry", reason: e.message, afterMs };
+    };
+    try {
+      return await withRetry(attempt, classify, {
+        // Aborted while waiting: the item's error stands, as the call helper's own abort does.
+        sleep: (ms, signal) =>
+          sleep(ms, signal).catch(() => {
+            throw failed;
+          }),
+        signal: opts.signal,
+        deadline: opts.deadline,
+      });
+    } catch (e) {
+      // As the call helper does: the item's own error, retried later by the engine.
+      if (e instanceof RetryExhaustedError && e.lastError instanceof ProviderError) {
+        throw e.lastError;
+      }
+      throw e;
     }
   }
 
