@@ -1059,9 +1059,9 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
     // A first full pull, so the initial records' webhooks and the watermark are in place.
     await inbound("delta");
     await crm.call("DELETE", "/counters");
+    const trace = traceFile();
     for (const [i, op] of ops.entries()) {
       try {
-        const trace = traceFile();
         if (trace) await traceOp(trace, i, op);
         await exec(i, op);
       } catch (e) {
