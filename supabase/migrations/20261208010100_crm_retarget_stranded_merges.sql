@@ -88,12 +88,13 @@ create or replace function crm._retarget_stranded_merges(p_connection_id uuid, p
 as $$
 declare
   v_object text;
-  s record;
+  v_connection_id uuid;
+  v_ids uuid[];
   v_n integer := 0;
 begin
   foreach v_object in array array['companies', 'contacts', 'deals'] loop
     continue when p_object is not null and p_object <> v_object;
-    for s in execute format(
+    for v_connection_id, v_ids in execute format(
       'select o.connection_id, array_agg(o.record_id order by o.record_id) as ids
        from crm.outbox o
        join crm.%I t on t.id = o.record_id
@@ -108,7 +109,7 @@ begin
       using p_connection_id
     loop
       begin
-        v_n := v_n + crm.retarget_merged_entries(s.connection_id, v_object, s.ids);
+        v_n := v_n + crm.retarget_merged_entries(v_connection_id, v_object, v_ids);
       exception when lock_not_available or deadlock_detected then
         null;
       end;

@@ -4,17 +4,10 @@
 // must then still apply whole: the new records inserted, the concurrent one updated. Two real
 // sessions; runs against the shared stack database with a connection of its own.
 import assert from "node:assert/strict";
-import { openSession as open } from "../_support/db.ts";
+import { twoSessions } from "../_support/db.ts";
 
 Deno.test("apply_inbound: a record inserted concurrently does not fail the page", async () => {
-  const a = open();
-  const b = open();
-  let connectionId = "";
-  try {
-    [{ id: connectionId }] = await a`
-      insert into crm.connections (account_id, provider, remote_account_id)
-      values (gen_random_uuid(), 'hubspot', ${"apply-concurrent-" + crypto.randomUUID()})
-      returning id::text as id`;
+  await twoSessions("hubspot", null, async (a, b, connectionId) => {
     const [{ pid }] = await b`select pg_backend_pid() as pid`;
     const page = [
       { remote_id: "cc-1", remote_updated_at: "2026-01-02T00:00:00Z", first_name: "Remote" },
@@ -46,9 +39,5 @@ Deno.test("apply_inbound: a record inserted concurrently does not fail the page"
       "cc-2",
       "Two",
     ]]);
-  } finally {
-    if (connectionId) await a`delete from crm.connections where id = ${connectionId}::uuid`;
-    await a.end();
-    await b.end();
-  }
+  });
 });

@@ -13,76 +13,68 @@
 // Two real sessions against the shared stack database, a connection of its own; newest_wins as
 // in the chaos run.
 import assert from "node:assert/strict";
-import { openSession as open } from "../_support/db.ts";
+import { twoSessions } from "../_support/db.ts";
 
 Deno.test("apply_inbound: a company the app sets while the apply waits for the row lock, with the record's push leased, is pushed by the next claim", async () => {
-  const a = open();
-  const b = open();
-  let connectionId = "";
-  try {
-    [{ id: connectionId }] = await a`
-      insert into crm.connections (account_id, provider, remote_account_id, settings)
-      values (gen_random_uuid(), 'pipedrive', ${"leased-company-" + crypto.randomUUID()},
-              '{"conflict_policy": "newest_wins"}')
-      returning id::text as id`;
-    const [{ id: rowId }] = await a.begin(async (tx) => {
-      await tx`select set_config('crm.engine', 'on', true)`;
-      return await tx`
+  await twoSessions(
+    "pipedrive",
+    { "conflict_policy": "newest_wins" },
+    async (a, b, connectionId) => {
+      const [{ id: rowId }] = await a.begin(async (tx) => {
+        await tx`select set_config('crm.engine', 'on', true)`;
+        return await tx`
         insert into crm.contacts (connection_id, remote_id, remote_updated_at, first_name, last_name)
         values (${connectionId}::uuid, 'lc-1', '2026-01-01T00:00:04Z', 'F0', 'L0')
         returning id::text as id`;
-    });
-    // The app's last-name edit, claimed by a worker that then dies before completing it (the
-    // entry stays leased; its write reached the CRM).
-    await a`update crm.contacts set last_name = 'AL1' where id = ${rowId}::uuid`;
-    const [first] = await b`
+      });
+      // The app's last-name edit, claimed by a worker that then dies before completing it (the
+      // entry stays leased; its write reached the CRM).
+      await a`update crm.contacts set last_name = 'AL1' where id = ${rowId}::uuid`;
+      const [first] = await b`
       select id::text as id, pushed from crm.claim_outbox('killed-worker', 10, '5 minutes',
                                                          ${connectionId}::uuid)`;
-    assert.deepEqual(first?.pushed, { last_name: "AL1" }, "the last-name edit was claimed");
-    // The webhook of that write: the CRM's record, newer than the row, with no company.
-    const page = [{
-      remote_id: "lc-1",
-      remote_updated_at: "2026-01-01T00:00:05Z",
-      first_name: "F0",
-      last_name: "AL1",
-      company_remote_id: null,
-    }];
-    const [{ pid }] = await b`select pg_backend_pid() as pid`;
-    let applied: Promise<unknown[]> | undefined;
-    await a.begin(async (tx) => {
-      // The app sets the company; this transaction holds the row lock until it commits.
-      await tx`update crm.contacts set company_remote_id = '2' where id = ${rowId}::uuid`;
-      applied = b`select * from crm.apply_inbound(${connectionId}::uuid, 'contacts', ${
-        b.json(page)
-      })`.execute();
-      applied.catch(() => {}); // awaited below
-      for (let i = 0;; i++) {
-        const [{ waiting }] = await tx`select exists (
+      assert.deepEqual(first?.pushed, { last_name: "AL1" }, "the last-name edit was claimed");
+      // The webhook of that write: the CRM's record, newer than the row, with no company.
+      const page = [{
+        remote_id: "lc-1",
+        remote_updated_at: "2026-01-01T00:00:05Z",
+        first_name: "F0",
+        last_name: "AL1",
+        company_remote_id: null,
+      }];
+      const [{ pid }] = await b`select pg_backend_pid() as pid`;
+      let applied: Promise<unknown[]> | undefined;
+      await a.begin(async (tx) => {
+        // The app sets the company; this transaction holds the row lock until it commits.
+        await tx`update crm.contacts set company_remote_id = '2' where id = ${rowId}::uuid`;
+        applied = b`select * from crm.apply_inbound(${connectionId}::uuid, 'contacts', ${
+          b.json(page)
+        })`.execute();
+        applied.catch(() => {}); // awaited below
+        for (let i = 0;; i++) {
+          const [{ waiting }] = await tx`select exists (
             select 1 from pg_stat_activity where pid = ${pid} and wait_event_type = 'Lock') as waiting`;
-        if (waiting) break;
-        assert.ok(i < 200, "the apply never waited for the app's row lock");
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    });
-    await applied!;
-    const [row] = await a`select last_name, company_remote_id from crm.contacts
+          if (waiting) break;
+          assert.ok(i < 200, "the apply never waited for the app's row lock");
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      });
+      await applied!;
+      const [row] = await a`select last_name, company_remote_id from crm.contacts
                           where id = ${rowId}::uuid`;
-    assert.deepEqual(
-      [row.last_name, row.company_remote_id],
-      ["AL1", "2"],
-      "the app's company stays in the row",
-    );
-    // The dead worker's lease runs out; the next claim pushes what the row holds.
-    await a`update crm.outbox set locked_until = now() - interval '1 second'
+      assert.deepEqual(
+        [row.last_name, row.company_remote_id],
+        ["AL1", "2"],
+        "the app's company stays in the row",
+      );
+      // The dead worker's lease runs out; the next claim pushes what the row holds.
+      await a`update crm.outbox set locked_until = now() - interval '1 second'
             where id = ${first.id}::bigint`;
-    const [again] = await b`
+      const [again] = await b`
       select id::text as id, pushed from crm.claim_outbox('next-worker', 10, '5 minutes',
                                                          ${connectionId}::uuid)`;
-    assert.equal(again?.id, first.id, "the leased entry is claimed again");
-    assert.equal(again.pushed.company_remote_id, "2", "the app's company is pushed, not null");
-  } finally {
-    if (connectionId) await a`delete from crm.connections where id = ${connectionId}::uuid`;
-    await a.end();
-    await b.end();
-  }
+      assert.equal(again?.id, first.id, "the leased entry is claimed again");
+      assert.equal(again.pushed.company_remote_id, "2", "the app's company is pushed, not null");
+    },
+  );
 });

@@ -6,18 +6,10 @@
 // the field looked unedited ('take'). Two real sessions; runs against the shared stack database
 // with a connection of its own.
 import assert from "node:assert/strict";
-import { openSession as open } from "../_support/db.ts";
+import { twoSessions } from "../_support/db.ts";
 
 Deno.test("apply_inbound: an app edit committed while the apply waits for the row lock stays pending", async () => {
-  const a = open();
-  const b = open();
-  let connectionId = "";
-  try {
-    [{ id: connectionId }] = await a`
-      insert into crm.connections (account_id, provider, remote_account_id, settings)
-      values (gen_random_uuid(), 'hubspot', ${"apply-lock-read-" + crypto.randomUUID()},
-              '{"conflict_policy": "app_wins"}')
-      returning id::text as id`;
+  await twoSessions("hubspot", { "conflict_policy": "app_wins" }, async (a, b, connectionId) => {
     const [{ id: rowId }] = await a.begin(async (tx) => {
       await tx`select set_config('crm.engine', 'on', true)`;
       return await tx`
@@ -57,9 +49,5 @@ Deno.test("apply_inbound: an app edit committed while the apply waits for the ro
                          where object = 'contacts' and record_id = ${rowId}::uuid`;
     assert.ok(ob, "the outbox entry stays");
     assert.deepEqual([...ob.changed_columns].sort(), ["first_name", "job_title"]);
-  } finally {
-    if (connectionId) await a`delete from crm.connections where id = ${connectionId}::uuid`;
-    await a.end();
-    await b.end();
-  }
+  });
 });

@@ -5,18 +5,10 @@
 // (pending, not dropped, not pushed), and a later claim re-targets it. Two real sessions
 // against the shared stack database, a connection of its own.
 import assert from "node:assert/strict";
-import { openSession as open } from "../_support/db.ts";
+import { twoSessions } from "../_support/db.ts";
 
 Deno.test("claim_outbox: a stranded merge entry whose row the app holds is put back, then re-targeted", async () => {
-  const a = open();
-  const b = open();
-  let connectionId = "";
-  try {
-    [{ id: connectionId }] = await a`
-      insert into crm.connections (account_id, provider, remote_account_id, settings)
-      values (gen_random_uuid(), 'hubspot', ${"stranded-merge-" + crypto.randomUUID()},
-              '{"conflict_policy": "app_wins"}')
-      returning id::text as id`;
+  await twoSessions("hubspot", { "conflict_policy": "app_wins" }, async (a, b, connectionId) => {
     await a.begin(async (tx) => {
       await tx`select set_config('crm.engine', 'on', true)`;
       await tx`
@@ -80,9 +72,5 @@ Deno.test("claim_outbox: a stranded merge entry whose row the app holds is put b
       await a`select field, resolution, split_part(reason, ':', 1) as reason from crm.conflicts
                         where connection_id = ${connectionId}::uuid`;
     assert.deepEqual({ ...k }, { field: "first_name", resolution: "local", reason: "merge" });
-  } finally {
-    if (connectionId) await a`delete from crm.connections where id = ${connectionId}::uuid`;
-    await a.end();
-    await b.end();
-  }
+  });
 });

@@ -5,7 +5,7 @@
 // statements. Two real sessions against the shared stack database: the app's transaction holds
 // the row lock, the engine's call starts, then the app's update needs the entry.
 import assert from "node:assert/strict";
-import { openSession as open, type Sql, type Tx } from "../_support/db.ts";
+import { type Sql, twoSessions, type Tx } from "../_support/db.ts";
 
 async function waitForLock(tx: Tx, pid: number): Promise<void> {
   for (let i = 0;; i++) {
@@ -20,15 +20,7 @@ async function waitForLock(tx: Tx, pid: number): Promise<void> {
 type Verb = (b: Sql, id: string, lease: string) => Promise<unknown>;
 
 async function race(name: string, verb: Verb): Promise<void> {
-  const a = open();
-  const b = open();
-  let connectionId = "";
-  try {
-    [{ id: connectionId }] = await a`
-      insert into crm.connections (account_id, provider, remote_account_id, settings)
-      values (gen_random_uuid(), 'hubspot', ${"lock-order-" + crypto.randomUUID()},
-              '{"conflict_policy": "newest_wins"}')
-      returning id::text as id`;
+  await twoSessions("hubspot", { "conflict_policy": "newest_wins" }, async (a, b, connectionId) => {
     const [{ id: rowId }] = await a.begin(async (tx) => {
       await tx`select set_config('crm.engine', 'on', true)`;
       return await tx`
@@ -62,11 +54,7 @@ async function race(name: string, verb: Verb): Promise<void> {
                          where object = 'contacts' and record_id = ${rowId}::uuid`;
     assert.ok(ob, `${name}: the app's later edit is still to push`);
     assert.ok(ob.changed_columns.includes("first_name"));
-  } finally {
-    if (connectionId) await a`delete from crm.connections where id = ${connectionId}::uuid`;
-    await a.end();
-    await b.end();
-  }
+  });
 }
 
 Deno.test("complete_outbox: an app update during the completion neither deadlocks nor is lost", async () => {
