@@ -250,8 +250,14 @@ const ACCOUNT: Record<ProviderName, string> = {
   pipedrive: "PIPEDRIVE_COMPANY_ID",
 };
 
-async function startSandbox(provider: ProviderName, seed: number) {
-  const base = { port: 0, seed, records: 0, timeScale: 0.001, log: () => {} };
+/** The sandbox's clock: real time, or one instant while `frozen` is set (a bulk edit). */
+interface SandboxClock {
+  frozen: number | null;
+}
+
+async function startSandbox(provider: ProviderName, seed: number, clock: SandboxClock) {
+  const now = () => clock.frozen ?? Date.now();
+  const base = { port: 0, seed, records: 0, timeScale: 0.001, log: () => {}, now };
   const sb = provider === "hubspot"
     ? await startHubSpot({ ...base, rateLimit: { tenSecondly: 100_000, searchPerSecond: 10_000 } })
     : provider === "salesforce"
@@ -337,7 +343,8 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
   // The sandbox's own seed is kept apart from the run's: its account ids (portal, org, company)
   // come from it, and seed 1 is the test stack's own sandboxes, whose connections a run must
   // never replace.
-  const sb = await startSandbox(p, SANDBOX_SEED_BASE + o.seed);
+  const clock: SandboxClock = { frozen: null };
+  const sb = await startSandbox(p, SANDBOX_SEED_BASE + o.seed, clock);
   const crm = new Crm(p, sb.url);
   const sql = postgres(need("SUPABASE_DB_URL"), {
     max: 4,
@@ -901,27 +908,28 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
       }
       case "crm_bulk": {
         if (!fields.includes(op.field)) break;
+        // A bulk job writes its records at one instant: the sandbox's clock stands still while
+        // they are written, so each record's value and its modification time change together
+        // (a two-step edit, values then a re-stamp to a later second, showed the engine a value
+        // at a time the CRM never gave it). Requests the engine makes meanwhile get that
+        // instant too; time never goes backwards.
         const ids: Array<[number, string, { raced: Field[]; inFlight: Field[] }]> = [];
-        for (const h of op.hs) {
-          const got = await crmLive(h);
-          if (!got?.rec?.live) continue;
-          const race = await queued(h, { [op.field]: op.value });
-          const r = await crm.call(
-            "PATCH",
-            `/records/${OBJ[p]}/${got.x.remote}`,
-            crm.body({ [op.field]: op.value }),
-          );
-          if (r.status < 300) ids.push([h, got.x.remote!, race]);
+        clock.frozen = Date.now();
+        try {
+          for (const h of op.hs) {
+            const got = await crmLive(h);
+            if (!got?.rec?.live) continue;
+            const race = await queued(h, { [op.field]: op.value });
+            const r = await crm.call(
+              "PATCH",
+              `/records/${OBJ[p]}/${got.x.remote}`,
+              crm.body({ [op.field]: op.value }),
+            );
+            if (r.status < 300) ids.push([h, got.x.remote!, race]);
+          }
+        } finally {
+          clock.frozen = null;
         }
-        if (!ids.length) break;
-        // One identical modification time, not before any edit just made (a real bulk job's
-        // records share a second; time never goes backwards).
-        const at = Math.ceil((Date.now() + 1) / 1000) * 1000;
-        const r = await crm.call("POST", `/records/${OBJ[p]}/set-modified`, {
-          modifiedAt: new Date(at).toISOString(),
-          ids: ids.map(([, id]) => id),
-        });
-        if (r.status >= 300) throw new Error(`set-modified: ${r.status} ${JSON.stringify(r.json)}`);
         for (const [h, id, race] of ids) {
           const after = await crm.get(id);
           effect(h, {
@@ -936,12 +944,11 @@ export async function runOps(ops: Op[], o: RunOptions): Promise<RunResult> {
           note(
             h,
             `#${i} crm bulk ${op.field}=${op.value} (${ids.length} records at ` +
-              `${new Date(at).toISOString()})${
+              `${new Date(after!.at).toISOString()})${
                 race.raced.length ? " (app edit still queued)" : ""
               }`,
           );
         }
-        await sleep(Math.max(0, at - Date.now() + 5));
         break;
       }
       case "crm_assoc": {

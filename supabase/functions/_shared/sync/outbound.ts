@@ -9,6 +9,7 @@
 // Each object pushed gets a crm.sync_log row (direction outbound) with truthful counts.
 import { redactSecrets } from "../http/redact.ts";
 import type { Sql } from "../db.ts";
+import { DEADLINE_GRACE_MS, DEFAULT_CALL_TIMEOUT_MS } from "../providers/call.ts";
 import { type ObjectType, ProviderError } from "../providers/types.ts";
 import { errorMessage, recordFailure } from "./connections.ts";
 import type { SyncContext } from "./context.ts";
@@ -20,6 +21,7 @@ import {
   type Completion,
   failOutbox,
   type Failure,
+  heldLeases,
 } from "./outbox.ts";
 import { holdGoneMerges, mergeStoreOf } from "./gone_merges.ts";
 import { planPush } from "./push_ops.ts";
@@ -32,6 +34,9 @@ export const PUSH_ORDER: readonly ObjectType[] = ["companies", "contacts", "deal
 const CLAIM_MARGIN_MS = 5_000;
 /** Outbox lease: far longer than one chunk takes; an expired lease makes the entry claimable. */
 const ENTRY_LEASE_S = 120;
+/** A write is sent only while every lease it carries has this much left: one request's timeout
+ * and the deadline's grace, so no attempt of it can still be open when a lease ends. */
+const LEASE_MARGIN_MS = DEFAULT_CALL_TIMEOUT_MS + DEADLINE_GRACE_MS;
 /** Samples of skipped fields and warnings kept in a run's details. */
 const SAMPLES = 20;
 
@@ -172,9 +177,11 @@ export async function runOutbound(
         const completed: Completion[] = [...batch.completed];
         const failed: Failure[] = [...batch.failed];
         push.unchanged += batch.completed.length;
+        // The leases are checked right before the write, and the write ends before they do.
+        const writeDeadline = await dropLostLeases(sql, batch, notes.warnings, o.deadline);
         if (batch.ops.length > 0) {
           try {
-            const results = await writer.write(object, batch.ops, { deadline: o.deadline });
+            const results = await writer.write(object, batch.ops, { deadline: writeDeadline });
             const seen = new Set<string>();
             for (const r of results) {
               const e = batch.byRef.get(r.ref);
@@ -266,6 +273,34 @@ function pauseSeconds(e: unknown): number | undefined {
   if (!(e instanceof ProviderError)) return undefined;
   if (e.pausedUntil) return Math.max(0, (Date.parse(e.pausedUntil) - Date.now()) / 1000);
   return e.retryAfterMs ? e.retryAfterMs / 1000 : undefined;
+}
+
+/**
+ * Leaves out of the write the ops whose entries this push no longer holds (another worker
+ * may hold them now; their lease, not this push, decides what happens to them) and returns the
+ * write's deadline: before the shortest remaining lease ends, a request's grace included.
+ */
+async function dropLostLeases(
+  sql: Sql,
+  batch: ReturnType<typeof planPush>,
+  warnings: unknown[],
+  deadline: number,
+): Promise<number> {
+  const writing = batch.ops.map((op) => batch.byRef.get(op.ref)!);
+  const { held, leftMs } = await heldLeases(sql, writing, LEASE_MARGIN_MS);
+  const lost = writing.filter((e) => !held.has(e.id));
+  if (lost.length > 0) {
+    const gone = new Set(lost.map((e) => String(e.id)));
+    batch.ops = batch.ops.filter((op) => !gone.has(op.ref));
+    for (const ref of gone) batch.byRef.delete(ref);
+    if (warnings.length < SAMPLES) {
+      warnings.push({
+        warning: "lease lost before the write: not sent, left to the entry's next claim",
+        entries: lost.map((e) => e.id),
+      });
+    }
+  }
+  return Math.min(deadline, Date.now() + leftMs - DEADLINE_GRACE_MS);
 }
 
 async function settle(

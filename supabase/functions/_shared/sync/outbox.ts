@@ -75,3 +75,31 @@ export async function failOutbox(
   const [r] = await sql`select * from crm.fail_outbox(${JSON.stringify(failed)}::text::jsonb)`;
   return { retrying: Number(r.retrying), dead: Number(r.dead) };
 }
+
+/**
+ * Of `entries`, those whose lease this push still holds with at least `marginMs` left, read
+ * right before a CRM write, and the time left on the shortest of them. The CRM takes no
+ * fencing token, so a push stalled past its lease (a hung call and its retry, a long wait)
+ * must not send what another worker may hold and write by now: the chaos harness saw a read
+ * hang 30 s, another worker push the app's second edit meanwhile, and the stalled push then
+ * write the first edit over it.
+ */
+export async function heldLeases(
+  sql: Sql,
+  entries: ReadonlyArray<{ id: number; lease: string }>,
+  marginMs: number,
+): Promise<{ held: Set<number>; leftMs: number }> {
+  if (entries.length === 0) return { held: new Set(), leftMs: 0 };
+  const rows = await sql<{ id: string; left_ms: number }[]>`
+    select o.id::text as id,
+           (extract(epoch from (o.locked_until - clock_timestamp())) * 1000)::float8 as left_ms
+    from crm.outbox o
+    join unnest(${entries.map((e) => e.id)}::bigint[], ${entries.map((e) => e.lease)}::uuid[])
+      as h(id, lease) on h.id = o.id and h.lease = o.lease
+    where o.state = 'processing'
+      and o.locked_until > clock_timestamp() + make_interval(secs => ${marginMs / 1000})`;
+  return {
+    held: new Set(rows.map((r) => Number(r.id))),
+    leftMs: rows.length ? Math.min(...rows.map((r) => Number(r.left_ms))) : 0,
+  };
+}
