@@ -16,7 +16,8 @@
 // is a merge whose event never arrives (a lost delivery). Waiting on every first "gone" for a
 // merge event (tried: 30 s) moved the settlement to when the inbox applied the CRM's deletion
 // of the same record, and the two settled it twice (chaos seed 3: the record created twice).
-// An entry whose push died (its lease expired) is dropped by crm.claim_outbox as a tombstone's.
+// An entry whose push died (its lease expired) after the merge was applied is re-targeted by the
+// next crm.claim_outbox (20261208010100_crm_retarget_stranded_merges.sql).
 import type { Sql } from "../db.ts";
 import type { ObjectType } from "../providers/types.ts";
 import type { Failure, OutboxEntry } from "./outbox.ts";
