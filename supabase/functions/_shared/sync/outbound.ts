@@ -166,9 +166,7 @@ export async function runOutbound(
           throw e;
         }
         if (released.length > 0) {
-          const gone = new Set(released.map((r) => String(r.id)));
-          batch.ops = batch.ops.filter((op) => !gone.has(op.ref));
-          for (const ref of gone) batch.byRef.delete(ref);
+          leaveOut(batch, released);
           push.rechecked += released.length;
         }
         const taken = entries.length - released.length;
@@ -275,6 +273,16 @@ function pauseSeconds(e: unknown): number | undefined {
   return e.retryAfterMs ? e.retryAfterMs / 1000 : undefined;
 }
 
+/** Takes these entries' ops out of the chunk's write (an op's ref is its entry's id). */
+function leaveOut(
+  batch: ReturnType<typeof planPush>,
+  entries: ReadonlyArray<{ id: number | string }>,
+) {
+  const gone = new Set(entries.map((e) => String(e.id)));
+  batch.ops = batch.ops.filter((op) => !gone.has(op.ref));
+  for (const ref of gone) batch.byRef.delete(ref);
+}
+
 /**
  * Leaves out of the write the ops whose entries this push no longer holds (another worker
  * may hold them now; their lease, not this push, decides what happens to them) and returns the
@@ -290,9 +298,7 @@ async function dropLostLeases(
   const { held, leftMs } = await heldLeases(sql, writing, LEASE_MARGIN_MS);
   const lost = writing.filter((e) => !held.has(e.id));
   if (lost.length > 0) {
-    const gone = new Set(lost.map((e) => String(e.id)));
-    batch.ops = batch.ops.filter((op) => !gone.has(op.ref));
-    for (const ref of gone) batch.byRef.delete(ref);
+    leaveOut(batch, lost);
     if (warnings.length < SAMPLES) {
       warnings.push({
         warning: "lease lost before the write: not sent, left to the entry's next claim",
