@@ -77,3 +77,36 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "crm-webhook: a forger naming a portal cannot evict its cached route",
+  ...opts,
+  fn: async () => {
+    // Found by CI (the test above failed 1 run in many): a forged delivery re-checked a cached
+    // route at the database and then forgot it, so the provider's next valid delivery from a
+    // charged address needed the database and got 429. The order is fixed here: forged, forged
+    // (the second evicted the route), valid (cached again), then the flood.
+    const sql = db();
+    const portal = String(600_000_000 + Math.floor(Math.random() * 99_000_000));
+    const r = { portal, secret: randomSecret() };
+    const conn = await webhookConnection(sql, "hubspot", portal, { webhook_secret: r.secret });
+    const flooder = `203.0.113.${1 + Math.floor(Math.random() * 250)}`;
+    const forged = async () => {
+      const res = await deliverHubSpot(r, ["1"], flooder, { forged: true });
+      await res.body?.cancel();
+      return res.status;
+    };
+    try {
+      const statuses = [await forged(), await forged()];
+      const valid = await deliverHubSpot(r, ["46"], "198.51.100.21");
+      assert.equal(valid.status, 200, await valid.text());
+      for (let i = 0; i < REFUSAL_LIMIT + 2; i++) statuses.push(await forged());
+      assert.equal(statuses.at(-1), 429, `the flooder is limited: ${statuses}`);
+      const cached = await deliverHubSpot(r, ["47"], flooder);
+      assert.equal(cached.status, 200, await cached.text());
+    } finally {
+      await sql`delete from crm.connections where id = ${conn}`;
+      await sql.end();
+    }
+  },
+});

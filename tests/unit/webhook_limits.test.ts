@@ -76,7 +76,19 @@ Deno.test("verifiedRoute: a refusal on a remembered entry is re-checked against 
   assert.equal(await verifiedRoute(c, "k", load, (s) => s === "new"), "new");
   // The old secret is no longer remembered once the source said otherwise.
   assert.equal(await verifiedRoute(c, "k", load, (s) => s === "old"), null);
-  assert.equal(c.size, 0, "an entry that fails fresh is forgotten");
+  assert.equal(c.peek("k"), "new", "the source's entry stays: a refused request evicts nothing");
+});
+
+Deno.test("verifiedRoute: forged requests never evict a remembered route", async () => {
+  const c = new RouteCache<string>(10_000, () => 0);
+  let loads = 0;
+  const load = () => (loads++, Promise.resolve("secret"));
+  assert.equal(await verifiedRoute(c, "k", load, (s) => s === "secret"), "secret");
+  for (let i = 0; i < 5; i++) {
+    assert.equal(await verifiedRoute(c, "k", load, (s) => s === `forged-${i}`), null);
+    assert.equal(c.peek("k"), "secret", `still remembered after forged request ${i}`);
+  }
+  assert.equal(loads, 6, "each refusal on the remembered entry was re-checked at the source");
 });
 
 Deno.test("coalescedEnqueue: requests ending during a call share the next one", async () => {

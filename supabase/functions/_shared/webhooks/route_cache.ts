@@ -59,6 +59,8 @@ export class RouteCache<V> {
 /**
  * A remembered value that passes `ok`, else the database's (fresh) one if that passes, else
  * null: a request refused on a remembered entry is always re-checked before it is refused.
+ * The fresh entry stays remembered even when the request fails it: it is the database's truth,
+ * and forgetting it would let a forger evict a route (verified_in_memory.ts relies on it).
  */
 export async function verifiedRoute<V>(
   cache: RouteCache<V>,
@@ -70,7 +72,5 @@ export async function verifiedRoute<V>(
   if (first && await ok(first.value)) return first.value;
   if (!first?.cached) return null;
   const fresh = await cache.get(key, load, true);
-  if (fresh && await ok(fresh.value)) return fresh.value;
-  cache.forget(key);
-  return null;
+  return fresh && await ok(fresh.value) ? fresh.value : null;
 }
