@@ -143,6 +143,21 @@ Deno.test({
       const deleted = delta.find((r) => r.remoteId === other);
       assert.ok(deleted?.deleted);
       assert.equal(deleted.mergedInto, undefined, "a plain delete names no survivor");
+
+      // A read by id returns recycle-bin records deleted, at their deletion's SystemModstamp (a
+      // tombstone from absence would carry the engine's clock), and a merge loser with its
+      // survivor; only an id the org never had (or purged) is missing.
+      const stored = await admin(sf.url, "GET", `/__admin/records/Contact/${other}`);
+      const byId = await adapter.readByIds("contacts", [loser, other, "003000000000000AAA"]);
+      const got = new Map(byId.records.map((r) => [r.remoteId, r]));
+      assert.equal(got.get(other)?.deleted, true);
+      assert.equal(
+        Date.parse(got.get(other)!.modifiedAt),
+        Date.parse(stored.SystemModstamp.replace("+0000", "Z")),
+      );
+      assert.equal(got.get(loser)?.deleted, true);
+      assert.equal(got.get(loser)?.mergedInto, survivor);
+      assert.deepEqual(byId.errors.map((e) => e.remoteId), ["003000000000000AAA"]);
     } finally {
       await sf.close();
     }

@@ -569,7 +569,16 @@ export function createSalesforceAdapter(
           const soql = `SELECT ${select} FROM ${type} WHERE Id IN (${
             chunk.map(soqlString).join(", ")
           })`;
-          const res = await query(soql, { autoFetch: true, maxFetch: 200 }, opts);
+          // queryAll: a record in the recycle bin is returned deleted, at the SystemModstamp of
+          // its deletion (or merge, with MasterRecordId). Missing, its tombstone would carry the
+          // engine's clock (sync/retry.ts), later than an undelete within the same second, which
+          // then never restored it (chaos, Salesforce seed 2 crm_wins). Only a record purged
+          // from the recycle bin (or never there) is missing.
+          const res = await query(
+            soql,
+            { scanAll: type !== "User", autoFetch: true, maxFetch: 200 },
+            opts,
+          );
           for (const raw of res.records) {
             const r = toRecord(type, raw);
             if ("reason" in r) errors.push(r);

@@ -11,8 +11,8 @@
 // record the CRM keeps changing cannot hold the push, and no comparison the apply judges
 // differently can loop.
 // Creates have no CRM record to read; deletes are not compared (the design does not settle an
-// app delete against a CRM edit). Ids the read does not return (deleted, merged away) are left
-// to the write, whose "gone" answer fail_outbox settles by policy.
+// app delete against a CRM edit). Ids the read does not return, or returns deleted (merged
+// away), are left to the write, whose "gone" answer fail_outbox settles by policy.
 import type { Sql } from "../db.ts";
 import type { ObjectType, RemoteRecord } from "../providers/types.ts";
 import { errorMessage } from "./connections.ts";
@@ -64,7 +64,9 @@ export async function recheckUpdates(
   // Relations read apart from the record (HubSpot associations: one more call per chunk) only
   // when a write sends them.
   const relations = due.some((e) => relationsSent.has(e.id));
-  const got = await ctx.adapter.readByIds(object, ids, { deadline, relations });
+  const read = await ctx.adapter.readByIds(object, ids, { deadline, relations });
+  // A read by id may return a deleted record (Salesforce's recycle bin): left to the write too.
+  const got = { records: read.records.filter((r) => !r.deleted) };
   if (got.records.length === 0) return [];
   const page = (records: RemoteRecord[]) =>
     mapPage(ctx.mapper, object, {
