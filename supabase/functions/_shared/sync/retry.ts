@@ -17,16 +17,17 @@ import { mapPage } from "./walk.ts";
 export const RETRY_BATCH = 100;
 
 export interface ByIdsResult {
-  /** Records the CRM returned. */
+  /** Live records the CRM returned. */
   read: number;
-  /** Ids the CRM has no record for (deleted, merged away, never existed). */
+  /** Ids the CRM has no live record for: not returned (purged, never existed) or returned
+   * deleted (Salesforce's recycle bin: applied as deletions at their own time). */
   missing: string[];
 }
 
 /**
  * Reads `ids` by id (the adapter's batch reads, within the deadline) and writes what came back
- * as one page to `target`. With `tombstoneMissing`, ids the CRM no longer has are written as
- * deleted records (their modification time: now), except ids a record read names as merged
+ * as one page to `target`. With `tombstoneMissing`, ids the read does not return are written as
+ * deleted records (their modification time: now, the engine's clock), except ids a record read names as merged
  * into it (the survivor's merged_ids makes them aliases); one `mergedInto` names (a merge
  * event's loser) is a deleted record merged into its survivor. Throws when the read fails.
  */
@@ -40,12 +41,12 @@ export async function applyByIds(
 ): Promise<ByIdsResult> {
   const got = await ctx.adapter.readByIds(target.object, ids, { deadline: o.deadline });
   const errors = got.errors.filter((e) => !e.missing);
-  const missing = got.errors.filter((e) => e.missing).map((e) => e.remoteId as string);
+  const absent = got.errors.filter((e) => e.missing).map((e) => e.remoteId as string);
   const records = [...got.records];
-  if (o.tombstoneMissing && missing.length) {
+  if (o.tombstoneMissing && absent.length) {
     const aliased = new Set(got.records.flatMap((r) => r.mergedIds));
     const now = new Date().toISOString();
-    for (const id of missing) {
+    for (const id of absent) {
       if (!aliased.has(id)) records.push(tombstone(id, now, o.mergedInto?.get(id)));
     }
   }
@@ -57,7 +58,11 @@ export async function applyByIds(
     done: false,
   });
   await savePage(sql, target, tally, page, null);
-  return { read: got.records.length, missing };
+  const deleted = got.records.filter((r) => r.deleted);
+  return {
+    read: got.records.length - deleted.length,
+    missing: [...absent, ...deleted.map((r) => r.remoteId)],
+  };
 }
 
 /** A record the CRM no longer has, as a deletion listing would report it. */
