@@ -154,9 +154,11 @@ Deno.test({
         await storeMergeEvent(sql, conn, s, l);
         // The push first (a direct request: no worker runs the inbox meanwhile).
         await pushNow(conn);
-        const [e] = await sql`select state, last_error from crm.outbox where record_id = ${l.id}`;
+        const [e] = await sql`select state, last_error, attempts from crm.outbox
+                              where record_id = ${l.id}`;
         assert.equal(e?.state, "pending", `the entry waits: ${JSON.stringify(e)}`);
         assert.match(e.last_error, /merge event waits in the inbox/);
+        assert.equal(e.attempts, 0, "a hold gives its attempt back: no dead letter for waiting");
         const [row] = await sql`select remote_id, deleted_at from crm.contacts where id = ${l.id}`;
         assert.deepEqual({ ...row }, { remote_id: l.remote_id, deleted_at: null });
       });

@@ -61,7 +61,7 @@ Deno.test("a gone update waits while its merge is known: in the inbox, or alread
     { recordId: "rec-2", remoteId: "102" },
     { recordId: "rec-3", remoteId: "103" },
   ]], "only gone updates are looked up");
-  assert.deepEqual(failed.map((f) => f.action), ["retry", "retry", "gone", "gone", "fix_data"]);
+  assert.deepEqual(failed.map((f) => f.action), ["hold", "hold", "gone", "gone", "fix_data"]);
   assert.equal(failed[0].retry_after_seconds, MERGE_WAIT_S);
   assert.match(failed[0].error, /merge event waits in the inbox/);
   assert.match(failed[1].error, /re-targeted to the survivor/);

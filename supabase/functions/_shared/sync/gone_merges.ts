@@ -5,7 +5,9 @@
 // event names the survivor (meta.merged_to_id), and the inbox applies it as a merge that
 // re-targets the record's pending app edit to the survivor (crm.apply_inbound step 12), leaving
 // an entry a push holds to that push. Either way the edit was lost for the survivor (chaos
-// finding, Pipedrive seed 3 app_wins). So a "gone" update becomes a retry when:
+// finding, Pipedrive seed 3 app_wins). So a "gone" update becomes a hold (a retry that gives
+// its attempt back, 20261209010100_crm_outbox_hold.sql: a merge event applied late no longer
+// turns the entry into a dead letter) when:
 // - its row is already a merge tombstone (the merge was applied while the push was in flight),
 // - or a merge event of the record waits in the inbox (perhaps being applied right now, having
 //   read the entry as in flight);
@@ -22,7 +24,7 @@ import type { Sql } from "../db.ts";
 import type { ObjectType } from "../providers/types.ts";
 import type { Failure, OutboxEntry } from "./outbox.ts";
 
-/** The retry of an update whose merge the inbox (or this push) is about to settle. */
+/** The hold (retry) of an update whose merge the inbox (or this push) is about to settle. */
 export const MERGE_WAIT_S = 5;
 
 export interface MergeState {
@@ -72,7 +74,7 @@ export function mergeStoreOf(sql: Sql): MergeStore {
 }
 
 /**
- * Turns the "gone" updates of `failed` that are merges into retries (in place). Returns their
+ * Turns the "gone" updates of `failed` that are merges into holds (in place). Returns their
  * record ids: retarget them once the failures are recorded.
  */
 export async function holdGoneMerges(
@@ -99,7 +101,7 @@ export async function holdGoneMerges(
     } else if (waiting.has(e.remoteId!)) {
       f.error = `gone in the CRM, merged (its merge event waits in the inbox): ${f.error}`;
     } else continue;
-    f.action = "retry";
+    f.action = "hold";
     f.retry_after_seconds = MERGE_WAIT_S;
     held.push(e.recordId);
   }

@@ -29,7 +29,9 @@ export interface Failure {
   id: number;
   lease: string;
   error: string;
-  action: WriteAction;
+  /** A provider's verdict, or "hold": a retry that gives the claim's attempt back (the engine
+   * is still settling something, e.g. a merge: sync/gone_merges.ts). */
+  action: WriteAction | "hold";
   retry_after_seconds?: number;
 }
 
