@@ -64,10 +64,10 @@ export async function recheckUpdates(
   // Relations read apart from the record (HubSpot associations: one more call per chunk) only
   // when a write sends them.
   const relations = due.some((e) => relationsSent.has(e.id));
-  const read = await ctx.adapter.readByIds(object, ids, { deadline, relations });
+  const got = await ctx.adapter.readByIds(object, ids, { deadline, relations });
   // A read by id may return a deleted record (Salesforce's recycle bin): left to the write too.
-  const got = { records: read.records.filter((r) => !r.deleted) };
-  if (got.records.length === 0) return [];
+  const live = got.records.filter((r) => !r.deleted);
+  if (live.length === 0) return [];
   const page = (records: RemoteRecord[]) =>
     mapPage(ctx.mapper, object, {
       records,
@@ -81,7 +81,7 @@ export async function recheckUpdates(
     { id: string; record_id: string; remote_id: string; fields: string[] }[]
   >`select id, record_id, remote_id, fields
     from crm.recheck_outbox(${ctx.conn.id}, ${object}, ${sql.json(claims as never)}::jsonb,
-                            ${page(got.records).json}::text::jsonb)`;
+                            ${page(live).json}::text::jsonb)`;
   const released = rows.map((r) => ({
     id: Number(r.id),
     recordId: r.record_id,
@@ -95,7 +95,7 @@ export async function recheckUpdates(
   // after it would carry the engine's own write time instead of the CRM user's.
   const apply = new Set(released.map((r) => r.remoteId));
   const seenAt = new Map(due.map((e) => [e.remoteId, stampOf(e.record)]));
-  for (const r of got.records) {
+  for (const r of live) {
     if (Date.parse(r.modifiedAt) > (seenAt.get(r.remoteId) ?? Infinity)) apply.add(r.remoteId);
   }
   if (apply.size === 0) return released;
@@ -105,7 +105,7 @@ export async function recheckUpdates(
       sql,
       target,
       tally,
-      page(got.records.filter((r) => apply.has(r.remoteId))),
+      page(live.filter((r) => apply.has(r.remoteId))),
       null,
     );
   } catch (e) {

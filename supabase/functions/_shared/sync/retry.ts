@@ -27,9 +27,10 @@ export interface ByIdsResult {
 /**
  * Reads `ids` by id (the adapter's batch reads, within the deadline) and writes what came back
  * as one page to `target`. With `tombstoneMissing`, ids the read does not return are written as
- * deleted records (their modification time: now, the engine's clock), except ids a record read names as merged
- * into it (the survivor's merged_ids makes them aliases); one `mergedInto` names (a merge
- * event's loser) is a deleted record merged into its survivor. Throws when the read fails.
+ * deleted records (their modification time: now, the engine's clock), except ids a record read
+ * names as merged into it (the survivor's merged_ids makes them aliases); one `mergedInto` names
+ * (a merge event's loser) is a deleted record merged into its survivor. Throws when the read
+ * fails.
  */
 export async function applyByIds(
   sql: Sql,
